@@ -1,0 +1,212 @@
+//! The validated configuration: what the rest of airlock works from. Built only by
+//! `config::lower`; every field here has already been checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::model::{Digest, Platform, Reference, Severity};
+
+#[derive(Clone, Debug)]
+pub struct DesiredState {
+    /// The file this came from, for messages.
+    pub file: PathBuf,
+    /// Registry entries by their key (an alias such as `acr`, or a host such as `docker.io`).
+    pub registries: BTreeMap<String, RegistrySpec>,
+    pub quarantine: Area,
+    pub live: Area,
+    /// Delete undeclared live tags.
+    pub prune: bool,
+    pub gate: Gate,
+    pub scanners: BTreeMap<String, ScannerSpec>,
+    /// Declared images, sorted by live path and tag.
+    pub images: Vec<ImageSpec>,
+}
+
+/// Where a registry is and how to talk to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrySpec {
+    /// The key: alias or host.
+    pub key: String,
+    pub endpoint: Endpoint,
+    pub auth: AuthSpec,
+    pub transfer: Transfer,
+    pub max_concurrency: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `https://host[:port]` or an explicit `http://…`; no trailing slash.
+    Url(String),
+    /// An OCI image-layout directory root; each repository is `DIR/<repository path>`.
+    Layout(PathBuf),
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum AuthSpec {
+    Anonymous,
+    /// docker config.json and credential helpers (the default).
+    Docker,
+    Basic {
+        username: String,
+        password_env: String,
+    },
+    Azure,
+}
+
+impl std::fmt::Debug for AuthSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthSpec::Anonymous => f.write_str("anonymous"),
+            AuthSpec::Docker => f.write_str("docker"),
+            AuthSpec::Basic { username, password_env } => {
+                write!(f, "basic(username={username}, password from ${password_env})")
+            }
+            AuthSpec::Azure => f.write_str("azure"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// Stream blobs through airlock (mount within one registry).
+    Stream,
+    /// ACR server-side importImage.
+    AcrImport,
+}
+
+/// Quarantine or live: a registry key and a repository prefix.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Area {
+    pub registry: String,
+    pub prefix: String,
+}
+
+impl Area {
+    /// `prefix/path`.
+    pub fn repository(&self, path: &str) -> String {
+        if self.prefix.is_empty() {
+            path.to_string()
+        } else {
+            format!("{}/{}", self.prefix, path)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFail {
+    /// Report a live image whose renewed verdict fails.
+    Report,
+    /// Also delete its live tag.
+    Demote,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Gate {
+    pub scanners: Vec<String>,
+    pub fail_on: Severity,
+    #[serde(skip)]
+    pub max_verdict_age: Duration,
+    pub allow: Vec<Allow>,
+    pub policy: Policy,
+    pub on_fail: OnFail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Allow {
+    pub id: String,
+    /// Paths the exception is scoped to; empty = every image.
+    pub images: Vec<String>,
+    #[serde(serialize_with = "ser_date")]
+    pub expires: time::Date,
+    pub reason: String,
+}
+
+fn ser_date<S: serde::Serializer>(d: &time::Date, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(d)
+}
+
+impl Allow {
+    pub fn covers(&self, id: &str, path: &str) -> bool {
+        self.id == id && (self.images.is_empty() || self.images.iter().any(|p| p == path))
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Policy {
+    pub platforms: Vec<Platform>,
+    pub forbid_root: bool,
+    pub max_size: Option<u64>,
+    pub required_labels: Vec<String>,
+    /// Images whose config `created` is older than this fail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age_days: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScannerFormat {
+    Trivy,
+    Grype,
+    Defender,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScannerSpec {
+    pub name: String,
+    pub command: Vec<String>,
+    pub format: ScannerFormat,
+    #[serde(skip)]
+    pub timeout: Duration,
+}
+
+/// One declared image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub source: Reference,
+    /// Registry key that serves the source host.
+    pub source_registry: String,
+    pub pin: Option<Digest>,
+    pub platforms: Option<Vec<Platform>>,
+    /// Source path without host: the path under quarantine and live prefixes.
+    pub path: String,
+    /// Tag used in quarantine and live.
+    pub tag: String,
+}
+
+impl ImageSpec {
+    /// `path:tag`: the image's key everywhere (plans, observations, reports).
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.path, self.tag)
+    }
+}
+
+impl DesiredState {
+    pub fn registry(&self, key: &str) -> &RegistrySpec {
+        self.registries
+            .get(key)
+            .unwrap_or_else(|| panic!("registry `{key}` was validated at load time"))
+    }
+
+    /// The policy hash: sha256 of the canonical JSON of everything that decides a verdict
+    /// (scanners and their commands, fail_on, allow entries, policy checks).
+    pub fn policy_hash(&self) -> Digest {
+        let scanners: Vec<&ScannerSpec> = self
+            .gate
+            .scanners
+            .iter()
+            .filter_map(|n| self.scanners.get(n))
+            .collect();
+        let doc = serde_json::json!({
+            "scanners": self.gate.scanners,
+            "scanner_specs": scanners,
+            "fail_on": self.gate.fail_on,
+            "allow": self.gate.allow,
+            "policy": self.gate.policy,
+        });
+        Digest::of(doc.to_string().as_bytes())
+    }
+}

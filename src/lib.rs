@@ -1,0 +1,8 @@
+//! airlock: declarative container-image quarantine.
+//!
+//! See README.md (Architecture) for the code map and invariants.
+
+pub mod config;
+pub mod model;
+pub mod observed;
+pub mod plan;

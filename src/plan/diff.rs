@@ -1,0 +1,1 @@
+//! The planner: (DesiredState, ObservedState, now) → Plan. Pure: no I/O, no async.

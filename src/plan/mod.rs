@@ -1,0 +1,343 @@
+//! The plan: plain data describing what apply will do, held in a validated dependency graph.
+//! Built by `plan::diff` (pure); rendered by `render`; executed by `apply`. The `reason` of an
+//! action is for people only: nothing ever matches on it.
+
+pub mod diff;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use petgraph::algo::toposort;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Digest, Platform};
+use crate::observed::{FindingSummary, LiveTag};
+
+/// The closed set of things apply can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionKind {
+    /// Copy the source content into quarantine and tag it.
+    Import,
+    /// Run the gate on the quarantined digest and record a verdict.
+    Scan,
+    /// Copy (mount) the quarantined digest into live and tag it, with a promotion record.
+    Promote,
+    /// Delete a live tag's manifest (prune, or demote on a failing renewed verdict).
+    Delete,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Import => "import",
+            ActionKind::Scan => "scan",
+            ActionKind::Promote => "promote",
+            ActionKind::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A repository (and tag) in a registry known by its configuration key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub registry: String,
+    pub repository: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tag: Option<String>,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a tag pointed to when the plan was made (None: the tag did not exist).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Precondition {
+    pub location: Location,
+    pub digest: Option<Digest>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// Stable id: `<kind>:<image key>` (delete: `delete:<repository>:<tag>`).
+    pub id: String,
+    pub kind: ActionKind,
+    /// The image key (`path:tag`) this action serves; None for pruning undeclared tags.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub image: Option<String>,
+    /// Where the content is read from (import: upstream; promote: quarantine).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<Location>,
+    /// Digest to read at the source (import of a platform subset reads the whole index).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source_digest: Option<Digest>,
+    /// Where the action writes (scan: the quarantined image it scans).
+    pub target: Location,
+    /// The content digest the target will hold (delete: the digest removed).
+    pub digest: Digest,
+    /// The digest a replaced tag pointed to.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replaces: Option<Digest>,
+    /// Import only: the platform subset to keep.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platforms: Option<Vec<Platform>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform_count: Option<usize>,
+    pub preconditions: Vec<Precondition>,
+    pub depends_on: Vec<String>,
+    /// Display only.
+    pub reason: String,
+}
+
+/// An image the gate keeps out of live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub image: String,
+    pub digest: Digest,
+    /// The quarantined image the verdict is about.
+    pub location: Location,
+    /// The verdict artifact with the full findings.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub verdict: Option<Digest>,
+    pub reason: String,
+    pub findings: Vec<FindingSummary>,
+    /// True when the image is already live (a renewed verdict failed).
+    pub live: bool,
+}
+
+/// One live tag in the before/after catalog.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    pub repository: String,
+    pub tag: String,
+    pub digest: Digest,
+}
+
+impl fmt::Display for CatalogEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{} @ {}", self.repository, self.tag, self.digest.short())
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub import: usize,
+    pub scan: usize,
+    pub promote: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub blocked: usize,
+}
+
+/// The plan: actions in a validated DAG, plus what is blocked, unmanaged, and warned about.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    actions: Vec<Action>,
+    pub blocked: Vec<Blocked>,
+    pub unmanaged: Vec<LiveTag>,
+    pub warnings: Vec<String>,
+    pub policy_hash: Digest,
+    pub live_before: Vec<CatalogEntry>,
+    pub live_after: Vec<CatalogEntry>,
+    graph: DiGraph<usize, ()>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PlanError {
+    #[error("action `{0}` is listed twice")]
+    DuplicateAction(String),
+    #[error("action `{action}` depends on `{missing}`, which is not in the plan")]
+    MissingDependency { action: String, missing: String },
+    #[error("the plan's actions form a cycle through `{0}`")]
+    Cycle(String),
+}
+
+/// Everything a plan is made of, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct PlanParts {
+    pub actions: Vec<Action>,
+    pub blocked: Vec<Blocked>,
+    pub unmanaged: Vec<LiveTag>,
+    pub warnings: Vec<String>,
+    pub live_before: Vec<CatalogEntry>,
+    pub live_after: Vec<CatalogEntry>,
+}
+
+impl Plan {
+    /// Validate the dependency graph (every dependency exists, no cycle) and order the
+    /// actions topologically, ties broken by kind then id, so the order is deterministic.
+    pub fn new(parts: PlanParts, policy_hash: Digest) -> Result<Plan, PlanError> {
+        let PlanParts {
+            mut actions,
+            mut blocked,
+            mut unmanaged,
+            mut warnings,
+            mut live_before,
+            mut live_after,
+        } = parts;
+        actions.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, a) in actions.iter().enumerate() {
+            if ids.insert(&a.id, i).is_some() {
+                return Err(PlanError::DuplicateAction(a.id.clone()));
+            }
+        }
+        let mut g: DiGraph<usize, ()> = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..actions.len()).map(|i| g.add_node(i)).collect();
+        for (i, a) in actions.iter().enumerate() {
+            for d in &a.depends_on {
+                let Some(&j) = ids.get(d.as_str()) else {
+                    return Err(PlanError::MissingDependency {
+                        action: a.id.clone(),
+                        missing: d.clone(),
+                    });
+                };
+                g.add_edge(nodes[j], nodes[i], ());
+            }
+        }
+        let order = toposort(&g, None)
+            .map_err(|c| PlanError::Cycle(actions[g[c.node_id()]].id.clone()))?;
+        // Stable layering: an action's depth is 1 + its deepest dependency; sort by
+        // (depth, kind, id) which is a valid topological order and independent of hashing.
+        let mut depth = vec![0usize; actions.len()];
+        for n in &order {
+            let i = g[*n];
+            for d in &actions[i].depends_on {
+                let j = ids[d.as_str()];
+                depth[i] = depth[i].max(depth[j] + 1);
+            }
+        }
+        let mut idx: Vec<usize> = (0..actions.len()).collect();
+        idx.sort_by(|&a, &b| {
+            (depth[a], actions[a].kind, &actions[a].id).cmp(&(depth[b], actions[b].kind, &actions[b].id))
+        });
+        let mut slots: Vec<Option<Action>> = actions.into_iter().map(Some).collect();
+        let actions: Vec<Action> = idx.iter().map(|&i| slots[i].take().expect("each once")).collect();
+        // Rebuild the graph in the final order.
+        let pos: BTreeMap<String, usize> =
+            actions.iter().enumerate().map(|(i, a)| (a.id.clone(), i)).collect();
+        let mut graph: DiGraph<usize, ()> = DiGraph::new();
+        let nodes: Vec<NodeIndex> = (0..actions.len()).map(|i| graph.add_node(i)).collect();
+        for (i, a) in actions.iter().enumerate() {
+            for d in &a.depends_on {
+                graph.add_edge(nodes[pos[d]], nodes[i], ());
+            }
+        }
+        blocked.sort_by(|a, b| a.image.cmp(&b.image));
+        unmanaged.sort();
+        warnings.sort();
+        warnings.dedup();
+        live_before.sort();
+        live_after.sort();
+        Ok(Plan {
+            actions,
+            blocked,
+            unmanaged,
+            warnings,
+            policy_hash,
+            live_before,
+            live_after,
+            graph,
+        })
+    }
+
+    /// Actions in a deterministic topological order.
+    pub fn actions(&self) -> &[Action] {
+        &self.actions
+    }
+
+    /// Indexes (into `actions()`) of the actions `i` depends on.
+    pub fn dependencies(&self, i: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .graph
+            .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+            .map(|n| self.graph[n])
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Indexes of the actions that depend on `i`.
+    pub fn dependents(&self, i: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = self
+            .graph
+            .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Outgoing)
+            .map(|n| self.graph[n])
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty()
+    }
+
+    /// Whether apply has anything to do or report as changed.
+    pub fn has_changes(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary {
+            blocked: self.blocked.len(),
+            ..Summary::default()
+        };
+        for a in &self.actions {
+            match a.kind {
+                ActionKind::Import => s.import += 1,
+                ActionKind::Scan => s.scan += 1,
+                ActionKind::Promote => s.promote += 1,
+                ActionKind::Delete => s.delete += 1,
+            }
+            if a.replaces.is_some() && a.kind != ActionKind::Delete {
+                s.replace += 1;
+            }
+        }
+        s
+    }
+
+    /// Every precondition of every action, deduplicated and sorted.
+    pub fn preconditions(&self) -> Vec<Precondition> {
+        let mut v: Vec<Precondition> = self
+            .actions
+            .iter()
+            .flat_map(|a| a.preconditions.iter().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// sha256 of the canonical JSON of the actions: names the plan in promotion records.
+    pub fn hash(&self) -> Digest {
+        Digest::of(&serde_json::to_vec(&self.actions).expect("actions serialise"))
+    }
+
+    /// Split back into parts (for serialisation through the plan view).
+    pub fn parts(&self) -> PlanParts {
+        PlanParts {
+            actions: self.actions.clone(),
+            blocked: self.blocked.clone(),
+            unmanaged: self.unmanaged.clone(),
+            warnings: self.warnings.clone(),
+            live_before: self.live_before.clone(),
+            live_after: self.live_after.clone(),
+        }
+    }
+}

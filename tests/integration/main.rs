@@ -1,0 +1,2 @@
+//! The one integration-test binary: real registries started by `support`, the airlock
+//! binary and library driven against them.
