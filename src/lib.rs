@@ -6,3 +6,5 @@ pub mod config;
 pub mod model;
 pub mod observed;
 pub mod plan;
+pub mod registry;
+pub mod render;

@@ -1,0 +1,1 @@
+//! Registry access (OCI Distribution over HTTP, and OCI image-layout directories) behind one interface.
