@@ -1,1 +1,376 @@
-//! The planner: (DesiredState, ObservedState, now) → Plan. Pure: no I/O, no async.
+//! The planner: (DesiredState, ObservedState, now) → Plan. Pure: no I/O, no async, no clock
+//! (the caller passes `now`). SPEC.md §4 is the contract; for each image with source digest S,
+//! quarantine tag digest Q, verdict V for S and live tag digest L:
+//! import when Q ≠ S; scan when V is missing, pending, older than `max_verdict_age` or made
+//! under another policy hash; promote when L ≠ S and the gate allows (or a scan is planned);
+//! delete undeclared live tags with prune, else list them as unmanaged.
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+
+use super::{
+    Action, ActionKind, Blocked, CatalogEntry, Location, Plan, PlanError, PlanParts, Precondition,
+};
+use crate::config::{DesiredState, ImageSpec, OnFail};
+use crate::model::Digest;
+use crate::observed::{Decision, ObservedImage, ObservedState, VerdictInfo};
+
+/// Why a verdict cannot be used as it is.
+fn verdict_staleness(
+    v: &VerdictInfo,
+    desired: &DesiredState,
+    policy_hash: &Digest,
+    now: OffsetDateTime,
+) -> Option<String> {
+    if v.decision == Decision::Pending {
+        return Some("the verdict is pending: a scanner has not reported yet".into());
+    }
+    if &v.policy_hash != policy_hash {
+        return Some(format!(
+            "the gate configuration changed since the verdict (policy hash {} → {})",
+            v.policy_hash.short(),
+            policy_hash.short()
+        ));
+    }
+    let age = now - v.created;
+    let max = desired.gate.max_verdict_age;
+    if age > time::Duration::try_from(max).unwrap_or(time::Duration::MAX) {
+        return Some(format!(
+            "the verdict is {} old (max_verdict_age {})",
+            humantime::format_duration(std::time::Duration::from_secs(
+                age.whole_seconds().max(0) as u64
+            )),
+            humantime::format_duration(max)
+        ));
+    }
+    None
+}
+
+struct ImagePlan<'a> {
+    spec: &'a ImageSpec,
+    obs: &'a ObservedImage,
+    source: Location,
+    quarantine: Location,
+    live: Location,
+}
+
+/// Compute the plan. Fails only if the plan graph is invalid (a bug, not an input problem).
+pub fn plan(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    now: OffsetDateTime,
+) -> Result<Plan, PlanError> {
+    let policy_hash = desired.policy_hash();
+    let mut parts = PlanParts::default();
+    let mut declared_live: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut before: Vec<CatalogEntry> = Vec::new();
+    let mut after: Vec<CatalogEntry> = Vec::new();
+
+    for spec in &desired.images {
+        let live_repo = desired.live.repository(&spec.path);
+        declared_live.insert((live_repo.clone(), spec.tag.clone()));
+        let Some(obs) = observed.images.get(&spec.key()) else {
+            parts.warnings.push(format!(
+                "{} was not observed; it is left out of this plan",
+                spec.key()
+            ));
+            continue;
+        };
+        let ip = ImagePlan {
+            spec,
+            obs,
+            source: Location {
+                registry: spec.source_registry.clone(),
+                repository: spec.source.path.clone(),
+                tag: Some(spec.tag.clone()),
+            },
+            quarantine: Location {
+                registry: desired.quarantine.registry.clone(),
+                repository: desired.quarantine.repository(&spec.path),
+                tag: Some(spec.tag.clone()),
+            },
+            live: Location {
+                registry: desired.live.registry.clone(),
+                repository: live_repo.clone(),
+                tag: Some(spec.tag.clone()),
+            },
+        };
+        if let Some(l) = &obs.live {
+            before.push(CatalogEntry {
+                repository: live_repo.clone(),
+                tag: spec.tag.clone(),
+                digest: l.clone(),
+            });
+        }
+        let live_after = plan_image(desired, &ip, &policy_hash, now, &mut parts);
+        if let Some(d) = live_after {
+            after.push(CatalogEntry {
+                repository: live_repo,
+                tag: spec.tag.clone(),
+                digest: d,
+            });
+        }
+    }
+
+    if let Some(tags) = &observed.live_tags {
+        for t in tags {
+            if declared_live.contains(&(t.repository.clone(), t.tag.clone())) {
+                continue;
+            }
+            let entry = CatalogEntry {
+                repository: t.repository.clone(),
+                tag: t.tag.clone(),
+                digest: t.digest.clone(),
+            };
+            before.push(entry.clone());
+            if desired.prune {
+                parts.actions.push(Action {
+                    id: format!("delete:{}:{}", t.repository, t.tag),
+                    kind: ActionKind::Delete,
+                    image: None,
+                    source: None,
+                    source_digest: None,
+                    target: Location {
+                        registry: desired.live.registry.clone(),
+                        repository: t.repository.clone(),
+                        tag: Some(t.tag.clone()),
+                    },
+                    digest: t.digest.clone(),
+                    replaces: None,
+                    platforms: None,
+                    size: None,
+                    platform_count: None,
+                    preconditions: vec![Precondition {
+                        location: Location {
+                            registry: desired.live.registry.clone(),
+                            repository: t.repository.clone(),
+                            tag: Some(t.tag.clone()),
+                        },
+                        digest: Some(t.digest.clone()),
+                    }],
+                    depends_on: vec![],
+                    reason: "not declared in the configuration (prune = true)".into(),
+                });
+            } else {
+                after.push(entry);
+                parts.unmanaged.push(t.clone());
+            }
+        }
+    }
+    parts.live_before = before;
+    parts.live_after = after;
+    Plan::new(parts, policy_hash)
+}
+
+/// Plan one image; returns what its live tag will point to afterwards.
+fn plan_image(
+    desired: &DesiredState,
+    ip: &ImagePlan,
+    policy_hash: &Digest,
+    now: OffsetDateTime,
+    parts: &mut PlanParts,
+) -> Option<Digest> {
+    let key = ip.spec.key();
+    let obs = ip.obs;
+    let s = &obs.source.digest;
+    let pinned = ip.spec.pin.is_some();
+
+    if pinned
+        && let Some(moved) = &obs.source.upstream_tag_digest
+        && moved != &obs.source.upstream_digest
+    {
+        parts.warnings.push(format!(
+            "{}: upstream tag {} now points to {}; the pin keeps {}",
+            key,
+            ip.source,
+            moved.short(),
+            obs.source.upstream_digest.short()
+        ));
+    }
+
+    // import
+    let mut import_id = None;
+    if obs.quarantine.as_ref() != Some(s) {
+        let mut preconditions = vec![Precondition {
+            location: ip.quarantine.clone(),
+            digest: obs.quarantine.clone(),
+        }];
+        if !pinned {
+            preconditions.push(Precondition {
+                location: ip.source.clone(),
+                digest: Some(obs.source.upstream_digest.clone()),
+            });
+        }
+        let reason = match &obs.quarantine {
+            None => "not in quarantine".to_string(),
+            Some(q) => format!(
+                "quarantine tag points to {}, the source is {}",
+                q.short(),
+                s.short()
+            ),
+        };
+        let id = format!("import:{key}");
+        parts.actions.push(Action {
+            id: id.clone(),
+            kind: ActionKind::Import,
+            image: Some(key.clone()),
+            source: Some(Location {
+                tag: if pinned { None } else { ip.source.tag.clone() },
+                ..ip.source.clone()
+            }),
+            source_digest: Some(obs.source.upstream_digest.clone()),
+            target: ip.quarantine.clone(),
+            digest: s.clone(),
+            replaces: obs.quarantine.clone(),
+            platforms: ip.spec.platforms.clone(),
+            size: obs.source.size,
+            platform_count: obs.source.platforms,
+            preconditions,
+            depends_on: vec![],
+            reason,
+        });
+        import_id = Some(id);
+    }
+
+    // scan
+    let usable_verdict = obs
+        .verdict
+        .as_ref()
+        .filter(|v| verdict_staleness(v, desired, policy_hash, now).is_none());
+    let mut scan_id = None;
+    if usable_verdict.is_none() {
+        let reason = match &obs.verdict {
+            None => format!("no verdict for {}", s.short()),
+            Some(v) => verdict_staleness(v, desired, policy_hash, now).unwrap_or_default(),
+        };
+        let id = format!("scan:{key}");
+        parts.actions.push(Action {
+            id: id.clone(),
+            kind: ActionKind::Scan,
+            image: Some(key.clone()),
+            source: None,
+            source_digest: None,
+            target: ip.quarantine.clone(),
+            digest: s.clone(),
+            replaces: None,
+            platforms: None,
+            size: obs.source.size,
+            platform_count: obs.source.platforms,
+            preconditions: vec![Precondition {
+                location: ip.quarantine.clone(),
+                digest: obs.quarantine.clone(),
+            }],
+            depends_on: import_id.iter().cloned().collect(),
+            reason,
+        });
+        scan_id = Some(id);
+    }
+
+    let failing = usable_verdict.filter(|v| v.decision == Decision::Fail);
+    let blocked = |live: bool, v: &VerdictInfo| Blocked {
+        image: key.clone(),
+        digest: s.clone(),
+        location: ip.quarantine.clone(),
+        verdict: Some(v.digest.clone()),
+        reason: if live {
+            "the renewed verdict fails for an image that is live".into()
+        } else {
+            "the verdict fails".into()
+        },
+        findings: v.top_findings.clone(),
+        live,
+    };
+
+    if obs.live.as_ref() == Some(s) {
+        // Already live: a failing (renewed) verdict is reported, and demoted if asked.
+        if let Some(v) = failing {
+            parts.blocked.push(blocked(true, v));
+            parts.warnings.push(format!(
+                "{key} is live but its verdict fails{}",
+                if desired.gate.on_fail == OnFail::Demote {
+                    "; on_fail = \"demote\" deletes its live tag"
+                } else {
+                    "; set on_fail = \"demote\" to remove it from live"
+                }
+            ));
+            if desired.gate.on_fail == OnFail::Demote {
+                parts.actions.push(Action {
+                    id: format!("delete:{}:{}", ip.live.repository, ip.spec.tag),
+                    kind: ActionKind::Delete,
+                    image: Some(key.clone()),
+                    source: None,
+                    source_digest: None,
+                    target: ip.live.clone(),
+                    digest: s.clone(),
+                    replaces: None,
+                    platforms: None,
+                    size: None,
+                    platform_count: None,
+                    preconditions: vec![Precondition {
+                        location: ip.live.clone(),
+                        digest: Some(s.clone()),
+                    }],
+                    depends_on: vec![],
+                    reason: "demoted: the renewed verdict fails".into(),
+                });
+                return None;
+            }
+        }
+        return Some(s.clone());
+    }
+
+    // promote
+    if let Some(v) = failing {
+        parts.blocked.push(blocked(false, v));
+        return obs.live.clone();
+    }
+    let mut depends_on: Vec<String> = import_id.into_iter().collect();
+    depends_on.extend(scan_id);
+    let reason = match &obs.live {
+        None => "not in live".to_string(),
+        Some(l) if pinned => format!("the pin moved live from {} to {}", l.short(), s.short()),
+        Some(l) => {
+            parts.warnings.push(format!(
+                "{key}: upstream tag {} moved from {} to {}; promoting replaces the live image",
+                ip.source,
+                l.short(),
+                s.short()
+            ));
+            format!(
+                "upstream tag moved: live has {}, source is {}",
+                l.short(),
+                s.short()
+            )
+        }
+    };
+    parts.actions.push(Action {
+        id: format!("promote:{key}"),
+        kind: ActionKind::Promote,
+        image: Some(key.clone()),
+        source: Some(ip.quarantine.clone()),
+        source_digest: Some(s.clone()),
+        target: ip.live.clone(),
+        digest: s.clone(),
+        replaces: obs.live.clone(),
+        platforms: None,
+        size: obs.source.size,
+        platform_count: obs.source.platforms,
+        preconditions: vec![
+            Precondition {
+                location: ip.live.clone(),
+                digest: obs.live.clone(),
+            },
+            Precondition {
+                location: ip.quarantine.clone(),
+                digest: obs.quarantine.clone(),
+            },
+        ],
+        depends_on,
+        reason,
+    });
+    Some(s.clone())
+}
+
+#[cfg(test)]
+mod tests;

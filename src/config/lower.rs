@@ -1,0 +1,700 @@
+//! Lowering: the raw serde structs become a validated `DesiredState`. Every check that can
+//! be made without a registry is made here, and every error points at the value it is about.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::desired::*;
+use super::error::ConfigError;
+use super::schema::*;
+use crate::model::reference::{DOCKER_HUB, valid_path};
+use crate::model::size::parse_size;
+use crate::model::{Digest, Platform, Reference, Severity};
+
+const DEFAULT_MAX_CONCURRENCY: usize = 8;
+const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_MAX_VERDICT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+struct Lowerer<'a> {
+    file: &'a Path,
+    source: &'a str,
+    base_dir: PathBuf,
+    today: time::Date,
+    errors: Vec<ConfigError>,
+}
+
+impl Lowerer<'_> {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>, help: Option<&str>) {
+        self.errors.push(ConfigError::at(
+            self.file,
+            self.source,
+            Some(span),
+            message,
+            help.map(str::to_string),
+        ));
+    }
+}
+
+/// Whether a registry name is written as a host (has a dot or port, or is localhost).
+fn looks_like_host(s: &str) -> bool {
+    s.contains('.') || s.contains(':') || s == "localhost"
+}
+
+/// The endpoint a host with no entry uses.
+pub fn default_endpoint(host: &str) -> String {
+    if host == DOCKER_HUB {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{host}")
+    }
+}
+
+fn default_registry(host: &str) -> RegistrySpec {
+    RegistrySpec {
+        key: host.to_string(),
+        endpoint: Endpoint::Url(default_endpoint(host)),
+        auth: AuthSpec::Docker,
+        transfer: Transfer::Stream,
+        max_concurrency: DEFAULT_MAX_CONCURRENCY,
+    }
+}
+
+/// The host part of an `http(s)://host[:port][/]` endpoint.
+fn endpoint_host(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let host = rest.trim_end_matches('/');
+    (!host.is_empty() && !host.contains('/')).then_some(host)
+}
+
+pub fn lower(
+    raw: RawConfig,
+    file: &Path,
+    source: &str,
+    today: time::Date,
+) -> Result<DesiredState, Vec<ConfigError>> {
+    let base_dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut l = Lowerer {
+        file,
+        source,
+        base_dir,
+        today,
+        errors: Vec::new(),
+    };
+
+    let mut registries = BTreeMap::new();
+    for (key, reg) in &raw.registries {
+        if let Some(spec) = lower_registry(&mut l, key, reg) {
+            registries.insert(key.get_ref().clone(), spec);
+        }
+    }
+
+    let mut resolve_area_registry = |l: &mut Lowerer, name: &Spanned<String>| -> String {
+        let n = name.get_ref();
+        if !registries.contains_key(n) {
+            if looks_like_host(n) {
+                registries.insert(n.clone(), default_registry(n));
+            } else {
+                let known: Vec<&str> = raw
+                    .registries
+                    .keys()
+                    .map(|k| k.get_ref().as_str())
+                    .collect();
+                l.err(
+                    name.span(),
+                    format!("unknown registry alias `{n}`"),
+                    Some(&if known.is_empty() {
+                        format!("define it as [registries.{n}] with an endpoint, or write a host such as `myregistry.azurecr.io`")
+                    } else {
+                        format!("use one of: {} — or define [registries.{n}]", known.join(", "))
+                    }),
+                );
+            }
+        }
+        n.clone()
+    };
+
+    let file_span = 0..0;
+    let quarantine = match &raw.quarantine {
+        Some(q) => {
+            let registry = resolve_area_registry(&mut l, &q.get_ref().registry);
+            let prefix = lower_prefix(&mut l, q.get_ref().prefix.as_ref(), "quarantine");
+            Area { registry, prefix }
+        }
+        None => {
+            l.err(
+                file_span.clone(),
+                "missing [quarantine] table",
+                Some("add [quarantine] with registry = \"<alias or host>\" and prefix = \"quarantine\""),
+            );
+            Area {
+                registry: String::new(),
+                prefix: String::new(),
+            }
+        }
+    };
+    let (live, prune) = match &raw.live {
+        Some(lv) => {
+            let registry = resolve_area_registry(&mut l, &lv.get_ref().registry);
+            let prefix = lower_prefix(&mut l, lv.get_ref().prefix.as_ref(), "live");
+            (Area { registry, prefix }, lv.get_ref().prune)
+        }
+        None => {
+            l.err(
+                file_span,
+                "missing [live] table",
+                Some("add [live] with registry = \"<alias or host>\" and prefix = \"live\""),
+            );
+            (
+                Area {
+                    registry: String::new(),
+                    prefix: String::new(),
+                },
+                false,
+            )
+        }
+    };
+    if let Some(lv) = &raw.live
+        && !quarantine.registry.is_empty()
+        && quarantine == live
+    {
+        l.err(
+            lv.span(),
+            "quarantine and live are the same registry and prefix",
+            Some("give live its own prefix (e.g. prefix = \"live\") or registry"),
+        );
+    }
+
+    let scanners = lower_scanners(&mut l, &raw.scanners);
+    let gate = lower_gate(&mut l, &raw.gate, &scanners);
+
+    let mut images: Vec<ImageSpec> = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for img in &raw.images {
+        let Some(spec) = lower_image(&mut l, img, &mut registries) else {
+            continue;
+        };
+        let key = spec.key();
+        let line = ConfigError::at(file, source, Some(img.span()), "", None).line;
+        if let Some(first) = seen.get(&key) {
+            l.err(
+                img.get_ref().source.span(),
+                format!(
+                    "two images map to the same live tag `{}`",
+                    live.repository(&key)
+                ),
+                Some(&format!(
+                    "the [[images]] entry at line {first} already declares it; remove one of them"
+                )),
+            );
+            continue;
+        }
+        seen.insert(key, line);
+        images.push(spec);
+    }
+    images.sort_by_key(|i| i.key());
+
+    if !l.errors.is_empty() {
+        return Err(l.errors);
+    }
+    Ok(DesiredState {
+        file: file.to_path_buf(),
+        registries,
+        quarantine,
+        live,
+        prune,
+        gate,
+        scanners,
+        images,
+    })
+}
+
+fn lower_prefix(l: &mut Lowerer, prefix: Option<&Spanned<String>>, default: &str) -> String {
+    match prefix {
+        None => default.to_string(),
+        Some(p) => {
+            let v = p.get_ref().trim_matches('/');
+            if !v.is_empty() && !valid_path(v) {
+                l.err(
+                    p.span(),
+                    format!("`{}` is not a valid repository prefix", p.get_ref()),
+                    Some("use lowercase path components such as \"quarantine\" or \"team/live\""),
+                );
+            }
+            v.to_string()
+        }
+    }
+}
+
+fn lower_registry(
+    l: &mut Lowerer,
+    key: &Spanned<String>,
+    reg: &Spanned<RawRegistry>,
+) -> Option<RegistrySpec> {
+    let r = reg.get_ref();
+    let name = key.get_ref();
+    let errors_before = l.errors.len();
+    let endpoint = match (&r.endpoint, &r.layout) {
+        (Some(_), Some(layout)) => {
+            l.err(
+                layout.span(),
+                format!("registry `{name}` has both endpoint and layout"),
+                Some("keep one: endpoint = \"https://…\" for a registry, layout = \"DIR\" for an OCI layout directory"),
+            );
+            None
+        }
+        (Some(e), None) => {
+            let url = e.get_ref().trim_end_matches('/').to_string();
+            if endpoint_host(&url).is_none() {
+                l.err(
+                    e.span(),
+                    format!("invalid endpoint `{}`", e.get_ref()),
+                    Some("write https://host[:port] (http:// only for a registry without TLS), with no path"),
+                );
+                None
+            } else {
+                Some(Endpoint::Url(url))
+            }
+        }
+        (None, Some(layout)) => {
+            let p = PathBuf::from(layout.get_ref());
+            let p = if p.is_absolute() {
+                p
+            } else {
+                l.base_dir.join(p)
+            };
+            Some(Endpoint::Layout(p))
+        }
+        (None, None) => {
+            if looks_like_host(name) {
+                Some(Endpoint::Url(default_endpoint(name)))
+            } else {
+                l.err(
+                    reg.span(),
+                    format!("registry `{name}` needs an endpoint or a layout"),
+                    Some("add endpoint = \"https://myregistry.azurecr.io\" or layout = \"registry-dir\""),
+                );
+                None
+            }
+        }
+    };
+    let auth = match r.auth.as_ref().map(|a| (a.get_ref().as_str(), a.span())) {
+        None | Some(("docker", _)) => AuthSpec::Docker,
+        Some(("anonymous", _)) => AuthSpec::Anonymous,
+        Some(("azure", _)) => AuthSpec::Azure,
+        Some(("basic", span)) => match (&r.username, &r.password_env) {
+            (Some(u), Some(p)) => AuthSpec::Basic {
+                username: u.get_ref().clone(),
+                password_env: p.get_ref().clone(),
+            },
+            _ => {
+                l.err(
+                    span,
+                    format!("registry `{name}` uses basic auth without username and password_env"),
+                    Some("add username = \"…\" and password_env = \"NAME_OF_ENV_VAR\" (the password itself never goes in the file)"),
+                );
+                AuthSpec::Anonymous
+            }
+        },
+        Some((other, span)) => {
+            l.err(
+                span,
+                format!("unknown auth `{other}`"),
+                Some("use one of: anonymous, docker, basic, azure"),
+            );
+            AuthSpec::Anonymous
+        }
+    };
+    if !matches!(auth, AuthSpec::Basic { .. }) {
+        for (field, v) in [("username", &r.username), ("password_env", &r.password_env)] {
+            if let Some(v) = v {
+                l.err(
+                    v.span(),
+                    format!("`{field}` is only used with auth = \"basic\""),
+                    Some("set auth = \"basic\" or remove it"),
+                );
+            }
+        }
+    }
+    let transfer = match r
+        .transfer
+        .as_ref()
+        .map(|t| (t.get_ref().as_str(), t.span()))
+    {
+        None | Some(("stream", _)) => Transfer::Stream,
+        Some(("acr-import", _)) => Transfer::AcrImport,
+        Some((other, span)) => {
+            l.err(
+                span,
+                format!("unknown transfer `{other}`"),
+                Some("use \"stream\" (default) or \"acr-import\""),
+            );
+            Transfer::Stream
+        }
+    };
+    let max_concurrency = match &r.max_concurrency {
+        None => DEFAULT_MAX_CONCURRENCY,
+        Some(m) if (1..=256).contains(m.get_ref()) => *m.get_ref() as usize,
+        Some(m) => {
+            l.err(
+                m.span(),
+                format!("max_concurrency {} is out of range", m.get_ref()),
+                Some("use a number from 1 to 256"),
+            );
+            DEFAULT_MAX_CONCURRENCY
+        }
+    };
+    if l.errors.len() > errors_before {
+        return None;
+    }
+    Some(RegistrySpec {
+        key: name.clone(),
+        endpoint: endpoint?,
+        auth,
+        transfer,
+        max_concurrency,
+    })
+}
+
+fn parse_duration(l: &mut Lowerer, v: &Spanned<String>, what: &str) -> Option<Duration> {
+    match humantime::parse_duration(v.get_ref()) {
+        Ok(d) if !d.is_zero() => Some(d),
+        _ => {
+            l.err(
+                v.span(),
+                format!("invalid {what} `{}`", v.get_ref()),
+                Some("write a duration such as \"7d\", \"12h\" or \"30m\""),
+            );
+            None
+        }
+    }
+}
+
+fn lower_scanners(
+    l: &mut Lowerer,
+    raw: &BTreeMap<Spanned<String>, Spanned<RawScanner>>,
+) -> BTreeMap<String, ScannerSpec> {
+    let mut out = BTreeMap::new();
+    for (name, s) in raw {
+        let r = s.get_ref();
+        if name.get_ref() == "policy" {
+            l.err(
+                name.span(),
+                "`policy` is the built-in scanner and cannot be redefined",
+                Some("give the external scanner another name, e.g. [scanners.trivy]"),
+            );
+            continue;
+        }
+        if r.command.get_ref().is_empty() || r.command.get_ref()[0].trim().is_empty() {
+            l.err(
+                r.command.span(),
+                format!("scanner `{}` has an empty command", name.get_ref()),
+                Some("e.g. command = [\"trivy\", \"image\", \"--quiet\", \"--format\", \"json\", \"{ref}\"]"),
+            );
+        }
+        let format = match r.format.get_ref().as_str() {
+            "trivy" => ScannerFormat::Trivy,
+            "grype" => ScannerFormat::Grype,
+            "defender" => ScannerFormat::Defender,
+            other => {
+                l.err(
+                    r.format.span(),
+                    format!("unknown scanner format `{other}`"),
+                    Some("use one of: trivy, grype, defender"),
+                );
+                continue;
+            }
+        };
+        let timeout = match &r.timeout {
+            Some(t) => parse_duration(l, t, "timeout").unwrap_or(DEFAULT_SCANNER_TIMEOUT),
+            None => DEFAULT_SCANNER_TIMEOUT,
+        };
+        out.insert(
+            name.get_ref().clone(),
+            ScannerSpec {
+                name: name.get_ref().clone(),
+                command: r.command.get_ref().clone(),
+                format,
+                timeout,
+            },
+        );
+    }
+    out
+}
+
+fn lower_gate(l: &mut Lowerer, g: &RawGate, scanners: &BTreeMap<String, ScannerSpec>) -> Gate {
+    let names: Vec<String> = match &g.scanners {
+        None => vec!["policy".to_string()],
+        Some(list) => {
+            let mut v = Vec::new();
+            for s in list {
+                let n = s.get_ref();
+                if n != "policy" && !scanners.contains_key(n) {
+                    let mut known = vec!["policy".to_string()];
+                    known.extend(scanners.keys().cloned());
+                    l.err(
+                        s.span(),
+                        format!("unknown scanner `{n}`"),
+                        Some(&format!(
+                            "use one of: {} — or define [scanners.{n}] with command and format",
+                            known.join(", ")
+                        )),
+                    );
+                } else if !v.contains(n) {
+                    v.push(n.clone());
+                }
+            }
+            v
+        }
+    };
+    let fail_on = match &g.fail_on {
+        None => Severity::High,
+        Some(f) => {
+            f.get_ref()
+                .parse()
+                .unwrap_or_else(|e: crate::model::severity::SeverityError| {
+                    l.err(f.span(), e.to_string(), Some("e.g. fail_on = \"high\""));
+                    Severity::High
+                })
+        }
+    };
+    let max_verdict_age = match &g.max_verdict_age {
+        None => DEFAULT_MAX_VERDICT_AGE,
+        Some(a) => parse_duration(l, a, "max_verdict_age").unwrap_or(DEFAULT_MAX_VERDICT_AGE),
+    };
+    let on_fail = match g.on_fail.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+        None | Some(("report", _)) => OnFail::Report,
+        Some(("demote", _)) => OnFail::Demote,
+        Some((other, span)) => {
+            l.err(
+                span,
+                format!("unknown on_fail `{other}`"),
+                Some("use \"report\" (default) or \"demote\" (delete the live tag of an image whose renewed verdict fails)"),
+            );
+            OnFail::Report
+        }
+    };
+    let mut allow = Vec::new();
+    for a in &g.allow {
+        let r = a.get_ref();
+        if r.id.get_ref().trim().is_empty() {
+            l.err(
+                r.id.span(),
+                "an allow entry needs a finding id",
+                Some("e.g. id = \"CVE-2021-42378\""),
+            );
+        }
+        if r.reason.get_ref().trim().is_empty() {
+            l.err(
+                r.reason.span(),
+                "an allow entry needs a reason",
+                Some("say why the finding is acceptable; reviewers read it"),
+            );
+        }
+        let mut images = Vec::new();
+        for p in r.images.iter().flatten() {
+            let path = p.get_ref().trim_matches('/');
+            let normalised = if path.contains('/') {
+                path.to_string()
+            } else {
+                format!("library/{path}")
+            };
+            if !valid_path(&normalised) {
+                l.err(
+                    p.span(),
+                    format!("`{}` is not an image path", p.get_ref()),
+                    Some("write the source path without host or tag, e.g. \"library/busybox\""),
+                );
+            }
+            images.push(normalised);
+        }
+        let expires = match parse_date(r.expires.get_ref()) {
+            Some(d) => d,
+            None => {
+                l.err(
+                    r.expires.span(),
+                    "invalid expires date",
+                    Some("write a date as YYYY-MM-DD, e.g. expires = \"2027-01-31\""),
+                );
+                continue;
+            }
+        };
+        if expires < l.today {
+            l.err(
+                r.expires.span(),
+                format!(
+                    "the allow entry for `{}` expired on {expires}",
+                    r.id.get_ref()
+                ),
+                Some("an expired exception no longer applies: remove the entry, or extend expires after a new review"),
+            );
+        }
+        allow.push(Allow {
+            id: r.id.get_ref().clone(),
+            images,
+            expires,
+            reason: r.reason.get_ref().clone(),
+        });
+    }
+    let p = &g.policy;
+    let mut platforms = Vec::new();
+    for s in &p.platforms {
+        match s.get_ref().parse::<Platform>() {
+            Ok(pl) => platforms.push(pl),
+            Err(e) => l.err(s.span(), e.to_string(), None),
+        }
+    }
+    let max_size = p
+        .max_size
+        .as_ref()
+        .and_then(|s| match parse_size(s.get_ref()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                l.err(s.span(), e.to_string(), None);
+                None
+            }
+        });
+    let max_age_days = p
+        .max_age
+        .as_ref()
+        .and_then(|a| parse_duration(l, a, "max_age"))
+        .map(|d| d.as_secs().div_ceil(86400));
+    Gate {
+        scanners: names,
+        fail_on,
+        max_verdict_age,
+        allow,
+        policy: Policy {
+            platforms,
+            forbid_root: p.forbid_root,
+            max_size,
+            required_labels: p
+                .required_labels
+                .iter()
+                .map(|s| s.get_ref().clone())
+                .collect(),
+            max_age_days,
+        },
+        on_fail,
+    }
+}
+
+fn parse_date(v: &toml::Value) -> Option<time::Date> {
+    let s = match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Datetime(d) if d.time.is_none() && d.offset.is_none() => d.to_string(),
+        _ => return None,
+    };
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s.trim(), &fmt).ok()
+}
+
+fn lower_image(
+    l: &mut Lowerer,
+    img: &Spanned<RawImage>,
+    registries: &mut BTreeMap<String, RegistrySpec>,
+) -> Option<ImageSpec> {
+    let r = img.get_ref();
+    let source: Reference = match r.source.get_ref().parse() {
+        Ok(s) => s,
+        Err(e) => {
+            l.err(
+                r.source.span(),
+                e.to_string(),
+                Some("write host/path:tag, e.g. \"ghcr.io/fluxcd/kustomize-controller:v0.6.3\" or \"docker.io/library/busybox:1.33.0\""),
+            );
+            return None;
+        }
+    };
+    let Some(tag) = source.tag.clone() else {
+        l.err(
+            r.source.span(),
+            format!("image `{}` has no tag", r.source.get_ref()),
+            Some("live tags are named after the source tag: add one (pin content with digest = \"sha256:…\")"),
+        );
+        return None;
+    };
+    let mut pin = source.digest.clone();
+    if let Some(d) = &r.digest {
+        match d.get_ref().parse::<Digest>() {
+            Ok(dd) => {
+                if let Some(p) = &pin
+                    && p != &dd
+                {
+                    l.err(
+                        d.span(),
+                        "digest differs from the digest in source",
+                        Some(
+                            "keep one pin: either source = \"…@sha256:…\" or digest = \"sha256:…\"",
+                        ),
+                    );
+                }
+                pin = Some(dd);
+            }
+            Err(e) => {
+                l.err(
+                    d.span(),
+                    format!("the pin is not a digest: {e}"),
+                    Some("pin with digest = \"sha256:<64 hex>\" (see `skopeo inspect --raw`)"),
+                );
+                return None;
+            }
+        }
+    }
+    let platforms = match &r.platforms {
+        None => None,
+        Some(list) if list.is_empty() => {
+            l.err(
+                img.span(),
+                "platforms is empty",
+                Some("remove it to keep every platform, or list some, e.g. [\"linux/amd64\"]"),
+            );
+            None
+        }
+        Some(list) => {
+            let mut v = Vec::new();
+            for s in list {
+                match s.get_ref().parse::<Platform>() {
+                    Ok(p) => v.push(p),
+                    Err(e) => l.err(s.span(), e.to_string(), None),
+                }
+            }
+            v.sort();
+            v.dedup();
+            Some(v)
+        }
+    };
+    let source_registry = registry_for_host(registries, &source.host);
+    Some(ImageSpec {
+        path: source.path.clone(),
+        tag,
+        source_registry,
+        pin,
+        platforms,
+        source,
+    })
+}
+
+/// The registry key serving `host`: an entry named after it, else one whose endpoint has
+/// that host, else a default entry added for it.
+fn registry_for_host(registries: &mut BTreeMap<String, RegistrySpec>, host: &str) -> String {
+    if registries.contains_key(host) {
+        return host.to_string();
+    }
+    if let Some((k, _)) = registries.iter().find(|(_, r)| match &r.endpoint {
+        Endpoint::Url(u) => endpoint_host(u) == Some(host),
+        Endpoint::Layout(_) => false,
+    }) {
+        return k.clone();
+    }
+    registries.insert(host.to_string(), default_registry(host));
+    host.to_string()
+}

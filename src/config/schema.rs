@@ -1,0 +1,104 @@
+//! The TOML schema, mirrored one to one in serde structs. Every table denies unknown keys;
+//! values that need checking keep their span so `lower` can point at them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub registries: BTreeMap<S<String>, S<RawRegistry>>,
+    pub quarantine: Option<S<RawArea>>,
+    pub live: Option<S<RawLive>>,
+    #[serde(default)]
+    pub gate: RawGate,
+    #[serde(default)]
+    pub scanners: BTreeMap<S<String>, S<RawScanner>>,
+    #[serde(default)]
+    pub images: Vec<S<RawImage>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    pub endpoint: Option<S<String>>,
+    pub layout: Option<S<String>>,
+    pub auth: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password_env: Option<S<String>>,
+    pub transfer: Option<S<String>>,
+    pub max_concurrency: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArea {
+    pub registry: S<String>,
+    pub prefix: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLive {
+    pub registry: S<String>,
+    pub prefix: Option<S<String>>,
+    #[serde(default)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    pub scanners: Option<Vec<S<String>>>,
+    pub fail_on: Option<S<String>>,
+    pub max_verdict_age: Option<S<String>>,
+    pub on_fail: Option<S<String>>,
+    #[serde(default)]
+    pub allow: Vec<S<RawAllow>>,
+    #[serde(default)]
+    pub policy: RawPolicy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    pub id: S<String>,
+    pub images: Option<Vec<S<String>>>,
+    /// A TOML date (`2027-01-31`) or a string holding one.
+    pub expires: S<toml::Value>,
+    pub reason: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    #[serde(default)]
+    pub platforms: Vec<S<String>>,
+    #[serde(default)]
+    pub forbid_root: bool,
+    pub max_size: Option<S<String>>,
+    #[serde(default)]
+    pub required_labels: Vec<S<String>>,
+    pub max_age: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScanner {
+    pub command: S<Vec<String>>,
+    pub format: S<String>,
+    pub timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    pub source: S<String>,
+    pub digest: Option<S<String>>,
+    pub platforms: Option<Vec<S<String>>>,
+}

@@ -1,0 +1,175 @@
+use std::path::Path;
+
+use super::*;
+use crate::model::Severity;
+
+fn today() -> time::Date {
+    time::macros::date!(2026 - 11 - 27)
+}
+
+fn parse_ok(src: &str) -> DesiredState {
+    match parse(src, Path::new("airlock.toml"), today()) {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn parse_err(src: &str) -> String {
+    match parse(src, Path::new("airlock.toml"), today()) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const BASE: &str = r#"
+[registries.acr]
+endpoint = "https://acraks0001.azurecr.io"
+auth = "docker"
+
+[quarantine]
+registry = "acr"
+prefix = "quarantine"
+
+[live]
+registry = "acr"
+prefix = "live"
+"#;
+
+#[test]
+fn minimal_config_lowers() {
+    let d = parse_ok(&format!(
+        "{BASE}\n[[images]]\nsource = \"busybox:1.33.0\"\n[[images]]\nsource = \"ghcr.io/fluxcd/kustomize-controller:v0.6.3\"\n"
+    ));
+    assert_eq!(d.images.len(), 2);
+    assert_eq!(d.images[0].key(), "fluxcd/kustomize-controller:v0.6.3");
+    assert_eq!(d.images[1].path, "library/busybox");
+    assert_eq!(d.images[1].source_registry, "docker.io");
+    assert_eq!(d.gate.fail_on, Severity::High);
+    assert_eq!(d.gate.scanners, vec!["policy".to_string()]);
+    assert_eq!(
+        d.registry("docker.io").endpoint,
+        Endpoint::Url("https://registry-1.docker.io".into())
+    );
+    assert_eq!(d.live.repository("library/busybox"), "live/library/busybox");
+}
+
+#[test]
+fn unknown_key_points_at_it() {
+    let e = parse_err(&format!(
+        "{BASE}\n[[images]]\nsource = \"busybox:1\"\ntagg = \"x\"\n"
+    ));
+    assert!(e.contains("airlock.toml:16:1: unknown field `tagg`"), "{e}");
+    assert!(e.contains("expected one of"), "{e}");
+}
+
+#[test]
+fn bad_reference_points_at_it() {
+    let e = parse_err(&format!(
+        "{BASE}\n[[images]]\nsource = \"ghcr.io/Flux/x:1\"\n"
+    ));
+    assert!(e.contains("airlock.toml:15:10:"), "{e}");
+    assert!(e.contains("lowercase"), "{e}");
+    assert!(e.contains("help:"), "{e}");
+}
+
+#[test]
+fn duplicate_live_tag() {
+    let e = parse_err(&format!(
+        "{BASE}\n[[images]]\nsource = \"busybox:1.33.0\"\n[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n"
+    ));
+    assert!(
+        e.contains("two images map to the same live tag `live/library/busybox:1.33.0`"),
+        "{e}"
+    );
+    assert!(e.contains("line 14"), "{e}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported() {
+    let e = parse_err(
+        r#"
+[quarantine]
+registry = "nosuch"
+[live]
+registry = "example.io"
+[gate]
+fail_on = "severe"
+max_verdict_age = "a week"
+scanners = ["trivy"]
+[[gate.allow]]
+id = "CVE-1"
+expires = "2020-01-01"
+reason = "old"
+[gate.policy]
+max_size = "2 GB!"
+platforms = ["linux"]
+[[images]]
+source = "busybox:1"
+digest = "sha256:xyz"
+"#,
+    );
+    for want in [
+        "unknown registry alias `nosuch`",
+        "invalid severity `severe`",
+        "invalid max_verdict_age",
+        "unknown scanner `trivy`",
+        "expired on 2020-01-01",
+        "invalid size",
+        "invalid platform",
+        "the pin is not a digest",
+        "8 configuration errors found",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+}
+
+#[test]
+fn missing_tables_and_basic_auth() {
+    let e = parse_err("[registries.r]\nendpoint = \"https://r.example\"\nauth = \"basic\"\n");
+    assert!(e.contains("basic auth without username"), "{e}");
+    assert!(e.contains("missing [quarantine]"), "{e}");
+    assert!(e.contains("missing [live]"), "{e}");
+}
+
+#[test]
+fn allow_entries_and_policy_hash() {
+    let with_allow = format!(
+        "{BASE}\n[[gate.allow]]\nid = \"CVE-2021-42378\"\nimages = [\"busybox\"]\nexpires = 2027-01-31\nreason = \"r\"\n"
+    );
+    let d = parse_ok(&with_allow);
+    assert_eq!(d.gate.allow[0].images, vec!["library/busybox".to_string()]);
+    assert!(d.gate.allow[0].covers("CVE-2021-42378", "library/busybox"));
+    assert!(!d.gate.allow[0].covers("CVE-2021-42378", "library/alpine"));
+    let plain = parse_ok(BASE);
+    assert_ne!(d.policy_hash(), plain.policy_hash());
+    let stricter = parse_ok(&format!("{BASE}\n[gate]\nfail_on = \"medium\"\n"));
+    assert_ne!(stricter.policy_hash(), plain.policy_hash());
+    let age = parse_ok(&format!("{BASE}\n[gate]\nmax_verdict_age = \"1d\"\n"));
+    assert_eq!(
+        age.policy_hash(),
+        plain.policy_hash(),
+        "verdict age is not a gate decision"
+    );
+}
+
+#[test]
+fn source_host_matches_an_aliased_endpoint() {
+    let d = parse_ok(&format!(
+        "{BASE}\n[[images]]\nsource = \"acraks0001.azurecr.io/team/app:1\"\n"
+    ));
+    assert_eq!(d.images[0].source_registry, "acr");
+}
+
+#[test]
+fn layout_paths_are_relative_to_the_file() {
+    let d = parse(
+        "[registries.local]\nlayout = \"reg\"\n[quarantine]\nregistry = \"local\"\n[live]\nregistry = \"local\"\n",
+        Path::new("/etc/airlock/airlock.toml"),
+        today(),
+    )
+    .unwrap();
+    assert_eq!(
+        d.registry("local").endpoint,
+        Endpoint::Layout("/etc/airlock/reg".into())
+    );
+}

@@ -1,0 +1,200 @@
+use std::path::Path;
+
+use time::macros::datetime;
+
+use super::*;
+use crate::model::Severity;
+use crate::observed::{FindingSummary, LiveTag, SourceInfo};
+
+const CONFIG: &str = r#"
+[registries.acr]
+endpoint = "https://acr.example.io"
+[quarantine]
+registry = "acr"
+prefix = "quarantine"
+[live]
+registry = "acr"
+prefix = "live"
+[[images]]
+source = "docker.io/library/busybox:1.33.0"
+"#;
+
+fn now() -> OffsetDateTime {
+    datetime!(2026-11-27 12:00 UTC)
+}
+
+fn desired(extra: &str) -> DesiredState {
+    crate::config::parse(
+        &format!("{CONFIG}{extra}"),
+        Path::new("airlock.toml"),
+        now().date(),
+    )
+    .unwrap()
+}
+
+fn d(c: char) -> Digest {
+    format!("sha256:{}", c.to_string().repeat(64))
+        .parse()
+        .unwrap()
+}
+
+fn observed(q: Option<char>, l: Option<char>, verdict: Option<VerdictInfo>) -> ObservedState {
+    let mut o = ObservedState::default();
+    o.images.insert(
+        "library/busybox:1.33.0".into(),
+        ObservedImage {
+            source: SourceInfo {
+                digest: d('a'),
+                upstream_digest: d('a'),
+                upstream_tag_digest: None,
+                media_type: crate::model::media::OCI_MANIFEST.into(),
+                size: Some(1000),
+                platforms: None,
+            },
+            quarantine: q.map(d),
+            live: l.map(d),
+            verdict,
+        },
+    );
+    o
+}
+
+fn verdict(ds: &DesiredState, decision: Decision, created: OffsetDateTime) -> VerdictInfo {
+    VerdictInfo {
+        digest: d('f'),
+        decision,
+        created,
+        policy_hash: ds.policy_hash(),
+        top_findings: vec![FindingSummary {
+            id: "CVE-2021-42378".into(),
+            severity: Severity::Critical,
+            package: Some("busybox".into()),
+            fixed_version: Some("1.34.0".into()),
+        }],
+    }
+}
+
+fn kinds(p: &Plan) -> Vec<String> {
+    p.actions().iter().map(|a| a.id.clone()).collect()
+}
+
+#[test]
+fn fresh_image_imports_scans_promotes_in_order() {
+    let ds = desired("");
+    let p = plan(&ds, &observed(None, None, None), now()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec![
+            "import:library/busybox:1.33.0",
+            "scan:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ]
+    );
+    assert_eq!(p.dependencies(2), vec![0, 1]);
+    assert_eq!(p.dependents(0), vec![1, 2]);
+    assert_eq!(p.summary().import, 1);
+    assert_eq!(p.live_after.len(), 1);
+}
+
+#[test]
+fn converged_is_empty() {
+    let ds = desired("");
+    let v = verdict(&ds, Decision::Pass, now() - time::Duration::days(1));
+    let p = plan(&ds, &observed(Some('a'), Some('a'), Some(v)), now()).unwrap();
+    assert!(p.is_empty(), "{:?}", kinds(&p));
+    assert!(p.warnings.is_empty());
+}
+
+#[test]
+fn failing_verdict_blocks() {
+    let ds = desired("");
+    let v = verdict(&ds, Decision::Fail, now() - time::Duration::hours(1));
+    let p = plan(&ds, &observed(Some('a'), None, Some(v)), now()).unwrap();
+    assert!(p.is_empty());
+    assert_eq!(p.blocked.len(), 1);
+    assert_eq!(p.blocked[0].findings[0].id, "CVE-2021-42378");
+}
+
+#[test]
+fn expired_verdict_and_policy_change_rescan() {
+    let ds = desired("");
+    let old = verdict(&ds, Decision::Pass, now() - time::Duration::days(8));
+    let p = plan(&ds, &observed(Some('a'), Some('a'), Some(old)), now()).unwrap();
+    assert_eq!(kinds(&p), vec!["scan:library/busybox:1.33.0"]);
+    assert!(
+        p.actions()[0].reason.contains("old"),
+        "{}",
+        p.actions()[0].reason
+    );
+
+    let mut changed = verdict(&ds, Decision::Pass, now());
+    changed.policy_hash = d('e');
+    let p = plan(&ds, &observed(Some('a'), None, Some(changed)), now()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec![
+            "scan:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ]
+    );
+    assert!(p.actions()[0].reason.contains("gate configuration changed"));
+}
+
+#[test]
+fn upstream_move_replaces_with_warning() {
+    let ds = desired("");
+    let v = verdict(&ds, Decision::Pass, now());
+    let p = plan(&ds, &observed(Some('b'), Some('b'), Some(v)), now()).unwrap();
+    let promote = p
+        .actions()
+        .iter()
+        .find(|a| a.kind == ActionKind::Promote)
+        .unwrap();
+    assert_eq!(promote.replaces, Some(d('b')));
+    assert_eq!(p.summary().replace, 2);
+    assert!(p.warnings.iter().any(|w| w.contains("moved")));
+}
+
+#[test]
+fn live_failing_is_reported_and_demoted_on_request() {
+    let ds = desired("");
+    let v = verdict(&ds, Decision::Fail, now());
+    let p = plan(&ds, &observed(Some('a'), Some('a'), Some(v.clone())), now()).unwrap();
+    assert!(p.is_empty());
+    assert!(p.blocked[0].live);
+    let ds = desired("[gate]\non_fail = \"demote\"\n");
+    let v = verdict(&ds, Decision::Fail, now());
+    let p = plan(&ds, &observed(Some('a'), Some('a'), Some(v)), now()).unwrap();
+    assert_eq!(kinds(&p), vec!["delete:live/library/busybox:1.33.0"]);
+    assert!(p.live_after.is_empty());
+}
+
+#[test]
+fn prune_deletes_undeclared_tags_else_lists_them() {
+    let ds = desired("");
+    let v = verdict(&ds, Decision::Pass, now());
+    let mut o = observed(Some('a'), Some('a'), Some(v));
+    o.live_tags = Some(vec![
+        LiveTag {
+            repository: "live/library/busybox".into(),
+            tag: "1.33.0".into(),
+            digest: d('a'),
+        },
+        LiveTag {
+            repository: "live/old/thing".into(),
+            tag: "1".into(),
+            digest: d('c'),
+        },
+    ]);
+    let p = plan(&ds, &o, now()).unwrap();
+    assert!(p.is_empty());
+    assert_eq!(p.unmanaged.len(), 1);
+    let ds = {
+        let mut x = desired("");
+        x.prune = true;
+        x
+    };
+    let p = plan(&ds, &o, now()).unwrap();
+    assert_eq!(kinds(&p), vec!["delete:live/old/thing:1"]);
+    assert_eq!(p.live_after.len(), 1);
+}
