@@ -1,10 +1,19 @@
 //! airlock: declarative container-image quarantine.
 //!
-//! See README.md (Architecture) for the code map and invariants.
+//! Data flows one way (see README.md, Architecture):
+//! `config` → DesiredState; `observe` (registry reads) → ObservedState;
+//! `plan::diff` (pure) → Plan; `render` (pure) → human | json | markdown;
+//! `apply` executes exactly the plan against the registries.
 
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod error;
+pub mod exit;
 pub mod model;
+pub mod observe;
 pub mod observed;
 pub mod plan;
+pub mod records;
 pub mod registry;
 pub mod render;

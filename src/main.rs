@@ -1,1 +1,29 @@
-fn main() {}
+//! The airlock binary: parse arguments, set up logging on stderr, run, map to an exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = airlock::cli::Cli::parse();
+    init_logging(cli.verbose);
+    let result = airlock::cli::run(cli);
+    if let Err(e) = &result {
+        eprintln!("error: {e}");
+    }
+    std::process::exit(airlock::exit::code(&result));
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "airlock=info,warn",
+        2 => "airlock=debug,info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,202 @@
+//! One function per command: load, observe, plan, render, apply — wiring only; the work
+//! happens in the modules they call. Returns an `Outcome` that `exit` maps to a code.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use crate::config::{self, DesiredState};
+use crate::error::Error;
+use crate::exit::Outcome;
+use crate::observe;
+use crate::plan::{Plan, diff};
+use crate::registry::Registries;
+use crate::render::{self, Format, HumanOptions};
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+pub fn load(path: &Path) -> Result<DesiredState, Error> {
+    Ok(config::load(path, now().date())?)
+}
+
+/// Colour only on a terminal, and never with NO_COLOR set.
+pub fn color_stdout() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("failed to start the async runtime", e))
+}
+
+/// Wait for SIGINT or SIGTERM; returns the signal number.
+pub async fn signalled() -> i32 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => 15,
+            _ = int.recv() => 2,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        2
+    }
+}
+
+pub fn validate(path: &Path) -> Result<Outcome, Error> {
+    let d = load(path)?;
+    println!(
+        "{} is valid: {} image{}; quarantine {}/{}, live {}/{}{}; gate: {} (fail on {}).",
+        path.display(),
+        d.images.len(),
+        if d.images.len() == 1 { "" } else { "s" },
+        d.quarantine.registry,
+        d.quarantine.prefix,
+        d.live.registry,
+        d.live.prefix,
+        if d.prune { " (prune)" } else { "" },
+        d.gate.scanners.join(", "),
+        d.gate.fail_on
+    );
+    Ok(Outcome::Success)
+}
+
+/// Observe and plan (shared by `plan` and `apply`).
+pub async fn make_plan(desired: &DesiredState, registries: &Registries) -> Result<Plan, Error> {
+    let observed = observe::observe(desired, registries).await?;
+    Ok(diff::plan(desired, &observed, now())?)
+}
+
+/// Write `bytes` to `path` atomically: a temporary file beside it, then rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(format!("failed to write {}", path.display()), e)
+    })
+}
+
+pub fn render_plan(plan: &Plan, format: Format) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    render::render(plan, format, &HumanOptions { color: color_stdout() && matches!(format, Format::Human) }, &mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("failed to write the plan to stdout", e))
+}
+
+pub fn plan(
+    path: &Path,
+    out: Option<&Path>,
+    format: Format,
+    detailed_exitcode: bool,
+) -> Result<Outcome, Error> {
+    let desired = load(path)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let registries = Registries::new(&desired)?;
+        let plan = tokio::select! {
+            p = make_plan(&desired, &registries) => p?,
+            sig = signalled() => return Ok(Outcome::Interrupted(sig)),
+        };
+        if let Some(out) = out {
+            let mut json = Vec::new();
+            render::render(&plan, Format::Json, &HumanOptions { color: false }, &mut json)
+                .map_err(|e| Error::io("failed to serialise the plan", e))?;
+            write_atomic(out, &json)?;
+            tracing::info!("plan written to {}", out.display());
+        }
+        render_plan(&plan, format)?;
+        Ok(if detailed_exitcode && plan.has_changes() {
+            Outcome::Changes
+        } else {
+            Outcome::Success
+        })
+    })
+}
+
+pub fn read_plan_file(path: &Path) -> Result<Plan, Error> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::io(format!("failed to read plan file {}", path.display()), e))?;
+    render::parse_plan_file(&bytes).map_err(|source| Error::PlanFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub fn show(path: &Path, format: Format) -> Result<Outcome, Error> {
+    let plan = read_plan_file(path)?;
+    render_plan(&plan, format)?;
+    Ok(Outcome::Success)
+}
+
+pub fn images(path: &Path, kustomize: bool) -> Result<Outcome, Error> {
+    let desired = load(path)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let registries = Registries::new(&desired)?;
+        let live = registries.get(&desired.live.registry)?;
+        let host = live.host();
+        let mut out = String::new();
+        let mut missing = Vec::new();
+        if kustomize {
+            out.push_str("images:\n");
+        }
+        for spec in &desired.images {
+            let repo = desired.live.repository(&spec.path);
+            match live.head_manifest(&repo, &spec.tag).await? {
+                Some(d) => {
+                    if kustomize {
+                        out.push_str(&format!(
+                            "  - name: {}\n    newName: {host}/{repo}\n    digest: {}\n",
+                            spec.source.repository(),
+                            d.digest
+                        ));
+                    } else {
+                        out.push_str(&format!("{host}/{repo}:{}@{}\n", spec.tag, d.digest));
+                    }
+                }
+                None => missing.push(format!("{host}/{repo}:{}", spec.tag)),
+            }
+        }
+        print!("{out}");
+        if missing.is_empty() {
+            Ok(Outcome::Success)
+        } else {
+            Err(Error::Other(format!(
+                "not in live yet (run `airlock apply`): {}",
+                missing.join(", ")
+            )))
+        }
+    })
+}
+
+pub fn apply(
+    _path: &Path,
+    _plan: Option<&Path>,
+    _auto_approve: bool,
+    _json: bool,
+    _grace: std::time::Duration,
+) -> Result<Outcome, Error> {
+    Err(Error::Usage("apply is not available in this build yet".into()))
+}
+
+pub fn audit(_path: &Path, _json: bool) -> Result<Outcome, Error> {
+    Err(Error::Usage("audit is not available in this build yet".into()))
+}

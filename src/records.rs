@@ -1,0 +1,277 @@
+//! Verdicts and promotion records as OCI artifacts: pure builders and readers. A record is an
+//! OCI image manifest with an `artifactType` of airlock's own, an empty config, one JSON layer
+//! holding the document, a `subject` (the scanned or live digest), and the facts the planner
+//! needs copied into annotations so that a referrers listing alone answers most questions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::model::{Digest, RawManifest, Severity, media};
+use crate::observed::{Decision, FindingSummary, VerdictInfo};
+
+pub const ANN_CREATED: &str = "org.opencontainers.image.created";
+pub const ANN_DECISION: &str = "dev.airlock.verdict.decision";
+pub const ANN_POLICY_HASH: &str = "dev.airlock.verdict.policy-hash";
+pub const ANN_FROM: &str = "dev.airlock.promotion.from";
+pub const ANN_VERDICT: &str = "dev.airlock.promotion.verdict";
+pub const ANN_PLAN: &str = "dev.airlock.promotion.plan";
+
+pub const VERDICT_FORMAT: u32 = 1;
+pub const PROMOTION_FORMAT: u32 = 1;
+
+/// One finding of a scanner or policy check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub id: String,
+    pub severity: Severity,
+    pub scanner: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub package: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub installed_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fixed_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<String>,
+    /// Set when an allow entry covered this finding (it then does not count).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub allowed_by: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScannerRun {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+}
+
+/// The gate's result for one digest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VerdictDocument {
+    pub format_version: u32,
+    /// The scanned digest (`subject`).
+    pub digest: Digest,
+    /// The quarantined repository it was scanned in.
+    pub repository: String,
+    pub decision: Decision,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    pub policy_hash: Digest,
+    pub fail_on: Severity,
+    pub scanners: Vec<ScannerRun>,
+    /// Counts of findings that count (not allowed) by severity.
+    pub counts: BTreeMap<Severity, usize>,
+    /// Allow entries that covered at least one finding: `id (expires, reason)`.
+    pub exceptions_applied: Vec<String>,
+    pub findings: Vec<Finding>,
+    pub airlock_version: String,
+}
+
+impl VerdictDocument {
+    /// The worst counting findings, worst first.
+    pub fn top_findings(&self, n: usize) -> Vec<FindingSummary> {
+        let mut v: Vec<&Finding> = self
+            .findings
+            .iter()
+            .filter(|f| f.allowed_by.is_none() && f.severity >= self.fail_on)
+            .collect();
+        v.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)));
+        v.dedup_by(|a, b| a.id == b.id && a.package == b.package);
+        v.into_iter()
+            .take(n)
+            .map(|f| FindingSummary {
+                id: f.id.clone(),
+                severity: f.severity,
+                package: f.package.clone(),
+                fixed_version: f.fixed_version.clone(),
+            })
+            .collect()
+    }
+}
+
+/// What a promotion did, pushed with `subject` = the live digest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromotionRecord {
+    pub format_version: u32,
+    /// Live digest (`subject`).
+    pub digest: Digest,
+    pub live: String,
+    /// `registry/repository@digest` of the quarantined image it came from.
+    pub from: String,
+    pub from_digest: Digest,
+    pub verdict: Digest,
+    pub plan_hash: Digest,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
+    pub airlock_version: String,
+}
+
+/// An artifact ready to push: its manifest and the one layer blob it references.
+pub struct Artifact {
+    pub manifest: RawManifest,
+    pub layer: Vec<u8>,
+    pub config: Vec<u8>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("a valid time formats")
+}
+
+fn build(
+    artifact_type: &str,
+    document: Vec<u8>,
+    subject: (&Digest, &str, u64),
+    annotations: BTreeMap<String, String>,
+) -> Artifact {
+    let config = b"{}".to_vec();
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {
+            "mediaType": media::OCI_EMPTY,
+            "digest": Digest::of(&config).to_string(),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": artifact_type,
+            "digest": Digest::of(&document).to_string(),
+            "size": document.len(),
+        }],
+        "subject": {
+            "mediaType": subject.1,
+            "digest": subject.0.to_string(),
+            "size": subject.2,
+        },
+        "annotations": annotations,
+    });
+    let bytes = serde_json::to_vec(&body).expect("manifest serialises");
+    Artifact {
+        manifest: RawManifest::new(bytes, Some(media::OCI_MANIFEST)).expect("valid manifest"),
+        layer: document,
+        config,
+    }
+}
+
+/// The verdict artifact for `doc`, whose subject is the scanned manifest.
+pub fn verdict_artifact(doc: &VerdictDocument, subject_media_type: &str, subject_size: u64) -> Artifact {
+    let mut ann = BTreeMap::new();
+    ann.insert(ANN_CREATED.to_string(), rfc3339(doc.created));
+    ann.insert(
+        ANN_DECISION.to_string(),
+        serde_json::to_value(&doc.decision)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+    );
+    ann.insert(ANN_POLICY_HASH.to_string(), doc.policy_hash.to_string());
+    build(
+        media::VERDICT_ARTIFACT,
+        serde_json::to_vec_pretty(doc).expect("verdict serialises"),
+        (&doc.digest, subject_media_type, subject_size),
+        ann,
+    )
+}
+
+/// The promotion record artifact, whose subject is the live manifest.
+pub fn promotion_artifact(rec: &PromotionRecord, subject_media_type: &str, subject_size: u64) -> Artifact {
+    let mut ann = BTreeMap::new();
+    ann.insert(ANN_CREATED.to_string(), rfc3339(rec.created));
+    ann.insert(ANN_FROM.to_string(), rec.from.clone());
+    ann.insert(ANN_VERDICT.to_string(), rec.verdict.to_string());
+    ann.insert(ANN_PLAN.to_string(), rec.plan_hash.to_string());
+    build(
+        media::PROMOTION_ARTIFACT,
+        serde_json::to_vec_pretty(rec).expect("record serialises"),
+        (&rec.digest, subject_media_type, subject_size),
+        ann,
+    )
+}
+
+/// Summary of a verdict from a referrer's annotations (no blob read). None when the
+/// annotations are missing or malformed: such a referrer is not a verdict airlock trusts.
+pub fn verdict_from_annotations(
+    digest: &Digest,
+    annotations: &BTreeMap<String, String>,
+) -> Option<VerdictInfo> {
+    let created = OffsetDateTime::parse(
+        annotations.get(ANN_CREATED)?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    let decision = match annotations.get(ANN_DECISION)?.as_str() {
+        "pass" => Decision::Pass,
+        "fail" => Decision::Fail,
+        "pending" => Decision::Pending,
+        _ => return None,
+    };
+    Some(VerdictInfo {
+        digest: digest.clone(),
+        decision,
+        created,
+        policy_hash: annotations.get(ANN_POLICY_HASH)?.parse().ok()?,
+        top_findings: vec![],
+    })
+}
+
+/// Pick the newest verdict among several (ties broken by digest for determinism).
+pub fn newest(verdicts: Vec<VerdictInfo>) -> Option<VerdictInfo> {
+    verdicts
+        .into_iter()
+        .max_by(|a, b| a.created.cmp(&b.created).then(a.digest.cmp(&b.digest)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::Parsed;
+
+    #[test]
+    fn verdict_round_trips_through_annotations() {
+        let doc = VerdictDocument {
+            format_version: VERDICT_FORMAT,
+            digest: Digest::of(b"image"),
+            repository: "quarantine/library/busybox".into(),
+            decision: Decision::Fail,
+            created: time::macros::datetime!(2026-11-27 10:00 UTC),
+            policy_hash: Digest::of(b"policy"),
+            fail_on: Severity::High,
+            scanners: vec![],
+            counts: BTreeMap::new(),
+            exceptions_applied: vec![],
+            findings: vec![Finding {
+                id: "CVE-1".into(),
+                severity: Severity::Critical,
+                scanner: "trivy".into(),
+                message: "bad".into(),
+                package: Some("busybox".into()),
+                installed_version: None,
+                fixed_version: Some("2".into()),
+                platform: None,
+                allowed_by: None,
+            }],
+            airlock_version: "0".into(),
+        };
+        let a = verdict_artifact(&doc, media::OCI_MANIFEST, 100);
+        let Parsed::Image { subject, artifact_type, layers, .. } = a.manifest.parse().unwrap() else {
+            panic!()
+        };
+        assert_eq!(subject.unwrap().digest, doc.digest);
+        assert_eq!(artifact_type.as_deref(), Some(media::VERDICT_ARTIFACT));
+        assert_eq!(layers[0].digest, Digest::of(&a.layer));
+        let v: serde_json::Value = serde_json::from_slice(&a.manifest.bytes).unwrap();
+        let ann: BTreeMap<String, String> =
+            serde_json::from_value(v["annotations"].clone()).unwrap();
+        let info = verdict_from_annotations(&a.manifest.digest, &ann).unwrap();
+        assert_eq!(info.decision, Decision::Fail);
+        assert_eq!(info.policy_hash, doc.policy_hash);
+        assert_eq!(doc.top_findings(5)[0].id, "CVE-1");
+    }
+}
