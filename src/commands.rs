@@ -10,6 +10,8 @@ use crate::config::{self, DesiredState};
 use crate::error::Error;
 use crate::exit::Outcome;
 use crate::observe;
+use crate::apply;
+use futures_util::StreamExt;
 use crate::plan::{Plan, diff};
 use crate::registry::Registries;
 use crate::render::{self, Format, HumanOptions};
@@ -187,14 +189,152 @@ pub fn images(path: &Path, kustomize: bool) -> Result<Outcome, Error> {
     })
 }
 
+/// SIGINT/SIGTERM as a stream of signal numbers, handlers installed now.
+pub fn signal_stream() -> impl futures_util::Stream<Item = i32> + Unpin {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let sig = signalled().await;
+            if tx.send(sig).is_err() {
+                break;
+            }
+        }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|v| (v, rx))
+    }))
+}
+
+fn confirm() -> Result<bool, Error> {
+    use std::io::BufRead;
+    eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::io("failed to read the answer", e))?;
+    Ok(line.trim() == "yes")
+}
+
+/// Progress on a terminal (bytes, rate, actions), plain log lines otherwise.
+fn progress_options(grace: std::time::Duration) -> apply::Options {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} {binary_bytes} copied ({binary_bytes_per_sec}) {elapsed}",
+            )
+            .expect("valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        let b1 = bar.clone();
+        let b2 = bar.clone();
+        apply::Options {
+            grace,
+            on_bytes: Some(std::sync::Arc::new(move |n| b1.inc(n))),
+            on_done: Some(std::sync::Arc::new(move |r, done, total| {
+                b2.set_message(format!("[{done}/{total}] {}", r.id));
+                if matches!(r.status, apply::Status::Failed { .. }) {
+                    b2.println(format!("failed: {}", r.id));
+                }
+                if done == total {
+                    b2.finish_and_clear();
+                }
+            })),
+        }
+    } else {
+        apply::Options {
+            grace,
+            on_bytes: None,
+            on_done: Some(std::sync::Arc::new(|r, done, total| {
+                let word = match &r.status {
+                    apply::Status::Done { .. } => "done",
+                    apply::Status::Unchanged { .. } => "unchanged",
+                    apply::Status::Failed { .. } => "FAILED",
+                    apply::Status::Blocked { .. } => "BLOCKED",
+                    apply::Status::Skipped { .. } => "skipped",
+                    apply::Status::Interrupted => "interrupted",
+                    apply::Status::NotStarted => "not started",
+                };
+                eprintln!("[{done}/{total}] {word} {}", r.id);
+            })),
+        }
+    }
+}
+
 pub fn apply(
-    _path: &Path,
-    _plan: Option<&Path>,
-    _auto_approve: bool,
-    _json: bool,
-    _grace: std::time::Duration,
+    path: &Path,
+    plan_file: Option<&Path>,
+    auto_approve: bool,
+    json: bool,
+    grace: std::time::Duration,
 ) -> Result<Outcome, Error> {
-    Err(Error::Usage("apply is not available in this build yet".into()))
+    let desired = load(path)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let registries = Registries::new(&desired)?;
+        let mut signals = signal_stream();
+        let plan = match plan_file {
+            Some(f) => {
+                let plan = read_plan_file(f)?;
+                if plan.policy_hash != desired.policy_hash() {
+                    eprintln!(
+                        "The plan is stale: the gate configuration changed since it was made (policy hash {} → {}). Nothing was applied; run `airlock plan` again.",
+                        plan.policy_hash.short(),
+                        desired.policy_hash().short()
+                    );
+                    return Ok(Outcome::Stale);
+                }
+                let moved = tokio::select! {
+                    m = apply::preconditions::check(&plan, &registries) => m?,
+                    Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
+                };
+                if !moved.is_empty() {
+                    eprintln!("The plan is stale: these tags moved since it was made. Nothing was applied; run `airlock plan` again.");
+                    for m in &moved {
+                        eprintln!("  {m}");
+                    }
+                    return Ok(Outcome::Stale);
+                }
+                plan
+            }
+            None => {
+                let plan = tokio::select! {
+                    p = make_plan(&desired, &registries) => p?,
+                    Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
+                };
+                if json {
+                    let mut err = std::io::stderr().lock();
+                    render::render(&plan, Format::Human, &HumanOptions { color: false }, &mut err)
+                        .map_err(|e| Error::io("failed to write the plan", e))?;
+                } else {
+                    render_plan(&plan, Format::Human)?;
+                }
+                if plan.has_changes() && !auto_approve {
+                    if !std::io::stdin().is_terminal() {
+                        return Err(Error::Usage(
+                            "refusing to apply without confirmation: stdin is not a terminal. Review the plan and pass --auto-approve, or apply a saved plan file (`airlock plan --out plan.json`, then `airlock apply plan.json`)".into(),
+                        ));
+                    }
+                    if !confirm()? {
+                        return Err(Error::Other("apply cancelled; nothing was changed".into()));
+                    }
+                }
+                plan
+            }
+        };
+        let report = apply::execute(&plan, &desired, &registries, progress_options(grace), signals).await;
+        let mut out = std::io::stdout().lock();
+        if json {
+            report.write_json(&mut out)
+        } else {
+            report.write_human(&mut out)
+        }
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("failed to write the report", e))?;
+        Ok(report.outcome())
+    })
 }
 
 pub fn audit(_path: &Path, _json: bool) -> Result<Outcome, Error> {

@@ -5,11 +5,13 @@
 //! `plan::diff` (pure) → Plan; `render` (pure) → human | json | markdown;
 //! `apply` executes exactly the plan against the registries.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod exit;
+pub mod gate;
 pub mod model;
 pub mod observe;
 pub mod observed;

@@ -1,0 +1,324 @@
+//! One function per action kind. Each re-checks its target first and does nothing when the
+//! target already holds (idempotent), so a re-run after a crash converges.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use time::OffsetDateTime;
+
+use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
+use crate::config::DesiredState;
+use crate::model::Digest;
+use crate::model::manifest::subset_index;
+use crate::observed::{Decision, FindingSummary, VerdictInfo};
+use crate::plan::{Action, ActionKind};
+use crate::records::{self, PROMOTION_FORMAT, PromotionRecord};
+use crate::registry::{Registries, Registry, RegistryError};
+use crate::{gate, observe};
+
+/// How an action ended.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Status {
+    /// It did what it says.
+    Done { detail: String },
+    /// The target already held; nothing was written.
+    Unchanged { detail: String },
+    /// The gate kept the image out of live.
+    Blocked {
+        detail: String,
+        findings: Vec<FindingSummary>,
+    },
+    Failed { error: String },
+    /// Not run because an action it depends on failed or was blocked.
+    Skipped { because: String },
+    /// Started, then stopped by a signal before it finished.
+    Interrupted,
+    /// Never started (interrupted run).
+    NotStarted,
+}
+
+/// Shared by all steps of one apply.
+pub struct Context<'a> {
+    pub desired: &'a DesiredState,
+    pub registries: &'a Registries,
+    pub plan_hash: Digest,
+    pub ledger: BlobLedger,
+    pub stats: Stats,
+    /// Verdicts recorded by this apply's scans, by image key.
+    pub verdicts: Mutex<HashMap<String, VerdictInfo>>,
+    pub on_bytes: Option<OnBytes>,
+}
+
+impl Context<'_> {
+    fn copier(&self) -> Copier<'_> {
+        Copier {
+            ledger: &self.ledger,
+            stats: &self.stats,
+            on_bytes: self.on_bytes.clone(),
+        }
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+fn tag_of(a: &Action) -> Result<&str, RegistryError> {
+    a.target.tag.as_deref().ok_or_else(|| RegistryError::Invalid {
+        what: a.id.clone(),
+        problem: "the action has no target tag".into(),
+    })
+}
+
+pub async fn run(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+    match a.kind {
+        ActionKind::Import => import(ctx, a).await,
+        ActionKind::Scan => scan(ctx, a).await,
+        ActionKind::Promote => promote(ctx, a).await,
+        ActionKind::Delete => delete(ctx, a).await,
+    }
+}
+
+async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+    let tag = tag_of(a)?;
+    let dst = ctx.registries.get(&a.target.registry)?;
+    if dst.head_manifest(&a.target.repository, tag).await?.map(|d| d.digest).as_ref() == Some(&a.digest) {
+        return Ok(Status::Unchanged {
+            detail: format!("{} already holds {}", a.target, a.digest.short()),
+        });
+    }
+    let src_loc = a.source.as_ref().ok_or_else(|| RegistryError::Invalid {
+        what: a.id.clone(),
+        problem: "import without a source".into(),
+    })?;
+    let src = ctx.registries.get(&src_loc.registry)?;
+    let read = a.source_digest.clone().unwrap_or_else(|| a.digest.clone());
+    let upstream = src
+        .get_manifest(&src_loc.repository, &read.to_string())
+        .await?
+        .ok_or_else(|| RegistryError::Invalid {
+            what: format!("{}@{}", src_loc, read),
+            problem: "the source manifest is gone (MANIFEST_UNKNOWN)".into(),
+        })?;
+    let top = match &a.platforms {
+        Some(platforms) => subset_index(&upstream, platforms)
+            .map_err(|e| RegistryError::Invalid {
+                what: src_loc.to_string(),
+                problem: e.to_string(),
+            })?
+            .ok_or_else(|| RegistryError::Invalid {
+                what: src_loc.to_string(),
+                problem: "none of the selected platforms is offered".into(),
+            })?,
+        None => upstream.clone(),
+    };
+    if top.digest != a.digest {
+        return Err(RegistryError::Invalid {
+            what: src_loc.to_string(),
+            problem: format!(
+                "the content is {} but the plan expected {}",
+                top.digest.short(),
+                a.digest.short()
+            ),
+        });
+    }
+    let copier = ctx.copier();
+    let s = Repo { registry: &src, name: &src_loc.repository };
+    let d = Repo { registry: &dst, name: &a.target.repository };
+    copier.copy_image(s, d, &top, tag).await?;
+    let referrers = copy_referrers(&copier, s, d, &upstream.digest, &top.digest).await?;
+    Ok(Status::Done {
+        detail: format!(
+            "{} → {}{}",
+            a.digest.short(),
+            a.target,
+            if referrers > 0 { format!(" with {referrers} referrer(s)") } else { String::new() }
+        ),
+    })
+}
+
+/// Signatures, SBOMs and attestations of the source travel with it (airlock's own records
+/// do not: they are made again by the gate).
+async fn copy_referrers(
+    copier: &Copier<'_>,
+    src: Repo<'_>,
+    dst: Repo<'_>,
+    upstream: &Digest,
+    target: &Digest,
+) -> Result<usize, RegistryError> {
+    if upstream != target {
+        // A rebuilt subset index has a new digest: the source's referrers are about another one.
+        return Ok(0);
+    }
+    let mut n = 0;
+    for r in src.registry.referrers(src.name, upstream, None).await? {
+        if r.artifact_type.as_deref().is_some_and(|t| t.starts_with("application/vnd.airlock.")) {
+            continue;
+        }
+        let Some(m) = src.registry.get_manifest(src.name, &r.digest.to_string()).await? else {
+            continue;
+        };
+        copier.copy_untagged(src, dst, &m).await?;
+        dst.registry.push_referrer(dst.name, &m, target).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A verdict usable for promotion: recorded under the current policy, not pending, not stale.
+fn usable(ctx: &Context<'_>, v: &VerdictInfo) -> Option<String> {
+    if v.policy_hash != ctx.desired.policy_hash() {
+        return Some("the verdict was made under another gate configuration".into());
+    }
+    if v.decision == Decision::Pending {
+        return Some("the verdict is pending (a scanner has not reported yet)".into());
+    }
+    let max = time::Duration::try_from(ctx.desired.gate.max_verdict_age).unwrap_or(time::Duration::MAX);
+    if now() - v.created > max {
+        return Some("the verdict is older than max_verdict_age".into());
+    }
+    None
+}
+
+async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+    let reg = ctx.registries.get(&a.target.registry)?;
+    let repo = &a.target.repository;
+    let image = a.image.clone().unwrap_or_default();
+    if let Some(v) = observe::find_verdict(&reg, repo, &a.digest).await?
+        && usable(ctx, &v).is_none()
+    {
+        let detail = format!("a current verdict exists: {:?}", v.decision).to_lowercase();
+        ctx.verdicts.lock().expect("verdicts lock").insert(image, v);
+        return Ok(Status::Unchanged { detail });
+    }
+    let top = reg
+        .get_manifest(repo, &a.digest.to_string())
+        .await?
+        .ok_or_else(|| RegistryError::Invalid {
+            what: format!("{}/{}@{}", a.target.registry, repo, a.digest),
+            problem: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
+        })?;
+    let path = image.rsplit_once(':').map(|(p, _)| p.to_string()).unwrap_or_default();
+    let target = gate::Target { registry: &reg, repository: repo, digest: &a.digest };
+    let doc = gate::scan(ctx.desired, &target, &top, &path, now()).await?;
+    let artifact = records::verdict_artifact(&doc, &top.media_type, top.bytes.len() as u64);
+    push_artifact(&reg, repo, &artifact, &a.digest).await?;
+    let info = VerdictInfo {
+        digest: artifact.manifest.digest.clone(),
+        decision: doc.decision.clone(),
+        created: doc.created,
+        policy_hash: doc.policy_hash.clone(),
+        top_findings: doc.top_findings(observe::TOP_FINDINGS),
+    };
+    let detail = match doc.decision {
+        Decision::Pass => format!("pass ({} finding(s) below {} or allowed)", doc.findings.len(), doc.fail_on),
+        Decision::Fail => format!(
+            "fail: {}",
+            info.top_findings
+                .iter()
+                .map(|f| format!("{} {}", f.id, f.severity))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Decision::Pending => "pending: a scanner has not reported yet".into(),
+    };
+    ctx.verdicts.lock().expect("verdicts lock").insert(image, info);
+    Ok(Status::Done { detail: format!("verdict {} recorded: {detail}", artifact.manifest.digest.short()) })
+}
+
+async fn push_artifact(
+    reg: &Registry,
+    repo: &str,
+    artifact: &records::Artifact,
+    subject: &Digest,
+) -> Result<(), RegistryError> {
+    reg.put_blob_bytes(repo, artifact.config.clone().into()).await?;
+    reg.put_blob_bytes(repo, artifact.layer.clone().into()).await?;
+    reg.push_referrer(repo, &artifact.manifest, subject).await
+}
+
+async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+    let tag = tag_of(a)?;
+    let dst = ctx.registries.get(&a.target.registry)?;
+    if dst.head_manifest(&a.target.repository, tag).await?.map(|d| d.digest).as_ref() == Some(&a.digest) {
+        return Ok(Status::Unchanged {
+            detail: format!("{} already holds {}", a.target, a.digest.short()),
+        });
+    }
+    let q = a.source.as_ref().ok_or_else(|| RegistryError::Invalid {
+        what: a.id.clone(),
+        problem: "promote without a source".into(),
+    })?;
+    let src = ctx.registries.get(&q.registry)?;
+    let image = a.image.clone().unwrap_or_default();
+    // The gate: this apply's own verdict, else the newest recorded one.
+    let recorded = ctx.verdicts.lock().expect("verdicts lock").get(&image).cloned();
+    let verdict = match recorded {
+        Some(v) if v.policy_hash == ctx.desired.policy_hash() => Some(v),
+        _ => observe::find_verdict(&src, &q.repository, &a.digest).await?,
+    };
+    let Some(verdict) = verdict else {
+        return Ok(Status::Blocked { detail: format!("no verdict for {}", a.digest.short()), findings: vec![] });
+    };
+    if let Some(why) = usable(ctx, &verdict) {
+        return Ok(Status::Blocked { detail: why, findings: vec![] });
+    }
+    if verdict.decision != Decision::Pass {
+        return Ok(Status::Blocked {
+            detail: format!("the verdict fails (full verdict: {}/{}@{})", q.registry, q.repository, verdict.digest),
+            findings: verdict.top_findings.clone(),
+        });
+    }
+    let top = src
+        .get_manifest(&q.repository, &a.digest.to_string())
+        .await?
+        .ok_or_else(|| RegistryError::Invalid {
+            what: format!("{q}@{}", a.digest),
+            problem: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
+        })?;
+    let copier = ctx.copier();
+    let s = Repo { registry: &src, name: &q.repository };
+    let d = Repo { registry: &dst, name: &a.target.repository };
+    let before = ctx.stats.snapshot();
+    copier.copy_image(s, d, &top, tag).await?;
+    let after = ctx.stats.snapshot();
+    let record = PromotionRecord {
+        format_version: PROMOTION_FORMAT,
+        digest: a.digest.clone(),
+        live: a.target.to_string(),
+        from: format!("{}/{}@{}", q.registry, q.repository, a.digest),
+        from_digest: a.digest.clone(),
+        verdict: verdict.digest.clone(),
+        plan_hash: ctx.plan_hash.clone(),
+        created: now(),
+        airlock_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
+    push_artifact(&dst, &a.target.repository, &artifact, &a.digest).await?;
+    Ok(Status::Done {
+        detail: format!(
+            "{} → {} ({} blob(s) mounted, {} uploaded)",
+            a.digest.short(),
+            a.target,
+            after.blobs_mounted - before.blobs_mounted,
+            after.blobs_uploaded - before.blobs_uploaded
+        ),
+    })
+}
+
+async fn delete(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+    let tag = tag_of(a)?;
+    let reg = ctx.registries.get(&a.target.registry)?;
+    match reg.head_manifest(&a.target.repository, tag).await?.map(|d| d.digest) {
+        None => Ok(Status::Unchanged { detail: format!("{} is already gone", a.target) }),
+        Some(d) if d != a.digest => Err(RegistryError::Invalid {
+            what: a.target.to_string(),
+            problem: format!("the tag now points to {}, not {}: not deleted", d.short(), a.digest.short()),
+        }),
+        Some(_) => {
+            reg.delete_manifest(&a.target.repository, &a.digest).await?;
+            Ok(Status::Done { detail: format!("{} ({}) deleted", a.target, a.digest.short()) })
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Image transfers: content before tags. Blobs first (mounted within a registry, skipped when
+//! the target has them, else streamed and verified), then child manifests by digest, then the
+//! index or manifest under its tag. A blob is uploaded at most once per registry in one apply:
+//! later repositories that need it mount it from the first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::model::manifest::{ContentRef, Parsed};
+use crate::model::{Digest, RawManifest};
+use crate::registry::{Registry, RegistryError};
+
+/// How many blobs of one image are copied at once.
+const BLOB_CONCURRENCY: usize = 4;
+/// Attempts for one blob copy when a transient error interrupts the stream.
+const BLOB_ATTEMPTS: usize = 3;
+
+/// Counters for the report and the benchmark.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub blobs_uploaded: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    pub blobs_mounted: AtomicU64,
+    pub blobs_present: AtomicU64,
+    pub manifests_put: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            blobs_uploaded: self.blobs_uploaded.load(Ordering::Relaxed),
+            bytes_uploaded: self.bytes_uploaded.load(Ordering::Relaxed),
+            blobs_mounted: self.blobs_mounted.load(Ordering::Relaxed),
+            blobs_present: self.blobs_present.load(Ordering::Relaxed),
+            manifests_put: self.manifests_put.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatsSnapshot {
+    pub blobs_uploaded: u64,
+    pub bytes_uploaded: u64,
+    pub blobs_mounted: u64,
+    pub blobs_present: u64,
+    pub manifests_put: u64,
+}
+
+/// Which repository of a registry already holds a blob in this apply; one cell per
+/// (registry, digest) so that concurrent images wait for the first copy instead of repeating it.
+#[derive(Default)]
+pub struct BlobLedger {
+    cells: Mutex<HashMap<(String, Digest), Arc<OnceCell<String>>>>,
+}
+
+impl BlobLedger {
+    async fn cell(&self, registry: &str, digest: &Digest) -> Arc<OnceCell<String>> {
+        let mut cells = self.cells.lock().await;
+        cells
+            .entry((registry.to_string(), digest.clone()))
+            .or_default()
+            .clone()
+    }
+}
+
+/// Progress callback: bytes moved for a blob.
+pub type OnBytes = Arc<dyn Fn(u64) + Send + Sync>;
+
+pub struct Copier<'a> {
+    pub ledger: &'a BlobLedger,
+    pub stats: &'a Stats,
+    pub on_bytes: Option<OnBytes>,
+}
+
+/// A source or target: a registry and a repository in it.
+#[derive(Clone, Copy)]
+pub struct Repo<'a> {
+    pub registry: &'a Registry,
+    pub name: &'a str,
+}
+
+impl Copier<'_> {
+    /// Copy `top` (already read from `src`, possibly a rebuilt subset index) into `dst` and tag
+    /// it `tag`. Children of an index are read from `src` by digest.
+    pub async fn copy_image(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        top: &RawManifest,
+        tag: &str,
+    ) -> Result<(), RegistryError> {
+        match top.parse().map_err(|e| invalid(src, &top.digest, e))? {
+            Parsed::Index { manifests, .. } => {
+                for child in &manifests {
+                    if dst
+                        .registry
+                        .head_manifest(dst.name, &child.digest.to_string())
+                        .await?
+                        .is_some()
+                    {
+                        continue;
+                    }
+                    let m = src
+                        .registry
+                        .get_manifest(src.name, &child.digest.to_string())
+                        .await?
+                        .ok_or_else(|| missing(src, &child.digest))?;
+                    self.copy_blobs_of(src, dst, &m).await?;
+                    dst.registry
+                        .put_manifest(dst.name, &child.digest.to_string(), &m)
+                        .await?;
+                    self.stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Parsed::Image { .. } => self.copy_blobs_of(src, dst, top).await?,
+        }
+        dst.registry.put_manifest(dst.name, tag, top).await?;
+        self.stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Copy a manifest that is not tagged (a referrer) with its blobs, by digest.
+    pub async fn copy_untagged(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        m: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        self.copy_blobs_of(src, dst, m).await
+    }
+
+    async fn copy_blobs_of(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        m: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        let blobs: Vec<ContentRef> = match m.parse().map_err(|e| invalid(src, &m.digest, e))? {
+            Parsed::Image { config, layers, .. } => {
+                let mut v = vec![config];
+                v.extend(layers);
+                v
+            }
+            Parsed::Index { .. } => vec![],
+        };
+        let mut seen = std::collections::HashSet::new();
+        let blobs: Vec<ContentRef> = blobs
+            .into_iter()
+            .filter(|b| seen.insert(b.digest.clone()))
+            .collect();
+        let results: Vec<Result<(), RegistryError>> = stream::iter(blobs.iter())
+            .map(|b| self.copy_blob(src, dst, &b.digest, b.size))
+            .buffer_unordered(BLOB_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Make `digest` present in `dst`: mount when the registry already holds it (from the
+    /// source repository, or from another repository this apply copied it to), skip when
+    /// present, else stream it from `src`, verified.
+    pub async fn copy_blob(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        let same_registry = std::ptr::eq(src.registry, dst.registry);
+        if same_registry && src.name == dst.name {
+            return Ok(());
+        }
+        if same_registry && dst.registry.mount_blob(dst.name, digest, src.name).await? {
+            self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let cell = self.ledger.cell(dst.registry.key(), digest).await;
+        let mut first_here = false;
+        let holder = cell
+            .get_or_try_init(|| async {
+                first_here = true;
+                self.place_blob(src, dst, digest, size).await?;
+                Ok::<String, RegistryError>(dst.name.to_string())
+            })
+            .await?;
+        if first_here || holder == dst.name {
+            return Ok(());
+        }
+        // Another repository of this registry got it earlier in this apply.
+        if dst.registry.mount_blob(dst.name, digest, holder).await? {
+            self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.place_blob(src, dst, digest, size).await
+    }
+
+    async fn place_blob(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        if dst.registry.blob_exists(dst.name, digest).await?.is_some() {
+            self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.stream_blob(src, dst, digest, size).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
+                    tracing::warn!(
+                        "retrying copy of {} to {} (attempt {attempt}): {e}",
+                        digest.short(),
+                        dst.name
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn stream_blob(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        let blob = src.registry.get_blob(src.name, digest).await?;
+        let size = if blob.size > 0 { blob.size } else { size };
+        let on_bytes = self.on_bytes.clone();
+        let stream = blob
+            .stream
+            .inspect(move |chunk| {
+                if let (Ok(c), Some(f)) = (chunk, &on_bytes) {
+                    f(c.len() as u64);
+                }
+            })
+            .boxed();
+        dst.registry.put_blob(dst.name, digest, size, stream).await?;
+        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn invalid(src: Repo<'_>, digest: &Digest, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Invalid {
+        what: format!("{}/{}@{}", src.registry.key(), src.name, digest),
+        problem: e.to_string(),
+    }
+}
+
+fn missing(src: Repo<'_>, digest: &Digest) -> RegistryError {
+    RegistryError::Invalid {
+        what: format!("{}/{}@{}", src.registry.key(), src.name, digest),
+        problem: "the manifest is missing (MANIFEST_UNKNOWN)".into(),
+    }
+}

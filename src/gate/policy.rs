@@ -1,0 +1,209 @@
+//! Built-in policy checks (`scanners = ["policy"]`): decided from manifests and image configs
+//! alone, no vulnerability database. A check the team configured is a requirement, so its
+//! findings are `critical` and block whatever `fail_on` says.
+
+use crate::config::Policy;
+use crate::model::manifest::ContentRef;
+use crate::model::{Platform, Severity};
+use crate::records::Finding;
+
+pub const SCANNER: &str = "policy";
+
+/// What the checks look at for one platform image.
+pub struct PlatformImage {
+    pub platform: Option<Platform>,
+    pub config: serde_json::Value,
+    pub config_size: u64,
+    pub layers: Vec<ContentRef>,
+}
+
+fn finding(id: &str, severity: Severity, message: String, platform: Option<&Platform>) -> Finding {
+    Finding {
+        id: id.to_string(),
+        severity,
+        scanner: SCANNER.to_string(),
+        message,
+        package: None,
+        installed_version: None,
+        fixed_version: None,
+        platform: platform.map(|p| p.to_string()),
+        allowed_by: None,
+    }
+}
+
+/// The platform an image config declares.
+pub fn config_platform(config: &serde_json::Value) -> Option<Platform> {
+    let os = config.get("os")?.as_str()?;
+    let arch = config.get("architecture")?.as_str()?;
+    Some(Platform::new(os, arch, config.get("variant").and_then(|v| v.as_str())))
+}
+
+/// Run every configured check over the images of one manifest (one per platform).
+pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTime) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let offered: Vec<Platform> = images
+        .iter()
+        .filter_map(|i| i.platform.clone().or_else(|| config_platform(&i.config)))
+        .collect();
+    for want in &policy.platforms {
+        if !offered.iter().any(|p| want.selects(p)) {
+            out.push(finding(
+                "AIRLOCK-PLATFORM-MISSING",
+                Severity::Critical,
+                format!(
+                    "required platform {want} is not offered (offered: {})",
+                    if offered.is_empty() {
+                        "none".to_string()
+                    } else {
+                        offered.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    }
+                ),
+                None,
+            ));
+        }
+    }
+    for img in images {
+        let platform = img.platform.clone().or_else(|| config_platform(&img.config));
+        let p = platform.as_ref();
+        let cfg = img.config.get("config");
+        if policy.forbid_root {
+            let user = cfg
+                .and_then(|c| c.get("User"))
+                .and_then(|u| u.as_str())
+                .unwrap_or("");
+            let name = user.split(':').next().unwrap_or("");
+            if name.is_empty() || name == "0" || name == "root" {
+                out.push(finding(
+                    "AIRLOCK-ROOT-USER",
+                    Severity::Critical,
+                    format!(
+                        "the image runs as root (config User is {})",
+                        if user.is_empty() { "empty".to_string() } else { format!("`{user}`") }
+                    ),
+                    p,
+                ));
+            }
+        }
+        let size: u64 = img.config_size + img.layers.iter().map(|l| l.size).sum::<u64>();
+        if let Some(max) = policy.max_size
+            && size > max
+        {
+            out.push(finding(
+                "AIRLOCK-SIZE",
+                Severity::Critical,
+                format!(
+                    "compressed size {} exceeds max_size {}",
+                    crate::model::size::format_size(size),
+                    crate::model::size::format_size(max)
+                ),
+                p,
+            ));
+        }
+        let labels = cfg.and_then(|c| c.get("Labels")).and_then(|l| l.as_object());
+        for label in &policy.required_labels {
+            if !labels.is_some_and(|l| l.get(label).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty())) {
+                out.push(finding(
+                    "AIRLOCK-LABEL-MISSING",
+                    Severity::Critical,
+                    format!("required label `{label}` is missing"),
+                    p,
+                ));
+            }
+        }
+        if let Some(days) = policy.max_age_days {
+            let created = img
+                .config
+                .get("created")
+                .and_then(|c| c.as_str())
+                .and_then(|c| time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok());
+            match created {
+                Some(c) if (now - c).whole_days() > days as i64 => out.push(finding(
+                    "AIRLOCK-IMAGE-AGE",
+                    Severity::Critical,
+                    format!("the image was built {} days ago (max_age {days} days)", (now - c).whole_days()),
+                    p,
+                )),
+                Some(_) => {}
+                None => out.push(finding(
+                    "AIRLOCK-IMAGE-AGE",
+                    Severity::Critical,
+                    "the image config has no valid `created` time, so its age cannot be checked".into(),
+                    p,
+                )),
+            }
+        }
+        for l in &img.layers {
+            if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
+                out.push(finding(
+                    "AIRLOCK-FOREIGN-LAYER",
+                    Severity::Medium,
+                    format!("layer {} is non-distributable ({}) and is fetched from elsewhere at pull time", l.digest.short(), l.media_type),
+                    p,
+                ));
+            }
+        }
+        if !img.config.get("rootfs").is_some_and(|r| r.get("diff_ids").and_then(|d| d.as_array()).is_some_and(|d| d.len() == img.layers.len())) {
+            out.push(finding(
+                "AIRLOCK-CONFIG-MISMATCH",
+                Severity::High,
+                "the config's rootfs.diff_ids do not match the manifest's layers".into(),
+                p,
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Digest;
+
+    fn img(user: &str, labels: serde_json::Value, size: u64) -> PlatformImage {
+        PlatformImage {
+            platform: None,
+            config: serde_json::json!({
+                "os": "linux", "architecture": "amd64", "created": "2026-11-01T00:00:00Z",
+                "config": {"User": user, "Labels": labels},
+                "rootfs": {"type": "layers", "diff_ids": ["sha256:x"]}
+            }),
+            config_size: 100,
+            layers: vec![ContentRef {
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                digest: Digest::of(b"l"),
+                size,
+                platform: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn checks_fire_only_when_configured() {
+        let now = time::macros::datetime!(2026-11-27 0:00 UTC);
+        let none = check(&Policy::default(), &[img("", serde_json::json!({}), 10)], now);
+        assert!(none.is_empty(), "{none:?}");
+        let policy = Policy {
+            platforms: vec!["linux/arm64".parse().unwrap(), "linux/amd64".parse().unwrap()],
+            forbid_root: true,
+            max_size: Some(1000),
+            required_labels: vec!["org.opencontainers.image.source".into()],
+            max_age_days: Some(7),
+        };
+        let f = check(&policy, &[img("0:0", serde_json::json!({}), 5000)], now);
+        let ids: Vec<&str> = f.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec!["AIRLOCK-PLATFORM-MISSING", "AIRLOCK-ROOT-USER", "AIRLOCK-SIZE", "AIRLOCK-LABEL-MISSING", "AIRLOCK-IMAGE-AGE"]
+        );
+        let ok = check(
+            &Policy { platforms: vec!["linux/amd64".parse().unwrap()], ..policy.clone() },
+            &[{
+                let mut i = img("1000", serde_json::json!({"org.opencontainers.image.source": "x"}), 10);
+                i.config["created"] = serde_json::json!("2026-11-25T00:00:00Z");
+                i
+            }],
+            now,
+        );
+        assert!(ok.is_empty(), "{ok:?}");
+    }
+}
