@@ -22,6 +22,7 @@ impl Paint {
     const YELLOW: &'static str = "\x1b[33m";
     const RED: &'static str = "\x1b[31m";
     const CYAN: &'static str = "\x1b[36m";
+    const GREEN_BOLD: &'static str = "\x1b[1;32m";
     const BOLD: &'static str = "\x1b[1m";
     const DIM: &'static str = "\x1b[2m";
     const RESET: &'static str = "\x1b[0m";
@@ -68,7 +69,7 @@ fn action_row(a: &Action) -> Row {
     if let Some(src) = &a.source_digest
         && *src != a.digest
     {
-        details.push(format!("from {}", src.short()));
+        details.push(format!("subset of {}", src.short()));
     }
     if let Some(old) = &a.replaces {
         details.push(format!("replaces {}", old.short()));
@@ -104,11 +105,12 @@ fn blocked_row(b: &Blocked) -> Row {
             line.push_str("  ");
             line.push_str(p);
         }
-        match &f.fixed_version {
-            Some(v) => line.push_str(&format!("  → fixed in {v}")),
-            None => line.push_str("  (no fix)"),
+        match (&f.package, &f.fixed_version) {
+            (_, Some(v)) => line.push_str(&format!("  → fixed in {v}")),
+            (Some(_), None) => line.push_str("  (no fix yet)"),
+            (None, None) => {}
         }
-        extra.push(line);
+        extra.push(line.trim_end().to_string());
     }
     if let Some(v) = &b.verdict {
         extra.push(format!(
@@ -152,7 +154,6 @@ fn group_sections(paint: Paint, groups: &[Group<'_>]) -> Vec<String> {
         .collect();
     let all = || rows.iter().flatten();
     let what_w = all().map(|r| width(&r.what)).max().unwrap_or(0);
-    let detail_w = all().map(|r| width(&r.detail)).max().unwrap_or(0);
     let indent = " ".repeat(2 + 2 + KIND_WIDTH + 2);
     let mut sections = Vec::new();
     for (g, rows) in groups.iter().zip(&rows) {
@@ -169,15 +170,13 @@ fn group_sections(paint: Paint, groups: &[Group<'_>]) -> Vec<String> {
                 r.what,
                 r.digest
             ));
-            if !r.note.is_empty() {
-                s.push_str(&format!("  {:<detail_w$}", r.detail));
-                if detail_w > 0 {
-                    s.push_str("  ");
-                }
-                s.push_str(&paint.paint(Paint::DIM, &format!("({})", r.note)));
-            } else if !r.detail.is_empty() {
+            if !r.detail.is_empty() {
                 s.push_str("  ");
                 s.push_str(&r.detail);
+            }
+            if !r.note.is_empty() {
+                s.push_str("  ");
+                s.push_str(&paint.paint(Paint::DIM, &format!("({})", r.note)));
             }
             s.push('\n');
             for e in &r.extra {
@@ -200,7 +199,10 @@ pub(super) fn render(
     let mut sections: Vec<String> = Vec::new();
 
     if quiet {
-        sections.push("No changes. Live matches the configuration.\n".to_string());
+        sections.push(format!(
+            "{} Live matches the configuration.\n",
+            paint.paint(Paint::GREEN_BOLD, "No changes.")
+        ));
     } else {
         sections.push(if view.actions.is_empty() {
             "airlock has no actions to perform; the gate blocks these images:\n".to_string()

@@ -7,19 +7,33 @@ use std::io;
 use super::{PlanView, catalog_diff, groups, size_and_platforms, summary_line, symbol};
 use crate::plan::{Action, ActionKind, Blocked};
 
-/// Free text: every character markdown could read as syntax is backslash-escaped
-/// (which also covers `|` in table cells); line breaks become spaces.
-pub(super) fn text(s: &str) -> String {
+/// Free text. Backtick spans are kept as code (their content verbatim); everywhere else
+/// each character markdown could read as syntax is backslash-escaped. `in_table` also
+/// escapes `|`, which GFM reads as a cell border even inside code. Line breaks become spaces.
+pub(super) fn text(s: &str, in_table: bool) -> String {
+    let s = s.replace(['\r', '\n'], " ");
+    let segments: Vec<&str> = s.split('`').collect();
+    // Balanced backticks: odd segments are code spans. Unbalanced: all of it is text.
+    let spans = segments.len() % 2 == 1;
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' => {
-                out.push('\\');
-                out.push(c);
+    for (i, seg) in segments.iter().enumerate() {
+        if i > 0 && !spans {
+            out.push_str("\\`");
+        }
+        if spans && i % 2 == 1 {
+            out.push_str(&code(seg, in_table));
+            continue;
+        }
+        for c in seg.chars() {
+            match c {
+                '|' if !in_table => out.push('|'),
+                '\\' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' => {
+                    out.push('\\');
+                    out.push(c);
+                }
+                '&' => out.push_str("&amp;"),
+                c => out.push(c),
             }
-            '&' => out.push_str("&amp;"),
-            '\r' | '\n' => out.push(' '),
-            c => out.push(c),
         }
     }
     out
@@ -73,7 +87,7 @@ fn blocked_section(blocked: &[Blocked]) -> String {
             code(&b.location.to_string(), false)
         ));
         if !b.reason.is_empty() {
-            out.push_str(&format!(": {}", text(&b.reason)));
+            out.push_str(&format!(": {}", text(&b.reason, false)));
         }
         if b.live {
             out.push_str(" (already in live)");
@@ -81,7 +95,7 @@ fn blocked_section(blocked: &[Blocked]) -> String {
         out.push('\n');
         if let Some(v) = &b.verdict {
             out.push_str(&format!(
-                "Full verdict: {}\n",
+                "\nFull verdict: {}\n",
                 code(
                     &format!("{}/{}@{v}", b.location.registry, b.location.repository),
                     false
@@ -93,13 +107,17 @@ fn blocked_section(blocked: &[Blocked]) -> String {
             out.push_str("| --- | --- | --- | --- |\n");
             for f in &b.findings {
                 out.push_str(&row(&[
-                    text(&f.id),
+                    text(&f.id, true),
                     f.severity.as_str().to_string(),
-                    f.package.as_deref().map(text).unwrap_or_default(),
-                    f.fixed_version
+                    f.package
                         .as_deref()
-                        .map(text)
-                        .unwrap_or_else(|| "no fix".to_string()),
+                        .map(|p| text(p, true))
+                        .unwrap_or_default(),
+                    match (&f.package, &f.fixed_version) {
+                        (_, Some(v)) => text(v, true),
+                        (Some(_), None) => "no fix yet".to_string(),
+                        (None, None) => String::new(),
+                    },
                 ]));
             }
         }
@@ -129,8 +147,8 @@ fn action_cells(a: &Action) -> [String; 7] {
             .unwrap_or_else(|| "(not declared)".to_string()),
         from_to,
         digest,
-        text(&size_and_platforms(a)),
-        text(&a.reason),
+        text(&size_and_platforms(a), true),
+        text(&a.reason, true),
     ]
 }
 
@@ -190,7 +208,7 @@ pub(super) fn render(view: &PlanView, out: &mut dyn io::Write) -> io::Result<()>
     if !view.warnings.is_empty() {
         let mut s = "#### Warnings\n\n".to_string();
         for w in &view.warnings {
-            s.push_str(&format!("- {}\n", text(w)));
+            s.push_str(&format!("- {}\n", text(w, false)));
         }
         sections.push(s);
     }

@@ -488,8 +488,20 @@ fn formats_parse_by_name() {
 }
 
 #[test]
-fn markdown_escapes_table_cells() {
-    assert_eq!(markdown::text("a|b <c>"), "a\\|b \\<c\\>");
+fn markdown_escapes_free_text() {
+    assert_eq!(markdown::text("a|b <c>", true), "a\\|b \\<c\\>");
+    assert_eq!(markdown::text("a|b_c", false), "a|b\\_c");
+    // Backtick spans stay code; only `|` is escaped inside them, and only in tables.
+    assert_eq!(
+        markdown::text("tag `a_b|c` moved", true),
+        "tag `a_b\\|c` moved"
+    );
+    assert_eq!(
+        markdown::text("tag `a_b|c` moved", false),
+        "tag `a_b|c` moved"
+    );
+    assert_eq!(markdown::text("one ` tick", false), "one \\` tick");
+    assert_eq!(markdown::text("two\nlines", false), "two lines");
     assert_eq!(markdown::code("a|b", true), "`a\\|b`");
     assert_eq!(markdown::code("a`b", false), "`` a`b ``");
 }
