@@ -1,0 +1,523 @@
+//! Snapshots of hand-made plans in every format, the JSON round trip, and plan-file checks.
+
+use super::*;
+use crate::model::{Platform, Severity};
+use crate::observed::FindingSummary;
+use crate::plan::{ActionKind, Location, Precondition};
+
+fn dg(seed: &str) -> Digest {
+    Digest::of(seed.as_bytes())
+}
+
+fn loc(registry: &str, repository: &str, tag: &str) -> Location {
+    Location {
+        registry: registry.to_string(),
+        repository: repository.to_string(),
+        tag: Some(tag.to_string()),
+    }
+}
+
+fn entry(repository: &str, tag: &str, digest: &str) -> CatalogEntry {
+    CatalogEntry {
+        repository: repository.to_string(),
+        tag: tag.to_string(),
+        digest: dg(digest),
+    }
+}
+
+fn policy() -> Digest {
+    dg("policy")
+}
+
+/// One image's import → scan → promote chain; `replaces` gives (quarantine, live) old digests.
+struct Chain<'a> {
+    host: &'a str,
+    path: &'a str,
+    tag: &'a str,
+    digest: Digest,
+    size: Option<u64>,
+    platform_count: Option<usize>,
+    replaces: (Option<Digest>, Option<Digest>),
+}
+
+fn chain(c: Chain<'_>) -> Vec<Action> {
+    let key = format!("{}:{}", c.path, c.tag);
+    let q = loc("acr", &format!("quarantine/{}", c.path), c.tag);
+    let l = loc("acr", &format!("live/{}", c.path), c.tag);
+    let import = Action {
+        id: format!("import:{key}"),
+        kind: ActionKind::Import,
+        image: Some(key.clone()),
+        source: Some(loc(c.host, c.path, c.tag)),
+        source_digest: Some(c.digest.clone()),
+        target: q.clone(),
+        digest: c.digest.clone(),
+        replaces: c.replaces.0.clone(),
+        platforms: None,
+        size: c.size,
+        platform_count: c.platform_count,
+        preconditions: vec![Precondition {
+            location: q.clone(),
+            digest: c.replaces.0.clone(),
+        }],
+        depends_on: vec![],
+        reason: match c.replaces.0 {
+            Some(_) => "quarantine tag points elsewhere".to_string(),
+            None => "not in quarantine".to_string(),
+        },
+    };
+    let scan = Action {
+        id: format!("scan:{key}"),
+        kind: ActionKind::Scan,
+        image: Some(key.clone()),
+        source: None,
+        source_digest: None,
+        target: q.clone(),
+        digest: c.digest.clone(),
+        replaces: None,
+        platforms: None,
+        size: None,
+        platform_count: None,
+        preconditions: vec![],
+        depends_on: vec![import.id.clone()],
+        reason: "no verdict".to_string(),
+    };
+    let promote = Action {
+        id: format!("promote:{key}"),
+        kind: ActionKind::Promote,
+        image: Some(key.clone()),
+        source: Some(q.clone()),
+        source_digest: Some(c.digest.clone()),
+        target: l.clone(),
+        digest: c.digest.clone(),
+        replaces: c.replaces.1.clone(),
+        platforms: None,
+        size: c.size,
+        platform_count: c.platform_count,
+        preconditions: vec![Precondition {
+            location: l,
+            digest: c.replaces.1.clone(),
+        }],
+        depends_on: vec![scan.id.clone()],
+        reason: match c.replaces.1 {
+            Some(_) => "live tag points elsewhere".to_string(),
+            None => "not in live".to_string(),
+        },
+    };
+    vec![import, scan, promote]
+}
+
+/// Two fresh images, one of them a two-platform index.
+fn fresh_import() -> Plan {
+    let mut actions = chain(Chain {
+        host: "docker.io",
+        path: "library/busybox",
+        tag: "1.33.0",
+        digest: dg("busybox-1.33.0"),
+        size: Some(1_258_291),
+        platform_count: None,
+        replaces: (None, None),
+    });
+    actions.extend(chain(Chain {
+        host: "ghcr.io",
+        path: "fluxcd/kustomize-controller",
+        tag: "v0.6.3",
+        digest: dg("kustomize-controller-v0.6.3"),
+        size: Some(87_031_808),
+        platform_count: Some(2),
+        replaces: (None, None),
+    }));
+    Plan::new(
+        PlanParts {
+            actions,
+            live_after: vec![
+                entry("live/library/busybox", "1.33.0", "busybox-1.33.0"),
+                entry(
+                    "live/fluxcd/kustomize-controller",
+                    "v0.6.3",
+                    "kustomize-controller-v0.6.3",
+                ),
+            ],
+            ..PlanParts::default()
+        },
+        policy(),
+    )
+    .expect("valid plan")
+}
+
+/// An upstream tag that moved (replace), a prune delete, and an image the gate blocks.
+fn replace_prune_blocked() -> Plan {
+    let mut actions = chain(Chain {
+        host: "docker.io",
+        path: "library/nginx",
+        tag: "1.25",
+        digest: dg("nginx-1.25-new"),
+        size: Some(71_345_152),
+        platform_count: Some(1),
+        replaces: (Some(dg("nginx-1.25-old")), Some(dg("nginx-1.25-old"))),
+    });
+    let old = loc("acr", "live/old/thing", "1");
+    actions.push(Action {
+        id: "delete:live/old/thing:1".to_string(),
+        kind: ActionKind::Delete,
+        image: None,
+        source: None,
+        source_digest: None,
+        target: old.clone(),
+        digest: dg("old-thing-1"),
+        replaces: None,
+        platforms: None,
+        size: None,
+        platform_count: None,
+        preconditions: vec![Precondition {
+            location: old,
+            digest: Some(dg("old-thing-1")),
+        }],
+        depends_on: vec![],
+        reason: "pruned: not declared".to_string(),
+    });
+    let blocked = Blocked {
+        image: "library/busybox:1.33.0".to_string(),
+        digest: dg("busybox-1.33.0"),
+        location: loc("acr", "quarantine/library/busybox", "1.33.0"),
+        verdict: Some(dg("verdict-busybox-1.33.0")),
+        reason: "verdict fail".to_string(),
+        findings: vec![
+            FindingSummary {
+                id: "CVE-2021-42378".to_string(),
+                severity: Severity::Critical,
+                package: Some("busybox".to_string()),
+                fixed_version: Some("1.34.0".to_string()),
+            },
+            FindingSummary {
+                id: "CVE-2021-42386".to_string(),
+                severity: Severity::High,
+                package: Some("busybox".to_string()),
+                fixed_version: Some("1.34.0".to_string()),
+            },
+            FindingSummary {
+                id: "policy/forbid_root".to_string(),
+                severity: Severity::High,
+                package: None,
+                fixed_version: None,
+            },
+        ],
+        live: false,
+    };
+    Plan::new(
+        PlanParts {
+            actions,
+            blocked: vec![blocked],
+            warnings: vec![format!(
+                "upstream tag docker.io/library/nginx:1.25 moved from {} (in live) to {}",
+                dg("nginx-1.25-old").short(),
+                dg("nginx-1.25-new").short()
+            )],
+            live_before: vec![
+                entry("live/library/alpine", "3.19", "alpine-3.19"),
+                entry("live/library/nginx", "1.25", "nginx-1.25-old"),
+                entry("live/old/thing", "1", "old-thing-1"),
+            ],
+            live_after: vec![
+                entry("live/library/alpine", "3.19", "alpine-3.19"),
+                entry("live/library/nginx", "1.25", "nginx-1.25-new"),
+            ],
+            ..PlanParts::default()
+        },
+        policy(),
+    )
+    .expect("valid plan")
+}
+
+/// Nothing to do; live holds tags nobody declares.
+fn empty_with_unmanaged() -> Plan {
+    let live = vec![
+        entry("live/library/alpine", "3.19", "alpine-3.19"),
+        entry("live/team/hand-pushed", "latest", "hand-pushed"),
+    ];
+    Plan::new(
+        PlanParts {
+            unmanaged: vec![
+                LiveTag {
+                    repository: "live/team/hand-pushed".to_string(),
+                    tag: "latest".to_string(),
+                    digest: dg("hand-pushed"),
+                },
+                LiveTag {
+                    repository: "live/debug/netshoot".to_string(),
+                    tag: "v0.11".to_string(),
+                    digest: dg("netshoot"),
+                },
+            ],
+            live_before: live.clone(),
+            live_after: live,
+            ..PlanParts::default()
+        },
+        policy(),
+    )
+    .expect("valid plan")
+}
+
+/// A verdict renewal (scan only), a platform-subset import, and warnings.
+fn renewal_subset_warnings() -> Plan {
+    let alpine = loc("acr", "quarantine/library/alpine", "3.19");
+    let renew = Action {
+        id: "scan:library/alpine:3.19".to_string(),
+        kind: ActionKind::Scan,
+        image: Some("library/alpine:3.19".to_string()),
+        source: None,
+        source_digest: None,
+        target: alpine,
+        digest: dg("alpine-3.19"),
+        replaces: None,
+        platforms: None,
+        size: None,
+        platform_count: None,
+        preconditions: vec![],
+        depends_on: vec![],
+        reason: "verdict older than 7d".to_string(),
+    };
+    let mut actions = chain(Chain {
+        host: "docker.io",
+        path: "library/redis",
+        tag: "7.2",
+        digest: dg("redis-7.2-subset"),
+        size: Some(45_088_768),
+        platform_count: Some(2),
+        replaces: (None, None),
+    });
+    actions[0].source_digest = Some(dg("redis-7.2-index"));
+    actions[0].platforms = Some(vec![
+        Platform::new("linux", "amd64", None),
+        Platform::new("linux", "arm64", Some("v8")),
+    ]);
+    actions[0].reason = "not in quarantine | subset index built from upstream".to_string();
+    actions.push(renew);
+    Plan::new(
+        PlanParts {
+            actions,
+            warnings: vec![
+                "gate.allow entry CVE-2021-42378 expires in 5 days (2027-01-31)".to_string(),
+                "registry `docker.io` has no credentials: anonymous pulls are rate-limited"
+                    .to_string(),
+            ],
+            live_before: vec![entry("live/library/alpine", "3.19", "alpine-3.19")],
+            live_after: vec![
+                entry("live/library/alpine", "3.19", "alpine-3.19"),
+                entry("live/library/redis", "7.2", "redis-7.2-subset"),
+            ],
+            ..PlanParts::default()
+        },
+        policy(),
+    )
+    .expect("valid plan")
+}
+
+fn fixtures() -> Vec<(&'static str, Plan)> {
+    vec![
+        ("fresh_import", fresh_import()),
+        ("replace_prune_blocked", replace_prune_blocked()),
+        ("empty_with_unmanaged", empty_with_unmanaged()),
+        ("renewal_subset_warnings", renewal_subset_warnings()),
+    ]
+}
+
+fn rendered(plan: &Plan, format: Format, color: bool) -> String {
+    let mut out = Vec::new();
+    render(plan, format, &HumanOptions { color }, &mut out).expect("render to a Vec");
+    String::from_utf8(out).expect("utf-8")
+}
+
+#[test]
+fn snapshots() {
+    for (name, plan) in fixtures() {
+        for format in Format::ALL {
+            let mut text = rendered(&plan, format, false);
+            if format == Format::Json {
+                // Keep the snapshots stable across releases.
+                text = text.replace(
+                    &format!("\"airlock_version\": \"{}\"", env!("CARGO_PKG_VERSION")),
+                    "\"airlock_version\": \"[version]\"",
+                );
+            }
+            insta::with_settings!({
+                snapshot_path => "../../snapshots",
+                prepend_module_to_snapshot => false,
+                omit_expression => true,
+            }, {
+                insta::assert_snapshot!(format!("plan_{name}.{format}"), text);
+            });
+        }
+    }
+}
+
+#[test]
+fn colour_off_writes_no_escape_codes() {
+    for (name, plan) in fixtures() {
+        for format in Format::ALL {
+            let text = rendered(&plan, format, false);
+            assert!(
+                !text.contains('\x1b'),
+                "{name} as {format} has escape codes"
+            );
+        }
+        // Only the human form is ever coloured.
+        assert!(
+            rendered(&plan, Format::Human, true).contains('\x1b'),
+            "{name}"
+        );
+        assert!(
+            !rendered(&plan, Format::Json, true).contains('\x1b'),
+            "{name}"
+        );
+        assert!(
+            !rendered(&plan, Format::Markdown, true).contains('\x1b'),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn output_has_no_trailing_whitespace_and_ends_in_one_newline() {
+    for (name, plan) in fixtures() {
+        for format in Format::ALL {
+            let text = rendered(&plan, format, false);
+            assert!(
+                text.ends_with('\n') && !text.ends_with("\n\n"),
+                "{name} {format}"
+            );
+            for line in text.lines() {
+                assert_eq!(line, line.trim_end(), "{name} {format}: {line:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn summary_line_is_worded_as_specified() {
+    let text = rendered(&replace_prune_blocked(), Format::Human, false);
+    assert!(text.contains(
+        "\nPlan: 1 to import, 1 to scan, 1 to promote, 2 to replace, 1 to delete, 1 blocked.\n"
+    ));
+}
+
+#[test]
+fn json_round_trips() {
+    for (name, plan) in fixtures() {
+        let json = rendered(&plan, Format::Json, false);
+        let back = parse_plan_file(json.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            PlanView::from_plan(&back),
+            PlanView::from_plan(&plan),
+            "{name}"
+        );
+        assert_eq!(back.hash(), plan.hash(), "{name}");
+        assert_eq!(rendered(&back, Format::Json, false), json, "{name}");
+    }
+}
+
+fn json_value(plan: &Plan) -> serde_json::Value {
+    serde_json::to_value(PlanView::from_plan(plan)).expect("serialises")
+}
+
+#[test]
+fn plan_file_from_a_newer_airlock_is_refused_clearly() {
+    let mut v = json_value(&fresh_import());
+    v["format_version"] = 2.into();
+    v["airlock_version"] = "9.9.9".into();
+    v["something_new"] = true.into();
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(matches!(err, ViewError::TooNew { found: 2, .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("plan format version 2 is newer"), "{msg}");
+    assert!(msg.contains("airlock 9.9.9"), "{msg}");
+
+    v["format_version"] = 0.into();
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(
+        matches!(err, ViewError::Unsupported { found: 0, .. }),
+        "{err:?}"
+    );
+
+    // The same check guards `PlanView::into_plan` for callers that deserialised themselves.
+    let mut view = PlanView::from_plan(&fresh_import());
+    view.format_version = FORMAT_VERSION + 1;
+    assert!(matches!(view.into_plan(), Err(ViewError::TooNew { .. })));
+}
+
+#[test]
+fn plan_file_that_is_not_a_plan_is_refused() {
+    assert!(matches!(
+        parse_plan_file(b"{\"actions\": []}"),
+        Err(ViewError::NoFormatVersion)
+    ));
+    assert!(matches!(
+        parse_plan_file(b"not json"),
+        Err(ViewError::Json(_))
+    ));
+    let mut v = json_value(&fresh_import());
+    v.as_object_mut().unwrap().remove("actions");
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("actions"), "{err}");
+}
+
+#[test]
+fn edited_plan_file_is_refused() {
+    let mut v = json_value(&fresh_import());
+    v["actions"][0]["digest"] = dg("something else").to_string().into();
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(matches!(err, ViewError::HashMismatch { .. }), "{err:?}");
+    assert!(err.to_string().contains("modified"), "{err}");
+
+    let mut v = json_value(&fresh_import());
+    v["actions"][1]["depends_on"] = serde_json::json!(["import:nowhere"]);
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(matches!(err, ViewError::Invalid(_)), "{err:?}");
+}
+
+#[test]
+fn formats_parse_by_name() {
+    for f in Format::ALL {
+        assert_eq!(f.to_string().parse::<Format>(), Ok(f));
+    }
+    let err = "yaml".parse::<Format>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid format `yaml`: expected one of human, json, markdown"
+    );
+}
+
+#[test]
+fn markdown_escapes_free_text() {
+    assert_eq!(markdown::text("a|b <c>", true), "a\\|b \\<c\\>");
+    assert_eq!(markdown::text("a|b_c", false), "a|b\\_c");
+    // Backtick spans stay code; only `|` is escaped inside them, and only in tables.
+    assert_eq!(
+        markdown::text("tag `a_b|c` moved", true),
+        "tag `a_b\\|c` moved"
+    );
+    assert_eq!(
+        markdown::text("tag `a_b|c` moved", false),
+        "tag `a_b|c` moved"
+    );
+    assert_eq!(markdown::text("one ` tick", false), "one \\` tick");
+    assert_eq!(markdown::text("two\nlines", false), "two lines");
+    assert_eq!(markdown::code("a|b", true), "`a\\|b`");
+    assert_eq!(markdown::code("a`b", false), "`` a`b ``");
+}
+
+#[test]
+fn blocked_only_plan_says_nothing_will_be_done() {
+    let mut parts = replace_prune_blocked().parts();
+    parts.actions.clear();
+    let plan = Plan::new(parts, policy()).unwrap();
+    let text = rendered(&plan, Format::Human, false);
+    assert!(
+        text.starts_with("airlock has no actions to perform; the gate blocks these images:\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  ! blocked  acr/quarantine/library/busybox:1.33.0"),
+        "{text}"
+    );
+}
