@@ -337,6 +337,24 @@ pub fn apply(
     })
 }
 
-pub fn audit(_path: &Path, _json: bool) -> Result<Outcome, Error> {
-    Err(Error::Usage("audit is not available in this build yet".into()))
+pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
+    let desired = load(path)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let registries = Registries::new(&desired)?;
+        let report = tokio::select! {
+            r = crate::audit::audit(&desired, &registries, now()) => r?,
+            sig = signalled() => return Ok(Outcome::Interrupted(sig)),
+        };
+        let mut out = std::io::stdout().lock();
+        if json {
+            serde_json::to_writer_pretty(&mut out, &report)
+                .map_err(std::io::Error::other)
+                .and_then(|_| writeln!(out))
+        } else {
+            report.write_human(&mut out)
+        }
+        .map_err(|e| Error::io("failed to write the audit report", e))?;
+        Ok(if report.violations > 0 { Outcome::Violations } else { Outcome::Success })
+    })
 }

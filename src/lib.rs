@@ -6,6 +6,7 @@
 //! `apply` executes exactly the plan against the registries.
 
 pub mod apply;
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod config;
