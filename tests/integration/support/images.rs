@@ -594,7 +594,7 @@ pub fn gzip_layer(format: Format, tar: &[u8]) -> (Blob, Digest) {
 }
 
 /// Write an uncompressed tar layer holding one file (`data/random-<seed>.bin`) of `size`
-/// bytes from a PRNG seeded with `seed` (incompressible, deterministic), streamed to `path`
+/// bytes from a ChaCha8 PRNG seeded with `seed` (incompressible, deterministic), streamed to `path`
 /// so big layers never sit in memory. Returns the blob digest and size; for an uncompressed
 /// layer the diff_id is the same digest.
 pub fn write_random_layer(path: &Path, size: u64, seed: u64) -> (Digest, u64) {
@@ -615,12 +615,13 @@ pub fn write_random_layer(path: &Path, size: u64, seed: u64) -> (Digest, u64) {
     h.set_size(size);
     h.set_cksum();
     out.write_all(h.as_bytes()).expect("write tar header");
-    let mut rng = SplitMix64(seed);
+    let mut rng =
+        <rand_chacha::ChaCha8Rng as rand_chacha::rand_core::SeedableRng>::seed_from_u64(seed);
     let mut buf = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
+        rand_chacha::rand_core::RngCore::fill_bytes(&mut rng, &mut buf[..n]);
         out.write_all(&buf[..n]).expect("write random data");
         left -= n as u64;
     }
@@ -660,30 +661,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// SplitMix64: tiny, fast, good enough to be incompressible.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        let mut chunks = buf.chunks_exact_mut(8);
-        for c in &mut chunks {
-            c.copy_from_slice(&self.next().to_le_bytes());
-        }
-        let rest = chunks.into_remainder();
-        let last = self.next().to_le_bytes();
-        let n = rest.len();
-        rest.copy_from_slice(&last[..n]);
     }
 }
 

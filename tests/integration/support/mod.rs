@@ -124,7 +124,7 @@ where
             };
             let handler = handler.clone();
             conns.spawn(async move {
-                let svc = hyper::service::service_fn(move |req| handler(req));
+                let svc = hyper::service::service_fn(handler);
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                     .await;
