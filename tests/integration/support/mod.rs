@@ -4,6 +4,11 @@
 //! client for seeding and reading back ([`client`]) and skopeo as an independent client
 //! ([`skopeo`]). Nothing here mocks the registry protocol: every byte goes through a real
 //! registry. A missing tool is a loud failure with the install command, never a skip.
+//!
+//! The token issuer and the proxy are tasks of the test's tokio runtime. A test that blocks
+//! its thread while a client talks to them (a `std::process::Command` running the airlock
+//! binary, say) must use `#[tokio::test(flavor = "multi_thread")]` or an async process call,
+//! or the client waits forever on a server that cannot run.
 
 #![allow(dead_code)]
 

@@ -152,6 +152,8 @@ impl TestRegistry {
     /// How many logged requests used `method` (exact, e.g. "PUT"; "*" for any) on a path
     /// (with query) containing `path_contains`. Examples: ("PUT", "/blobs/uploads/") blob
     /// upload completions, ("PATCH", "/blobs/uploads/") chunks, ("POST", "mount=") mounts.
+    /// The registry writes a line when its handler returns, before the client has read the
+    /// end of the response, so a count taken after a request completed includes it.
     pub fn count_requests(&self, method: &str, path_contains: &str) -> usize {
         self.requests()
             .iter()
