@@ -1,2 +1,5 @@
 //! The one integration-test binary: real registries started by `support`, the airlock
 //! binary and library driven against them.
+
+mod harness;
+mod support;
