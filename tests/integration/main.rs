@@ -2,4 +2,5 @@
 //! binary and library driven against them.
 
 mod harness;
+mod scenarios;
 mod support;
