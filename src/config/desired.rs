@@ -61,8 +61,14 @@ impl std::fmt::Debug for AuthSpec {
         match self {
             AuthSpec::Anonymous => f.write_str("anonymous"),
             AuthSpec::Docker => f.write_str("docker"),
-            AuthSpec::Basic { username, password_env } => {
-                write!(f, "basic(username={username}, password from ${password_env})")
+            AuthSpec::Basic {
+                username,
+                password_env,
+            } => {
+                write!(
+                    f,
+                    "basic(username={username}, password from ${password_env})"
+                )
             }
             AuthSpec::Azure => f.write_str("azure"),
         }

@@ -116,12 +116,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests() {
-        assert!(matches!("abc".parse::<Digest>(), Err(DigestError::NoAlgorithm(_))));
+        assert!(matches!(
+            "abc".parse::<Digest>(),
+            Err(DigestError::NoAlgorithm(_))
+        ));
         assert!(matches!(
             "sha512:abc".parse::<Digest>(),
             Err(DigestError::Algorithm(_))
         ));
-        assert!(matches!("sha256:ABC".parse::<Digest>(), Err(DigestError::Hex(_))));
+        assert!(matches!(
+            "sha256:ABC".parse::<Digest>(),
+            Err(DigestError::Hex(_))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
         assert!(matches!(upper.parse::<Digest>(), Err(DigestError::Hex(_))));
     }

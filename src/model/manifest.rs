@@ -145,7 +145,10 @@ pub fn parse(bytes: &[u8], media_type: &str) -> Result<Parsed, ManifestError> {
 /// Build the index that keeps only the children whose platform one of `wanted` selects.
 /// Every other field of the index is kept; the result is deterministic for the same input.
 /// Returns None when no child matches.
-pub fn subset_index(index: &RawManifest, wanted: &[Platform]) -> Result<Option<RawManifest>, ManifestError> {
+pub fn subset_index(
+    index: &RawManifest,
+    wanted: &[Platform],
+) -> Result<Option<RawManifest>, ManifestError> {
     let mut v: serde_json::Value =
         serde_json::from_slice(&index.bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
     let Parsed::Index { manifests, .. } = index.parse()? else {
@@ -208,7 +211,10 @@ mod tests {
             panic!()
         };
         assert_eq!(manifests.len(), 2);
-        assert_eq!(manifests[1].platform.as_ref().unwrap().to_string(), "linux/arm64/v8");
+        assert_eq!(
+            manifests[1].platform.as_ref().unwrap().to_string(),
+            "linux/arm64/v8"
+        );
     }
 
     #[test]
@@ -224,7 +230,11 @@ mod tests {
         };
         assert_eq!(manifests.len(), 1);
         assert!(String::from_utf8_lossy(&a.bytes).contains("annotations"));
-        assert!(subset_index(&idx, &["windows/amd64".parse().unwrap()]).unwrap().is_none());
+        assert!(
+            subset_index(&idx, &["windows/amd64".parse().unwrap()])
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ pub struct Platform {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid platform `{0}`: expected `os/arch` or `os/arch/variant`, e.g. `linux/amd64`, `linux/arm64/v8`")]
+#[error(
+    "invalid platform `{0}`: expected `os/arch` or `os/arch/variant`, e.g. `linux/amd64`, `linux/arm64/v8`"
+)]
 pub struct PlatformError(pub String);
 
 impl Platform {

@@ -88,8 +88,7 @@ pub fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
 }
 
@@ -223,7 +222,10 @@ mod tests {
         assert_eq!(b.path, "library/busybox");
         assert_eq!(b.tag.as_deref(), Some("1.33.0"));
         assert_eq!(r("docker.io/busybox").path, "library/busybox");
-        assert_eq!(r("index.docker.io/weaveworks/kured:1.6.1").host, "docker.io");
+        assert_eq!(
+            r("index.docker.io/weaveworks/kured:1.6.1").host,
+            "docker.io"
+        );
         assert_eq!(r("weaveworks/kured:1.6.1").path, "weaveworks/kured");
     }
 
@@ -249,7 +251,10 @@ mod tests {
         let x = r(&format!("ghcr.io/a/b:1@{d}"));
         assert_eq!(x.tag.as_deref(), Some("1"));
         assert_eq!(x.digest.unwrap().to_string(), d);
-        assert_eq!(r(&format!("ghcr.io/a/b:1@{d}")).to_string(), format!("ghcr.io/a/b:1@{d}"));
+        assert_eq!(
+            r(&format!("ghcr.io/a/b:1@{d}")).to_string(),
+            format!("ghcr.io/a/b:1@{d}")
+        );
     }
 
     #[test]

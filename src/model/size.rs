@@ -1,7 +1,9 @@
 //! Byte sizes: parsed from `2GiB`, `500MB`, `1024`; printed with binary units.
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("invalid size `{0}`: expected a number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), e.g. `2GiB`")]
+#[error(
+    "invalid size `{0}`: expected a number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), e.g. `2GiB`"
+)]
 pub struct SizeError(pub String);
 
 /// Parse a size such as `2GiB` or `512 MB` into bytes.

@@ -131,7 +131,13 @@ pub struct CatalogEntry {
 
 impl fmt::Display for CatalogEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{} @ {}", self.repository, self.tag, self.digest.short())
+        write!(
+            f,
+            "{}:{} @ {}",
+            self.repository,
+            self.tag,
+            self.digest.short()
+        )
     }
 }
 
@@ -211,8 +217,8 @@ impl Plan {
                 g.add_edge(nodes[j], nodes[i], ());
             }
         }
-        let order = toposort(&g, None)
-            .map_err(|c| PlanError::Cycle(actions[g[c.node_id()]].id.clone()))?;
+        let order =
+            toposort(&g, None).map_err(|c| PlanError::Cycle(actions[g[c.node_id()]].id.clone()))?;
         // Stable layering: an action's depth is 1 + its deepest dependency; sort by
         // (depth, kind, id) which is a valid topological order and independent of hashing.
         let mut depth = vec![0usize; actions.len()];
@@ -225,13 +231,23 @@ impl Plan {
         }
         let mut idx: Vec<usize> = (0..actions.len()).collect();
         idx.sort_by(|&a, &b| {
-            (depth[a], actions[a].kind, &actions[a].id).cmp(&(depth[b], actions[b].kind, &actions[b].id))
+            (depth[a], actions[a].kind, &actions[a].id).cmp(&(
+                depth[b],
+                actions[b].kind,
+                &actions[b].id,
+            ))
         });
         let mut slots: Vec<Option<Action>> = actions.into_iter().map(Some).collect();
-        let actions: Vec<Action> = idx.iter().map(|&i| slots[i].take().expect("each once")).collect();
+        let actions: Vec<Action> = idx
+            .iter()
+            .map(|&i| slots[i].take().expect("each once"))
+            .collect();
         // Rebuild the graph in the final order.
-        let pos: BTreeMap<String, usize> =
-            actions.iter().enumerate().map(|(i, a)| (a.id.clone(), i)).collect();
+        let pos: BTreeMap<String, usize> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
         let mut graph: DiGraph<usize, ()> = DiGraph::new();
         let nodes: Vec<NodeIndex> = (0..actions.len()).map(|i| graph.add_node(i)).collect();
         for (i, a) in actions.iter().enumerate() {
