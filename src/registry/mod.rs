@@ -1,1 +1,630 @@
-//! Registry access (OCI Distribution over HTTP, and OCI image-layout directories) behind one interface.
+//! Registry access behind one interface: `Registry` is either an OCI Distribution registry
+//! over HTTP(S) (`http`, with `auth`, `credentials` and `retry`) or a directory of OCI
+//! image layouts (`layout`). This module owns the shared types (descriptors, referrers,
+//! verified blob streams), the referrers tag-schema fallback common to both backends, and
+//! `Registries`, the per-key set that shares token caches and connection pools.
+//!
+//! Retries: idempotent requests and replayable bodies (manifests, byte blobs, listings,
+//! HEADs, upload starts) are retried inside the client on transient errors. A streamed
+//! blob upload (`put_blob`) consumes its source and is never replayed: on a transient
+//! error it fails with `is_transient() == true` and the caller retries the whole copy.
+
+pub mod auth;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod layout;
+pub mod retry;
+pub mod verify;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::config::{AuthSpec, DesiredState, Endpoint, RegistrySpec, Transfer};
+use crate::model::reference::DOCKER_HUB;
+use crate::model::{Digest, RawManifest, media};
+
+pub use error::RegistryError;
+pub use http::HttpRegistry;
+pub use layout::LayoutRegistry;
+pub use retry::RetryPolicy;
+
+/// What a manifest HEAD says: enough to compare and to reference it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// One manifest whose `subject` is a given digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referrer {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+    pub artifact_type: Option<String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Blob bytes as they arrive. Streams returned by `get_blob` verify the digest as bytes
+/// pass and end with `Err(DigestMismatch)` (never a clean end) when the content is wrong.
+pub type BlobStream = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, RegistryError>>;
+
+/// A blob being read: its size and its verified byte stream.
+pub struct Blob {
+    pub size: u64,
+    pub stream: BlobStream,
+}
+
+impl fmt::Debug for Blob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blob")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a manifest PUT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PutManifest {
+    /// The registry answered `OCI-Subject`: it indexes referrers itself.
+    pub subject_indexed: bool,
+}
+
+/// Client tuning shared by every HTTP registry.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Longest wait for response headers, for the next chunk of a body, or for progress
+    /// of an upload body. There is no total timeout: big blobs take what they take.
+    pub idle_timeout: Duration,
+    /// Blobs larger than this are uploaded in chunks (PATCH); smaller ones in one PUT.
+    pub chunk_threshold: u64,
+    /// The size of one PATCH chunk (held in memory per upload).
+    pub chunk_size: u64,
+    pub max_manifest_size: usize,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            chunk_threshold: 64 << 20,
+            chunk_size: 16 << 20,
+            max_manifest_size: 4 << 20,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A registry: HTTP(S) or an OCI image-layout directory. Enum dispatch, no trait objects.
+#[derive(Debug)]
+pub enum Registry {
+    Http(HttpRegistry),
+    Layout(LayoutRegistry),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $r:ident => $e:expr) => {
+        match $self {
+            Registry::Http($r) => $e,
+            Registry::Layout($r) => $e,
+        }
+    };
+}
+
+impl Registry {
+    pub fn from_spec(spec: &RegistrySpec) -> Result<Registry, RegistryError> {
+        Registry::from_spec_with(spec, &ClientOptions::default())
+    }
+
+    pub fn from_spec_with(
+        spec: &RegistrySpec,
+        opts: &ClientOptions,
+    ) -> Result<Registry, RegistryError> {
+        match &spec.endpoint {
+            Endpoint::Url(url) => Ok(Registry::Http(HttpRegistry::new(spec, url, opts)?)),
+            Endpoint::Layout(dir) => Ok(Registry::Layout(LayoutRegistry::new(&spec.key, dir))),
+        }
+    }
+
+    /// The configuration key (alias or host), for messages.
+    pub fn key(&self) -> &str {
+        dispatch!(self, r => r.key())
+    }
+
+    /// `host[:port]` as used in pullable references; for a layout, its directory.
+    pub fn host(&self) -> String {
+        dispatch!(self, r => r.host())
+    }
+
+    /// `None` when the manifest or the repository does not exist.
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        dispatch!(self, r => r.head_manifest(repo, reference).await)
+    }
+
+    /// The exact bytes, verified against `Docker-Content-Digest` and against `reference`
+    /// when it is a digest. `None` when the manifest or the repository does not exist.
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        dispatch!(self, r => r.get_manifest(repo, reference).await)
+    }
+
+    /// Store `m` under a tag or under its own digest.
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        m: &RawManifest,
+    ) -> Result<PutManifest, RegistryError> {
+        dispatch!(self, r => r.put_manifest(repo, reference, m).await)
+    }
+
+    /// Delete by digest (and so every tag pointing at it). Already absent is success.
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
+        dispatch!(self, r => r.delete_manifest(repo, digest).await)
+    }
+
+    /// The blob's size when the repository has it.
+    pub async fn blob_exists(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        dispatch!(self, r => r.blob_exists(repo, digest).await)
+    }
+
+    /// Stream a blob, verified while it streams.
+    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob, RegistryError> {
+        dispatch!(self, r => r.get_blob(repo, digest).await)
+    }
+
+    /// A small blob (configs, verdicts) in memory, verified; an error if larger than `max`.
+    pub async fn get_blob_bytes(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        dispatch!(self, r => r.get_blob_bytes(repo, digest, max).await)
+    }
+
+    /// Upload `size` bytes that must hash to `digest`. Not retried (the stream is consumed):
+    /// on failure the upload session is cancelled and the caller may retry the whole copy.
+    pub async fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        stream: BlobStream,
+    ) -> Result<(), RegistryError> {
+        dispatch!(self, r => r.put_blob(repo, digest, size, stream).await)
+    }
+
+    pub async fn put_blob_bytes(
+        &self,
+        repo: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<Digest, RegistryError> {
+        dispatch!(self, r => r.put_blob_bytes(repo, bytes).await)
+    }
+
+    /// Cross-repository mount within this registry: true when mounted, false when the
+    /// registry declined (the opened upload session is cancelled).
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from_repo: &str,
+    ) -> Result<bool, RegistryError> {
+        dispatch!(self, r => r.mount_blob(repo, digest, from_repo).await)
+    }
+
+    /// Every tag of a repository, sorted; empty when the repository does not exist.
+    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        dispatch!(self, r => r.list_tags(repo).await)
+    }
+
+    /// Every repository, sorted.
+    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        dispatch!(self, r => r.catalog().await)
+    }
+
+    /// Manifests whose `subject` is `subject`: the referrers API where the registry has one,
+    /// else the tag-schema index `sha256-<hex>`; filtered by artifact type if given.
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>, RegistryError> {
+        let from_api = match self {
+            Registry::Http(h) => h.referrers_api(repo, subject, artifact_type).await?,
+            Registry::Layout(_) => None,
+        };
+        let all = match from_api {
+            Some(list) => list,
+            None => match self.get_manifest(repo, &subject.referrers_tag()).await? {
+                None => Vec::new(),
+                Some(index) => referrers_from_index(&index.bytes).map_err(|m| {
+                    RegistryError::invalid(
+                        self.key(),
+                        format!(
+                            "read the referrers index {repo}:{}",
+                            subject.referrers_tag()
+                        ),
+                        m,
+                    )
+                })?,
+            },
+        };
+        let mut seen = std::collections::HashSet::new();
+        Ok(all
+            .into_iter()
+            .filter(|r| artifact_type.is_none_or(|t| r.artifact_type.as_deref() == Some(t)))
+            .filter(|r| seen.insert(r.digest.clone()))
+            .collect())
+    }
+
+    /// Push a manifest that has a `subject` (by digest). When the registry does not index
+    /// it itself (no `OCI-Subject` in the answer), add it to the tag-schema index
+    /// `sha256-<subject hex>`; idempotent.
+    pub async fn push_referrer(
+        &self,
+        repo: &str,
+        m: &RawManifest,
+        subject: &Digest,
+    ) -> Result<(), RegistryError> {
+        let put = self.put_manifest(repo, &m.digest.to_string(), m).await?;
+        if put.subject_indexed {
+            return Ok(());
+        }
+        let tag = subject.referrers_tag();
+        let what = format!("update the referrers index {repo}:{tag}");
+        let entry =
+            referrer_descriptor(m).map_err(|e| RegistryError::invalid(self.key(), &what, e))?;
+        let _guard = self.referrers_lock().lock().await;
+        let mut index = match self.get_manifest(repo, &tag).await? {
+            Some(current) => {
+                if !current.is_index() {
+                    return Err(RegistryError::invalid(
+                        self.key(),
+                        &what,
+                        format!("the tag holds a {}, not an index", current.media_type),
+                    ));
+                }
+                serde_json::from_slice::<Value>(&current.bytes)
+                    .map_err(|e| RegistryError::invalid(self.key(), &what, e.to_string()))?
+            }
+            None => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
+        };
+        let digest = m.digest.to_string();
+        let manifests = index
+            .as_object_mut()
+            .map(|o| o.entry("manifests").or_insert_with(|| json!([])))
+            .and_then(|v| v.as_array_mut())
+            .ok_or_else(|| {
+                RegistryError::invalid(self.key(), &what, "the index has no manifests list")
+            })?;
+        if manifests
+            .iter()
+            .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest.as_str()))
+        {
+            return Ok(());
+        }
+        manifests.push(entry);
+        let bytes = serde_json::to_vec(&index).expect("json");
+        let raw = RawManifest {
+            digest: Digest::of(&bytes),
+            bytes,
+            media_type: media::OCI_INDEX.to_string(),
+        };
+        self.put_manifest(repo, &tag, &raw).await?;
+        Ok(())
+    }
+
+    fn referrers_lock(&self) -> &tokio::sync::Mutex<()> {
+        static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        // One lock for the process: referrer index updates are rare and short.
+        &LOCK
+    }
+}
+
+/// The descriptor of a referrer for a tag-schema index: media type, digest, size,
+/// artifactType (the manifest's, else its config media type) and its annotations.
+fn referrer_descriptor(m: &RawManifest) -> Result<Value, String> {
+    let v: Value =
+        serde_json::from_slice(&m.bytes).map_err(|e| format!("manifest is not JSON: {e}"))?;
+    let mut d = json!({
+        "mediaType": m.media_type,
+        "digest": m.digest.to_string(),
+        "size": m.bytes.len(),
+    });
+    let artifact_type = v.get("artifactType").and_then(|a| a.as_str()).or_else(|| {
+        v.get("config")
+            .and_then(|c| c.get("mediaType"))
+            .and_then(|c| c.as_str())
+    });
+    if let Some(a) = artifact_type {
+        d["artifactType"] = json!(a);
+    }
+    if let Some(a) = v
+        .get("annotations")
+        .filter(|a| a.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        d["annotations"] = a.clone();
+    }
+    Ok(d)
+}
+
+/// Referrers listed in an OCI index (referrers API answer or tag-schema index).
+pub fn referrers_from_index(bytes: &[u8]) -> Result<Vec<Referrer>, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Entry {
+        media_type: String,
+        digest: String,
+        size: u64,
+        artifact_type: Option<String>,
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Option<Vec<Entry>>,
+    }
+    let idx: Index = serde_json::from_slice(bytes).map_err(|e| format!("not an OCI index: {e}"))?;
+    idx.manifests
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            Ok(Referrer {
+                digest: e
+                    .digest
+                    .parse()
+                    .map_err(|x: crate::model::digest::DigestError| x.to_string())?,
+                media_type: e.media_type,
+                size: e.size,
+                artifact_type: e.artifact_type,
+                annotations: e.annotations,
+            })
+        })
+        .collect()
+}
+
+/// The registries of a configuration, built on demand and shared per key so token caches
+/// and connection pools are reused. Hosts without an entry get `https://<host>` (Docker
+/// Hub: `https://registry-1.docker.io`) with `auth = "docker"`.
+pub struct Registries {
+    specs: BTreeMap<String, RegistrySpec>,
+    opts: ClientOptions,
+    built: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+impl fmt::Debug for Registries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registries")
+            .field("specs", &self.specs.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Concurrency for registries without an entry.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+
+impl Registries {
+    pub fn new(specs: &BTreeMap<String, RegistrySpec>) -> Registries {
+        Registries::with_options(specs, ClientOptions::default())
+    }
+
+    pub fn with_options(specs: &BTreeMap<String, RegistrySpec>, opts: ClientOptions) -> Registries {
+        Registries {
+            specs: specs.clone(),
+            opts,
+            built: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn from_desired(desired: &DesiredState) -> Registries {
+        Registries::new(&desired.registries)
+    }
+
+    /// The entry for `key`, or the on-demand default for a host without one.
+    pub fn spec(&self, key: &str) -> Result<RegistrySpec, RegistryError> {
+        if let Some(s) = self.specs.get(key) {
+            return Ok(s.clone());
+        }
+        if let Some(s) = self
+            .specs
+            .values()
+            .find(|s| endpoint_host(&s.endpoint).as_deref() == Some(key))
+        {
+            return Ok(s.clone());
+        }
+        default_spec(key)
+    }
+
+    /// The shared registry for a key (alias or host).
+    pub fn get(&self, key: &str) -> Result<Arc<Registry>, RegistryError> {
+        let mut built = self.built.lock().expect("registries lock");
+        if let Some(r) = built.get(key) {
+            return Ok(r.clone());
+        }
+        let spec = self.spec(key)?;
+        let r = match built.get(&spec.key) {
+            Some(r) => r.clone(),
+            None => Arc::new(Registry::from_spec_with(&spec, &self.opts)?),
+        };
+        built.insert(spec.key.clone(), r.clone());
+        built.insert(key.to_string(), r.clone());
+        Ok(r)
+    }
+}
+
+fn endpoint_host(e: &Endpoint) -> Option<String> {
+    let Endpoint::Url(u) = e else { return None };
+    let url = reqwest::Url::parse(u).ok()?;
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    })
+}
+
+/// `https://<host>` with docker credentials; Docker Hub's API host for `docker.io`.
+fn default_spec(host: &str) -> Result<RegistrySpec, RegistryError> {
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !valid {
+        return Err(RegistryError::invalid(
+            host,
+            "find the registry",
+            "no [registries] entry has this key and it is not a host name",
+        ));
+    }
+    let endpoint = if host == DOCKER_HUB || host == "index.docker.io" {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{host}")
+    };
+    Ok(RegistrySpec {
+        key: host.to_string(),
+        endpoint: Endpoint::Url(endpoint),
+        auth: AuthSpec::Docker,
+        transfer: Transfer::Stream,
+        max_concurrency: DEFAULT_MAX_CONCURRENCY,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(key: &str, endpoint: Endpoint) -> RegistrySpec {
+        RegistrySpec {
+            key: key.into(),
+            endpoint,
+            auth: AuthSpec::Anonymous,
+            transfer: Transfer::Stream,
+            max_concurrency: 2,
+        }
+    }
+
+    #[test]
+    fn registries_are_shared_and_defaulted() {
+        let mut specs = BTreeMap::new();
+        specs.insert(
+            "acr".to_string(),
+            spec("acr", Endpoint::Url("https://acr.example:8443".into())),
+        );
+        let regs = Registries::new(&specs);
+        let a = regs.get("acr").unwrap();
+        assert!(Arc::ptr_eq(&a, &regs.get("acr").unwrap()));
+        assert!(Arc::ptr_eq(&a, &regs.get("acr.example:8443").unwrap()));
+        assert_eq!(a.host(), "acr.example:8443");
+        let hub = regs.get("docker.io").unwrap();
+        assert_eq!(hub.host(), "docker.io");
+        assert_eq!(hub.key(), "docker.io");
+        assert_eq!(
+            regs.spec("ghcr.io").unwrap().endpoint,
+            Endpoint::Url("https://ghcr.io".into())
+        );
+        assert!(regs.get("not a host/").is_err());
+    }
+
+    #[test]
+    fn referrer_descriptors_copy_artifact_type_and_annotations() {
+        let subject = Digest::of(b"s");
+        let body = json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "artifactType": media::VERDICT_ARTIFACT,
+            "config": {"mediaType": media::OCI_EMPTY, "digest": Digest::of(b"{}").to_string(), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": media::OCI_MANIFEST, "digest": subject.to_string(), "size": 1},
+            "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"}
+        });
+        let m = RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap();
+        let d = referrer_descriptor(&m).unwrap();
+        let idx = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [d]});
+        let refs = referrers_from_index(&serde_json::to_vec(&idx).unwrap()).unwrap();
+        assert_eq!(refs.len(), 1);
+        assert_eq!(refs[0].digest, m.digest);
+        assert_eq!(
+            refs[0].artifact_type.as_deref(),
+            Some(media::VERDICT_ARTIFACT)
+        );
+        assert_eq!(
+            refs[0].annotations["org.opencontainers.image.created"],
+            "2026-01-01T00:00:00Z"
+        );
+        assert!(
+            referrers_from_index(br#"{"schemaVersion":2,"manifests":null}"#)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn layout_referrers_via_tag_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Registry::from_spec(&spec("local", Endpoint::Layout(dir.path().to_path_buf())))
+            .unwrap();
+        let subject = Digest::of(b"subject");
+        let mk = |n: u32, at: &str| {
+            let body = json!({
+                "schemaVersion": 2,
+                "mediaType": media::OCI_MANIFEST,
+                "artifactType": at,
+                "config": {"mediaType": media::OCI_EMPTY, "digest": Digest::of(b"{}").to_string(), "size": 2},
+                "layers": [],
+                "subject": {"mediaType": media::OCI_MANIFEST, "digest": subject.to_string(), "size": 1},
+                "annotations": {"n": n.to_string()}
+            });
+            RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap()
+        };
+        let v = mk(1, media::VERDICT_ARTIFACT);
+        let p = mk(2, media::PROMOTION_ARTIFACT);
+        r.push_referrer("q/x", &v, &subject).await.unwrap();
+        r.push_referrer("q/x", &v, &subject).await.unwrap();
+        r.push_referrer("q/x", &p, &subject).await.unwrap();
+        let all = r.referrers("q/x", &subject, None).await.unwrap();
+        assert_eq!(
+            all.iter().map(|x| x.digest.clone()).collect::<Vec<_>>(),
+            vec![v.digest.clone(), p.digest.clone()]
+        );
+        let only = r
+            .referrers("q/x", &subject, Some(media::VERDICT_ARTIFACT))
+            .await
+            .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].annotations["n"], "1");
+        assert!(
+            r.referrers("q/x", &Digest::of(b"other"), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            r.list_tags("q/x").await.unwrap(),
+            vec![subject.referrers_tag()]
+        );
+    }
+}

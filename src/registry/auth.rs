@@ -1,0 +1,842 @@
+//! Registry authentication: `WWW-Authenticate` challenge parsing (Bearer with realm,
+//! service and space-separated scopes; Basic), token requests (GET `realm?service&scope…`
+//! with Basic credentials or anonymously; OAuth2 POST with `grant_type=refresh_token` for
+//! identity tokens or `grant_type=password` for registries that refuse the GET), a token
+//! cache per scope set renewed ahead of expiry, and the scope union on `insufficient_scope`.
+//! For `auth = "azure"` it also obtains the ACR refresh token (see `azure`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+
+use super::credentials::{self, Credential, Secret};
+use super::error::RegistryError;
+use super::retry::RetryPolicy;
+use crate::config::AuthSpec;
+
+/// One challenge from a `WWW-Authenticate` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scopes: Vec<String>,
+        /// `insufficient_scope`, `invalid_token`, …
+        error: Option<String>,
+    },
+    Basic,
+}
+
+/// Parse every challenge of a `WWW-Authenticate` value (unknown schemes are skipped).
+pub fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let b = header.as_bytes();
+    let mut i = 0;
+    let mut out = Vec::new();
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let read_token = |i: &mut usize| -> String {
+        let start = *i;
+        while *i < b.len() && !matches!(b[*i], b' ' | b'\t' | b',' | b'=') {
+            *i += 1;
+        }
+        header[start..*i].to_string()
+    };
+    loop {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b',') {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let scheme = read_token(&mut i);
+        if scheme.is_empty() {
+            // A stray '=': skip it.
+            i += 1;
+            continue;
+        }
+        let mut params: BTreeMap<String, String> = BTreeMap::new();
+        loop {
+            skip_ws(&mut i);
+            let at = i;
+            let name = read_token(&mut i);
+            skip_ws(&mut i);
+            if name.is_empty() || i >= b.len() || b[i] != b'=' {
+                i = at;
+                break;
+            }
+            i += 1;
+            skip_ws(&mut i);
+            let value = if i < b.len() && b[i] == b'"' {
+                i += 1;
+                let mut v = String::new();
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' && i + 1 < b.len() {
+                        i += 1;
+                    }
+                    let ch = header[i..].chars().next().unwrap_or('\u{fffd}');
+                    v.push(ch);
+                    i += ch.len_utf8();
+                }
+                i += 1; // closing quote
+                v
+            } else {
+                let start = i;
+                while i < b.len() && !matches!(b[i], b',' | b' ' | b'\t') {
+                    i += 1;
+                }
+                header[start..i].to_string()
+            };
+            params.insert(name.to_ascii_lowercase(), value);
+            skip_ws(&mut i);
+            if i < b.len() && b[i] == b',' {
+                i += 1;
+            }
+        }
+        match scheme.to_ascii_lowercase().as_str() {
+            "bearer" => {
+                if let Some(realm) = params.remove("realm") {
+                    out.push(Challenge::Bearer {
+                        realm,
+                        service: params.remove("service"),
+                        scopes: params
+                            .remove("scope")
+                            .map(|s| s.split_whitespace().map(str::to_string).collect())
+                            .unwrap_or_default(),
+                        error: params.remove("error"),
+                    });
+                }
+            }
+            "basic" => out.push(Challenge::Basic),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Merge scopes (`type:name:actions`), joining the actions of the same resource.
+/// The result is sorted and deterministic.
+pub fn merge_scopes<'a>(scopes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut by_resource: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    let mut opaque = BTreeSet::new();
+    for s in scopes {
+        let parsed = s.split_once(':').and_then(|(t, rest)| {
+            rest.rsplit_once(':')
+                .map(|(name, actions)| (t.to_string(), name.to_string(), actions))
+        });
+        match parsed {
+            Some((t, name, actions)) => {
+                let set = by_resource.entry((t, name)).or_default();
+                set.extend(
+                    actions
+                        .split(',')
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            None => {
+                opaque.insert(s.to_string());
+            }
+        }
+    }
+    let mut out: Vec<String> = by_resource
+        .into_iter()
+        .map(|((t, name), actions)| {
+            let mut actions: Vec<String> = actions.into_iter().collect();
+            // Conventional order: pull before push, then the rest.
+            actions.sort_by_key(|a| match a.as_str() {
+                "pull" => (0, a.clone()),
+                "push" => (1, a.clone()),
+                _ => (2, a.clone()),
+            });
+            format!("{t}:{name}:{}", actions.join(","))
+        })
+        .collect();
+    out.extend(opaque);
+    out.sort();
+    out
+}
+
+/// `repository:<repo>:pull`.
+pub fn pull_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull")
+}
+
+/// `repository:<repo>:pull,push`.
+pub fn push_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull,push")
+}
+
+/// `repository:<repo>:delete` plus pull (Distribution asks for `*` on delete; ACR for delete).
+pub fn delete_scope(repo: &str) -> String {
+    format!("repository:{repo}:delete,pull,push")
+}
+
+pub const CATALOG_SCOPE: &str = "registry:catalog:*";
+
+#[derive(Clone, Debug)]
+enum Scheme {
+    /// No request has been challenged yet.
+    Unknown,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+#[derive(Clone)]
+struct CachedToken {
+    token: Secret,
+    renew_at: Instant,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// Authentication state of one registry: its credentials, the scheme it asked for, and
+/// cached bearer tokens by scope set.
+pub struct Authenticator {
+    registry: String,
+    host: String,
+    endpoint: String,
+    spec: AuthSpec,
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    creds: tokio::sync::OnceCell<Option<Credential>>,
+    scheme: Mutex<Scheme>,
+    tokens: Mutex<HashMap<Vec<String>, CachedToken>>,
+    /// Serialises token fetches so concurrent requests share one token.
+    fetching: tokio::sync::Mutex<()>,
+    /// The token endpoint refused GET: use the OAuth2 password grant.
+    prefer_post: AtomicBool,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("registry", &self.registry)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    pub fn new(
+        registry: &str,
+        host: &str,
+        endpoint: &str,
+        spec: AuthSpec,
+        client: reqwest::Client,
+        retry: RetryPolicy,
+    ) -> Authenticator {
+        Authenticator {
+            registry: registry.to_string(),
+            host: host.to_string(),
+            endpoint: endpoint.to_string(),
+            spec,
+            client,
+            retry,
+            creds: tokio::sync::OnceCell::new(),
+            scheme: Mutex::new(Scheme::Unknown),
+            tokens: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
+            prefer_post: AtomicBool::new(false),
+        }
+    }
+
+    /// The hint for an Unauthorized error.
+    pub fn hint(&self) -> String {
+        credentials::login_hint(&self.registry, &self.host)
+    }
+
+    async fn credentials(&self) -> Result<Option<Credential>, RegistryError> {
+        self.creds
+            .get_or_try_init(|| async {
+                if self.spec == AuthSpec::Azure {
+                    let rt = azure::refresh_token(
+                        &self.client,
+                        &self.registry,
+                        &self.endpoint,
+                        &self.host,
+                    )
+                    .await?;
+                    return Ok(Some(Credential::IdentityToken(rt)));
+                }
+                credentials::resolve(&self.registry, &self.host, &self.spec).await
+            })
+            .await
+            .cloned()
+    }
+
+    /// The Authorization header for a request needing `scopes`, when the registry is
+    /// known to want one. `None` before the first challenge and for anonymous Basic.
+    pub async fn header(&self, scopes: &[String]) -> Result<Option<HeaderValue>, RegistryError> {
+        let scheme = self.scheme.lock().expect("auth lock").clone();
+        match scheme {
+            Scheme::Unknown => Ok(None),
+            Scheme::Basic => Ok(self.credentials().await?.as_ref().and_then(basic_header)),
+            Scheme::Bearer { realm, service } => {
+                let key = merge_scopes(scopes.iter().map(String::as_str));
+                if let Some(t) = self.cached(&key) {
+                    return Ok(Some(bearer_header(&t)));
+                }
+                let _guard = self.fetching.lock().await;
+                if let Some(t) = self.cached(&key) {
+                    return Ok(Some(bearer_header(&t)));
+                }
+                let t = self.fetch_token(&realm, service.as_deref(), &key).await?;
+                self.store(key, t.clone());
+                Ok(Some(bearer_header(&t.token)))
+            }
+        }
+    }
+
+    fn cached(&self, key: &[String]) -> Option<Secret> {
+        let tokens = self.tokens.lock().expect("token lock");
+        tokens
+            .get(key)
+            .filter(|t| Instant::now() < t.renew_at)
+            .map(|t| t.token.clone())
+    }
+
+    fn store(&self, key: Vec<String>, t: CachedToken) {
+        self.tokens.lock().expect("token lock").insert(key, t);
+    }
+
+    /// Handle a 401: learn the scheme from the challenge and get fresh authorization
+    /// covering `scopes` and whatever the challenge asked for. Returns false when there
+    /// is nothing new to try (no challenge, or Basic without credentials).
+    pub async fn challenged(
+        &self,
+        headers: &HeaderMap,
+        scopes: &[String],
+    ) -> Result<bool, RegistryError> {
+        let challenges: Vec<Challenge> = headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse_challenges)
+            .collect();
+        let bearer = challenges.iter().find_map(|c| match c {
+            Challenge::Bearer {
+                realm,
+                service,
+                scopes,
+                error,
+            } => Some((
+                realm.clone(),
+                service.clone(),
+                scopes.clone(),
+                error.clone(),
+            )),
+            Challenge::Basic => None,
+        });
+        if let Some((realm, service, extra, error)) = bearer {
+            tracing::debug!(
+                registry = %self.registry,
+                realm = %realm,
+                error = ?error,
+                "bearer challenge"
+            );
+            *self.scheme.lock().expect("auth lock") = Scheme::Bearer {
+                realm: realm.clone(),
+                service: service.clone(),
+            };
+            let key = merge_scopes(scopes.iter().map(String::as_str));
+            let union = merge_scopes(
+                scopes
+                    .iter()
+                    .map(String::as_str)
+                    .chain(extra.iter().map(String::as_str)),
+            );
+            let _guard = self.fetching.lock().await;
+            let t = self.fetch_token(&realm, service.as_deref(), &union).await?;
+            let token = t.token.clone();
+            let renew_at = t.renew_at;
+            self.store(union, t);
+            self.store(key, CachedToken { token, renew_at });
+            return Ok(true);
+        }
+        if challenges.contains(&Challenge::Basic) {
+            let had_basic = matches!(*self.scheme.lock().expect("auth lock"), Scheme::Basic);
+            *self.scheme.lock().expect("auth lock") = Scheme::Basic;
+            // Retrying only helps if credentials exist and were not sent already.
+            return Ok(!had_basic && self.credentials().await?.is_some());
+        }
+        Ok(false)
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+    ) -> Result<CachedToken, RegistryError> {
+        let creds = self.credentials().await?;
+        let what = format!("get a token from {realm}");
+        let realm_url = Url::parse(realm).map_err(|e| {
+            RegistryError::invalid(&self.registry, &what, format!("invalid realm: {e}"))
+        })?;
+        let resp: TokenResponse = self
+            .retry
+            .run(&what, || async {
+                let post = self.prefer_post.load(Ordering::Relaxed);
+                tracing::debug!(registry = %self.registry, realm, ?scopes, post, "token request");
+                let req = self.token_request(&realm_url, service, scopes, creds.as_ref(), post);
+                let mut resp = req.send().await.map_err(|e| self.transport(&what, e))?;
+                if matches!(
+                    resp.status(),
+                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                ) && matches!(creds, Some(Credential::UsernamePassword { .. }))
+                    && !post
+                {
+                    // The token endpoint wants the OAuth2 form (password grant).
+                    self.prefer_post.store(true, Ordering::Relaxed);
+                    let req = self.token_request(&realm_url, service, scopes, creds.as_ref(), true);
+                    resp = req.send().await.map_err(|e| self.transport(&what, e))?;
+                }
+                let status = resp.status();
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    return Err(RegistryError::Unauthorized {
+                        registry: self.registry.clone(),
+                        what: what.clone(),
+                        code: Some(format!("token endpoint answered {}", status.as_u16())),
+                        hint: if creds.is_some() {
+                            format!("the credentials were refused; check them ({})", self.hint())
+                        } else {
+                            self.hint()
+                        },
+                    });
+                }
+                if !status.is_success() {
+                    return Err(super::http::api_error(&self.registry, &what, resp).await);
+                }
+                let body = resp.bytes().await.map_err(|e| self.transport(&what, e))?;
+                serde_json::from_slice::<TokenResponse>(&body).map_err(|e| {
+                    RegistryError::invalid(
+                        &self.registry,
+                        &what,
+                        format!("bad token response: {e}"),
+                    )
+                })
+            })
+            .await?;
+        let token = resp
+            .token
+            .filter(|t| !t.is_empty())
+            .or(resp.access_token)
+            .ok_or_else(|| {
+                RegistryError::invalid(&self.registry, &what, "token response without a token")
+            })?;
+        let lifetime = Duration::from_secs(resp.expires_in.unwrap_or(60).max(1));
+        // Renew ahead of expiry: a fifth of the lifetime early, at most 30 s early.
+        let margin = (lifetime / 5).min(Duration::from_secs(30));
+        Ok(CachedToken {
+            token: Secret::new(token),
+            renew_at: Instant::now() + lifetime - margin,
+        })
+    }
+
+    /// GET `realm?service&scope…` (Basic credentials if any), or the OAuth2 POST form:
+    /// `grant_type=refresh_token` for identity tokens, `grant_type=password` when `post`.
+    fn token_request(
+        &self,
+        realm: &Url,
+        service: Option<&str>,
+        scopes: &[String],
+        creds: Option<&Credential>,
+        post: bool,
+    ) -> reqwest::RequestBuilder {
+        let post_form = |grant: Vec<(&str, String)>| {
+            let mut form: Vec<(&str, String)> = vec![("client_id", "airlock".into())];
+            if let Some(s) = service {
+                form.push(("service", s.to_string()));
+            }
+            if !scopes.is_empty() {
+                form.push(("scope", scopes.join(" ")));
+            }
+            form.extend(grant);
+            self.client.post(realm.clone()).form(&form)
+        };
+        let get = || {
+            let mut url = realm.clone();
+            {
+                let mut q = url.query_pairs_mut();
+                if let Some(s) = service {
+                    q.append_pair("service", s);
+                }
+                for s in scopes {
+                    q.append_pair("scope", s);
+                }
+            }
+            self.client.get(url)
+        };
+        match creds {
+            Some(Credential::IdentityToken(rt)) => post_form(vec![
+                ("grant_type", "refresh_token".into()),
+                ("refresh_token", rt.expose().to_string()),
+            ]),
+            Some(Credential::UsernamePassword { username, password }) if post => post_form(vec![
+                ("grant_type", "password".into()),
+                ("username", username.clone()),
+                ("password", password.expose().to_string()),
+            ]),
+            Some(Credential::UsernamePassword { username, password }) => {
+                get().basic_auth(username, Some(password.expose()))
+            }
+            None => get(),
+        }
+    }
+
+    fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        RegistryError::Transport {
+            registry: self.registry.clone(),
+            what: what.to_string(),
+            source: e,
+        }
+    }
+}
+
+fn bearer_header(t: &Secret) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+    v.set_sensitive(true);
+    v
+}
+
+fn basic_header(c: &Credential) -> Option<HeaderValue> {
+    let Credential::UsernamePassword { username, password } = c else {
+        return None;
+    };
+    let enc = base64::engine::general_purpose::STANDARD
+        .encode(format!("{username}:{}", password.expose()));
+    let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+/// `auth = "azure"`: an Azure AD access token from the usual credential chain, exchanged at
+/// the registry's `/oauth2/exchange` for an ACR refresh token. The chain, first that
+/// applies: workload identity (AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID,
+/// AZURE_TENANT_ID), client secret (AZURE_CLIENT_SECRET, AZURE_CLIENT_ID,
+/// AZURE_TENANT_ID), managed identity (IDENTITY_ENDPOINT + IDENTITY_HEADER, else IMDS),
+/// then the Azure CLI (`az account get-access-token`).
+mod azure {
+    use super::*;
+
+    const RESOURCE: &str = "https://containerregistry.azure.net";
+
+    #[derive(Deserialize)]
+    struct AadToken {
+        access_token: Option<String>,
+        #[serde(rename = "accessToken")]
+        access_token_cli: Option<String>,
+        tenant: Option<String>,
+    }
+
+    fn fail(registry: &str, message: String) -> RegistryError {
+        RegistryError::Credentials {
+            registry: registry.to_string(),
+            message,
+        }
+    }
+
+    fn env(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+
+    async fn aad_token(
+        client: &reqwest::Client,
+        registry: &str,
+    ) -> Result<(Secret, Option<String>), RegistryError> {
+        let tenant = env("AZURE_TENANT_ID");
+        let client_id = env("AZURE_CLIENT_ID");
+        let authority = env("AZURE_AUTHORITY_HOST")
+            .unwrap_or_else(|| "https://login.microsoftonline.com".into());
+        let scope = format!("{RESOURCE}/.default");
+        let token_form = |tenant: &str, form: Vec<(&str, String)>| {
+            client
+                .post(format!(
+                    "{}/{tenant}/oauth2/v2.0/token",
+                    authority.trim_end_matches('/')
+                ))
+                .form(&form)
+        };
+        let req = if let (Some(file), Some(t), Some(id)) =
+            (env("AZURE_FEDERATED_TOKEN_FILE"), &tenant, &client_id)
+        {
+            let assertion = tokio::fs::read_to_string(&file)
+                .await
+                .map_err(|e| RegistryError::io(format!("read {file}"), e))?;
+            Some((
+                "workload identity",
+                token_form(
+                    t,
+                    vec![
+                        ("grant_type", "client_credentials".into()),
+                        ("client_id", id.clone()),
+                        ("scope", scope.clone()),
+                        (
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+                        ),
+                        ("client_assertion", assertion.trim().to_string()),
+                    ],
+                ),
+            ))
+        } else if let (Some(secret), Some(t), Some(id)) =
+            (env("AZURE_CLIENT_SECRET"), &tenant, &client_id)
+        {
+            Some((
+                "client secret",
+                token_form(
+                    t,
+                    vec![
+                        ("grant_type", "client_credentials".into()),
+                        ("client_id", id.clone()),
+                        ("client_secret", secret),
+                        ("scope", scope.clone()),
+                    ],
+                ),
+            ))
+        } else if let (Some(ep), Some(h)) = (env("IDENTITY_ENDPOINT"), env("IDENTITY_HEADER")) {
+            let mut q = vec![("api-version", "2019-08-01"), ("resource", RESOURCE)];
+            if let Some(id) = &client_id {
+                q.push(("client_id", id.as_str()));
+            }
+            Some((
+                "managed identity",
+                client.get(ep).query(&q).header("X-IDENTITY-HEADER", h),
+            ))
+        } else {
+            None
+        };
+        if let Some((how, req)) = req {
+            let what = format!("get an Azure AD token ({how})");
+            let resp = req.send().await.map_err(|e| RegistryError::Transport {
+                registry: registry.to_string(),
+                what: what.clone(),
+                source: e,
+            })?;
+            if !resp.status().is_success() {
+                return Err(fail(
+                    registry,
+                    format!("{what}: Azure AD answered {}", resp.status()),
+                ));
+            }
+            let t: AadToken = resp
+                .json()
+                .await
+                .map_err(|e| fail(registry, format!("{what}: bad answer: {e}")))?;
+            let tok = t
+                .access_token
+                .ok_or_else(|| fail(registry, format!("{what}: no access_token")))?;
+            return Ok((Secret::new(tok), tenant));
+        }
+        // IMDS managed identity: only when the metadata endpoint answers quickly.
+        let imds = client
+            .get("http://169.254.169.254/metadata/identity/oauth2/token")
+            .query(&[("api-version", "2018-02-01"), ("resource", RESOURCE)])
+            .header("Metadata", "true")
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if let Ok(resp) = imds
+            && resp.status().is_success()
+            && let Ok(AadToken {
+                access_token: Some(t),
+                ..
+            }) = resp.json::<AadToken>().await
+        {
+            return Ok((Secret::new(t), tenant));
+        }
+        // Azure CLI.
+        let out = tokio::process::Command::new("az")
+            .args([
+                "account",
+                "get-access-token",
+                "--resource",
+                RESOURCE,
+                "--output",
+                "json",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|_| {
+                fail(
+                    registry,
+                    "no Azure credential found: set AZURE_CLIENT_ID/AZURE_TENANT_ID with \
+                     AZURE_FEDERATED_TOKEN_FILE or AZURE_CLIENT_SECRET, use a managed \
+                     identity, or install the Azure CLI and run `az login`"
+                        .into(),
+                )
+            })?;
+        if !out.status.success() {
+            return Err(fail(
+                registry,
+                "`az account get-access-token` failed: run `az login` (or set \
+                 AZURE_CLIENT_ID/AZURE_TENANT_ID with a secret or federated token file)"
+                    .into(),
+            ));
+        }
+        let t: AadToken = serde_json::from_slice(&out.stdout)
+            .map_err(|e| fail(registry, format!("unexpected `az` output: {e}")))?;
+        let tok = t
+            .access_token_cli
+            .ok_or_else(|| fail(registry, "`az` printed no accessToken".into()))?;
+        Ok((Secret::new(tok), tenant.or(t.tenant)))
+    }
+
+    /// Exchange an AAD token for an ACR refresh token at `<endpoint>/oauth2/exchange`.
+    pub async fn refresh_token(
+        client: &reqwest::Client,
+        registry: &str,
+        endpoint: &str,
+        host: &str,
+    ) -> Result<Secret, RegistryError> {
+        let (aad, tenant) = aad_token(client, registry).await?;
+        let mut form = vec![
+            ("grant_type", "access_token".to_string()),
+            ("service", host.to_string()),
+            ("access_token", aad.expose().to_string()),
+        ];
+        if let Some(t) = tenant {
+            form.push(("tenant", t));
+        }
+        let what = "exchange an Azure AD token for an ACR refresh token";
+        let resp = client
+            .post(format!("{endpoint}/oauth2/exchange"))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| RegistryError::Transport {
+                registry: registry.to_string(),
+                what: what.into(),
+                source: e,
+            })?;
+        if !resp.status().is_success() {
+            return Err(fail(
+                registry,
+                format!(
+                    "failed to {what}: {} answered {} (does the identity have AcrPull/AcrPush on it?)",
+                    host,
+                    resp.status()
+                ),
+            ));
+        }
+        #[derive(Deserialize)]
+        struct Exchange {
+            refresh_token: String,
+        }
+        let ex: Exchange = resp
+            .json()
+            .await
+            .map_err(|e| fail(registry, format!("failed to {what}: bad answer: {e}")))?;
+        Ok(Secret::new(ex.refresh_token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_with_several_scopes() {
+        let c = parse_challenges(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:a/b:pull repository:c:pull,push""#,
+        );
+        assert_eq!(
+            c,
+            vec![Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scopes: vec![
+                    "repository:a/b:pull".into(),
+                    "repository:c:pull,push".into()
+                ],
+                error: None,
+            }]
+        );
+    }
+
+    #[test]
+    fn parses_error_basic_and_several_challenges() {
+        let c = parse_challenges(
+            r#"Bearer realm="http://127.0.0.1:1/token", service="svc", scope="repository:x:pull,push", error="insufficient_scope""#,
+        );
+        let Challenge::Bearer { error, scopes, .. } = &c[0] else {
+            panic!("{c:?}")
+        };
+        assert_eq!(error.as_deref(), Some("insufficient_scope"));
+        assert_eq!(scopes, &vec!["repository:x:pull,push".to_string()]);
+        assert_eq!(
+            parse_challenges(r#"Basic realm="test-realm""#),
+            vec![Challenge::Basic]
+        );
+        let two = parse_challenges(r#"Basic realm="a, b", Bearer realm="https://x/t",service=s"#);
+        assert_eq!(two.len(), 2, "{two:?}");
+        assert_eq!(
+            two[1],
+            Challenge::Bearer {
+                realm: "https://x/t".into(),
+                service: Some("s".into()),
+                scopes: vec![],
+                error: None
+            }
+        );
+        assert!(parse_challenges("Negotiate abc==").is_empty());
+        assert_eq!(
+            parse_challenges(r#"Bearer realm="q\"uote""#),
+            vec![Challenge::Bearer {
+                realm: "q\"uote".into(),
+                service: None,
+                scopes: vec![],
+                error: None
+            }]
+        );
+    }
+
+    #[test]
+    fn scope_union_merges_actions() {
+        let s = merge_scopes([
+            "repository:a:pull",
+            "repository:b:pull",
+            "repository:a:push,pull",
+            "registry:catalog:*",
+        ]);
+        assert_eq!(
+            s,
+            vec![
+                "registry:catalog:*".to_string(),
+                "repository:a:pull,push".to_string(),
+                "repository:b:pull".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_in_headers_are_sensitive() {
+        let h = basic_header(&Credential::UsernamePassword {
+            username: "u".into(),
+            password: Secret::new("p"),
+        })
+        .unwrap();
+        assert!(h.is_sensitive());
+        assert_eq!(h.to_str().unwrap(), "Basic dTpw");
+        assert!(bearer_header(&Secret::new("t")).is_sensitive());
+    }
+}

@@ -1,0 +1,217 @@
+//! `RegistryError`: every way a registry operation can fail, with messages that read
+//! "failed to …" and name the registry and the repository or reference concerned, the
+//! registry's own error code kept as it answered, and `is_transient()` deciding retries.
+
+use std::time::Duration;
+
+use crate::model::Digest;
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The registry answered with an error status; `code` is its own error code
+    /// (MANIFEST_UNKNOWN, DENIED, TOOMANYREQUESTS, …) or the HTTP reason when it gave none.
+    #[error("failed to {what} on `{registry}`: {status} {code}: {message}")]
+    Api {
+        registry: String,
+        what: String,
+        status: u16,
+        code: String,
+        message: String,
+        /// The `Retry-After` the registry asked for, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The registry refused the request for lack of (valid) credentials.
+    #[error("failed to {what} on `{registry}`: unauthorized{}. {hint}", code_suffix(.code))]
+    Unauthorized {
+        registry: String,
+        what: String,
+        code: Option<String>,
+        hint: String,
+    },
+    /// Credentials could not be obtained (missing environment variable, failing helper, …).
+    #[error("failed to get credentials for `{registry}`: {message}")]
+    Credentials { registry: String, message: String },
+    /// Connection, TLS, reset or body errors.
+    #[error("failed to {what} on `{registry}`: {source}")]
+    Transport {
+        registry: String,
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// No progress within the idle timeout.
+    #[error("failed to {what} on `{registry}`: no progress for {}s", .after.as_secs())]
+    Timeout {
+        registry: String,
+        what: String,
+        after: Duration,
+    },
+    /// A body ended before its announced length.
+    #[error("failed to {what} on `{registry}`: body ended after {received} of {expected} bytes")]
+    Truncated {
+        registry: String,
+        what: String,
+        expected: u64,
+        received: u64,
+    },
+    /// Content did not hash to the digest it was asked for or announced with.
+    #[error("failed to verify {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    /// A malformed answer, an invalid argument or an unusable configuration.
+    #[error("failed to {what} on `{registry}`: {message}")]
+    Invalid {
+        registry: String,
+        what: String,
+        message: String,
+    },
+    /// Local file system errors (layout backend, temp files).
+    #[error("failed to {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    match code {
+        Some(c) => format!(" ({c})"),
+        None => String::new(),
+    }
+}
+
+impl RegistryError {
+    /// Whether retrying the same request later may succeed: throttling, gateway and
+    /// server hiccups, connection failures, timeouts, resets and truncated bodies.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Api { status, code, .. } => {
+                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+                    // 413 on a monolithic upload switches the registry to chunked uploads:
+                    // the next attempt takes the other path.
+                    || *status == 413
+                    || code == "TOOMANYREQUESTS"
+            }
+            RegistryError::Transport { source, .. } => {
+                !(source.is_builder() || source.is_redirect() || source.is_status())
+            }
+            RegistryError::Timeout { .. } | RegistryError::Truncated { .. } => true,
+            RegistryError::Unauthorized { .. }
+            | RegistryError::Credentials { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::Invalid { .. }
+            | RegistryError::Io { .. } => false,
+        }
+    }
+
+    /// The delay the registry asked for before a retry.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RegistryError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The registry's error code (`MANIFEST_UNKNOWN`, `DENIED`, …), when it gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            RegistryError::Api { code, .. } => Some(code),
+            RegistryError::Unauthorized { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            RegistryError::Api { status, .. } => Some(*status),
+            RegistryError::Unauthorized { .. } => Some(401),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> RegistryError {
+        RegistryError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(
+        registry: &str,
+        what: impl Into<String>,
+        message: impl Into<String>,
+    ) -> RegistryError {
+        RegistryError::Invalid {
+            registry: registry.to_string(),
+            what: what.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, code: &str) -> RegistryError {
+        RegistryError::Api {
+            registry: "r".into(),
+            what: "get manifest x:1".into(),
+            status,
+            code: code.into(),
+            message: "m".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn transient_classification() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(api(s, "X").is_transient(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 405, 409] {
+            assert!(!api(s, "X").is_transient(), "{s}");
+        }
+        assert!(api(400, "TOOMANYREQUESTS").is_transient());
+        let d = Digest::of(b"a");
+        assert!(
+            !RegistryError::DigestMismatch {
+                what: "blob".into(),
+                expected: d.clone(),
+                actual: d
+            }
+            .is_transient()
+        );
+        assert!(
+            RegistryError::Truncated {
+                registry: "r".into(),
+                what: "w".into(),
+                expected: 2,
+                received: 1
+            }
+            .is_transient()
+        );
+    }
+
+    #[test]
+    fn messages_name_registry_and_code() {
+        let e = api(404, "MANIFEST_UNKNOWN");
+        assert_eq!(
+            e.to_string(),
+            "failed to get manifest x:1 on `r`: 404 MANIFEST_UNKNOWN: m"
+        );
+        let u = RegistryError::Unauthorized {
+            registry: "ghcr.io".into(),
+            what: "pull".into(),
+            code: Some("UNAUTHORIZED".into()),
+            hint: "run `docker login ghcr.io`".into(),
+        };
+        assert!(u.to_string().contains("unauthorized (UNAUTHORIZED). run"));
+    }
+}

@@ -1,0 +1,657 @@
+//! The OCI image-layout backend: a registry entry with a directory endpoint, where each
+//! repository is an OCI image layout at `DIR/<repository path>/` (`oci-layout`,
+//! `index.json`, `blobs/sha256/<hex>`). Tags are `index.json` entries annotated with
+//! `org.opencontainers.image.ref.name`; manifests pushed by digest are stored as blobs
+//! only. Every write goes to a temporary file in the same directory and is renamed into
+//! place; blobs are verified while written; `index.json` updates are serialised.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use super::error::RegistryError;
+use super::verify::Verify;
+use super::{Blob, BlobStream, Descriptor, PutManifest};
+use crate::model::reference::valid_path;
+use crate::model::{Digest, RawManifest, media};
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A directory of OCI image layouts, one per repository.
+#[derive(Clone, Debug)]
+pub struct LayoutRegistry {
+    key: String,
+    root: PathBuf,
+    index_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> RegistryError {
+    move |e| RegistryError::io(what, e)
+}
+
+fn tmp_path(dir: &Path, name: &str) -> PathBuf {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// Write `bytes` to `path` atomically (temp file in the same directory, then rename).
+async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = tmp_path(dir, name);
+    let result = async {
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(io(format!("create {}", tmp.display())))?;
+        f.write_all(bytes)
+            .await
+            .map_err(io(format!("write {}", tmp.display())))?;
+        f.sync_all()
+            .await
+            .map_err(io(format!("sync {}", tmp.display())))?;
+        drop(f);
+        tokio::fs::rename(&tmp, path).await.map_err(io(format!(
+            "rename {} to {}",
+            tmp.display(),
+            path.display()
+        )))
+    }
+    .await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&tmp).await;
+    }
+    result
+}
+
+fn ref_name(entry: &Value) -> Option<&str> {
+    entry.get("annotations")?.get(REF_NAME)?.as_str()
+}
+
+fn entry_digest(entry: &Value) -> Option<Digest> {
+    entry.get("digest")?.as_str()?.parse().ok()
+}
+
+impl LayoutRegistry {
+    pub fn new(key: &str, root: &Path) -> LayoutRegistry {
+        LayoutRegistry {
+            key: key.to_string(),
+            root: root.to_path_buf(),
+            index_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The directory, as written in `oci:` references.
+    pub fn host(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn repo_dir(&self, repo: &str) -> Result<PathBuf, RegistryError> {
+        if !valid_path(repo) {
+            return Err(RegistryError::invalid(
+                &self.key,
+                format!("use repository `{repo}`"),
+                "not a valid repository path (lowercase components separated by `/`)",
+            ));
+        }
+        Ok(self.root.join(repo))
+    }
+
+    fn blob_path(&self, repo: &str, digest: &Digest) -> Result<PathBuf, RegistryError> {
+        Ok(self
+            .repo_dir(repo)?
+            .join("blobs")
+            .join("sha256")
+            .join(digest.hex()))
+    }
+
+    fn not_found(&self, what: String, code: &str) -> RegistryError {
+        RegistryError::Api {
+            registry: self.key.clone(),
+            what,
+            status: 404,
+            code: code.to_string(),
+            message: "not found in the layout".into(),
+            retry_after: None,
+        }
+    }
+
+    /// Create the layout skeleton of a repository if needed.
+    async fn ensure_layout(&self, repo: &str) -> Result<PathBuf, RegistryError> {
+        let dir = self.repo_dir(repo)?;
+        let blobs = dir.join("blobs").join("sha256");
+        tokio::fs::create_dir_all(&blobs)
+            .await
+            .map_err(io(format!("create {}", blobs.display())))?;
+        let layout = dir.join("oci-layout");
+        if !tokio::fs::try_exists(&layout).await.unwrap_or(false) {
+            write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).await?;
+        }
+        let index = dir.join("index.json");
+        if !tokio::fs::try_exists(&index).await.unwrap_or(false) {
+            let _g = self.index_lock.lock().await;
+            if !tokio::fs::try_exists(&index).await.unwrap_or(false) {
+                let empty =
+                    json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []});
+                write_atomic(&index, &serde_json::to_vec(&empty).expect("json")).await?;
+            }
+        }
+        Ok(dir)
+    }
+
+    async fn read_index(&self, repo: &str) -> Result<Option<Value>, RegistryError> {
+        let path = self.repo_dir(repo)?.join("index.json");
+        match tokio::fs::read(&path).await {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                RegistryError::invalid(&self.key, format!("read {}", path.display()), e.to_string())
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RegistryError::io(format!("read {}", path.display()), e)),
+        }
+    }
+
+    /// Read-modify-write `index.json` under the lock.
+    async fn update_index(
+        &self,
+        repo: &str,
+        change: impl FnOnce(&mut Vec<Value>),
+    ) -> Result<(), RegistryError> {
+        let dir = self.ensure_layout(repo).await?;
+        let _g = self.index_lock.lock().await;
+        let mut index = self
+            .read_index(repo)
+            .await?
+            .unwrap_or_else(|| json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX}));
+        let mut manifests: Vec<Value> = index
+            .get("manifests")
+            .and_then(|m| m.as_array())
+            .cloned()
+            .unwrap_or_default();
+        change(&mut manifests);
+        index["manifests"] = Value::Array(manifests);
+        let bytes = serde_json::to_vec(&index).expect("json");
+        write_atomic(&dir.join("index.json"), &bytes).await
+    }
+
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<Descriptor>, RegistryError> {
+        Ok(self
+            .get_manifest(repo, reference)
+            .await?
+            .map(|m| Descriptor {
+                size: m.bytes.len() as u64,
+                digest: m.digest,
+                media_type: m.media_type,
+            }))
+    }
+
+    pub async fn get_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        let what = format!("get manifest {repo}:{reference}");
+        let (digest, hint) = match reference.parse::<Digest>() {
+            Ok(d) => (d, None),
+            Err(_) => {
+                let Some(index) = self.read_index(repo).await? else {
+                    return Ok(None);
+                };
+                let entry = index
+                    .get("manifests")
+                    .and_then(|m| m.as_array())
+                    .and_then(|m| {
+                        m.iter()
+                            .rev()
+                            .find(|e| ref_name(e) == Some(reference))
+                            .cloned()
+                    });
+                let Some(entry) = entry else {
+                    return Ok(None);
+                };
+                let d = entry_digest(&entry).ok_or_else(|| {
+                    RegistryError::invalid(
+                        &self.key,
+                        &what,
+                        "index.json entry without a valid digest",
+                    )
+                })?;
+                (
+                    d,
+                    entry
+                        .get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string),
+                )
+            }
+        };
+        let path = self.blob_path(repo, &digest)?;
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if hint.is_some() {
+                    return Err(RegistryError::invalid(
+                        &self.key,
+                        &what,
+                        format!("the tag points to {digest}, which is missing from the layout"),
+                    ));
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(RegistryError::io(format!("read {}", path.display()), e)),
+        };
+        let actual = Digest::of(&bytes);
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest {repo}@{digest} in `{}`", self.key),
+                expected: digest,
+                actual,
+            });
+        }
+        RawManifest::new(bytes, hint.as_deref())
+            .map(Some)
+            .map_err(|e| RegistryError::invalid(&self.key, &what, e.to_string()))
+    }
+
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        m: &RawManifest,
+    ) -> Result<PutManifest, RegistryError> {
+        let what = format!("put manifest {repo}:{reference}");
+        if Digest::of(&m.bytes) != m.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest for {repo}:{reference}"),
+                expected: m.digest.clone(),
+                actual: Digest::of(&m.bytes),
+            });
+        }
+        let is_tag = match reference.parse::<Digest>() {
+            Ok(d) if d == m.digest => false,
+            Ok(_) => {
+                return Err(RegistryError::invalid(
+                    &self.key,
+                    &what,
+                    format!("the manifest's digest is {}", m.digest),
+                ));
+            }
+            Err(_) => true,
+        };
+        self.ensure_layout(repo).await?;
+        let path = self.blob_path(repo, &m.digest)?;
+        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            write_atomic(&path, &m.bytes).await?;
+        }
+        if is_tag {
+            let entry = json!({
+                "mediaType": m.media_type,
+                "digest": m.digest.to_string(),
+                "size": m.bytes.len(),
+                "annotations": {REF_NAME: reference},
+            });
+            self.update_index(repo, |manifests| {
+                manifests.retain(|e| ref_name(e) != Some(reference));
+                manifests.push(entry);
+            })
+            .await?;
+        }
+        Ok(PutManifest {
+            subject_indexed: false,
+        })
+    }
+
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
+        if self.read_index(repo).await?.is_some() {
+            self.update_index(repo, |manifests| {
+                manifests.retain(|e| entry_digest(e).as_ref() != Some(digest));
+            })
+            .await?;
+        }
+        let path = self.blob_path(repo, digest)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RegistryError::io(format!("remove {}", path.display()), e)),
+        }
+    }
+
+    pub async fn blob_exists(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let path = self.blob_path(repo, digest)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RegistryError::io(format!("stat {}", path.display()), e)),
+        }
+    }
+
+    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob, RegistryError> {
+        let path = self.blob_path(repo, digest)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.not_found(format!("get blob {repo}@{digest}"), "BLOB_UNKNOWN"));
+            }
+            Err(e) => return Err(RegistryError::io(format!("open {}", path.display()), e)),
+        };
+        let size = file
+            .metadata()
+            .await
+            .map_err(io(format!("stat {}", path.display())))?
+            .len();
+        let shown = path.display().to_string();
+        let raw = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
+            .map_err(move |e| RegistryError::io(format!("read {shown}"), e))
+            .boxed();
+        let stream = Verify::new(
+            raw,
+            digest,
+            size,
+            &self.key,
+            format!("blob {repo}@{digest} in `{}`", self.key),
+        )
+        .boxed();
+        Ok(Blob { size, stream })
+    }
+
+    pub async fn get_blob_bytes(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let what = format!("get blob {repo}@{digest}");
+        let Some(size) = self.blob_exists(repo, digest).await? else {
+            return Err(self.not_found(what, "BLOB_UNKNOWN"));
+        };
+        if size > max {
+            return Err(RegistryError::invalid(
+                &self.key,
+                &what,
+                format!("blob is {size} bytes, more than the {max} expected"),
+            ));
+        }
+        let path = self.blob_path(repo, digest)?;
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(io(format!("read {}", path.display())))?;
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {repo}@{digest} in `{}`", self.key),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    pub async fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        stream: BlobStream,
+    ) -> Result<(), RegistryError> {
+        if self.blob_exists(repo, digest).await? == Some(size) {
+            return Ok(());
+        }
+        self.ensure_layout(repo).await?;
+        let path = self.blob_path(repo, digest)?;
+        let dir = path.parent().expect("blob path has a parent").to_path_buf();
+        let tmp = tmp_path(&dir, digest.hex());
+        let mut verified = Verify::new(
+            stream,
+            digest,
+            size,
+            &self.key,
+            format!("blob {repo}@{digest} being written"),
+        );
+        let result = async {
+            let mut f = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(io(format!("create {}", tmp.display())))?;
+            while let Some(chunk) = verified.next().await {
+                f.write_all(&chunk?)
+                    .await
+                    .map_err(io(format!("write {}", tmp.display())))?;
+            }
+            f.sync_all()
+                .await
+                .map_err(io(format!("sync {}", tmp.display())))?;
+            drop(f);
+            tokio::fs::rename(&tmp, &path).await.map_err(io(format!(
+                "rename {} to {}",
+                tmp.display(),
+                path.display()
+            )))
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    pub async fn put_blob_bytes(&self, repo: &str, bytes: Bytes) -> Result<Digest, RegistryError> {
+        let digest = Digest::of(&bytes);
+        if self.blob_exists(repo, &digest).await? != Some(bytes.len() as u64) {
+            self.ensure_layout(repo).await?;
+            write_atomic(&self.blob_path(repo, &digest)?, &bytes).await?;
+        }
+        Ok(digest)
+    }
+
+    /// Hard-link (else copy) the blob from another repository of the same directory.
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from_repo: &str,
+    ) -> Result<bool, RegistryError> {
+        let src = self.blob_path(from_repo, digest)?;
+        if !tokio::fs::try_exists(&src).await.unwrap_or(false) {
+            return Ok(false);
+        }
+        if self.blob_exists(repo, digest).await?.is_some() {
+            return Ok(true);
+        }
+        self.ensure_layout(repo).await?;
+        let dst = self.blob_path(repo, digest)?;
+        let tmp = tmp_path(dst.parent().expect("blob path has a parent"), digest.hex());
+        let linked = tokio::fs::hard_link(&src, &tmp).await;
+        let result = match linked {
+            Ok(()) => Ok(()),
+            Err(_) => tokio::fs::copy(&src, &tmp)
+                .await
+                .map(|_| ())
+                .map_err(io(format!("copy {} to {}", src.display(), tmp.display()))),
+        };
+        let result = match result {
+            Ok(()) => tokio::fs::rename(&tmp, &dst).await.map_err(io(format!(
+                "rename {} to {}",
+                tmp.display(),
+                dst.display()
+            ))),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        let Some(index) = self.read_index(repo).await? else {
+            return Ok(Vec::new());
+        };
+        let mut tags: Vec<String> = index
+            .get("manifests")
+            .and_then(|m| m.as_array())
+            .map(|m| m.iter().filter_map(ref_name).map(str::to_string).collect())
+            .unwrap_or_default();
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
+    /// Every directory under the root holding an `oci-layout` file, as a repository path.
+    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let mut stack = vec![(root.clone(), String::new())];
+            while let Some((dir, rel)) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.is_empty() => break,
+                    Err(e) => return Err(RegistryError::io(format!("list {}", dir.display()), e)),
+                };
+                if !rel.is_empty() && dir.join("oci-layout").is_file() {
+                    out.push(rel.clone());
+                }
+                for entry in entries {
+                    let entry = entry.map_err(io(format!("list {}", dir.display())))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') || name == "blobs" {
+                        continue;
+                    }
+                    if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        let child = if rel.is_empty() {
+                            name
+                        } else {
+                            format!("{rel}/{name}")
+                        };
+                        stack.push((entry.path(), child));
+                    }
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+        .map_err(|e| {
+            RegistryError::invalid(
+                &self.key,
+                "list repositories",
+                format!("walk panicked: {e}"),
+            )
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::stream;
+
+    use super::*;
+
+    fn reg(dir: &tempfile::TempDir) -> LayoutRegistry {
+        LayoutRegistry::new("local", dir.path())
+    }
+
+    fn blob_stream(b: &'static [u8]) -> BlobStream {
+        stream::iter(vec![
+            Ok(Bytes::from_static(&b[..3])),
+            Ok(Bytes::from_static(&b[3..])),
+        ])
+        .boxed()
+    }
+
+    fn manifest(config: &Digest, layer: &Digest) -> RawManifest {
+        let v = json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": media::OCI_CONFIG, "digest": config.to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.to_string(), "size": 11}],
+        });
+        RawManifest::new(serde_json::to_vec(&v).unwrap(), None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn blobs_manifests_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = reg(&dir);
+        let layer = Digest::of(b"hello world");
+        r.put_blob("a/b", &layer, 11, blob_stream(b"hello world"))
+            .await
+            .unwrap();
+        assert_eq!(r.blob_exists("a/b", &layer).await.unwrap(), Some(11));
+        let cfg = r
+            .put_blob_bytes("a/b", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let m = manifest(&cfg, &layer);
+        r.put_manifest("a/b", "v1", &m).await.unwrap();
+        r.put_manifest("a/b", "v1", &m).await.unwrap();
+        r.put_manifest("a/b", "v2", &m).await.unwrap();
+        assert_eq!(r.list_tags("a/b").await.unwrap(), vec!["v1", "v2"]);
+        let got = r.get_manifest("a/b", "v1").await.unwrap().unwrap();
+        assert_eq!(got, m);
+        let d = r
+            .head_manifest("a/b", &m.digest.to_string())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.digest, m.digest);
+        assert_eq!(d.media_type, media::OCI_MANIFEST);
+        assert!(r.get_manifest("a/b", "nope").await.unwrap().is_none());
+        assert!(r.get_manifest("x", "v1").await.unwrap().is_none());
+        assert!(dir.path().join("a/b/oci-layout").is_file());
+
+        let blob = r.get_blob("a/b", &layer).await.unwrap();
+        let bytes: Vec<Bytes> = blob.stream.try_collect().await.unwrap();
+        assert_eq!(bytes.concat(), b"hello world");
+        assert_eq!(r.get_blob_bytes("a/b", &cfg, 10).await.unwrap(), b"{}");
+        assert!(r.get_blob_bytes("a/b", &layer, 10).await.is_err());
+
+        assert!(r.mount_blob("c", &layer, "a/b").await.unwrap());
+        assert!(!r.mount_blob("c", &Digest::of(b"zz"), "a/b").await.unwrap());
+        assert_eq!(r.catalog().await.unwrap(), vec!["a/b", "c"]);
+
+        r.delete_manifest("a/b", &m.digest).await.unwrap();
+        assert!(r.list_tags("a/b").await.unwrap().is_empty());
+        r.delete_manifest("a/b", &m.digest).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn bad_blob_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = reg(&dir);
+        let wrong = Digest::of(b"something else");
+        let e = r
+            .put_blob("a", &wrong, 11, blob_stream(b"hello world"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RegistryError::DigestMismatch { .. }), "{e}");
+        assert_eq!(r.blob_exists("a", &wrong).await.unwrap(), None);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("a/blobs/sha256"))
+            .unwrap()
+            .collect();
+        assert!(leftovers.is_empty());
+        assert!(r.get_blob("a", &wrong).await.is_err());
+        assert!(r.list_tags("../etc").await.is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! Retries of transient registry failures: exponential backoff with jitter (backon), at
+//! most a few attempts, honouring the registry's `Retry-After` (seconds or an HTTP date).
+//!
+//! Only requests whose body can be sent again are retried here (no body, manifests, small
+//! byte bodies). A streamed blob upload consumes its source stream and cannot be replayed:
+//! it fails once with a transient error, and the caller (apply) retries the whole copy.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use backon::{ExponentialBuilder, Retryable};
+
+use super::error::RegistryError;
+
+/// How many times and how patiently to retry.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Total attempts including the first.
+    pub max_attempts: usize,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    /// The longest `Retry-After` honoured; longer requests are capped to this.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries at all (tests, or callers that retry themselves).
+    pub fn none() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Run `op` until it succeeds, fails with a non-transient error, or attempts run out.
+    pub async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_jitter()
+            .with_min_delay(self.min_delay)
+            .with_max_delay(self.max_delay)
+            .with_max_times(self.max_attempts.saturating_sub(1));
+        let cap = self.max_retry_after;
+        op.retry(backoff)
+            .when(RegistryError::is_transient)
+            .adjust(move |e: &RegistryError, next| {
+                // `next` is None when attempts are exhausted: keep it so.
+                next.map(|d| e.retry_after().map(|ra| ra.min(cap)).unwrap_or(d))
+            })
+            .notify(|e: &RegistryError, d: Duration| {
+                tracing::warn!("{what}: {e}; retrying in {:.1}s", d.as_secs_f64());
+            })
+            .await
+    }
+}
+
+/// Parse a `Retry-After` value: delta seconds or an HTTP date (a past date means now).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            max_retry_after: Duration::from_millis(5),
+        }
+    }
+
+    fn api(status: u16, retry_after: Option<Duration>) -> RegistryError {
+        RegistryError::Api {
+            registry: "r".into(),
+            what: "w".into(),
+            status,
+            code: "X".into(),
+            message: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        let future = SystemTime::now() + Duration::from_secs(100);
+        let d = parse_retry_after(&httpdate::fmt_http_date(future)).unwrap();
+        assert!(
+            d > Duration::from_secs(90) && d <= Duration::from_secs(100),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[tokio::test]
+    async fn retries_transient_then_succeeds() {
+        let n = AtomicUsize::new(0);
+        let r = fast()
+            .run("op", || async {
+                let i = n.fetch_add(1, Ordering::SeqCst);
+                if i < 2 {
+                    Err(api(503, Some(Duration::from_secs(3600))))
+                } else {
+                    Ok(i)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(r, 2);
+    }
+
+    #[tokio::test]
+    async fn fails_fast_on_permanent_and_stops_after_max() {
+        let n = AtomicUsize::new(0);
+        let r: Result<(), _> = fast()
+            .run("op", || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(api(404, None))
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+
+        let n = AtomicUsize::new(0);
+        let r: Result<(), _> = fast()
+            .run("op", || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(api(429, None))
+            })
+            .await;
+        assert!(r.is_err());
+        assert_eq!(n.load(Ordering::SeqCst), 4);
+    }
+}
