@@ -6,6 +6,8 @@
 
 use std::io::Write;
 
+use std::sync::Arc;
+
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -75,8 +77,8 @@ pub async fn audit(
 
 async fn check_tag(
     desired: &DesiredState,
-    live: &Registry,
-    quarantine: &Registry,
+    live: &Arc<Registry>,
+    quarantine: &Arc<Registry>,
     t: LiveTag,
     now: OffsetDateTime,
 ) -> Result<Finding, RegistryError> {
@@ -101,32 +103,53 @@ async fn check_tag(
         }
     }
     let Some(rec) = best else {
-        f.violation = Some("no promotion record: pushed straight into live, or copied around the gate".into());
+        f.violation = Some(
+            "no promotion record: pushed straight into live, or copied around the gate".into(),
+        );
         return Ok(f);
     };
     f.promoted_from = Some(rec.from.clone());
     f.verdict = Some(rec.verdict.clone());
-    let q_prefix = format!("{}/{}/", desired.quarantine.registry, desired.quarantine.prefix);
+    let q_prefix = format!(
+        "{}/{}/",
+        desired.quarantine.registry, desired.quarantine.prefix
+    );
     let Some(q_repo) = rec
         .from
         .strip_prefix(&format!("{}/", desired.quarantine.registry))
         .and_then(|r| r.split_once('@').map(|(repo, _)| repo.to_string()))
         .filter(|_| rec.from.starts_with(&q_prefix))
     else {
-        f.violation = Some(format!("promoted from {}, which is not the quarantine ({q_prefix}…)", rec.from));
+        f.violation = Some(format!(
+            "promoted from {}, which is not the quarantine ({q_prefix}…)",
+            rec.from
+        ));
         return Ok(f);
     };
-    if quarantine.head_manifest(&q_repo, &rec.from_digest.to_string()).await?.is_none() {
-        f.violation = Some(format!("the quarantined digest {} no longer exists in {q_repo}", rec.from_digest.short()));
+    if quarantine
+        .head_manifest(&q_repo, &rec.from_digest.to_string())
+        .await?
+        .is_none()
+    {
+        f.violation = Some(format!(
+            "the quarantined digest {} no longer exists in {q_repo}",
+            rec.from_digest.short()
+        ));
         return Ok(f);
     }
     match observe::read_verdict(quarantine, &q_repo, &rec.verdict).await? {
         None => {
-            f.violation = Some(format!("the verdict {} named by the promotion record is missing", rec.verdict.short()));
+            f.violation = Some(format!(
+                "the verdict {} named by the promotion record is missing",
+                rec.verdict.short()
+            ));
             return Ok(f);
         }
         Some(doc) if doc.decision != Decision::Pass || doc.digest != rec.from_digest => {
-            f.violation = Some(format!("the verdict {} named by the promotion record did not pass", rec.verdict.short()));
+            f.violation = Some(format!(
+                "the verdict {} named by the promotion record did not pass",
+                rec.verdict.short()
+            ));
             return Ok(f);
         }
         Some(_) => {}
@@ -135,11 +158,15 @@ async fn check_tag(
         Some(v) if v.decision == Decision::Fail => {
             f.violation = Some(format!(
                 "the newest verdict fails{}",
-                v.top_findings.first().map(|x| format!(": {} {}", x.id, x.severity)).unwrap_or_default()
+                v.top_findings
+                    .first()
+                    .map(|x| format!(": {} {}", x.id, x.severity))
+                    .unwrap_or_default()
             ));
         }
         Some(v) => {
-            let max = time::Duration::try_from(desired.gate.max_verdict_age).unwrap_or(time::Duration::MAX);
+            let max = time::Duration::try_from(desired.gate.max_verdict_age)
+                .unwrap_or(time::Duration::MAX);
             if now - v.created > max {
                 f.violation = Some(format!(
                     "the newest verdict is expired (made {}, max_verdict_age {}): run `airlock apply` to renew it",
@@ -153,7 +180,11 @@ async fn check_tag(
     Ok(f)
 }
 
-async fn read_record(reg: &Registry, repo: &str, digest: &Digest) -> Result<Option<PromotionRecord>, RegistryError> {
+async fn read_record(
+    reg: &Registry,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Option<PromotionRecord>, RegistryError> {
     let Some(m) = reg.get_manifest(repo, &digest.to_string()).await? else {
         return Ok(None);
     };
@@ -179,7 +210,13 @@ impl AuditReport {
                     t.digest.short(),
                     t.promoted_from.as_deref().unwrap_or("?")
                 )?,
-                Some(v) => writeln!(out, "VIOLATION  {}:{} @ {}: {v}", t.repository, t.tag, t.digest.short())?,
+                Some(v) => writeln!(
+                    out,
+                    "VIOLATION  {}:{} @ {}: {v}",
+                    t.repository,
+                    t.tag,
+                    t.digest.short()
+                )?,
             }
         }
         writeln!(

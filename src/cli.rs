@@ -15,10 +15,21 @@ use crate::render::Format;
 /// Typical use: `airlock plan` in a pull request, `airlock apply plan.json` in the release
 /// pipeline, `airlock audit` on a schedule. See README.md for the configuration reference.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "airlock",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Configuration file.
-    #[arg(short = 'c', long = "config", global = true, env = "AIRLOCK_CONFIG", default_value = "airlock.toml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        env = "AIRLOCK_CONFIG",
+        default_value = "airlock.toml"
+    )]
     pub config: PathBuf,
 
     /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
@@ -118,9 +129,7 @@ pub enum Command {
     },
 
     /// Print shell completions.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 /// Run a parsed command line.
@@ -131,7 +140,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             out,
             format,
             detailed_exitcode,
-        } => commands::plan(&cli.config, out.as_deref(), format.into(), detailed_exitcode),
+        } => commands::plan(
+            &cli.config,
+            out.as_deref(),
+            format.into(),
+            detailed_exitcode,
+        ),
         Command::Apply {
             plan,
             auto_approve,

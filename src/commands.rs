@@ -6,15 +6,15 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
+use crate::apply;
 use crate::config::{self, DesiredState};
 use crate::error::Error;
 use crate::exit::Outcome;
 use crate::observe;
-use crate::apply;
-use futures_util::StreamExt;
 use crate::plan::{Plan, diff};
 use crate::registry::Registries;
 use crate::render::{self, Format, HumanOptions};
+use futures_util::StreamExt;
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -81,8 +81,14 @@ pub async fn make_plan(desired: &DesiredState, registries: &Registries) -> Resul
 
 /// Write `bytes` to `path` atomically: a temporary file beside it, then rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -98,9 +104,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
 
 pub fn render_plan(plan: &Plan, format: Format) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
-    render::render(plan, format, &HumanOptions { color: color_stdout() && matches!(format, Format::Human) }, &mut out)
-        .and_then(|_| out.flush())
-        .map_err(|e| Error::io("failed to write the plan to stdout", e))
+    render::render(
+        plan,
+        format,
+        &HumanOptions {
+            color: color_stdout() && matches!(format, Format::Human),
+        },
+        &mut out,
+    )
+    .and_then(|_| out.flush())
+    .map_err(|e| Error::io("failed to write the plan to stdout", e))
 }
 
 pub fn plan(
@@ -112,15 +125,20 @@ pub fn plan(
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = Registries::new(&desired)?;
+        let registries = Registries::from_desired(&desired);
         let plan = tokio::select! {
             p = make_plan(&desired, &registries) => p?,
             sig = signalled() => return Ok(Outcome::Interrupted(sig)),
         };
         if let Some(out) = out {
             let mut json = Vec::new();
-            render::render(&plan, Format::Json, &HumanOptions { color: false }, &mut json)
-                .map_err(|e| Error::io("failed to serialise the plan", e))?;
+            render::render(
+                &plan,
+                Format::Json,
+                &HumanOptions { color: false },
+                &mut json,
+            )
+            .map_err(|e| Error::io("failed to serialise the plan", e))?;
             write_atomic(out, &json)?;
             tracing::info!("plan written to {}", out.display());
         }
@@ -152,7 +170,7 @@ pub fn images(path: &Path, kustomize: bool) -> Result<Outcome, Error> {
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = Registries::new(&desired)?;
+        let registries = Registries::from_desired(&desired);
         let live = registries.get(&desired.live.registry)?;
         let host = live.host();
         let mut out = String::new();
@@ -273,7 +291,7 @@ pub fn apply(
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = Registries::new(&desired)?;
+        let registries = Registries::from_desired(&desired);
         let mut signals = signal_stream();
         let plan = match plan_file {
             Some(f) => {
@@ -341,7 +359,7 @@ pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = Registries::new(&desired)?;
+        let registries = Registries::from_desired(&desired);
         let report = tokio::select! {
             r = crate::audit::audit(&desired, &registries, now()) => r?,
             sig = signalled() => return Ok(Outcome::Interrupted(sig)),
@@ -355,6 +373,10 @@ pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
             report.write_human(&mut out)
         }
         .map_err(|e| Error::io("failed to write the audit report", e))?;
-        Ok(if report.violations > 0 { Outcome::Violations } else { Outcome::Success })
+        Ok(if report.violations > 0 {
+            Outcome::Violations
+        } else {
+            Outcome::Success
+        })
     })
 }

@@ -25,7 +25,10 @@ pub const TOP_FINDINGS: usize = 5;
 const MAX_DOCUMENT: u64 = 16 << 20;
 
 /// Observe every declared image (and, with prune, every live tag).
-pub async fn observe(desired: &DesiredState, registries: &Registries) -> Result<ObservedState, Error> {
+pub async fn observe(
+    desired: &DesiredState,
+    registries: &Registries,
+) -> Result<ObservedState, Error> {
     let images: Vec<(String, ObservedImage)> = stream::iter(desired.images.iter())
         .map(|spec| async move {
             let obs = observe_image(desired, registries, spec).await?;
@@ -219,7 +222,9 @@ pub async fn read_verdict(
     let Some(layer) = layers.first() else {
         return Ok(None);
     };
-    let bytes = reg.get_blob_bytes(repo, &layer.digest, MAX_DOCUMENT).await?;
+    let bytes = reg
+        .get_blob_bytes(repo, &layer.digest, MAX_DOCUMENT)
+        .await?;
     Ok(serde_json::from_slice(&bytes).ok())
 }
 

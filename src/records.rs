@@ -161,7 +161,11 @@ fn build(
 }
 
 /// The verdict artifact for `doc`, whose subject is the scanned manifest.
-pub fn verdict_artifact(doc: &VerdictDocument, subject_media_type: &str, subject_size: u64) -> Artifact {
+pub fn verdict_artifact(
+    doc: &VerdictDocument,
+    subject_media_type: &str,
+    subject_size: u64,
+) -> Artifact {
     let mut ann = BTreeMap::new();
     ann.insert(ANN_CREATED.to_string(), rfc3339(doc.created));
     ann.insert(
@@ -181,7 +185,11 @@ pub fn verdict_artifact(doc: &VerdictDocument, subject_media_type: &str, subject
 }
 
 /// The promotion record artifact, whose subject is the live manifest.
-pub fn promotion_artifact(rec: &PromotionRecord, subject_media_type: &str, subject_size: u64) -> Artifact {
+pub fn promotion_artifact(
+    rec: &PromotionRecord,
+    subject_media_type: &str,
+    subject_size: u64,
+) -> Artifact {
     let mut ann = BTreeMap::new();
     ann.insert(ANN_CREATED.to_string(), rfc3339(rec.created));
     ann.insert(ANN_FROM.to_string(), rec.from.clone());
@@ -260,7 +268,13 @@ mod tests {
             airlock_version: "0".into(),
         };
         let a = verdict_artifact(&doc, media::OCI_MANIFEST, 100);
-        let Parsed::Image { subject, artifact_type, layers, .. } = a.manifest.parse().unwrap() else {
+        let Parsed::Image {
+            subject,
+            artifact_type,
+            layers,
+            ..
+        } = a.manifest.parse().unwrap()
+        else {
             panic!()
         };
         assert_eq!(subject.unwrap().digest, doc.digest);

@@ -29,13 +29,16 @@ use transfer::{BlobLedger, OnBytes, Stats};
 /// At most this many actions run at once (each registry also bounds its own requests).
 const MAX_ACTIONS: usize = 32;
 
+/// Called with an action's result, how many have finished, and how many there are.
+pub type OnDone = Arc<dyn Fn(&ActionResult, usize, usize) + Send + Sync>;
+
 pub struct Options {
     /// How long in-flight actions may run after the first signal.
     pub grace: Duration,
     /// Called with the bytes of each chunk streamed (progress display).
     pub on_bytes: Option<OnBytes>,
     /// Called when an action ends (progress display / log lines).
-    pub on_done: Option<Arc<dyn Fn(&ActionResult, usize, usize) + Send + Sync>>,
+    pub on_done: Option<OnDone>,
 }
 
 /// Execute `plan`. `signals` yields each SIGINT/SIGTERM (its number) as it arrives.
@@ -79,7 +82,9 @@ where
                 tracing::info!("start {}", a.id);
                 let st = match steps::run(ctx, a).await {
                     Ok(s) => s,
-                    Err(e) => Status::Failed { error: e.to_string() },
+                    Err(e) => Status::Failed {
+                        error: e.to_string(),
+                    },
                 };
                 (i, st)
             }));
@@ -156,7 +161,12 @@ where
         stats: ctx.stats.snapshot(),
         interrupted,
         plan_blocked: plan.blocked.iter().filter(|b| !b.live).count(),
-        live_failing: plan.blocked.iter().filter(|b| b.live).map(|b| b.image.clone()).collect(),
+        live_failing: plan
+            .blocked
+            .iter()
+            .filter(|b| b.live)
+            .map(|b| b.image.clone())
+            .collect(),
     }
 }
 

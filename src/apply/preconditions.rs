@@ -15,7 +15,11 @@ pub struct Moved {
 
 impl std::fmt::Display for Moved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let show = |d: &Option<crate::model::Digest>| d.as_ref().map(|d| d.short()).unwrap_or_else(|| "(absent)".into());
+        let show = |d: &Option<crate::model::Digest>| {
+            d.as_ref()
+                .map(|d| d.short())
+                .unwrap_or_else(|| "(absent)".into())
+        };
         write!(
             f,
             "{}: planned with {}, now {}",
@@ -32,11 +36,17 @@ pub async fn check(plan: &Plan, registries: &Registries) -> Result<Vec<Moved>, R
         .map(|p| async move {
             let reg = registries.get(&p.location.registry)?;
             let tag = p.location.tag.clone().unwrap_or_default();
-            let now = reg.head_manifest(&p.location.repository, &tag).await?.map(|d| d.digest);
+            let now = reg
+                .head_manifest(&p.location.repository, &tag)
+                .await?
+                .map(|d| d.digest);
             Ok(if now == p.digest {
                 None
             } else {
-                Some(Moved { precondition: p, now })
+                Some(Moved {
+                    precondition: p,
+                    now,
+                })
             })
         })
         .buffer_unordered(32)

@@ -108,18 +108,32 @@ impl Report {
                                 f.id,
                                 f.severity,
                                 f.package.as_deref().unwrap_or(""),
-                                f.fixed_version.as_deref().map(|v| format!(" (fixed in {v})")).unwrap_or_default()
+                                f.fixed_version
+                                    .as_deref()
+                                    .map(|v| format!(" (fixed in {v})"))
+                                    .unwrap_or_default()
                             ))
                             .collect::<String>()
                     ),
                 ),
-                Status::Interrupted => ("~", "interrupted before it finished (nothing tagged)".to_string()),
+                Status::Interrupted => (
+                    "~",
+                    "interrupted before it finished (nothing tagged)".to_string(),
+                ),
                 Status::NotStarted => ("·", "not started".to_string()),
             };
-            writeln!(out, "{mark} {:<8} {}: {text}", r.kind.as_str(), r.image.as_deref().unwrap_or(&r.target))?;
+            writeln!(
+                out,
+                "{mark} {:<8} {}: {text}",
+                r.kind.as_str(),
+                r.image.as_deref().unwrap_or(&r.target)
+            )?;
         }
         for img in &self.live_failing {
-            writeln!(out, "! LIVE IMAGE FAILS THE GATE: {img} (see `airlock plan`; on_fail = \"demote\" removes it)")?;
+            writeln!(
+                out,
+                "! LIVE IMAGE FAILS THE GATE: {img} (see `airlock plan`; on_fail = \"demote\" removes it)"
+            )?;
         }
         let c = self.counts();
         if let Some(sig) = self.interrupted {

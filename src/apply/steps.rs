@@ -21,17 +21,25 @@ use crate::{gate, observe};
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum Status {
     /// It did what it says.
-    Done { detail: String },
+    Done {
+        detail: String,
+    },
     /// The target already held; nothing was written.
-    Unchanged { detail: String },
+    Unchanged {
+        detail: String,
+    },
     /// The gate kept the image out of live.
     Blocked {
         detail: String,
         findings: Vec<FindingSummary>,
     },
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
     /// Not run because an action it depends on failed or was blocked.
-    Skipped { because: String },
+    Skipped {
+        because: String,
+    },
     /// Started, then stopped by a signal before it finished.
     Interrupted,
     /// Never started (interrupted run).
@@ -65,10 +73,13 @@ fn now() -> OffsetDateTime {
 }
 
 fn tag_of(a: &Action) -> Result<&str, RegistryError> {
-    a.target.tag.as_deref().ok_or_else(|| RegistryError::Invalid {
-        what: a.id.clone(),
-        problem: "the action has no target tag".into(),
-    })
+    a.target
+        .tag
+        .as_deref()
+        .ok_or_else(|| RegistryError::Content {
+            what: a.id.clone(),
+            message: "the action has no target tag".into(),
+        })
 }
 
 pub async fn run(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
@@ -83,40 +94,46 @@ pub async fn run(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
 async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let dst = ctx.registries.get(&a.target.registry)?;
-    if dst.head_manifest(&a.target.repository, tag).await?.map(|d| d.digest).as_ref() == Some(&a.digest) {
+    if dst
+        .head_manifest(&a.target.repository, tag)
+        .await?
+        .map(|d| d.digest)
+        .as_ref()
+        == Some(&a.digest)
+    {
         return Ok(Status::Unchanged {
             detail: format!("{} already holds {}", a.target, a.digest.short()),
         });
     }
-    let src_loc = a.source.as_ref().ok_or_else(|| RegistryError::Invalid {
+    let src_loc = a.source.as_ref().ok_or_else(|| RegistryError::Content {
         what: a.id.clone(),
-        problem: "import without a source".into(),
+        message: "import without a source".into(),
     })?;
     let src = ctx.registries.get(&src_loc.registry)?;
     let read = a.source_digest.clone().unwrap_or_else(|| a.digest.clone());
     let upstream = src
         .get_manifest(&src_loc.repository, &read.to_string())
         .await?
-        .ok_or_else(|| RegistryError::Invalid {
+        .ok_or_else(|| RegistryError::Content {
             what: format!("{}@{}", src_loc, read),
-            problem: "the source manifest is gone (MANIFEST_UNKNOWN)".into(),
+            message: "the source manifest is gone (MANIFEST_UNKNOWN)".into(),
         })?;
     let top = match &a.platforms {
         Some(platforms) => subset_index(&upstream, platforms)
-            .map_err(|e| RegistryError::Invalid {
+            .map_err(|e| RegistryError::Content {
                 what: src_loc.to_string(),
-                problem: e.to_string(),
+                message: e.to_string(),
             })?
-            .ok_or_else(|| RegistryError::Invalid {
+            .ok_or_else(|| RegistryError::Content {
                 what: src_loc.to_string(),
-                problem: "none of the selected platforms is offered".into(),
+                message: "none of the selected platforms is offered".into(),
             })?,
         None => upstream.clone(),
     };
     if top.digest != a.digest {
-        return Err(RegistryError::Invalid {
+        return Err(RegistryError::Content {
             what: src_loc.to_string(),
-            problem: format!(
+            message: format!(
                 "the content is {} but the plan expected {}",
                 top.digest.short(),
                 a.digest.short()
@@ -124,8 +141,14 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
         });
     }
     let copier = ctx.copier();
-    let s = Repo { registry: &src, name: &src_loc.repository };
-    let d = Repo { registry: &dst, name: &a.target.repository };
+    let s = Repo {
+        registry: &src,
+        name: &src_loc.repository,
+    };
+    let d = Repo {
+        registry: &dst,
+        name: &a.target.repository,
+    };
     copier.copy_image(s, d, &top, tag).await?;
     let referrers = copy_referrers(&copier, s, d, &upstream.digest, &top.digest).await?;
     Ok(Status::Done {
@@ -133,7 +156,11 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
             "{} → {}{}",
             a.digest.short(),
             a.target,
-            if referrers > 0 { format!(" with {referrers} referrer(s)") } else { String::new() }
+            if referrers > 0 {
+                format!(" with {referrers} referrer(s)")
+            } else {
+                String::new()
+            }
         ),
     })
 }
@@ -153,10 +180,17 @@ async fn copy_referrers(
     }
     let mut n = 0;
     for r in src.registry.referrers(src.name, upstream, None).await? {
-        if r.artifact_type.as_deref().is_some_and(|t| t.starts_with("application/vnd.airlock.")) {
+        if r.artifact_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/vnd.airlock."))
+        {
             continue;
         }
-        let Some(m) = src.registry.get_manifest(src.name, &r.digest.to_string()).await? else {
+        let Some(m) = src
+            .registry
+            .get_manifest(src.name, &r.digest.to_string())
+            .await?
+        else {
             continue;
         };
         copier.copy_untagged(src, dst, &m).await?;
@@ -174,7 +208,8 @@ fn usable(ctx: &Context<'_>, v: &VerdictInfo) -> Option<String> {
     if v.decision == Decision::Pending {
         return Some("the verdict is pending (a scanner has not reported yet)".into());
     }
-    let max = time::Duration::try_from(ctx.desired.gate.max_verdict_age).unwrap_or(time::Duration::MAX);
+    let max =
+        time::Duration::try_from(ctx.desired.gate.max_verdict_age).unwrap_or(time::Duration::MAX);
     if now() - v.created > max {
         return Some("the verdict is older than max_verdict_age".into());
     }
@@ -195,12 +230,19 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let top = reg
         .get_manifest(repo, &a.digest.to_string())
         .await?
-        .ok_or_else(|| RegistryError::Invalid {
+        .ok_or_else(|| RegistryError::Content {
             what: format!("{}/{}@{}", a.target.registry, repo, a.digest),
-            problem: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
+            message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
-    let path = image.rsplit_once(':').map(|(p, _)| p.to_string()).unwrap_or_default();
-    let target = gate::Target { registry: &reg, repository: repo, digest: &a.digest };
+    let path = image
+        .rsplit_once(':')
+        .map(|(p, _)| p.to_string())
+        .unwrap_or_default();
+    let target = gate::Target {
+        registry: &reg,
+        repository: repo,
+        digest: &a.digest,
+    };
     let doc = gate::scan(ctx.desired, &target, &top, &path, now()).await?;
     let artifact = records::verdict_artifact(&doc, &top.media_type, top.bytes.len() as u64);
     push_artifact(&reg, repo, &artifact, &a.digest).await?;
@@ -212,7 +254,11 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
         top_findings: doc.top_findings(observe::TOP_FINDINGS),
     };
     let detail = match doc.decision {
-        Decision::Pass => format!("pass ({} finding(s) below {} or allowed)", doc.findings.len(), doc.fail_on),
+        Decision::Pass => format!(
+            "pass ({} finding(s) below {} or allowed)",
+            doc.findings.len(),
+            doc.fail_on
+        ),
         Decision::Fail => format!(
             "fail: {}",
             info.top_findings
@@ -223,8 +269,16 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
         ),
         Decision::Pending => "pending: a scanner has not reported yet".into(),
     };
-    ctx.verdicts.lock().expect("verdicts lock").insert(image, info);
-    Ok(Status::Done { detail: format!("verdict {} recorded: {detail}", artifact.manifest.digest.short()) })
+    ctx.verdicts
+        .lock()
+        .expect("verdicts lock")
+        .insert(image, info);
+    Ok(Status::Done {
+        detail: format!(
+            "verdict {} recorded: {detail}",
+            artifact.manifest.digest.short()
+        ),
+    })
 }
 
 async fn push_artifact(
@@ -233,53 +287,81 @@ async fn push_artifact(
     artifact: &records::Artifact,
     subject: &Digest,
 ) -> Result<(), RegistryError> {
-    reg.put_blob_bytes(repo, artifact.config.clone().into()).await?;
-    reg.put_blob_bytes(repo, artifact.layer.clone().into()).await?;
+    reg.put_blob_bytes(repo, artifact.config.clone().into())
+        .await?;
+    reg.put_blob_bytes(repo, artifact.layer.clone().into())
+        .await?;
     reg.push_referrer(repo, &artifact.manifest, subject).await
 }
 
 async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let dst = ctx.registries.get(&a.target.registry)?;
-    if dst.head_manifest(&a.target.repository, tag).await?.map(|d| d.digest).as_ref() == Some(&a.digest) {
+    if dst
+        .head_manifest(&a.target.repository, tag)
+        .await?
+        .map(|d| d.digest)
+        .as_ref()
+        == Some(&a.digest)
+    {
         return Ok(Status::Unchanged {
             detail: format!("{} already holds {}", a.target, a.digest.short()),
         });
     }
-    let q = a.source.as_ref().ok_or_else(|| RegistryError::Invalid {
+    let q = a.source.as_ref().ok_or_else(|| RegistryError::Content {
         what: a.id.clone(),
-        problem: "promote without a source".into(),
+        message: "promote without a source".into(),
     })?;
     let src = ctx.registries.get(&q.registry)?;
     let image = a.image.clone().unwrap_or_default();
     // The gate: this apply's own verdict, else the newest recorded one.
-    let recorded = ctx.verdicts.lock().expect("verdicts lock").get(&image).cloned();
+    let recorded = ctx
+        .verdicts
+        .lock()
+        .expect("verdicts lock")
+        .get(&image)
+        .cloned();
     let verdict = match recorded {
         Some(v) if v.policy_hash == ctx.desired.policy_hash() => Some(v),
         _ => observe::find_verdict(&src, &q.repository, &a.digest).await?,
     };
     let Some(verdict) = verdict else {
-        return Ok(Status::Blocked { detail: format!("no verdict for {}", a.digest.short()), findings: vec![] });
+        return Ok(Status::Blocked {
+            detail: format!("no verdict for {}", a.digest.short()),
+            findings: vec![],
+        });
     };
     if let Some(why) = usable(ctx, &verdict) {
-        return Ok(Status::Blocked { detail: why, findings: vec![] });
+        return Ok(Status::Blocked {
+            detail: why,
+            findings: vec![],
+        });
     }
     if verdict.decision != Decision::Pass {
         return Ok(Status::Blocked {
-            detail: format!("the verdict fails (full verdict: {}/{}@{})", q.registry, q.repository, verdict.digest),
+            detail: format!(
+                "the verdict fails (full verdict: {}/{}@{})",
+                q.registry, q.repository, verdict.digest
+            ),
             findings: verdict.top_findings.clone(),
         });
     }
     let top = src
         .get_manifest(&q.repository, &a.digest.to_string())
         .await?
-        .ok_or_else(|| RegistryError::Invalid {
+        .ok_or_else(|| RegistryError::Content {
             what: format!("{q}@{}", a.digest),
-            problem: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
+            message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
     let copier = ctx.copier();
-    let s = Repo { registry: &src, name: &q.repository };
-    let d = Repo { registry: &dst, name: &a.target.repository };
+    let s = Repo {
+        registry: &src,
+        name: &q.repository,
+    };
+    let d = Repo {
+        registry: &dst,
+        name: &a.target.repository,
+    };
     let before = ctx.stats.snapshot();
     copier.copy_image(s, d, &top, tag).await?;
     let after = ctx.stats.snapshot();
@@ -310,15 +392,27 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
 async fn delete(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let reg = ctx.registries.get(&a.target.registry)?;
-    match reg.head_manifest(&a.target.repository, tag).await?.map(|d| d.digest) {
-        None => Ok(Status::Unchanged { detail: format!("{} is already gone", a.target) }),
-        Some(d) if d != a.digest => Err(RegistryError::Invalid {
+    match reg
+        .head_manifest(&a.target.repository, tag)
+        .await?
+        .map(|d| d.digest)
+    {
+        None => Ok(Status::Unchanged {
+            detail: format!("{} is already gone", a.target),
+        }),
+        Some(d) if d != a.digest => Err(RegistryError::Content {
             what: a.target.to_string(),
-            problem: format!("the tag now points to {}, not {}: not deleted", d.short(), a.digest.short()),
+            message: format!(
+                "the tag now points to {}, not {}: not deleted",
+                d.short(),
+                a.digest.short()
+            ),
         }),
         Some(_) => {
             reg.delete_manifest(&a.target.repository, &a.digest).await?;
-            Ok(Status::Done { detail: format!("{} ({}) deleted", a.target, a.digest.short()) })
+            Ok(Status::Done {
+                detail: format!("{} ({}) deleted", a.target, a.digest.short()),
+            })
         }
     }
 }

@@ -53,9 +53,12 @@ pub struct StatsSnapshot {
 
 /// Which repository of a registry already holds a blob in this apply; one cell per
 /// (registry, digest) so that concurrent images wait for the first copy instead of repeating it.
+/// (registry key, blob digest).
+type LedgerKey = (String, Digest);
+
 #[derive(Default)]
 pub struct BlobLedger {
-    cells: Mutex<HashMap<(String, Digest), Arc<OnceCell<String>>>>,
+    cells: Mutex<HashMap<LedgerKey, Arc<OnceCell<String>>>>,
 }
 
 impl BlobLedger {
@@ -221,7 +224,8 @@ impl Copier<'_> {
                         digest.short(),
                         dst.name
                     );
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64))
+                        .await;
                 }
                 Err(e) => return Err(e),
             }
@@ -246,7 +250,9 @@ impl Copier<'_> {
                 }
             })
             .boxed();
-        dst.registry.put_blob(dst.name, digest, size, stream).await?;
+        dst.registry
+            .put_blob(dst.name, digest, size, stream)
+            .await?;
         self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
         Ok(())
@@ -254,15 +260,15 @@ impl Copier<'_> {
 }
 
 fn invalid(src: Repo<'_>, digest: &Digest, e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Invalid {
+    RegistryError::Content {
         what: format!("{}/{}@{}", src.registry.key(), src.name, digest),
-        problem: e.to_string(),
+        message: e.to_string(),
     }
 }
 
 fn missing(src: Repo<'_>, digest: &Digest) -> RegistryError {
-    RegistryError::Invalid {
+    RegistryError::Content {
         what: format!("{}/{}@{}", src.registry.key(), src.name, digest),
-        problem: "the manifest is missing (MANIFEST_UNKNOWN)".into(),
+        message: "the manifest is missing (MANIFEST_UNKNOWN)".into(),
     }
 }

@@ -27,7 +27,10 @@ pub struct Target<'a> {
 }
 
 /// Read the platform images of a manifest (an index's children, or the manifest itself).
-pub async fn platform_images(t: &Target<'_>, top: &RawManifest) -> Result<Vec<policy::PlatformImage>, RegistryError> {
+pub async fn platform_images(
+    t: &Target<'_>,
+    top: &RawManifest,
+) -> Result<Vec<policy::PlatformImage>, RegistryError> {
     let mut out = Vec::new();
     let children: Vec<(Option<crate::model::Platform>, RawManifest)> = match top.parse() {
         Ok(Parsed::Index { manifests, .. }) => {
@@ -41,9 +44,9 @@ pub async fn platform_images(t: &Target<'_>, top: &RawManifest) -> Result<Vec<po
                     .registry
                     .get_manifest(t.repository, &m.digest.to_string())
                     .await?
-                    .ok_or_else(|| RegistryError::Invalid {
+                    .ok_or_else(|| RegistryError::Content {
                         what: format!("{}@{}", t.repository, m.digest),
-                        problem: "child manifest missing (MANIFEST_UNKNOWN)".into(),
+                        message: "child manifest missing (MANIFEST_UNKNOWN)".into(),
                     })?;
                 v.push((m.platform.clone(), child));
             }
@@ -97,13 +100,26 @@ pub async fn scan(
             continue;
         };
         match scanners::run(spec, t).await {
-            Ok(scanners::Outcome::Findings { version, findings: f }) => {
+            Ok(scanners::Outcome::Findings {
+                version,
+                findings: f,
+            }) => {
                 findings.extend(f);
-                runs.push(ScannerRun { name: name.clone(), version, ok: true, error: None });
+                runs.push(ScannerRun {
+                    name: name.clone(),
+                    version,
+                    ok: true,
+                    error: None,
+                });
             }
             Ok(scanners::Outcome::Pending) => {
                 pending = true;
-                runs.push(ScannerRun { name: name.clone(), version: None, ok: true, error: Some("results not available yet".into()) });
+                runs.push(ScannerRun {
+                    name: name.clone(),
+                    version: None,
+                    ok: true,
+                    error: Some("results not available yet".into()),
+                });
             }
             Err(e) => {
                 // Fail closed: a scanner that cannot report blocks the image.
@@ -118,7 +134,12 @@ pub async fn scan(
                     platform: None,
                     allowed_by: None,
                 });
-                runs.push(ScannerRun { name: name.clone(), version: None, ok: false, error: Some(e) });
+                runs.push(ScannerRun {
+                    name: name.clone(),
+                    version: None,
+                    ok: false,
+                    error: Some(e),
+                });
             }
         }
     }
@@ -152,7 +173,12 @@ pub fn decide(
             }
         }
     }
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(&b.id)).then(a.platform.cmp(&b.platform)));
+    findings.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.id.cmp(&b.id))
+            .then(a.platform.cmp(&b.platform))
+    });
     let mut counts: BTreeMap<Severity, usize> = BTreeMap::new();
     for f in findings.iter().filter(|f| f.allowed_by.is_none()) {
         *counts.entry(f.severity).or_default() += 1;

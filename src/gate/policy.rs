@@ -35,7 +35,11 @@ fn finding(id: &str, severity: Severity, message: String, platform: Option<&Plat
 pub fn config_platform(config: &serde_json::Value) -> Option<Platform> {
     let os = config.get("os")?.as_str()?;
     let arch = config.get("architecture")?.as_str()?;
-    Some(Platform::new(os, arch, config.get("variant").and_then(|v| v.as_str())))
+    Some(Platform::new(
+        os,
+        arch,
+        config.get("variant").and_then(|v| v.as_str()),
+    ))
 }
 
 /// Run every configured check over the images of one manifest (one per platform).
@@ -55,7 +59,11 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                     if offered.is_empty() {
                         "none".to_string()
                     } else {
-                        offered.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                        offered
+                            .iter()
+                            .map(|p| p.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     }
                 ),
                 None,
@@ -63,7 +71,10 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
         }
     }
     for img in images {
-        let platform = img.platform.clone().or_else(|| config_platform(&img.config));
+        let platform = img
+            .platform
+            .clone()
+            .or_else(|| config_platform(&img.config));
         let p = platform.as_ref();
         let cfg = img.config.get("config");
         if policy.forbid_root {
@@ -78,7 +89,11 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                     Severity::Critical,
                     format!(
                         "the image runs as root (config User is {})",
-                        if user.is_empty() { "empty".to_string() } else { format!("`{user}`") }
+                        if user.is_empty() {
+                            "empty".to_string()
+                        } else {
+                            format!("`{user}`")
+                        }
                     ),
                     p,
                 ));
@@ -99,9 +114,15 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                 p,
             ));
         }
-        let labels = cfg.and_then(|c| c.get("Labels")).and_then(|l| l.as_object());
+        let labels = cfg
+            .and_then(|c| c.get("Labels"))
+            .and_then(|l| l.as_object());
         for label in &policy.required_labels {
-            if !labels.is_some_and(|l| l.get(label).and_then(|v| v.as_str()).is_some_and(|v| !v.is_empty())) {
+            if labels.is_none_or(|l| {
+                l.get(label)
+                    .and_then(|v| v.as_str())
+                    .is_none_or(|v| v.is_empty())
+            }) {
                 out.push(finding(
                     "AIRLOCK-LABEL-MISSING",
                     Severity::Critical,
@@ -115,19 +136,26 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                 .config
                 .get("created")
                 .and_then(|c| c.as_str())
-                .and_then(|c| time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339).ok());
+                .and_then(|c| {
+                    time::OffsetDateTime::parse(c, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
             match created {
                 Some(c) if (now - c).whole_days() > days as i64 => out.push(finding(
                     "AIRLOCK-IMAGE-AGE",
                     Severity::Critical,
-                    format!("the image was built {} days ago (max_age {days} days)", (now - c).whole_days()),
+                    format!(
+                        "the image was built {} days ago (max_age {days} days)",
+                        (now - c).whole_days()
+                    ),
                     p,
                 )),
                 Some(_) => {}
                 None => out.push(finding(
                     "AIRLOCK-IMAGE-AGE",
                     Severity::Critical,
-                    "the image config has no valid `created` time, so its age cannot be checked".into(),
+                    "the image config has no valid `created` time, so its age cannot be checked"
+                        .into(),
                     p,
                 )),
             }
@@ -142,7 +170,11 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                 ));
             }
         }
-        if !img.config.get("rootfs").is_some_and(|r| r.get("diff_ids").and_then(|d| d.as_array()).is_some_and(|d| d.len() == img.layers.len())) {
+        if img.config.get("rootfs").is_none_or(|r| {
+            r.get("diff_ids")
+                .and_then(|d| d.as_array())
+                .is_none_or(|d| d.len() != img.layers.len())
+        }) {
             out.push(finding(
                 "AIRLOCK-CONFIG-MISMATCH",
                 Severity::High,
@@ -180,10 +212,17 @@ mod tests {
     #[test]
     fn checks_fire_only_when_configured() {
         let now = time::macros::datetime!(2026-11-27 0:00 UTC);
-        let none = check(&Policy::default(), &[img("", serde_json::json!({}), 10)], now);
+        let none = check(
+            &Policy::default(),
+            &[img("", serde_json::json!({}), 10)],
+            now,
+        );
         assert!(none.is_empty(), "{none:?}");
         let policy = Policy {
-            platforms: vec!["linux/arm64".parse().unwrap(), "linux/amd64".parse().unwrap()],
+            platforms: vec![
+                "linux/arm64".parse().unwrap(),
+                "linux/amd64".parse().unwrap(),
+            ],
             forbid_root: true,
             max_size: Some(1000),
             required_labels: vec!["org.opencontainers.image.source".into()],
@@ -193,12 +232,25 @@ mod tests {
         let ids: Vec<&str> = f.iter().map(|f| f.id.as_str()).collect();
         assert_eq!(
             ids,
-            vec!["AIRLOCK-PLATFORM-MISSING", "AIRLOCK-ROOT-USER", "AIRLOCK-SIZE", "AIRLOCK-LABEL-MISSING", "AIRLOCK-IMAGE-AGE"]
+            vec![
+                "AIRLOCK-PLATFORM-MISSING",
+                "AIRLOCK-ROOT-USER",
+                "AIRLOCK-SIZE",
+                "AIRLOCK-LABEL-MISSING",
+                "AIRLOCK-IMAGE-AGE"
+            ]
         );
         let ok = check(
-            &Policy { platforms: vec!["linux/amd64".parse().unwrap()], ..policy.clone() },
+            &Policy {
+                platforms: vec!["linux/amd64".parse().unwrap()],
+                ..policy.clone()
+            },
             &[{
-                let mut i = img("1000", serde_json::json!({"org.opencontainers.image.source": "x"}), 10);
+                let mut i = img(
+                    "1000",
+                    serde_json::json!({"org.opencontainers.image.source": "x"}),
+                    10,
+                );
                 i.config["created"] = serde_json::json!("2026-11-25T00:00:00Z");
                 i
             }],

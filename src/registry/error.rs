@@ -69,6 +69,9 @@ pub enum RegistryError {
         what: String,
         message: String,
     },
+    /// Content that is missing or not what a plan expected (reported by apply and the gate).
+    #[error("{what}: {message}")]
+    Content { what: String, message: String },
     /// Local file system errors (layout backend, temp files).
     #[error("failed to {what}: {source}")]
     Io {
@@ -105,6 +108,7 @@ impl RegistryError {
             | RegistryError::Credentials { .. }
             | RegistryError::DigestMismatch { .. }
             | RegistryError::Invalid { .. }
+            | RegistryError::Content { .. }
             | RegistryError::Io { .. } => false,
         }
     }

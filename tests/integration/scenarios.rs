@@ -55,8 +55,17 @@ fn source(key: &str) -> SourceInfo {
         digest: digest(key),
         upstream_digest: digest(key),
         upstream_tag_digest: None,
-        media_type: if multi { media::OCI_INDEX } else { media::OCI_MANIFEST }.to_string(),
-        size: if multi { None } else { Some(4_200_000 + key.len() as u64 * 1000) },
+        media_type: if multi {
+            media::OCI_INDEX
+        } else {
+            media::OCI_MANIFEST
+        }
+        .to_string(),
+        size: if multi {
+            None
+        } else {
+            Some(4_200_000 + key.len() as u64 * 1000)
+        },
         platforms: multi.then_some(2),
     }
 }
@@ -135,7 +144,13 @@ fn snapshot(name: &str, plan: &Plan) {
     }
     // The JSON form is what `apply plan.json` executes: it must round-trip.
     let mut json = Vec::new();
-    render::render(plan, Format::Json, &HumanOptions { color: false }, &mut json).unwrap();
+    render::render(
+        plan,
+        Format::Json,
+        &HumanOptions { color: false },
+        &mut json,
+    )
+    .unwrap();
     let back = render::parse_plan_file(&json).unwrap();
     assert_eq!(back.actions(), plan.actions());
 }
@@ -170,7 +185,13 @@ fn s03_quarantined_not_scanned() {
     b.verdict = None;
     let p = plan(&d, &o);
     let ids: Vec<&str> = p.actions().iter().map(|a| a.id.as_str()).collect();
-    assert_eq!(ids, ["scan:library/busybox:1.33.0", "promote:library/busybox:1.33.0"]);
+    assert_eq!(
+        ids,
+        [
+            "scan:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ]
+    );
     snapshot("03_quarantined_not_scanned", &p);
 }
 
