@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod airlock;
 pub mod client;
 pub mod images;
 pub mod proxy;

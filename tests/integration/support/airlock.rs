@@ -1,0 +1,153 @@
+//! Running the airlock binary under test: a temporary work directory holding `airlock.toml`,
+//! commands run as child processes (async, so in-process servers keep running), and their
+//! exit code, stdout and stderr returned for assertions.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::client::push_raw;
+use super::images::{Content, WalkthroughImage, walkthrough_images};
+use super::registry::TestRegistry;
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panic with both streams unless the exit code is `code`.
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}, got {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A work directory with a configuration.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    pub fn new(config: &str) -> Workdir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("airlock.toml"), config).expect("write config");
+        Workdir { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("airlock.toml")
+    }
+
+    pub fn set_config(&self, config: &str) {
+        std::fs::write(self.config(), config).expect("write config");
+    }
+
+    /// Run `airlock -c airlock.toml ARGS…` to completion.
+    pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_env(args, &[]).await
+    }
+
+    pub async fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let out = self
+            .command(args, env)
+            .output()
+            .await
+            .expect("run airlock");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The command, not started (for tests that signal it).
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.current_dir(self.path())
+            .arg("-c")
+            .arg(self.config())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("DOCKER_CONFIG", self.path().join("no-docker-config"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+/// A configuration mapping the public hosts `ghcr.io` and `docker.io` (mirror entries) to a
+/// local upstream registry, with quarantine and live in `target`.
+pub fn config(upstream: &str, target: &str, images: &[String], extra: &str) -> String {
+    let mut s = format!(
+        r#"[registries."ghcr.io"]
+endpoint = "{upstream}"
+auth = "anonymous"
+
+[registries."docker.io"]
+endpoint = "{upstream}"
+auth = "anonymous"
+
+[registries.target]
+endpoint = "{target}"
+auth = "anonymous"
+
+[quarantine]
+registry = "target"
+prefix = "quarantine"
+
+[live]
+registry = "target"
+prefix = "live"
+
+{extra}
+"#
+    );
+    for i in images {
+        s.push_str(&format!("[[images]]\nsource = \"{i}\"\n\n"));
+    }
+    s
+}
+
+/// Push the walkthrough's six images into `upstream` under their paths; returns them.
+pub async fn seed_walkthrough(upstream: &TestRegistry) -> Vec<WalkthroughImage> {
+    let images = walkthrough_images();
+    for w in &images {
+        push_raw(&upstream.url(), w.path, w.tag, &w.content, None).await;
+    }
+    images
+}
+
+/// The source references of seeded walkthrough images, as written in configuration.
+pub fn sources(images: &[WalkthroughImage]) -> Vec<String> {
+    images
+        .iter()
+        .map(|w| format!("{}/{}:{}", w.upstream_host, w.path, w.tag))
+        .collect()
+}
+
+/// The top digest of a walkthrough image.
+pub fn digest_of(w: &WalkthroughImage) -> airlock::model::Digest {
+    w.content.top().digest.clone()
+}
