@@ -2,7 +2,6 @@
 //! Distribution 2.8): each test starts its own on a free loopback port with a temporary
 //! storage directory and kills it on drop. Skipped (with a note) when the binary is absent.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
