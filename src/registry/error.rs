@@ -78,6 +78,15 @@ pub enum RegistryError {
     },
 }
 
+/// Drop the query of the URL a transport error carries: upload locations and storage
+/// redirects hold signed state (presigned URLs are credentials) that must not be printed.
+pub(crate) fn redact_url(mut e: reqwest::Error) -> reqwest::Error {
+    if let Some(u) = e.url_mut() {
+        u.set_query(None);
+    }
+    e
+}
+
 fn code_suffix(code: &Option<String>) -> String {
     match code {
         Some(c) => format!(" ({c})"),

@@ -852,6 +852,7 @@ impl Inner {
     }
 
     fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        let e = super::error::redact_url(e);
         RegistryError::Transport {
             registry: self.key.clone(),
             what: what.to_string(),
