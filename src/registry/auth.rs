@@ -502,6 +502,7 @@ impl Authenticator {
     }
 
     fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        let e = super::error::redact_url(e);
         RegistryError::Transport {
             registry: self.registry.clone(),
             what: what.to_string(),
@@ -629,7 +630,7 @@ mod azure {
             let resp = req.send().await.map_err(|e| RegistryError::Transport {
                 registry: registry.to_string(),
                 what: what.clone(),
-                source: e,
+                source: crate::registry::error::redact_url(e),
             })?;
             if !resp.status().is_success() {
                 return Err(fail(
@@ -726,7 +727,7 @@ mod azure {
             .map_err(|e| RegistryError::Transport {
                 registry: registry.to_string(),
                 what: what.into(),
-                source: e,
+                source: crate::registry::error::redact_url(e),
             })?;
         if !resp.status().is_success() {
             return Err(fail(

@@ -81,6 +81,15 @@ pub enum RegistryError {
     },
 }
 
+/// Drop the query of the URL a transport error carries: upload locations and storage
+/// redirects hold signed state (presigned URLs are credentials) that must not be printed.
+pub(crate) fn redact_url(mut e: reqwest::Error) -> reqwest::Error {
+    if let Some(u) = e.url_mut() {
+        u.set_query(None);
+    }
+    e
+}
+
 fn code_suffix(code: &Option<String>) -> String {
     match code {
         Some(c) => format!(" ({c})"),
@@ -89,12 +98,14 @@ fn code_suffix(code: &Option<String>) -> String {
 }
 
 impl RegistryError {
-    /// Whether retrying the same request later may succeed: throttling, gateway and
-    /// server hiccups, connection failures, timeouts, resets and truncated bodies.
+    /// Whether retrying the same request later may succeed: throttling (429,
+    /// TOOMANYREQUESTS), 408, gateway errors (502, 503, 504), connection failures,
+    /// timeouts, resets and truncated bodies. A 500 is not: Distribution answers 500 to
+    /// some malformed requests, deterministically.
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Api { status, code, .. } => {
-                matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+                matches!(status, 408 | 429 | 502 | 503 | 504)
                     // 413 on a monolithic upload switches the registry to chunked uploads:
                     // the next attempt takes the other path.
                     || *status == 413
@@ -176,10 +187,10 @@ mod tests {
 
     #[test]
     fn transient_classification() {
-        for s in [408, 429, 500, 502, 503, 504] {
+        for s in [408, 429, 502, 503, 504] {
             assert!(api(s, "X").is_transient(), "{s}");
         }
-        for s in [400, 401, 403, 404, 405, 409] {
+        for s in [400, 401, 403, 404, 405, 409, 500] {
             assert!(!api(s, "X").is_transient(), "{s}");
         }
         assert!(api(400, "TOOMANYREQUESTS").is_transient());

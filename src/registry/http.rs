@@ -278,7 +278,7 @@ impl HttpRegistry {
         endpoint: &str,
         opts: &ClientOptions,
     ) -> Result<HttpRegistry, RegistryError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        super::ensure_crypto_provider();
         let what = "set up the registry client";
         let base = Url::parse(endpoint.trim_end_matches('/')).map_err(|e| {
             RegistryError::invalid(
@@ -852,6 +852,7 @@ impl Inner {
     }
 
     fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        let e = super::error::redact_url(e);
         RegistryError::Transport {
             registry: self.key.clone(),
             what: what.to_string(),

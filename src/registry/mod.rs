@@ -17,6 +17,9 @@ pub mod layout;
 pub mod retry;
 pub mod verify;
 
+#[cfg(test)]
+mod live_tests;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -25,13 +28,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::{AuthSpec, DesiredState, Endpoint, RegistrySpec, Transfer};
-use crate::model::reference::DOCKER_HUB;
+use crate::model::reference::{DOCKER_HUB, valid_path, valid_tag};
 use crate::model::{Digest, RawManifest, media};
 
 pub use error::RegistryError;
 pub use http::HttpRegistry;
 pub use layout::LayoutRegistry;
 pub use retry::RetryPolicy;
+
+/// Install rustls' ring crypto provider for the process (idempotent). Every reqwest client
+/// needs it; `HttpRegistry::new` calls it, and so must any other code building a client.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// What a manifest HEAD says: enough to compare and to reference it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,6 +160,7 @@ impl Registry {
         repo: &str,
         reference: &str,
     ) -> Result<Option<Descriptor>, RegistryError> {
+        self.check(repo, Some(reference))?;
         dispatch!(self, r => r.head_manifest(repo, reference).await)
     }
 
@@ -161,6 +171,7 @@ impl Registry {
         repo: &str,
         reference: &str,
     ) -> Result<Option<RawManifest>, RegistryError> {
+        self.check(repo, Some(reference))?;
         dispatch!(self, r => r.get_manifest(repo, reference).await)
     }
 
@@ -171,11 +182,13 @@ impl Registry {
         reference: &str,
         m: &RawManifest,
     ) -> Result<PutManifest, RegistryError> {
+        self.check(repo, Some(reference))?;
         dispatch!(self, r => r.put_manifest(repo, reference, m).await)
     }
 
     /// Delete by digest (and so every tag pointing at it). Already absent is success.
     pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
+        self.check(repo, None)?;
         dispatch!(self, r => r.delete_manifest(repo, digest).await)
     }
 
@@ -185,11 +198,13 @@ impl Registry {
         repo: &str,
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
+        self.check(repo, None)?;
         dispatch!(self, r => r.blob_exists(repo, digest).await)
     }
 
     /// Stream a blob, verified while it streams.
     pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob, RegistryError> {
+        self.check(repo, None)?;
         dispatch!(self, r => r.get_blob(repo, digest).await)
     }
 
@@ -200,6 +215,7 @@ impl Registry {
         digest: &Digest,
         max: u64,
     ) -> Result<Vec<u8>, RegistryError> {
+        self.check(repo, None)?;
         dispatch!(self, r => r.get_blob_bytes(repo, digest, max).await)
     }
 
@@ -212,6 +228,7 @@ impl Registry {
         size: u64,
         stream: BlobStream,
     ) -> Result<(), RegistryError> {
+        self.check(repo, None)?;
         dispatch!(self, r => r.put_blob(repo, digest, size, stream).await)
     }
 
@@ -220,6 +237,7 @@ impl Registry {
         repo: &str,
         bytes: bytes::Bytes,
     ) -> Result<Digest, RegistryError> {
+        self.check(repo, None)?;
         dispatch!(self, r => r.put_blob_bytes(repo, bytes).await)
     }
 
@@ -231,11 +249,14 @@ impl Registry {
         digest: &Digest,
         from_repo: &str,
     ) -> Result<bool, RegistryError> {
+        self.check(repo, None)?;
+        self.check(from_repo, None)?;
         dispatch!(self, r => r.mount_blob(repo, digest, from_repo).await)
     }
 
     /// Every tag of a repository, sorted; empty when the repository does not exist.
     pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        self.check(repo, None)?;
         dispatch!(self, r => r.list_tags(repo).await)
     }
 
@@ -252,6 +273,7 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Referrer>, RegistryError> {
+        self.check(repo, None)?;
         let from_api = match self {
             Registry::Http(h) => h.referrers_api(repo, subject, artifact_type).await?,
             Registry::Layout(_) => None,
@@ -334,6 +356,28 @@ impl Registry {
             media_type: media::OCI_INDEX.to_string(),
         };
         self.put_manifest(repo, &tag, &raw).await?;
+        Ok(())
+    }
+
+    /// Refuse malformed repository names and references before any request.
+    fn check(&self, repo: &str, reference: Option<&str>) -> Result<(), RegistryError> {
+        if !valid_path(repo) {
+            return Err(RegistryError::invalid(
+                self.key(),
+                format!("use repository `{repo}`"),
+                "not a valid repository path (lowercase components separated by `/`)",
+            ));
+        }
+        if let Some(r) = reference
+            && !valid_tag(r)
+            && r.parse::<Digest>().is_err()
+        {
+            return Err(RegistryError::invalid(
+                self.key(),
+                format!("use reference {repo}:{r}"),
+                "not a valid tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`) or sha256 digest",
+            ));
+        }
         Ok(())
     }
 
