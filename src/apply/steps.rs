@@ -59,10 +59,11 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    fn copier(&self) -> Copier<'_> {
+    /// A copier counting into `stats` (one step's own counts; added to the apply's after).
+    fn copier<'s>(&'s self, stats: &'s Stats) -> Copier<'s> {
         Copier {
             ledger: &self.ledger,
-            stats: &self.stats,
+            stats,
             on_bytes: self.on_bytes.clone(),
         }
     }
@@ -140,7 +141,8 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
             ),
         });
     }
-    let copier = ctx.copier();
+    let stats = Stats::default();
+    let copier = ctx.copier(&stats);
     let s = Repo {
         registry: &src,
         name: &src_loc.repository,
@@ -149,13 +151,23 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
         registry: &dst,
         name: &a.target.repository,
     };
-    copier.copy_image(s, d, &top, tag).await?;
-    let referrers = copy_referrers(&copier, s, d, &upstream.digest, &top.digest).await?;
+    let copied = async {
+        copier.copy_image(s, d, &top, tag).await?;
+        copy_referrers(&copier, s, d, &upstream.digest, &top.digest).await
+    }
+    .await;
+    let n = stats.snapshot();
+    ctx.stats.add(&n);
+    let referrers = copied?;
     Ok(Status::Done {
         detail: format!(
-            "{} → {}{}",
+            "{} → {} ({} blob(s) uploaded ({}), {} mounted, {} already there){}",
             a.digest.short(),
             a.target,
+            n.blobs_uploaded,
+            crate::model::size::format_size(n.bytes_uploaded),
+            n.blobs_mounted,
+            n.blobs_present,
             if referrers > 0 {
                 format!(" with {referrers} referrer(s)")
             } else {
@@ -353,7 +365,8 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
             what: format!("{q}@{}", a.digest),
             message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
-    let copier = ctx.copier();
+    let stats = Stats::default();
+    let copier = ctx.copier(&stats);
     let s = Repo {
         registry: &src,
         name: &q.repository,
@@ -362,9 +375,10 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         registry: &dst,
         name: &a.target.repository,
     };
-    let before = ctx.stats.snapshot();
-    copier.copy_image(s, d, &top, tag).await?;
-    let after = ctx.stats.snapshot();
+    let copied = copier.copy_image(s, d, &top, tag).await;
+    let n = stats.snapshot();
+    ctx.stats.add(&n);
+    copied?;
     let record = PromotionRecord {
         format_version: PROMOTION_FORMAT,
         digest: a.digest.clone(),
@@ -380,11 +394,12 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
     push_artifact(&dst, &a.target.repository, &artifact, &a.digest).await?;
     Ok(Status::Done {
         detail: format!(
-            "{} → {} ({} blob(s) mounted, {} uploaded)",
+            "{} → {} ({} blob(s) mounted, {} uploaded, {} already there)",
             a.digest.short(),
             a.target,
-            after.blobs_mounted - before.blobs_mounted,
-            after.blobs_uploaded - before.blobs_uploaded
+            n.blobs_mounted,
+            n.blobs_uploaded,
+            n.blobs_present
         ),
     })
 }

@@ -3,5 +3,6 @@
 
 mod apply;
 mod harness;
+mod quickstart;
 mod scenarios;
 mod support;
