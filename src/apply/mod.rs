@@ -139,6 +139,12 @@ where
         }
     }
     drop(running);
+    if interrupted.is_some() {
+        let n = registries.abort_open_uploads().await;
+        if n > 0 {
+            eprintln!("airlock: cancelled {n} unfinished upload session(s)");
+        }
+    }
     let results = actions
         .iter()
         .enumerate()

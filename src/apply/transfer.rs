@@ -33,11 +33,16 @@ pub struct Stats {
 impl Stats {
     /// Add another step's counts.
     pub fn add(&self, o: &StatsSnapshot) {
-        self.blobs_uploaded.fetch_add(o.blobs_uploaded, Ordering::Relaxed);
-        self.bytes_uploaded.fetch_add(o.bytes_uploaded, Ordering::Relaxed);
-        self.blobs_mounted.fetch_add(o.blobs_mounted, Ordering::Relaxed);
-        self.blobs_present.fetch_add(o.blobs_present, Ordering::Relaxed);
-        self.manifests_put.fetch_add(o.manifests_put, Ordering::Relaxed);
+        self.blobs_uploaded
+            .fetch_add(o.blobs_uploaded, Ordering::Relaxed);
+        self.bytes_uploaded
+            .fetch_add(o.bytes_uploaded, Ordering::Relaxed);
+        self.blobs_mounted
+            .fetch_add(o.blobs_mounted, Ordering::Relaxed);
+        self.blobs_present
+            .fetch_add(o.blobs_present, Ordering::Relaxed);
+        self.manifests_put
+            .fetch_add(o.manifests_put, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {

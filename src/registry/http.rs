@@ -54,6 +54,9 @@ struct Inner {
     opts: ClientOptions,
     /// The registry rejected a monolithic upload: upload in chunks from now on.
     prefer_chunked: AtomicBool,
+    /// Upload sessions started and not yet finished or cancelled (repository, Location):
+    /// what `abort_open_uploads` DELETEs when an interrupted apply drops its transfers.
+    open_uploads: std::sync::Mutex<Vec<(String, Url)>>,
 }
 
 /// What a request sends as body.
@@ -335,6 +338,7 @@ impl HttpRegistry {
                 permits: Arc::new(Semaphore::new(spec.max_concurrency.max(1))),
                 opts: opts.clone(),
                 prefer_chunked: AtomicBool::new(false),
+                open_uploads: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -627,6 +631,10 @@ impl HttpRegistry {
         let i = &self.inner;
         let what = format!("upload blob {repo}@{digest}");
         let (location, min_chunk) = i.start_upload(repo, &what).await?;
+        i.open_uploads
+            .lock()
+            .expect("open uploads lock")
+            .push((repo.to_string(), location.clone()));
         let verified = Verify::new(
             stream,
             digest,
@@ -647,7 +655,22 @@ impl HttpRegistry {
             tracing::debug!(registry = %i.key, "upload of {digest} failed ({e}); cancelling the session");
             i.cancel_upload(repo, &location).await;
         }
+        i.open_uploads
+            .lock()
+            .expect("open uploads lock")
+            .retain(|(_, l)| l != &location);
         result
+    }
+
+    /// DELETE every upload session whose transfer was dropped before it finished (an
+    /// interrupted apply). Returns how many were cancelled.
+    pub async fn abort_open_uploads(&self) -> usize {
+        let open: Vec<(String, Url)> =
+            std::mem::take(&mut *self.inner.open_uploads.lock().expect("open uploads lock"));
+        for (repo, location) in &open {
+            self.inner.cancel_upload(repo, location).await;
+        }
+        open.len()
     }
 
     pub async fn put_blob_bytes(&self, repo: &str, bytes: Bytes) -> Result<Digest, RegistryError> {

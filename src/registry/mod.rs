@@ -130,6 +130,15 @@ macro_rules! dispatch {
 }
 
 impl Registry {
+    /// Cancel upload sessions left open by transfers that were dropped (an interrupted
+    /// apply). Layout writes go to temporary files that are never renamed into place.
+    pub async fn abort_open_uploads(&self) -> usize {
+        match self {
+            Registry::Http(r) => r.abort_open_uploads().await,
+            Registry::Layout(_) => 0,
+        }
+    }
+
     pub fn from_spec(spec: &RegistrySpec) -> Result<Registry, RegistryError> {
         Registry::from_spec_with(spec, &ClientOptions::default())
     }
@@ -458,6 +467,24 @@ pub struct Registries {
     specs: BTreeMap<String, RegistrySpec>,
     opts: ClientOptions,
     built: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+impl Registries {
+    /// Cancel open upload sessions on every registry used so far.
+    pub async fn abort_open_uploads(&self) -> usize {
+        let regs: Vec<Arc<Registry>> = self
+            .built
+            .lock()
+            .expect("registries lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut n = 0;
+        for r in regs {
+            n += r.abort_open_uploads().await;
+        }
+        n
+    }
 }
 
 impl fmt::Debug for Registries {

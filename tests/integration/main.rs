@@ -3,6 +3,7 @@
 
 mod apply;
 mod harness;
+mod interrupt;
 mod quickstart;
 mod scenarios;
 mod support;

@@ -18,7 +18,10 @@ fn build_upstream(root: &Path) -> (airlock::model::Digest, airlock::model::Diges
     let hello = ImageBuilder::new("demo/hello:1.0")
         .layer_files(&[("hello.txt", b"hello from airlock's quick start\n")])
         .user("65532:65532")
-        .label("org.opencontainers.image.source", "https://example.invalid/demo/hello")
+        .label(
+            "org.opencontainers.image.source",
+            "https://example.invalid/demo/hello",
+        )
         .created("2026-11-01T00:00:00Z")
         .build();
     let multi = TestIndex::new(
@@ -28,7 +31,10 @@ fn build_upstream(root: &Path) -> (airlock::model::Digest, airlock::model::Diges
                 ImageBuilder::new("demo/multi:1.0")
                     .platform(p)
                     .user("65532")
-                    .label("org.opencontainers.image.source", "https://example.invalid/demo/multi")
+                    .label(
+                        "org.opencontainers.image.source",
+                        "https://example.invalid/demo/multi",
+                    )
                     .created("2026-11-01T00:00:00Z")
                     .build()
             })
@@ -48,7 +54,10 @@ fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.push((p.strip_prefix(root).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+                out.push((
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
             }
         }
     }
@@ -84,27 +93,53 @@ fn copy_dir(from: &Path, to: &Path) {
 async fn the_quick_start_runs_without_a_server() {
     let config = std::fs::read_to_string(quickstart_dir().join("airlock.toml")).unwrap();
     let w = Workdir::new(&config);
-    copy_dir(&quickstart_dir().join("upstream"), &w.path().join("upstream"));
+    copy_dir(
+        &quickstart_dir().join("upstream"),
+        &w.path().join("upstream"),
+    );
     let (hello, _) = build_upstream(&tempfile::tempdir().unwrap().keep());
 
     w.run(&["validate"]).await.expect(0);
     let plan = w.run(&["plan", "--detailed-exitcode"]).await.expect(2);
-    assert!(plan.stdout.contains("Plan: 2 to import, 2 to scan, 2 to promote"), "{}", plan.stdout);
+    assert!(
+        plan.stdout
+            .contains("Plan: 2 to import, 2 to scan, 2 to promote"),
+        "{}",
+        plan.stdout
+    );
     let applied = w.run(&["apply", "--auto-approve"]).await.expect(0);
     assert!(applied.stdout.contains("6 done"), "{}", applied.stdout);
     w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
     let audit = w.run(&["audit"]).await.expect(0);
-    assert!(audit.stdout.contains("2 tag(s) checked, 0 violation(s)"), "{}", audit.stdout);
+    assert!(
+        audit.stdout.contains("2 tag(s) checked, 0 violation(s)"),
+        "{}",
+        audit.stdout
+    );
     let k = w.run(&["images", "--format", "kustomize"]).await.expect(0);
-    assert!(k.stdout.contains(&format!("digest: {hello}")), "{}", k.stdout);
+    assert!(
+        k.stdout.contains(&format!("digest: {hello}")),
+        "{}",
+        k.stdout
+    );
 
     // skopeo, an independent client, reads the live layout.
     let layout = w.path().join("registry/live/demo/hello");
-    let raw = skopeo(&["inspect".into(), "--raw".into(), format!("oci:{}:1.0", layout.display())]).await;
+    let raw = skopeo(&[
+        "inspect".into(),
+        "--raw".into(),
+        format!("oci:{}:1.0", layout.display()),
+    ])
+    .await;
     assert_eq!(airlock::model::Digest::of(&raw), hello);
     // The subset index in live has one platform.
     let multi = w.path().join("registry/live/demo/multi");
-    let raw = skopeo(&["inspect".into(), "--raw".into(), format!("oci:{}:1.0", multi.display())]).await;
+    let raw = skopeo(&[
+        "inspect".into(),
+        "--raw".into(),
+        format!("oci:{}:1.0", multi.display()),
+    ])
+    .await;
     let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
 }

@@ -64,11 +64,7 @@ impl Workdir {
     }
 
     pub async fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let out = self
-            .command(args, env)
-            .output()
-            .await
-            .expect("run airlock");
+        let out = self.command(args, env).output().await.expect("run airlock");
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
