@@ -36,22 +36,53 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(|e| Error::io("failed to start the async runtime", e))
 }
 
-/// Wait for SIGINT or SIGTERM; returns the signal number.
-pub async fn signalled() -> i32 {
+/// SIGINT and SIGTERM handlers, installed synchronously when created (so that a signal
+/// arriving while the first requests go out is never missed).
+pub struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => 15,
-            _ = int.recv() => 2,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Install the handlers; must be called inside the runtime.
+    pub fn install() -> Result<Signals, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = signal(SignalKind::terminate())
+                .map_err(|e| Error::io("failed to install the SIGTERM handler", e))?;
+            let int = signal(SignalKind::interrupt())
+                .map_err(|e| Error::io("failed to install the SIGINT handler", e))?;
+            Ok(Signals { term, int })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The next signal's number (2 for SIGINT, 15 for SIGTERM).
+    pub async fn recv(&mut self) -> i32 {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => 15,
+                _ = self.int.recv() => 2,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            2
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        2
+
+    /// Every further signal, as a stream.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = i32> + Unpin {
+        Box::pin(futures_util::stream::unfold(self, |mut s| async move {
+            let sig = s.recv().await;
+            Some((sig, s))
+        }))
     }
 }
 
@@ -125,10 +156,11 @@ pub fn plan(
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
+        let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
         let plan = tokio::select! {
             p = make_plan(&desired, &registries) => p?,
-            sig = signalled() => return Ok(Outcome::Interrupted(sig)),
+            sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
         };
         if let Some(out) = out {
             let mut json = Vec::new();
@@ -207,22 +239,6 @@ pub fn images(path: &Path, kustomize: bool) -> Result<Outcome, Error> {
     })
 }
 
-/// SIGINT/SIGTERM as a stream of signal numbers, handlers installed now.
-pub fn signal_stream() -> impl futures_util::Stream<Item = i32> + Unpin {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let sig = signalled().await;
-            if tx.send(sig).is_err() {
-                break;
-            }
-        }
-    });
-    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|v| (v, rx))
-    }))
-}
-
 fn confirm() -> Result<bool, Error> {
     use std::io::BufRead;
     eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
@@ -292,7 +308,7 @@ pub fn apply(
     let rt = runtime()?;
     rt.block_on(async {
         let registries = Registries::from_desired(&desired);
-        let mut signals = signal_stream();
+        let mut signals = Signals::install()?.into_stream();
         let plan = match plan_file {
             Some(f) => {
                 let plan = read_plan_file(f)?;
@@ -359,10 +375,11 @@ pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
+        let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
         let report = tokio::select! {
             r = crate::audit::audit(&desired, &registries, now()) => r?,
-            sig = signalled() => return Ok(Outcome::Interrupted(sig)),
+            sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
         };
         let mut out = std::io::stdout().lock();
         if json {
