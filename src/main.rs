@@ -6,8 +6,11 @@ fn main() {
     let cli = airlock::cli::Cli::parse();
     init_logging(cli.verbose);
     let result = airlock::cli::run(cli);
-    if let Err(e) = &result {
-        eprintln!("error: {e}");
+    match &result {
+        // Configuration errors carry their own `error:` lines, one per problem.
+        Err(airlock::error::Error::Config(e)) => eprintln!("{e}"),
+        Err(e) => eprintln!("error: {e}"),
+        Ok(_) => {}
     }
     std::process::exit(airlock::exit::code(&result));
 }

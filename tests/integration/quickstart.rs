@@ -143,3 +143,46 @@ async fn the_quick_start_runs_without_a_server() {
     let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
 }
+
+/// Every example configuration validates (examples/*/airlock.toml).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_example_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&root).unwrap() {
+        let cfg = e.unwrap().path().join("airlock.toml");
+        if cfg.exists() {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+                .args(["-c", cfg.to_str().unwrap(), "validate"])
+                .output()
+                .await
+                .unwrap();
+            assert!(out.status.success(), "{}: {}", cfg.display(), String::from_utf8_lossy(&out.stderr));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "found {n} examples");
+}
+
+/// Bad configurations exit 1 with file:line:col and a fix, and make no registry call
+/// (the endpoint below does not exist: a call would fail differently).
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_configurations_point_at_the_problem() {
+    let base = "[registries.acr]\nendpoint = \"http://127.0.0.1:9\"\n[quarantine]\nregistry = \"acr\"\n[live]\nregistry = \"acr\"\n";
+    for (extra, want) in [
+        ("[[images]]\nsource = \"busybox:1\"\ntagg = \"x\"\n", "airlock.toml:9:1: unknown field `tagg`"),
+        ("[[images]]\nsource = \"ghcr.io/Flux/x:1\"\n", "airlock.toml:8:10: invalid image reference"),
+        (
+            "[[images]]\nsource = \"busybox:1\"\n[[images]]\nsource = \"docker.io/library/busybox:1\"\n",
+            "airlock.toml:10:10: two images map to the same live tag",
+        ),
+    ] {
+        let w = Workdir::new(&format!("{base}{extra}"));
+        for cmd in ["validate", "plan"] {
+            let run = w.run(&[cmd]).await.expect(1);
+            assert!(run.stderr.contains(want), "{cmd}: {}", run.stderr);
+            assert!(run.stderr.contains("help:"), "{}", run.stderr);
+            assert!(run.stderr.contains("nothing was read from any registry"), "{}", run.stderr);
+        }
+    }
+}
