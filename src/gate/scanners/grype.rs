@@ -4,12 +4,12 @@
 
 use serde::Deserialize;
 
-use super::{Report, short_message};
+use super::{Report, json, short_message};
 use crate::model::Severity;
 use crate::records::Finding;
 
 #[derive(Deserialize)]
-struct Raw {
+struct GrypeReport {
     matches: Vec<RawMatch>,
     #[serde(default)]
     descriptor: Option<RawDescriptor>,
@@ -54,9 +54,8 @@ struct RawArtifact {
 
 /// Parse a grype JSON report into findings attributed to `scanner`.
 pub fn parse(scanner: &str, bytes: &[u8]) -> Result<Report, String> {
-    let raw: Raw = serde_json::from_slice(bytes).map_err(|e| {
-        format!("the output is not a grype JSON report: {e} (run grype with -o json)")
-    })?;
+    let raw: GrypeReport = serde_json::from_value(json(bytes, "grype with -o json")?)
+        .map_err(|e| format!("the output is not a grype JSON report: {e}"))?;
     let findings = raw
         .matches
         .into_iter()
@@ -111,43 +110,13 @@ mod tests {
     fn matches_become_findings() {
         let r = parse("grype", &fixture("grype.json")).unwrap();
         assert_eq!(r.version.as_deref(), Some("0.74.1"));
-        let got: Vec<(&str, Severity, Option<&str>, Option<&str>, Option<&str>)> = r
-            .findings
-            .iter()
-            .map(|f| {
-                (
-                    f.id.as_str(),
-                    f.severity,
-                    f.package.as_deref(),
-                    f.installed_version.as_deref(),
-                    f.fixed_version.as_deref(),
-                )
-            })
-            .collect();
+        let got: Vec<String> = r.findings.iter().map(super::super::summary).collect();
         assert_eq!(
             got,
             vec![
-                (
-                    "CVE-2021-42378",
-                    Severity::Critical,
-                    Some("busybox"),
-                    Some("1.33.1-r3"),
-                    Some("1.33.1-r6")
-                ),
-                (
-                    "GHSA-qppj-fm5r-hxr3",
-                    Severity::Medium,
-                    Some("golang.org/x/net"),
-                    Some("v0.15.0"),
-                    Some("0.17.0")
-                ),
-                (
-                    "CVE-2021-36159",
-                    Severity::Low,
-                    Some("apk-tools"),
-                    Some("2.12.7-r0"),
-                    None
-                ),
+                "CVE-2021-42378 critical busybox 1.33.1-r3 -> 1.33.1-r6",
+                "GHSA-qppj-fm5r-hxr3 medium golang.org/x/net v0.15.0 -> 0.17.0",
+                "CVE-2021-36159 low apk-tools 2.12.7-r0 -> -",
             ]
         );
         assert!(r.findings[0].message.starts_with("A use-after-free"));

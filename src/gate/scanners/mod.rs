@@ -47,6 +47,11 @@ pub fn short_message(text: &str) -> String {
     s
 }
 
+/// The output as a JSON document; `run` says how to make the scanner print one.
+fn json(bytes: &[u8], run: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("the output is not JSON ({e}): run {run}"))
+}
+
 /// The values of the command placeholders.
 pub struct Placeholders<'a> {
     /// `host[:port]` of the quarantine registry.
@@ -212,11 +217,22 @@ pub fn parse(spec: &ScannerSpec, stdout: &[u8]) -> Result<Report, String> {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        format!(
-            "scanner `{}`: {e}; its output starts with `{start}`",
-            spec.name
-        )
+        format!("{e}; the output starts with `{start}`")
     })
+}
+
+/// `id severity package installed -> fixed`, for comparing findings in tests.
+#[cfg(test)]
+fn summary(f: &Finding) -> String {
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "{} {} {} {} -> {}",
+        f.id,
+        f.severity,
+        or(&f.package),
+        or(&f.installed_version),
+        or(&f.fixed_version)
+    )
 }
 
 #[cfg(test)]
@@ -310,17 +326,15 @@ mod tests {
     }
 
     #[test]
-    fn unparsable_output_names_the_scanner_and_shows_its_start() {
+    fn unparsable_output_is_described_with_its_start() {
         let e = parse(
             &spec(ScannerFormat::Trivy, ""),
             b"2026-11-27T10:00:00Z INFO Need to update DB\n",
         )
         .err()
         .unwrap();
-        assert!(
-            e.starts_with("scanner `scan`: the output is not a trivy JSON report"),
-            "{e}"
-        );
+        assert!(e.starts_with("the output is not JSON"), "{e}");
+        assert!(e.contains("run trivy with --format json"), "{e}");
         assert!(e.contains("Need to update DB"), "{e}");
     }
 

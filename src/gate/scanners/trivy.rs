@@ -4,13 +4,13 @@
 
 use serde::Deserialize;
 
-use super::{Report, short_message};
+use super::{Report, json, short_message};
 use crate::model::Severity;
 use crate::records::Finding;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Raw {
+struct TrivyReport {
     schema_version: Option<u64>,
     #[serde(default)]
     results: Option<Vec<RawResult>>,
@@ -70,7 +70,7 @@ fn non_empty(s: Option<String>) -> Option<String> {
 
 /// Parse a trivy JSON report into findings attributed to `scanner`.
 pub fn parse(scanner: &str, bytes: &[u8]) -> Result<Report, String> {
-    let raw: Raw = serde_json::from_slice(bytes)
+    let raw: TrivyReport = serde_json::from_value(json(bytes, "trivy with --format json")?)
         .map_err(|e| format!("the output is not a trivy JSON report: {e}"))?;
     match raw.schema_version {
         Some(2) => {}
@@ -160,43 +160,13 @@ mod tests {
     fn vulnerabilities_become_findings() {
         let r = parse("trivy", &fixture("trivy-critical.json")).unwrap();
         assert_eq!(r.version, None);
-        let got: Vec<(&str, Severity, Option<&str>, Option<&str>, Option<&str>)> = r
-            .findings
-            .iter()
-            .map(|f| {
-                (
-                    f.id.as_str(),
-                    f.severity,
-                    f.package.as_deref(),
-                    f.installed_version.as_deref(),
-                    f.fixed_version.as_deref(),
-                )
-            })
-            .collect();
+        let got: Vec<String> = r.findings.iter().map(super::super::summary).collect();
         assert_eq!(
             got,
             vec![
-                (
-                    "CVE-2021-42378",
-                    Severity::Critical,
-                    Some("busybox"),
-                    Some("1.33.1-r3"),
-                    Some("1.33.1-r6")
-                ),
-                (
-                    "CVE-2022-28391",
-                    Severity::High,
-                    Some("busybox"),
-                    Some("1.33.1-r3"),
-                    Some("1.33.1-r7")
-                ),
-                (
-                    "CVE-2021-36159",
-                    Severity::Low,
-                    Some("apk-tools"),
-                    Some("2.12.7-r0"),
-                    None
-                ),
+                "CVE-2021-42378 critical busybox 1.33.1-r3 -> 1.33.1-r6",
+                "CVE-2022-28391 high busybox 1.33.1-r3 -> 1.33.1-r7",
+                "CVE-2021-36159 low apk-tools 2.12.7-r0 -> -",
             ]
         );
         assert!(r.findings.iter().all(|f| f.scanner == "trivy"));
