@@ -24,6 +24,10 @@ ref="$1"
 repo="${ref%@*}"
 name="${repo##*/}"
 echo "$ref insecure=${TRIVY_INSECURE:-unset} docker_config=${DOCKER_CONFIG:-unset}" >> "$AIRLOCK_TEST_DIR/scanned.log"
+if [ -n "$DOCKER_CONFIG" ]; then
+  echo "user=$TRIVY_USERNAME grype_user=$GRYPE_REGISTRY_AUTH_USERNAME password_matches=$([ "$TRIVY_PASSWORD" = "$AIRLOCK_TEST_TARGET_PASSWORD" ] && echo yes || echo no)" >> "$AIRLOCK_TEST_DIR/credentials.log"
+  cat "$DOCKER_CONFIG/config.json" >> "$AIRLOCK_TEST_DIR/credentials.log"; echo >> "$AIRLOCK_TEST_DIR/credentials.log"
+fi
 mode=$(cat "$AIRLOCK_TEST_DIR/modes/$name" 2>/dev/null || echo clean)
 case "$mode" in
   critical) cat "$AIRLOCK_TEST_FIXTURES/trivy-critical.json" ;;
@@ -57,7 +61,12 @@ struct World {
     target: TestRegistry,
     dir: tempfile::TempDir,
     images: Vec<(&'static str, TestImage)>,
+    /// Basic credentials of the target registry, if it wants them.
+    creds: Option<(&'static str, &'static str)>,
 }
+
+/// The environment variable the target password is read from (`password_env`).
+const PASSWORD_ENV: &str = "AIRLOCK_TEST_TARGET_PASSWORD";
 
 struct Gate<'a> {
     prune: bool,
@@ -81,9 +90,21 @@ impl Default for Gate<'_> {
 impl World {
     /// Start both registries and push `paths` (as `:1.0`) upstream.
     async fn start(paths: &[&'static str]) -> World {
+        World::start_with(paths, None).await
+    }
+
+    /// [`World::start`] with a target registry that wants these Basic credentials.
+    async fn start_with(
+        paths: &[&'static str],
+        creds: Option<(&'static str, &'static str)>,
+    ) -> World {
+        let target_auth = match creds {
+            Some((user, pass)) => Auth::Basic { user, pass },
+            None => Auth::None,
+        };
         let (upstream, target) = tokio::join!(
             TestRegistry::start(Auth::None),
-            TestRegistry::start(Auth::None)
+            TestRegistry::start(target_auth)
         );
         let dir = tempfile::Builder::new()
             .prefix("airlock-gate-")
@@ -102,6 +123,7 @@ impl World {
             target,
             dir,
             images,
+            creds,
         }
     }
 
@@ -133,7 +155,7 @@ auth = "anonymous"
 
 [registries.target]
 endpoint = "{target}"
-auth = "anonymous"
+{target_auth}
 
 [quarantine]
 registry = "target"
@@ -156,6 +178,14 @@ timeout = "60s"
 {images}"#,
             upstream = self.upstream.url(),
             target = self.target.url(),
+            target_auth = match self.creds {
+                Some((user, _)) => {
+                    format!(
+                        "auth = \"basic\"\nusername = \"{user}\"\npassword_env = \"{PASSWORD_ENV}\""
+                    )
+                }
+                None => "auth = \"anonymous\"".to_string(),
+            },
             prune = g.prune,
             fail_on = g.fail_on,
             age = g.max_verdict_age,
@@ -192,6 +222,7 @@ timeout = "60s"
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scanners"),
             )
             .env_remove("DOCKER_CONFIG")
+            .env(PASSWORD_ENV, self.creds.map(|(_, p)| p).unwrap_or(""))
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -215,7 +246,7 @@ timeout = "60s"
 
     /// The live tag's digest, read with the raw client (None when absent).
     async fn live(&self, path: &str) -> Option<Digest> {
-        RawClient::new(&self.target.url(), None)
+        RawClient::new(&self.target.url(), self.creds)
             .get_manifest(&format!("live/{path}"), "1.0")
             .await
             .map(|m| m.digest)
@@ -518,4 +549,46 @@ fn parse_kustomize_images(yaml: &str) -> Vec<KustomizeImage> {
         assert!(!e.new_name.is_empty() && e.digest.starts_with("sha256:"));
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scanner_gets_registry_credentials_through_its_environment_only() {
+    let (user, pass) = ("scanner-bot", "pa55-w0rd-never-printed");
+    let w = World::start_with(&[BUSYBOX], Some((user, pass))).await;
+    w.scanner_mode("busybox", "critical");
+    w.configure(&Gate::default());
+
+    let run = w.apply().await;
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stdout.contains(CVE), "{run}");
+    assert!(
+        !run.stdout.contains(pass) && !run.stderr.contains(pass),
+        "the password is never printed"
+    );
+    // Not on the command line: the scanner's only argument is the reference.
+    let scanned = w.scanned();
+    assert_eq!(scanned.len(), 1, "{scanned:?}");
+    assert!(!scanned[0].contains(pass));
+    assert!(
+        !scanned[0].contains("docker_config=unset"),
+        "a private DOCKER_CONFIG: {scanned:?}"
+    );
+    let log = std::fs::read_to_string(w.dir.path().join("credentials.log")).unwrap();
+    let mut lines = log.lines();
+    assert_eq!(
+        lines.next(),
+        Some(format!("user={user} grype_user={user} password_matches=yes").as_str())
+    );
+    let config: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    let auth = config["auths"][w.target.host()]["auth"].as_str().unwrap();
+    use base64::Engine;
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .unwrap(),
+        format!("{user}:{pass}").into_bytes()
+    );
+    // The private config is removed once the scanner is done.
+    let dir = scanned[0].split("docker_config=").nth(1).unwrap();
+    assert!(!Path::new(dir).exists(), "{dir} was removed");
 }
