@@ -272,12 +272,22 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
             doc.fail_on
         ),
         Decision::Fail => format!(
-            "fail: {}",
+            "fail: {}{}",
             info.top_findings
                 .iter()
                 .map(|f| format!("{} {}", f.id, f.severity))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            // A scanner that could not report says why here; the verdict keeps it too.
+            doc.scanners
+                .iter()
+                .filter_map(|s| {
+                    s.error
+                        .as_ref()
+                        .filter(|_| !s.ok)
+                        .map(|e| format!("; scanner `{}`: {e}", s.name))
+                })
+                .collect::<String>()
         ),
         Decision::Pending => "pending: a scanner has not reported yet".into(),
     };

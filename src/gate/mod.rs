@@ -81,14 +81,13 @@ pub async fn scan(
     image_path: &str,
     now: OffsetDateTime,
 ) -> Result<VerdictDocument, RegistryError> {
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut runs: Vec<ScannerRun> = Vec::new();
-    let mut pending = false;
+    let mut ev = Evidence::default();
     for name in &desired.gate.scanners {
         if name == policy::SCANNER {
             let images = platform_images(t, top).await?;
-            findings.extend(policy::check(&desired.gate.policy, &images, now));
-            runs.push(ScannerRun {
+            ev.findings
+                .extend(policy::check(&desired.gate.policy, &images, now));
+            ev.scanners.push(ScannerRun {
                 name: name.clone(),
                 version: Some(env!("CARGO_PKG_VERSION").to_string()),
                 ok: true,
@@ -96,16 +95,14 @@ pub async fn scan(
             });
             continue;
         }
-        let Some(spec) = desired.scanners.get(name) else {
-            continue;
+        let result = match desired.scanners.get(name) {
+            Some(spec) => scanners::run(desired, spec, t).await,
+            None => Err(format!("scanner `{name}` is not defined")),
         };
-        match scanners::run(spec, t).await {
-            Ok(scanners::Outcome::Findings {
-                version,
-                findings: f,
-            }) => {
-                findings.extend(f);
-                runs.push(ScannerRun {
+        match result {
+            Ok(scanners::Outcome::Findings { version, findings }) => {
+                ev.findings.extend(findings);
+                ev.scanners.push(ScannerRun {
                     name: name.clone(),
                     version,
                     ok: true,
@@ -113,8 +110,8 @@ pub async fn scan(
                 });
             }
             Ok(scanners::Outcome::Pending) => {
-                pending = true;
-                runs.push(ScannerRun {
+                ev.pending = true;
+                ev.scanners.push(ScannerRun {
                     name: name.clone(),
                     version: None,
                     ok: true,
@@ -122,19 +119,14 @@ pub async fn scan(
                 });
             }
             Err(e) => {
+                tracing::warn!(
+                    "scanner `{name}` failed on {}@{}: {e}",
+                    t.repository,
+                    t.digest
+                );
                 // Fail closed: a scanner that cannot report blocks the image.
-                findings.push(Finding {
-                    id: "AIRLOCK-SCANNER-FAILED".into(),
-                    severity: Severity::Critical,
-                    scanner: name.clone(),
-                    message: e.clone(),
-                    package: None,
-                    installed_version: None,
-                    fixed_version: None,
-                    platform: None,
-                    allowed_by: None,
-                });
-                runs.push(ScannerRun {
+                ev.findings.push(scanner_failed(name, e.clone()));
+                ev.scanners.push(ScannerRun {
                     name: name.clone(),
                     version: None,
                     ok: false,
@@ -143,19 +135,54 @@ pub async fn scan(
             }
         }
     }
-    Ok(decide(desired, t, image_path, findings, runs, pending, now))
+    Ok(decide(desired, t.digest, t.repository, image_path, ev, now))
 }
 
-/// Apply allow entries and the `fail_on` threshold.
+/// What the scanners said about one digest.
+#[derive(Default)]
+pub struct Evidence {
+    pub findings: Vec<Finding>,
+    pub scanners: Vec<ScannerRun>,
+    /// A scanner has not reported yet.
+    pub pending: bool,
+}
+
+/// The finding that blocks an image whose scanner could not report (fail closed). Allow
+/// entries never cover it.
+fn scanner_failed(scanner: &str, message: String) -> Finding {
+    Finding {
+        id: SCANNER_FAILED.into(),
+        severity: Severity::Critical,
+        scanner: scanner.to_string(),
+        message,
+        package: None,
+        installed_version: None,
+        fixed_version: None,
+        platform: None,
+        allowed_by: None,
+    }
+}
+
+/// The id of the finding a failed scanner leaves.
+pub const SCANNER_FAILED: &str = "AIRLOCK-SCANNER-FAILED";
+
+/// Decide (pure): allow entries that cover a finding (same id, the image's path in scope or
+/// no scope, not expired at `now`) make it not count; any counting finding at or above
+/// `fail_on` fails the verdict; otherwise a pending scanner makes it pending, else it passes.
+/// The verdict records the exceptions used and the policy hash it was made under.
 pub fn decide(
     desired: &DesiredState,
-    t: &Target<'_>,
+    digest: &Digest,
+    repository: &str,
     image_path: &str,
-    mut findings: Vec<Finding>,
-    scanners: Vec<ScannerRun>,
-    pending: bool,
+    evidence: Evidence,
     now: OffsetDateTime,
 ) -> VerdictDocument {
+    let Evidence {
+        mut findings,
+        scanners,
+        pending,
+    } = evidence;
     let mut applied: Vec<String> = Vec::new();
     for f in &mut findings {
         if f.id.starts_with("AIRLOCK-SCANNER") {
@@ -167,16 +194,18 @@ pub fn decide(
             .iter()
             .find(|a| a.covers(&f.id, image_path) && a.expires >= now.date())
         {
-            f.allowed_by = Some(format!("{} (expires {}): {}", a.id, a.expires, a.reason));
-            if !applied.contains(&f.allowed_by.clone().unwrap_or_default()) {
-                applied.push(f.allowed_by.clone().unwrap_or_default());
-            }
+            let used = format!("{} (expires {}): {}", a.id, a.expires, a.reason);
+            f.allowed_by = Some(used.clone());
+            applied.push(used);
         }
     }
+    applied.sort();
+    applied.dedup();
     findings.sort_by(|a, b| {
         b.severity
             .cmp(&a.severity)
             .then(a.id.cmp(&b.id))
+            .then(a.package.cmp(&b.package))
             .then(a.platform.cmp(&b.platform))
     });
     let mut counts: BTreeMap<Severity, usize> = BTreeMap::new();
@@ -195,8 +224,8 @@ pub fn decide(
     };
     VerdictDocument {
         format_version: VERDICT_FORMAT,
-        digest: t.digest.clone(),
-        repository: t.repository.to_string(),
+        digest: digest.clone(),
+        repository: repository.to_string(),
         decision,
         created: now,
         policy_hash: desired.policy_hash(),
@@ -206,5 +235,219 @@ pub fn decide(
         exceptions_applied: applied,
         findings,
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use time::macros::datetime;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
+
+    fn desired(gate: &str) -> DesiredState {
+        let src = format!(
+            r#"
+[registries.acr]
+endpoint = "https://acr.example"
+[quarantine]
+registry = "acr"
+prefix = "quarantine"
+[live]
+registry = "acr"
+prefix = "live"
+[gate]
+{gate}
+[[images]]
+source = "docker.io/library/busybox:1.33.0"
+"#
+        );
+        crate::config::parse(&src, Path::new("airlock.toml"), NOW.date())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn finding(id: &str, severity: Severity) -> Finding {
+        Finding {
+            id: id.into(),
+            severity,
+            scanner: "trivy".into(),
+            message: format!("{id} message"),
+            package: Some("busybox".into()),
+            installed_version: None,
+            fixed_version: None,
+            platform: None,
+            allowed_by: None,
+        }
+    }
+
+    fn verdict(
+        d: &DesiredState,
+        path: &str,
+        findings: Vec<Finding>,
+        pending: bool,
+    ) -> VerdictDocument {
+        decide(
+            d,
+            &Digest::of(b"image"),
+            "quarantine/library/busybox",
+            path,
+            Evidence {
+                findings,
+                scanners: vec![],
+                pending,
+            },
+            NOW,
+        )
+    }
+
+    #[test]
+    fn fail_on_is_the_lowest_blocking_severity() {
+        let high = desired("fail_on = \"high\"");
+        let v = verdict(
+            &high,
+            "library/busybox",
+            vec![finding("CVE-M", Severity::Medium)],
+            false,
+        );
+        assert_eq!(v.decision, Decision::Pass);
+        assert_eq!(v.counts.get(&Severity::Medium), Some(&1));
+        let v = verdict(
+            &high,
+            "library/busybox",
+            vec![finding("CVE-H", Severity::High)],
+            false,
+        );
+        assert_eq!(v.decision, Decision::Fail);
+        let low = desired("fail_on = \"low\"");
+        let v = verdict(
+            &low,
+            "library/busybox",
+            vec![finding("CVE-L", Severity::Low)],
+            false,
+        );
+        assert_eq!(v.decision, Decision::Fail);
+        // Unknown severities are recorded but never block.
+        let v = verdict(
+            &low,
+            "library/busybox",
+            vec![finding("CVE-U", Severity::Unknown)],
+            false,
+        );
+        assert_eq!(v.decision, Decision::Pass);
+        assert_eq!(v.policy_hash, low.policy_hash());
+        assert_eq!(v.fail_on, Severity::Low);
+        assert_ne!(low.policy_hash(), high.policy_hash());
+    }
+
+    #[test]
+    fn allow_entries_are_scoped_by_id_and_image_path() {
+        let d = desired(
+            r#"fail_on = "high"
+[[gate.allow]]
+id = "CVE-2021-42378"
+images = ["library/busybox"]
+expires = "2027-01-31"
+reason = "awk not reachable"
+[[gate.allow]]
+id = "CVE-ANY"
+expires = "2026-11-27"
+reason = "everywhere, last day"
+"#,
+        );
+        let findings = vec![
+            finding("CVE-2021-42378", Severity::Critical),
+            finding("CVE-2021-42378", Severity::Critical),
+            finding("CVE-ANY", Severity::High),
+        ];
+        let v = verdict(&d, "library/busybox", findings.clone(), false);
+        assert_eq!(v.decision, Decision::Pass, "{:?}", v.findings);
+        assert!(v.counts.is_empty(), "allowed findings do not count");
+        assert_eq!(
+            v.exceptions_applied,
+            vec![
+                "CVE-2021-42378 (expires 2027-01-31): awk not reachable".to_string(),
+                "CVE-ANY (expires 2026-11-27): everywhere, last day".to_string()
+            ]
+        );
+        assert!(v.findings.iter().all(|f| f.allowed_by.is_some()));
+        // Another image: the scoped entry does not apply, the unscoped one does.
+        let v = verdict(&d, "library/alpine", findings.clone(), false);
+        assert_eq!(v.decision, Decision::Fail);
+        assert_eq!(v.counts.get(&Severity::Critical), Some(&2));
+        assert_eq!(
+            v.exceptions_applied,
+            vec!["CVE-ANY (expires 2026-11-27): everywhere, last day".to_string()]
+        );
+        assert_eq!(v.top_findings(5)[0].id, "CVE-2021-42378");
+        // An entry that expires while the config is loaded no longer applies the next day.
+        let later = decide(
+            &d,
+            &Digest::of(b"image"),
+            "quarantine/library/busybox",
+            "library/busybox",
+            Evidence {
+                findings: vec![finding("CVE-ANY", Severity::High)],
+                ..Evidence::default()
+            },
+            datetime!(2026-11-28 00:00 UTC),
+        );
+        assert_eq!(later.decision, Decision::Fail);
+        assert!(later.exceptions_applied.is_empty());
+    }
+
+    #[test]
+    fn a_failed_scanner_is_never_allowed_and_pending_never_passes() {
+        let d = desired(
+            r#"fail_on = "critical"
+[[gate.allow]]
+id = "AIRLOCK-SCANNER-FAILED"
+expires = "2027-01-31"
+reason = "trying to silence the gate"
+"#,
+        );
+        let v = verdict(
+            &d,
+            "library/busybox",
+            vec![scanner_failed(
+                "trivy",
+                "`trivy` failed (exit status 1)".into(),
+            )],
+            false,
+        );
+        assert_eq!(v.decision, Decision::Fail);
+        assert!(v.exceptions_applied.is_empty());
+        let v = verdict(&d, "library/busybox", vec![], true);
+        assert_eq!(v.decision, Decision::Pending);
+        let v = verdict(
+            &d,
+            "library/busybox",
+            vec![finding("CVE-C", Severity::Critical)],
+            true,
+        );
+        assert_eq!(
+            v.decision,
+            Decision::Fail,
+            "a known blocker decides before pending"
+        );
+    }
+
+    #[test]
+    fn findings_are_sorted_worst_first() {
+        let d = desired("fail_on = \"high\"");
+        let v = verdict(
+            &d,
+            "library/busybox",
+            vec![
+                finding("CVE-B", Severity::Low),
+                finding("CVE-A", Severity::Low),
+                finding("CVE-Z", Severity::Critical),
+            ],
+            false,
+        );
+        let ids: Vec<&str> = v.findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, vec!["CVE-Z", "CVE-A", "CVE-B"]);
     }
 }

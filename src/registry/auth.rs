@@ -371,10 +371,12 @@ impl Authenticator {
             return Ok(true);
         }
         if challenges.contains(&Challenge::Basic) {
-            let had_basic = matches!(*self.scheme.lock().expect("auth lock"), Scheme::Basic);
             *self.scheme.lock().expect("auth lock") = Scheme::Basic;
-            // Retrying only helps if credentials exist and were not sent already.
-            return Ok(!had_basic && self.credentials().await?.is_some());
+            // Retrying helps when credentials exist. Whether this request carried them is not
+            // known here: concurrent first requests all go out before the scheme is learnt,
+            // so "the scheme was already Basic" does not mean "credentials were rejected".
+            // The caller retries once at most.
+            return Ok(self.credentials().await?.is_some());
         }
         Ok(false)
     }
