@@ -2,7 +2,8 @@
 //! Per image: HEAD the source tag (HEAD does not count against Docker Hub limits), HEAD the
 //! quarantine and live tags, list the verdicts that refer to the source digest; GET the source
 //! manifest only when a platform subset must be computed or an import will be planned (for
-//! sizes). The live catalog is walked for prune and to list unmanaged tags.
+//! sizes). The live catalog is walked only when prune needs it (`audit` walks it too); without
+//! prune, undeclared live tags are reported by `audit`, not by `plan`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub const TOP_FINDINGS: usize = 5;
 /// Verdict documents larger than this are not read.
 const MAX_DOCUMENT: u64 = 16 << 20;
 
-/// Observe every declared image and every live tag.
+/// Observe every declared image (and, with prune, every live tag).
 pub async fn observe(
     desired: &DesiredState,
     registries: &Registries,
@@ -37,16 +38,11 @@ pub async fn observe(
         .buffer_unordered(IMAGE_CONCURRENCY)
         .try_collect()
         .await?;
-    // Prune needs every live tag; without it they are listed as unmanaged, and a registry
-    // that will not list its catalog only loses that list.
-    let live = registries.get(&desired.live.registry)?;
-    let live_tags = match walk_tags(&live, &desired.live.prefix).await {
-        Ok(tags) => Some(tags),
-        Err(e) if !desired.prune => {
-            tracing::warn!("cannot list live tags (unmanaged tags are not shown): {e}");
-            None
-        }
-        Err(e) => return Err(e),
+    let live_tags = if desired.prune {
+        let live = registries.get(&desired.live.registry)?;
+        Some(walk_tags(&live, &desired.live.prefix).await?)
+    } else {
+        None
     };
     Ok(ObservedState {
         images: images.into_iter().collect::<BTreeMap<_, _>>(),

@@ -157,7 +157,12 @@ async fn every_example_validates() {
                 .output()
                 .await
                 .unwrap();
-            assert!(out.status.success(), "{}: {}", cfg.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                cfg.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             n += 1;
         }
     }
@@ -170,8 +175,14 @@ async fn every_example_validates() {
 async fn bad_configurations_point_at_the_problem() {
     let base = "[registries.acr]\nendpoint = \"http://127.0.0.1:9\"\n[quarantine]\nregistry = \"acr\"\n[live]\nregistry = \"acr\"\n";
     for (extra, want) in [
-        ("[[images]]\nsource = \"busybox:1\"\ntagg = \"x\"\n", "airlock.toml:9:1: unknown field `tagg`"),
-        ("[[images]]\nsource = \"ghcr.io/Flux/x:1\"\n", "airlock.toml:8:10: invalid image reference"),
+        (
+            "[[images]]\nsource = \"busybox:1\"\ntagg = \"x\"\n",
+            "airlock.toml:9:1: unknown field `tagg`",
+        ),
+        (
+            "[[images]]\nsource = \"ghcr.io/Flux/x:1\"\n",
+            "airlock.toml:8:10: invalid image reference",
+        ),
         (
             "[[images]]\nsource = \"busybox:1\"\n[[images]]\nsource = \"docker.io/library/busybox:1\"\n",
             "airlock.toml:10:10: two images map to the same live tag",
@@ -182,7 +193,11 @@ async fn bad_configurations_point_at_the_problem() {
             let run = w.run(&[cmd]).await.expect(1);
             assert!(run.stderr.contains(want), "{cmd}: {}", run.stderr);
             assert!(run.stderr.contains("help:"), "{}", run.stderr);
-            assert!(run.stderr.contains("nothing was read from any registry"), "{}", run.stderr);
+            assert!(
+                run.stderr.contains("nothing was read from any registry"),
+                "{}",
+                run.stderr
+            );
         }
     }
 }
