@@ -385,7 +385,11 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         registry: &dst,
         name: &a.target.repository,
     };
-    let copied = copier.copy_image(s, d, &top, tag).await;
+    let copied = async {
+        copier.copy_image(s, d, &top, tag).await?;
+        copy_referrers(&copier, s, d, &a.digest, &a.digest).await
+    }
+    .await;
     let n = stats.snapshot();
     ctx.stats.add(&n);
     copied?;

@@ -329,3 +329,116 @@ async fn assert_complete(client: &RawClient, repo: &str, m: &airlock::model::Raw
         }
     }
 }
+
+/// A signature pushed upstream as a referrer (subject = the image, found through the
+/// referrers tag schema as cosign and oras write it on registries without the referrers API)
+/// travels to quarantine and live with the image.
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_of_the_source_travel_with_it() {
+    use crate::support::images::Blob;
+    use airlock::model::{RawManifest, media};
+
+    let upstream = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let image = ImageBuilder::new("signed").build();
+    push_raw(&upstream.url(), "team/signed", "1.0", &image, None).await;
+    let up = RawClient::new(&upstream.url(), None);
+    let empty = Blob::memory(media::OCI_EMPTY, b"{}".to_vec());
+    let sig = Blob::memory(
+        "application/vnd.example.signature.v1",
+        b"signed by someone".to_vec(),
+    );
+    up.push_blob("team/signed", &empty).await;
+    up.push_blob("team/signed", &sig).await;
+    let artifact_type = "application/vnd.example.signature.v1";
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": media::OCI_EMPTY, "digest": empty.digest.to_string(), "size": empty.size},
+        "layers": [{"mediaType": artifact_type, "digest": sig.digest.to_string(), "size": sig.size}],
+        "subject": {"mediaType": image.manifest.media_type, "digest": image.manifest.digest.to_string(), "size": image.manifest.bytes.len()},
+    });
+    let signature = RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap();
+    up.put_manifest("team/signed", &signature.digest.to_string(), &signature)
+        .await;
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": signature.digest.to_string(),
+                       "size": signature.bytes.len(), "artifactType": artifact_type}],
+    });
+    let index = RawManifest::new(serde_json::to_vec(&index).unwrap(), None).unwrap();
+    let schema_tag = image.manifest.digest.referrers_tag();
+    up.put_manifest("team/signed", &schema_tag, &index).await;
+
+    let w = Workdir::new(&config(
+        &upstream.url(),
+        &target.url(),
+        &["docker.io/team/signed:1.0".into()],
+        "",
+    ));
+    w.run(&["apply", "--auto-approve"]).await.expect(0);
+
+    let t = RawClient::new(&target.url(), None);
+    for repo in ["quarantine/team/signed", "live/team/signed"] {
+        let idx = t
+            .get_manifest(repo, &schema_tag)
+            .await
+            .unwrap_or_else(|| panic!("{repo}: no referrers index"));
+        let text = String::from_utf8_lossy(&idx.bytes);
+        assert!(
+            text.contains(&signature.digest.to_string()),
+            "{repo}: {text}"
+        );
+        let copied = t
+            .get_manifest(repo, &signature.digest.to_string())
+            .await
+            .unwrap();
+        assert_eq!(
+            copied.bytes, signature.bytes,
+            "{repo}: signature bytes differ"
+        );
+        assert!(
+            t.has_blob(repo, &sig.digest).await,
+            "{repo}: signature blob missing"
+        );
+    }
+}
+
+/// Two images sharing a base layer: the layer is uploaded once per apply, the second
+/// repository gets it by a cross-repository mount.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_layer_is_uploaded_once() {
+    let upstream = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let base = vec![42u8; 300 * 1024];
+    let a = ImageBuilder::new("a")
+        .layer_bytes(base.clone())
+        .layer_bytes(b"a".to_vec())
+        .build();
+    let b = ImageBuilder::new("b")
+        .layer_bytes(base)
+        .layer_bytes(b"b".to_vec())
+        .build();
+    assert_eq!(a.layers[0].digest, b.layers[0].digest);
+    push_raw(&upstream.url(), "team/a", "1", &a, None).await;
+    push_raw(&upstream.url(), "team/b", "1", &b, None).await;
+    let w = Workdir::new(&config(
+        &upstream.url(),
+        &target.url(),
+        &["docker.io/team/a:1".into(), "docker.io/team/b:1".into()],
+        "",
+    ));
+    w.run(&["apply", "--auto-approve"]).await.expect(0);
+    let shared = a.layers[0].digest.to_string();
+    let uploads = target
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "PUT"
+                && (r.path.contains(&shared) || r.path.contains(&shared.replace(':', "%3A")))
+        })
+        .count();
+    assert_eq!(uploads, 1, "the shared layer was uploaded {uploads} times");
+}
