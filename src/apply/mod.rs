@@ -59,6 +59,7 @@ where
         ledger: BlobLedger::default(),
         stats: Stats::default(),
         verdicts: Mutex::new(HashMap::new()),
+        live_failing: Mutex::new(Vec::new()),
         on_bytes: opts.on_bytes.clone(),
     };
     let actions = plan.actions();
@@ -167,12 +168,24 @@ where
         stats: ctx.stats.snapshot(),
         interrupted,
         plan_blocked: plan.blocked.iter().filter(|b| !b.live).count(),
-        live_failing: plan
-            .blocked
-            .iter()
-            .filter(|b| b.live)
-            .map(|b| b.image.clone())
-            .collect(),
+        live_failing: {
+            let mut v: Vec<String> = plan
+                .blocked
+                .iter()
+                .filter(|b| b.live)
+                .map(|b| b.image.clone())
+                .chain(
+                    ctx.live_failing
+                        .lock()
+                        .expect("live failing lock")
+                        .iter()
+                        .cloned(),
+                )
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        },
     }
 }
 

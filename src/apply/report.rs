@@ -75,7 +75,8 @@ impl Report {
         c
     }
 
-    /// SPEC §3: 1 when an action failed, 3 when the gate blocked and nothing failed,
+    /// SPEC §3: 1 when an action failed, 3 when the gate blocked (a promotion, or a live image
+    /// whose renewed verdict fails) and nothing failed,
     /// 130/143 when interrupted, else 0.
     pub fn outcome(&self) -> Outcome {
         let c = self.counts();
@@ -83,7 +84,7 @@ impl Report {
             Outcome::Interrupted(sig)
         } else if c.failed > 0 || c.skipped > 0 {
             Outcome::ActionsFailed
-        } else if c.blocked > 0 {
+        } else if c.blocked > 0 || !self.live_failing.is_empty() {
             Outcome::Blocked
         } else {
             Outcome::Success

@@ -55,6 +55,8 @@ pub struct Context<'a> {
     pub stats: Stats,
     /// Verdicts recorded by this apply's scans, by image key.
     pub verdicts: Mutex<HashMap<String, VerdictInfo>>,
+    /// Images already live whose renewed verdict failed in this apply (reported loudly).
+    pub live_failing: Mutex<Vec<String>>,
     pub on_bytes: Option<OnBytes>,
 }
 
@@ -291,6 +293,12 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
         ),
         Decision::Pending => "pending: a scanner has not reported yet".into(),
     };
+    if doc.decision == Decision::Fail && live_holds(ctx, &path, a).await? {
+        ctx.live_failing
+            .lock()
+            .expect("live failing lock")
+            .push(image.clone());
+    }
     ctx.verdicts
         .lock()
         .expect("verdicts lock")
@@ -301,6 +309,20 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
             artifact.manifest.digest.short()
         ),
     })
+}
+
+/// Whether the live tag of the scanned image already points at the scanned digest (a
+/// renewed verdict about an image clusters may be running).
+async fn live_holds(ctx: &Context<'_>, path: &str, a: &Action) -> Result<bool, RegistryError> {
+    let live = ctx.registries.get(&ctx.desired.live.registry)?;
+    let tag = tag_of(a)?;
+    let repo = ctx.desired.live.repository(path);
+    Ok(live
+        .head_manifest(&repo, tag)
+        .await?
+        .map(|d| d.digest)
+        .as_ref()
+        == Some(&a.digest))
 }
 
 async fn push_artifact(

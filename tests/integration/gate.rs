@@ -593,3 +593,50 @@ async fn the_scanner_gets_registry_credentials_through_its_environment_only() {
     let dir = scanned[0].split("docker_config=").nth(1).unwrap();
     assert!(!Path::new(dir).exists(), "{dir} was removed");
 }
+
+/// Continuous scanning: a live image whose renewed verdict fails is reported loudly by apply
+/// (exit 3), by the next plan (blocked, live), and by audit; `on_fail = "demote"` removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_image_whose_renewed_verdict_fails_is_reported_and_can_be_demoted() {
+    let w = World::start(&[BUSYBOX]).await;
+    w.scanner_mode("busybox", "clean");
+    w.configure(&Gate::default());
+    let run = w.apply().await;
+    assert_eq!(run.code, 0, "{run}");
+    assert!(w.live(BUSYBOX).await.is_some());
+
+    // A new CVE: the renewal (verdict older than max_verdict_age) fails.
+    w.scanner_mode("busybox", "critical");
+    w.configure(&Gate {
+        max_verdict_age: "1s",
+        ..Gate::default()
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let run = w.apply().await;
+    assert_eq!(run.code, 3, "{run}");
+    assert!(run.stdout.contains("LIVE IMAGE FAILS THE GATE"), "{run}");
+    // Back to a long max_verdict_age (not part of the policy hash): the failing verdict holds.
+    w.configure(&Gate::default());
+    let json = w.plan_json().await;
+    let blocked = json["blocked"].as_array().unwrap();
+    assert_eq!(blocked.len(), 1, "{json:#}");
+    assert_eq!(blocked[0]["live"], true);
+    assert_eq!(w.airlock(&["audit"]).await.code, 3);
+
+    // Opt in to demotion: the next apply deletes the live tag.
+    w.configure(&Gate {
+        extra: "on_fail = \"demote\"\n",
+        ..Gate::default()
+    });
+    let json = w.plan_json().await;
+    assert!(
+        json["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "delete"),
+        "{json:#}"
+    );
+    w.apply().await;
+    assert!(w.live(BUSYBOX).await.is_none(), "demoted");
+}
