@@ -99,7 +99,14 @@ pub async fn scan(
         let Some(spec) = desired.scanners.get(name) else {
             continue;
         };
-        match scanners::run(spec, t).await {
+        // Azure (feature `azure`): Defender results are read from Resource Graph, not from a
+        // command's report — src/azure/defender.rs.
+        let outcome = if spec.format == crate::config::ScannerFormat::Defender {
+            defender(desired, spec, t, top).await
+        } else {
+            scanners::run(spec, t).await
+        };
+        match outcome {
             Ok(scanners::Outcome::Findings {
                 version,
                 findings: f,
@@ -144,6 +151,29 @@ pub async fn scan(
         }
     }
     Ok(decide(desired, t, image_path, findings, runs, pending, now))
+}
+
+#[cfg(feature = "azure")]
+async fn defender(
+    desired: &DesiredState,
+    spec: &crate::config::ScannerSpec,
+    t: &Target<'_>,
+    top: &RawManifest,
+) -> Result<scanners::Outcome, String> {
+    crate::azure::defender::scan(desired, spec, t, top).await
+}
+
+#[cfg(not(feature = "azure"))]
+async fn defender(
+    _desired: &DesiredState,
+    spec: &crate::config::ScannerSpec,
+    _t: &Target<'_>,
+    _top: &RawManifest,
+) -> Result<scanners::Outcome, String> {
+    Err(format!(
+        "scanner `{}` (defender) needs airlock built with the `azure` feature",
+        spec.name
+    ))
 }
 
 /// Apply allow entries and the `fail_on` threshold.
