@@ -235,7 +235,7 @@ impl Chain {
                 }
                 Err(e) => {
                     tracing::debug!(credential = %link.name, "no Azure AD token: {e}");
-                    attempts.push((link.name.clone(), e.to_string()));
+                    attempts.push((link.name.clone(), describe(&e)));
                 }
             }
         }
@@ -249,6 +249,21 @@ impl Chain {
             .filter(|t| OffsetDateTime::now_utc() < t.expires_on - RENEW_EARLY)
             .cloned()
     }
+}
+
+/// An azure_core error with its causes (the retry policy's message alone hides them).
+fn describe(e: &azure_core::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let m = cause.to_string();
+        if !out.contains(&m) {
+            out.push_str(": ");
+            out.push_str(&m);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Build one credential from the environment, or say why it cannot be used.

@@ -273,8 +273,16 @@ impl Authenticator {
             {
                 return Ok(Some(Credential::IdentityToken(rt.clone())));
             }
-            let rt = azure::refresh_token(&self.client, &self.registry, &self.endpoint, &self.host)
-                .await?;
+            // ACR's token realm is `https://<r>.azurecr.io/oauth2/token`: exchange at the
+            // realm's origin (the registry's own, unless it fronts another token service).
+            let realm_origin = match &*self.scheme.lock().expect("auth lock") {
+                Scheme::Bearer { realm, .. } => Url::parse(realm)
+                    .ok()
+                    .map(|u| u.origin().ascii_serialization()),
+                _ => None,
+            };
+            let base = realm_origin.unwrap_or_else(|| self.endpoint.clone());
+            let rt = azure::refresh_token(&self.client, &self.registry, &base, &self.host).await?;
             *held = Some((rt.clone(), azure::renew_at(rt.expose())));
             return Ok(Some(Credential::IdentityToken(rt)));
         }
@@ -535,7 +543,7 @@ fn basic_header(c: &Credential) -> Option<HeaderValue> {
 /// `auth = "azure"`: an ACR refresh token, renewed before it expires. From
 /// `AIRLOCK_ACR_REFRESH_TOKEN` when set (e.g. `az acr login --expose-token`), else an Azure AD
 /// token from the credential chain (`crate::azure::credential`, feature `azure`) exchanged at
-/// the registry's `/oauth2/exchange`. Scoped access tokens then come from `/oauth2/token`
+/// `/oauth2/exchange` on the origin of the registry's token realm (ACR's own host). Scoped access tokens then come from `/oauth2/token`
 /// with `grant_type=refresh_token`, like any identity token.
 mod azure {
     use super::*;
