@@ -653,16 +653,19 @@ fn defender_rows_map_to_findings_and_no_rows_is_pending() {
 /// A scripted ARM endpoint: each request gets the next canned answer for its path prefix.
 struct ScriptedArm {
     url: String,
-    log: Arc<Mutex<Vec<(String, String, Option<Value>)>>>,
+    log: Log,
     _task: ServerTask,
 }
+
+/// Method, path and JSON body of each request, in order.
+type Log = Arc<Mutex<Vec<(String, String, Option<Value>)>>>;
 
 type Script = Arc<dyn Fn(&str, &str, usize, &str) -> Response<HttpBody> + Send + Sync>;
 
 async fn scripted_arm(script: Script) -> ScriptedArm {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let log: Arc<Mutex<Vec<(String, String, Option<Value>)>>> = Arc::default();
+    let log: Log = Arc::default();
     let l = log.clone();
     let base = url.clone();
     let task = spawn_server(listener, move |req: Request<hyper::body::Incoming>| {
