@@ -2,6 +2,7 @@
 //! binary and library driven against them.
 
 mod apply;
+#[cfg(feature = "azure")]
 mod azure;
 mod harness;
 mod interrupt;
