@@ -7,6 +7,8 @@
 
 pub mod apply;
 pub mod audit;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod cli;
 pub mod commands;
 pub mod config;

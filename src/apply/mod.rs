@@ -4,6 +4,7 @@
 //! a second signal stops at once. Because content goes in before tags, an interrupted run
 //! leaves at most untagged blobs, and the next plan shows exactly what remains.
 
+pub mod acr;
 pub mod preconditions;
 pub mod report;
 pub mod steps;

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use time::OffsetDateTime;
 
+use super::acr;
 use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
 use crate::config::DesiredState;
 use crate::model::Digest;
@@ -112,6 +113,11 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
         what: a.id.clone(),
         message: "import without a source".into(),
     })?;
+    // transfer = "acr-import": ARM importImage, server-side (src/apply/acr.rs).
+    if acr::uses_acr_import(ctx, a) {
+        let detail = acr::import_image(ctx, a, &src_loc.registry, &src_loc.repository, tag).await?;
+        return Ok(Status::Done { detail });
+    }
     let src = ctx.registries.get(&src_loc.registry)?;
     let read = a.source_digest.clone().unwrap_or_else(|| a.digest.clone());
     let upstream = src
@@ -398,23 +404,31 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
             message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
     let stats = Stats::default();
-    let copier = ctx.copier(&stats);
-    let s = Repo {
-        registry: &src,
-        name: &q.repository,
+    // transfer = "acr-import": ARM importImage, server-side (src/apply/acr.rs).
+    let server_side = if acr::uses_acr_import(ctx, a) {
+        acr::import_image(ctx, a, &q.registry, &q.repository, tag)
+            .await
+            .map(Some)
+    } else {
+        let copier = ctx.copier(&stats);
+        let s = Repo {
+            registry: &src,
+            name: &q.repository,
+        };
+        let d = Repo {
+            registry: &dst,
+            name: &a.target.repository,
+        };
+        async {
+            copier.copy_image(s, d, &top, tag).await?;
+            copy_referrers(&copier, s, d, &a.digest, &a.digest).await?;
+            Ok(None)
+        }
+        .await
     };
-    let d = Repo {
-        registry: &dst,
-        name: &a.target.repository,
-    };
-    let copied = async {
-        copier.copy_image(s, d, &top, tag).await?;
-        copy_referrers(&copier, s, d, &a.digest, &a.digest).await
-    }
-    .await;
     let n = stats.snapshot();
     ctx.stats.add(&n);
-    copied?;
+    let server_side = server_side?;
     let record = PromotionRecord {
         format_version: PROMOTION_FORMAT,
         digest: a.digest.clone(),
@@ -428,6 +442,9 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
     };
     let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
     push_artifact(&dst, &a.target.repository, &artifact, &a.digest).await?;
+    if let Some(detail) = server_side {
+        return Ok(Status::Done { detail });
+    }
     Ok(Status::Done {
         detail: format!(
             "{} → {} ({} blob(s) mounted, {} uploaded, {} already there)",

@@ -34,6 +34,29 @@ pub struct RegistrySpec {
     pub auth: AuthSpec,
     pub transfer: Transfer,
     pub max_concurrency: usize,
+    /// Where the registry is in Azure Resource Manager, when the entry says so
+    /// (`subscription` + `resource_group`); needed by `acr-import` and the defender scanner.
+    pub arm: Option<ArmResource>,
+}
+
+/// An Azure Container Registry as an ARM resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArmResource {
+    pub subscription: String,
+    pub resource_group: String,
+    pub name: String,
+    /// The longest wait for one importImage long-running operation.
+    pub import_timeout: Duration,
+}
+
+impl ArmResource {
+    /// `/subscriptions/…/resourceGroups/…/providers/Microsoft.ContainerRegistry/registries/…`.
+    pub fn id(&self) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.ContainerRegistry/registries/{}",
+            self.subscription, self.resource_group, self.name
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -163,6 +186,7 @@ pub enum ScannerFormat {
 #[derive(Clone, Debug, Serialize)]
 pub struct ScannerSpec {
     pub name: String,
+    /// Empty for `defender` (no command: results are read from Azure Resource Graph).
     pub command: Vec<String>,
     pub format: ScannerFormat,
     #[serde(skip)]

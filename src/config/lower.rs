@@ -18,6 +18,7 @@ use crate::model::{Digest, Platform, Reference, Severity};
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_MAX_VERDICT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_IMPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 struct Lowerer<'a> {
     file: &'a Path,
@@ -60,6 +61,7 @@ fn default_registry(host: &str) -> RegistrySpec {
         auth: AuthSpec::Docker,
         transfer: Transfer::Stream,
         max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        arm: None,
     }
 }
 
@@ -201,6 +203,7 @@ pub fn lower(
         images.push(spec);
     }
     images.sort_by_key(|i| i.key());
+    check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
 
     if !l.errors.is_empty() {
         return Err(l.errors);
@@ -215,6 +218,50 @@ pub fn lower(
         scanners,
         images,
     })
+}
+
+/// What Azure features need from the entries they use: the defender scanner reads results
+/// for the quarantine registry (its ARM resource must be known); ARM importImage copies whole
+/// images (no platform subsets).
+fn check_azure_uses(
+    l: &mut Lowerer,
+    raw: &RawConfig,
+    registries: &BTreeMap<String, RegistrySpec>,
+    quarantine: &Area,
+    gate: &Gate,
+) {
+    let Some(q) = registries.get(&quarantine.registry) else {
+        return;
+    };
+    for (name, s) in &raw.scanners {
+        if s.get_ref().format.get_ref() == "defender"
+            && gate.scanners.contains(name.get_ref())
+            && q.arm.is_none()
+        {
+            l.err(
+                s.get_ref().format.span(),
+                format!(
+                    "scanner `{}` reads Defender results for registry `{}`, which has no subscription",
+                    name.get_ref(),
+                    q.key
+                ),
+                Some("add subscription = \"…\" and resource_group = \"…\" to the quarantine registry's entry"),
+            );
+        }
+    }
+    if q.transfer == Transfer::AcrImport {
+        for img in &raw.images {
+            if let Some(p) = &img.get_ref().platforms
+                && !p.is_empty()
+            {
+                l.err(
+                    p[0].span(),
+                    "platforms cannot be selected with transfer = \"acr-import\"",
+                    Some("ARM importImage copies whole images: remove platforms, or use transfer = \"stream\" on the quarantine registry"),
+                );
+            }
+        }
+    }
 }
 
 fn lower_prefix(l: &mut Lowerer, prefix: Option<&Spanned<String>>, default: &str) -> String {
@@ -352,6 +399,7 @@ fn lower_registry(
             DEFAULT_MAX_CONCURRENCY
         }
     };
+    let arm = lower_arm(l, name, r, endpoint.as_ref(), transfer);
     if l.errors.len() > errors_before {
         return None;
     }
@@ -361,7 +409,101 @@ fn lower_registry(
         auth,
         transfer,
         max_concurrency,
+        arm,
     })
+}
+
+/// `subscription`, `resource_group`, `resource_name`, `import_timeout`: the registry as an
+/// ARM resource. `acr-import` needs it; the keys go together.
+fn lower_arm(
+    l: &mut Lowerer,
+    name: &str,
+    r: &RawRegistry,
+    endpoint: Option<&Endpoint>,
+    transfer: Transfer,
+) -> Option<ArmResource> {
+    let ids = [
+        ("subscription", &r.subscription),
+        ("resource_group", &r.resource_group),
+        ("resource_name", &r.resource_name),
+    ];
+    for (field, v) in ids {
+        if let Some(v) = v {
+            let s = v.get_ref();
+            let ok = !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '(' | ')'));
+            if !ok {
+                l.err(
+                    v.span(),
+                    format!("`{s}` is not a valid Azure {field}"),
+                    Some("use the plain name or id as `az acr show` prints it (letters, digits, - _ . ( ))"),
+                );
+            }
+        }
+    }
+    let import_timeout = match &r.import_timeout {
+        Some(t) => parse_duration(l, t, "import_timeout").unwrap_or(DEFAULT_IMPORT_TIMEOUT),
+        None => DEFAULT_IMPORT_TIMEOUT,
+    };
+    let url = match endpoint {
+        Some(Endpoint::Url(u)) => Some(u.as_str()),
+        _ => None,
+    };
+    match (&r.subscription, &r.resource_group) {
+        (Some(sub), Some(rg)) => {
+            let Some(url) = url else {
+                l.err(
+                    sub.span(),
+                    format!("registry `{name}` is a layout directory, not an Azure registry"),
+                    Some("subscription and resource_group describe an Azure Container Registry endpoint"),
+                );
+                return None;
+            };
+            let host = endpoint_host(url).unwrap_or_default();
+            let default_name = host
+                .split(['.', ':'])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let name = r
+                .resource_name
+                .as_ref()
+                .map(|n| n.get_ref().clone())
+                .unwrap_or(default_name);
+            Some(ArmResource {
+                subscription: sub.get_ref().clone(),
+                resource_group: rg.get_ref().clone(),
+                name,
+                import_timeout,
+            })
+        }
+        (Some(only), None) | (None, Some(only)) => {
+            l.err(
+                only.span(),
+                format!("registry `{name}` needs both subscription and resource_group"),
+                Some("add the missing one: subscription = \"<subscription id>\", resource_group = \"<resource group>\""),
+            );
+            None
+        }
+        (None, None) => {
+            if transfer == Transfer::AcrImport {
+                let span = r.transfer.as_ref().map(|t| t.span()).unwrap_or(0..0);
+                l.err(
+                    span,
+                    format!("registry `{name}` uses acr-import without subscription and resource_group"),
+                    Some("ARM importImage needs the registry's resource: add subscription = \"<subscription id>\" and resource_group = \"<resource group>\" (resource_name defaults to the first label of the endpoint host)"),
+                );
+            } else if let Some(v) = &r.resource_name {
+                l.err(
+                    v.span(),
+                    "`resource_name` is only used with subscription and resource_group",
+                    Some("add subscription and resource_group, or remove it"),
+                );
+            }
+            None
+        }
+    }
 }
 
 fn parse_duration(l: &mut Lowerer, v: &Spanned<String>, what: &str) -> Option<Duration> {
@@ -393,13 +535,6 @@ fn lower_scanners(
             );
             continue;
         }
-        if r.command.get_ref().is_empty() || r.command.get_ref()[0].trim().is_empty() {
-            l.err(
-                r.command.span(),
-                format!("scanner `{}` has an empty command", name.get_ref()),
-                Some("e.g. command = [\"trivy\", \"image\", \"--quiet\", \"--format\", \"json\", \"{ref}\"]"),
-            );
-        }
         let format = match r.format.get_ref().as_str() {
             "trivy" => ScannerFormat::Trivy,
             "grype" => ScannerFormat::Grype,
@@ -413,6 +548,20 @@ fn lower_scanners(
                 continue;
             }
         };
+        match (&format, &r.command) {
+            (ScannerFormat::Defender, Some(c)) => l.err(
+                c.span(),
+                format!("scanner `{}` (defender) takes no command", name.get_ref()),
+                Some("Defender for Cloud scans images in the registry itself; airlock reads its results from Azure Resource Graph: remove command"),
+            ),
+            (ScannerFormat::Defender, None) => {}
+            (_, Some(c)) if !c.get_ref().is_empty() && !c.get_ref()[0].trim().is_empty() => {}
+            (_, c) => l.err(
+                c.as_ref().map(|c| c.span()).unwrap_or(s.span()),
+                format!("scanner `{}` has an empty command", name.get_ref()),
+                Some("e.g. command = [\"trivy\", \"image\", \"--quiet\", \"--format\", \"json\", \"{ref}\"]"),
+            ),
+        }
         let timeout = match &r.timeout {
             Some(t) => parse_duration(l, t, "timeout").unwrap_or(DEFAULT_SCANNER_TIMEOUT),
             None => DEFAULT_SCANNER_TIMEOUT,
@@ -421,7 +570,11 @@ fn lower_scanners(
             name.get_ref().clone(),
             ScannerSpec {
                 name: name.get_ref().clone(),
-                command: r.command.get_ref().clone(),
+                command: r
+                    .command
+                    .as_ref()
+                    .map(|c| c.get_ref().clone())
+                    .unwrap_or_default(),
                 format,
                 timeout,
             },

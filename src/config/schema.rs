@@ -33,6 +33,13 @@ pub struct RawRegistry {
     pub password_env: Option<S<String>>,
     pub transfer: Option<S<String>>,
     pub max_concurrency: Option<S<i64>>,
+    /// Azure: the subscription holding the registry (ARM importImage, Defender results).
+    pub subscription: Option<S<String>>,
+    pub resource_group: Option<S<String>>,
+    /// The ACR resource name; defaults to the first label of the endpoint host.
+    pub resource_name: Option<S<String>>,
+    /// The longest wait for one ARM importImage operation (`transfer = "acr-import"`).
+    pub import_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +97,8 @@ pub struct RawPolicy {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScanner {
-    pub command: S<Vec<String>>,
+    /// Required for trivy and grype; absent for defender (results are read from Azure).
+    pub command: Option<S<Vec<String>>>,
     pub format: S<String>,
     pub timeout: Option<S<String>>,
 }

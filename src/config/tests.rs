@@ -173,3 +173,53 @@ fn layout_paths_are_relative_to_the_file() {
         Endpoint::Layout("/etc/airlock/reg".into())
     );
 }
+
+#[test]
+fn azure_registry_keys_lower_and_are_checked() {
+    let acr =
+        |extra: &str| BASE.replace("auth = \"docker\"\n", &format!("auth = \"azure\"\n{extra}"));
+    let d = parse_ok(&acr(
+        "transfer = \"acr-import\"\nsubscription = \"sub-1\"\nresource_group = \"rg\"\n",
+    ));
+    let r = d.registry("acr");
+    assert_eq!(r.transfer, Transfer::AcrImport);
+    let arm = r.arm.as_ref().unwrap();
+    assert_eq!(
+        arm.name, "acraks0001",
+        "defaults to the endpoint's first label"
+    );
+    assert_eq!(
+        arm.id(),
+        "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/acraks0001"
+    );
+
+    let e = parse_err(&acr("transfer = \"acr-import\"\n"));
+    assert!(e.contains("acr-import without subscription"), "{e}");
+    let e = parse_err(&acr("subscription = \"sub-1\"\n"));
+    assert!(
+        e.contains("needs both subscription and resource_group"),
+        "{e}"
+    );
+    let e = parse_err(&format!(
+        "{}\n[[images]]\nsource = \"busybox:1\"\nplatforms = [\"linux/amd64\"]\n",
+        acr("transfer = \"acr-import\"\nsubscription = \"s\"\nresource_group = \"rg\"\n")
+    ));
+    assert!(e.contains("platforms cannot be selected"), "{e}");
+}
+
+#[test]
+fn defender_scanner_takes_no_command_and_needs_a_subscription() {
+    let gate = "\n[gate]\nscanners = [\"policy\", \"defender\"]\n[scanners.defender]\nformat = \"defender\"\n";
+    let e = parse_err(&format!("{BASE}{gate}"));
+    assert!(e.contains("has no subscription"), "{e}");
+    let with_sub = BASE.replace(
+        "auth = \"docker\"\n",
+        "auth = \"docker\"\nsubscription = \"s\"\nresource_group = \"rg\"\n",
+    );
+    let d = parse_ok(&format!("{with_sub}{gate}"));
+    assert!(d.scanners["defender"].command.is_empty());
+    let e = parse_err(&format!("{with_sub}{gate}command = [\"x\"]\n"));
+    assert!(e.contains("takes no command"), "{e}");
+    let e = parse_err(&format!("{BASE}\n[scanners.trivy]\nformat = \"trivy\"\n"));
+    assert!(e.contains("has an empty command"), "{e}");
+}

@@ -96,6 +96,11 @@ pub async fn scan(
             continue;
         }
         let result = match desired.scanners.get(name) {
+            // Azure (feature `azure`): Defender results are read from Resource Graph, not
+            // from a command's report — src/azure/defender.rs.
+            Some(spec) if spec.format == crate::config::ScannerFormat::Defender => {
+                defender(desired, spec, t, top).await
+            }
             Some(spec) => scanners::run(desired, spec, t).await,
             None => Err(format!("scanner `{name}` is not defined")),
         };
@@ -136,6 +141,29 @@ pub async fn scan(
         }
     }
     Ok(decide(desired, t.digest, t.repository, image_path, ev, now))
+}
+
+#[cfg(feature = "azure")]
+async fn defender(
+    desired: &DesiredState,
+    spec: &crate::config::ScannerSpec,
+    t: &Target<'_>,
+    top: &RawManifest,
+) -> Result<scanners::Outcome, String> {
+    crate::azure::defender::scan(desired, spec, t, top).await
+}
+
+#[cfg(not(feature = "azure"))]
+async fn defender(
+    _desired: &DesiredState,
+    spec: &crate::config::ScannerSpec,
+    _t: &Target<'_>,
+    _top: &RawManifest,
+) -> Result<scanners::Outcome, String> {
+    Err(format!(
+        "scanner `{}` (defender) needs airlock built with the `azure` feature",
+        spec.name
+    ))
 }
 
 /// What the scanners said about one digest.

@@ -3,7 +3,7 @@
 //! with Basic credentials or anonymously; OAuth2 POST with `grant_type=refresh_token` for
 //! identity tokens or `grant_type=password` for registries that refuse the GET), a token
 //! cache per scope set renewed ahead of expiry, and the scope union on `insufficient_scope`.
-//! For `auth = "azure"` it also obtains the ACR refresh token (see `azure`).
+//! For `auth = "azure"` it also obtains and renews the ACR refresh token (see `azure`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -216,6 +216,8 @@ pub struct Authenticator {
     client: reqwest::Client,
     retry: RetryPolicy,
     creds: tokio::sync::OnceCell<Option<Credential>>,
+    /// `auth = "azure"`: the ACR refresh token and when to renew it.
+    azure_refresh: tokio::sync::Mutex<Option<(Secret, Instant)>>,
     scheme: Mutex<Scheme>,
     tokens: Mutex<HashMap<Vec<String>, CachedToken>>,
     /// Serialises token fetches so concurrent requests share one token.
@@ -250,6 +252,7 @@ impl Authenticator {
             client,
             retry,
             creds: tokio::sync::OnceCell::new(),
+            azure_refresh: tokio::sync::Mutex::new(None),
             scheme: Mutex::new(Scheme::Unknown),
             tokens: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
@@ -263,20 +266,28 @@ impl Authenticator {
     }
 
     async fn credentials(&self) -> Result<Option<Credential>, RegistryError> {
+        if self.spec == AuthSpec::Azure {
+            let mut held = self.azure_refresh.lock().await;
+            if let Some((rt, renew_at)) = held.as_ref()
+                && Instant::now() < *renew_at
+            {
+                return Ok(Some(Credential::IdentityToken(rt.clone())));
+            }
+            // ACR's token realm is `https://<r>.azurecr.io/oauth2/token`: exchange at the
+            // realm's origin (the registry's own, unless it fronts another token service).
+            let realm_origin = match &*self.scheme.lock().expect("auth lock") {
+                Scheme::Bearer { realm, .. } => Url::parse(realm)
+                    .ok()
+                    .map(|u| u.origin().ascii_serialization()),
+                _ => None,
+            };
+            let base = realm_origin.unwrap_or_else(|| self.endpoint.clone());
+            let rt = azure::refresh_token(&self.client, &self.registry, &base, &self.host).await?;
+            *held = Some((rt.clone(), azure::renew_at(rt.expose())));
+            return Ok(Some(Credential::IdentityToken(rt)));
+        }
         self.creds
-            .get_or_try_init(|| async {
-                if self.spec == AuthSpec::Azure {
-                    let rt = azure::refresh_token(
-                        &self.client,
-                        &self.registry,
-                        &self.endpoint,
-                        &self.host,
-                    )
-                    .await?;
-                    return Ok(Some(Credential::IdentityToken(rt)));
-                }
-                credentials::resolve(&self.registry, &self.host, &self.spec).await
-            })
+            .get_or_try_init(|| credentials::resolve(&self.registry, &self.host, &self.spec))
             .await
             .cloned()
     }
@@ -531,193 +542,111 @@ fn basic_header(c: &Credential) -> Option<HeaderValue> {
     Some(v)
 }
 
-/// `auth = "azure"`: an Azure AD access token from the usual credential chain, exchanged at
-/// the registry's `/oauth2/exchange` for an ACR refresh token. The chain, first that
-/// applies: workload identity (AZURE_FEDERATED_TOKEN_FILE, AZURE_CLIENT_ID,
-/// AZURE_TENANT_ID), client secret (AZURE_CLIENT_SECRET, AZURE_CLIENT_ID,
-/// AZURE_TENANT_ID), managed identity (IDENTITY_ENDPOINT + IDENTITY_HEADER, else IMDS),
-/// then the Azure CLI (`az account get-access-token`).
+/// `auth = "azure"`: an ACR refresh token, renewed before it expires. From
+/// `AIRLOCK_ACR_REFRESH_TOKEN` when set (e.g. `az acr login --expose-token`), else an Azure AD
+/// token from the credential chain (`crate::azure::credential`, feature `azure`) exchanged at
+/// `/oauth2/exchange` on the origin of the registry's token realm (ACR's own host). Scoped access tokens then come from `/oauth2/token`
+/// with `grant_type=refresh_token`, like any identity token.
 mod azure {
     use super::*;
 
-    const RESOURCE: &str = "https://containerregistry.azure.net";
+    /// An ACR refresh token given directly.
+    pub const REFRESH_TOKEN_ENV: &str = "AIRLOCK_ACR_REFRESH_TOKEN";
 
-    #[derive(Deserialize)]
-    struct AadToken {
-        access_token: Option<String>,
-        #[serde(rename = "accessToken")]
-        access_token_cli: Option<String>,
-        tenant: Option<String>,
-    }
+    /// Renew a refresh token this long before its `exp`.
+    const RENEW_EARLY: Duration = Duration::from_secs(5 * 60);
+    /// When a refresh token's lifetime cannot be read (ACR's last three hours).
+    const DEFAULT_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
-    fn fail(registry: &str, message: String) -> RegistryError {
+    pub(super) fn fail(registry: &str, message: String) -> RegistryError {
         RegistryError::Credentials {
             registry: registry.to_string(),
             message,
         }
     }
 
-    fn env(name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|v| !v.is_empty())
+    /// When to renew a refresh token: its JWT `exp` less five minutes, else in an hour.
+    /// The token is not verified here (the registry does that); only its expiry is read.
+    pub fn renew_at(token: &str) -> Instant {
+        #[derive(Deserialize)]
+        struct Claims {
+            exp: Option<u64>,
+        }
+        let exp = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p.trim_end_matches('='))
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<Claims>(&b).ok())
+            .and_then(|c| c.exp);
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let lifetime = match exp {
+            Some(exp) => Duration::from_secs(exp.saturating_sub(now_unix)),
+            None => DEFAULT_LIFETIME,
+        };
+        Instant::now() + lifetime.saturating_sub(RENEW_EARLY.min(lifetime / 2))
     }
 
-    async fn aad_token(
-        client: &reqwest::Client,
-        registry: &str,
-    ) -> Result<(Secret, Option<String>), RegistryError> {
-        let tenant = env("AZURE_TENANT_ID");
-        let client_id = env("AZURE_CLIENT_ID");
-        let authority = env("AZURE_AUTHORITY_HOST")
-            .unwrap_or_else(|| "https://login.microsoftonline.com".into());
-        let scope = format!("{RESOURCE}/.default");
-        let token_form = |tenant: &str, form: Vec<(&str, String)>| {
-            client
-                .post(format!(
-                    "{}/{tenant}/oauth2/v2.0/token",
-                    authority.trim_end_matches('/')
-                ))
-                .form(&form)
-        };
-        let req = if let (Some(file), Some(t), Some(id)) =
-            (env("AZURE_FEDERATED_TOKEN_FILE"), &tenant, &client_id)
-        {
-            let assertion = tokio::fs::read_to_string(&file)
-                .await
-                .map_err(|e| RegistryError::io(format!("read {file}"), e))?;
-            Some((
-                "workload identity",
-                token_form(
-                    t,
-                    vec![
-                        ("grant_type", "client_credentials".into()),
-                        ("client_id", id.clone()),
-                        ("scope", scope.clone()),
-                        (
-                            "client_assertion_type",
-                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
-                        ),
-                        ("client_assertion", assertion.trim().to_string()),
-                    ],
-                ),
-            ))
-        } else if let (Some(secret), Some(t), Some(id)) =
-            (env("AZURE_CLIENT_SECRET"), &tenant, &client_id)
-        {
-            Some((
-                "client secret",
-                token_form(
-                    t,
-                    vec![
-                        ("grant_type", "client_credentials".into()),
-                        ("client_id", id.clone()),
-                        ("client_secret", secret),
-                        ("scope", scope.clone()),
-                    ],
-                ),
-            ))
-        } else if let (Some(ep), Some(h)) = (env("IDENTITY_ENDPOINT"), env("IDENTITY_HEADER")) {
-            let mut q = vec![("api-version", "2019-08-01"), ("resource", RESOURCE)];
-            if let Some(id) = &client_id {
-                q.push(("client_id", id.as_str()));
-            }
-            Some((
-                "managed identity",
-                client.get(ep).query(&q).header("X-IDENTITY-HEADER", h),
-            ))
-        } else {
-            None
-        };
-        if let Some((how, req)) = req {
-            let what = format!("get an Azure AD token ({how})");
-            let resp = req.send().await.map_err(|e| RegistryError::Transport {
-                registry: registry.to_string(),
-                what: what.clone(),
-                source: crate::registry::error::redact_url(e),
-            })?;
-            if !resp.status().is_success() {
-                return Err(fail(
-                    registry,
-                    format!("{what}: Azure AD answered {}", resp.status()),
-                ));
-            }
-            let t: AadToken = resp
-                .json()
-                .await
-                .map_err(|e| fail(registry, format!("{what}: bad answer: {e}")))?;
-            let tok = t
-                .access_token
-                .ok_or_else(|| fail(registry, format!("{what}: no access_token")))?;
-            return Ok((Secret::new(tok), tenant));
-        }
-        // IMDS managed identity: only when the metadata endpoint answers quickly.
-        let imds = client
-            .get("http://169.254.169.254/metadata/identity/oauth2/token")
-            .query(&[("api-version", "2018-02-01"), ("resource", RESOURCE)])
-            .header("Metadata", "true")
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        if let Ok(resp) = imds
-            && resp.status().is_success()
-            && let Ok(AadToken {
-                access_token: Some(t),
-                ..
-            }) = resp.json::<AadToken>().await
-        {
-            return Ok((Secret::new(t), tenant));
-        }
-        // Azure CLI.
-        let out = tokio::process::Command::new("az")
-            .args([
-                "account",
-                "get-access-token",
-                "--resource",
-                RESOURCE,
-                "--output",
-                "json",
-            ])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|_| {
-                fail(
-                    registry,
-                    "no Azure credential found: set AZURE_CLIENT_ID/AZURE_TENANT_ID with \
-                     AZURE_FEDERATED_TOKEN_FILE or AZURE_CLIENT_SECRET, use a managed \
-                     identity, or install the Azure CLI and run `az login`"
-                        .into(),
-                )
-            })?;
-        if !out.status.success() {
-            return Err(fail(
-                registry,
-                "`az account get-access-token` failed: run `az login` (or set \
-                 AZURE_CLIENT_ID/AZURE_TENANT_ID with a secret or federated token file)"
-                    .into(),
-            ));
-        }
-        let t: AadToken = serde_json::from_slice(&out.stdout)
-            .map_err(|e| fail(registry, format!("unexpected `az` output: {e}")))?;
-        let tok = t
-            .access_token_cli
-            .ok_or_else(|| fail(registry, "`az` printed no accessToken".into()))?;
-        Ok((Secret::new(tok), tenant.or(t.tenant)))
-    }
-
-    /// Exchange an AAD token for an ACR refresh token at `<endpoint>/oauth2/exchange`.
+    /// A fresh ACR refresh token for the registry at `endpoint`.
     pub async fn refresh_token(
         client: &reqwest::Client,
         registry: &str,
         endpoint: &str,
         host: &str,
     ) -> Result<Secret, RegistryError> {
-        let (aad, tenant) = aad_token(client, registry).await?;
+        if let Some(t) = std::env::var(REFRESH_TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Secret::new(t));
+        }
+        exchange(client, registry, endpoint, host).await
+    }
+
+    #[cfg(not(feature = "azure"))]
+    async fn exchange(
+        _client: &reqwest::Client,
+        registry: &str,
+        _endpoint: &str,
+        _host: &str,
+    ) -> Result<Secret, RegistryError> {
+        Err(fail(
+            registry,
+            format!(
+                "auth = \"azure\" needs airlock built with the `azure` feature (this build has \
+                 none); set {REFRESH_TOKEN_ENV} to an ACR refresh token, or use auth = \"docker\" \
+                 after `az acr login`"
+            ),
+        ))
+    }
+
+    /// Exchange an AAD token for an ACR refresh token at `<endpoint>/oauth2/exchange`.
+    #[cfg(feature = "azure")]
+    async fn exchange(
+        client: &reqwest::Client,
+        registry: &str,
+        endpoint: &str,
+        host: &str,
+    ) -> Result<Secret, RegistryError> {
+        let aad = crate::azure::credential::Chain::shared()
+            .token(crate::azure::ACR_SCOPE)
+            .await
+            .map_err(|e| fail(registry, e.to_string()))?;
         let mut form = vec![
             ("grant_type", "access_token".to_string()),
             ("service", host.to_string()),
-            ("access_token", aad.expose().to_string()),
+            ("access_token", aad.token.expose().to_string()),
         ];
-        if let Some(t) = tenant {
+        if let Some(t) = std::env::var("AZURE_TENANT_ID")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
             form.push(("tenant", t));
         }
         let what = "exchange an Azure AD token for an ACR refresh token";
@@ -829,6 +758,23 @@ mod tests {
                 "repository:b:pull".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn refresh_tokens_are_renewed_before_their_exp() {
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let jwt = |exp: u64| format!("{}.{}.sig", b64("{}"), b64(&format!("{{\"exp\":{exp}}}")));
+        let in_3h = azure::renew_at(&jwt(now + 3 * 3600)) - Instant::now();
+        assert!(in_3h > Duration::from_secs(3 * 3600 - 6 * 60), "{in_3h:?}");
+        assert!(in_3h < Duration::from_secs(3 * 3600 - 4 * 60), "{in_3h:?}");
+        // Expired or unreadable: renew now, or after the default hour.
+        assert!(azure::renew_at(&jwt(now - 10)) <= Instant::now());
+        let opaque = azure::renew_at("not-a-jwt") - Instant::now();
+        assert!(opaque > Duration::from_secs(50 * 60), "{opaque:?}");
     }
 
     #[test]

@@ -581,6 +581,7 @@ fn default_spec(host: &str) -> Result<RegistrySpec, RegistryError> {
         auth: AuthSpec::Docker,
         transfer: Transfer::Stream,
         max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        arm: None,
     })
 }
 
@@ -595,6 +596,7 @@ mod tests {
             auth: AuthSpec::Anonymous,
             transfer: Transfer::Stream,
             max_concurrency: 2,
+            arm: None,
         }
     }
 

@@ -2,6 +2,8 @@
 //! binary and library driven against them.
 
 mod apply;
+#[cfg(feature = "azure")]
+mod azure;
 mod gate;
 mod harness;
 mod interrupt;

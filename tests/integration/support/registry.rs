@@ -27,6 +27,9 @@ pub enum Auth<'a> {
     Basic { user: &'a str, pass: &'a str },
     /// Bearer tokens from this issuer (its realm, service, issuer and certificate).
     Token(&'a TokenServer),
+    /// Tokens signed by this issuer's key but requested from another realm (a front end
+    /// such as a local ACR `/oauth2/token` that issues through [`TokenServer::issue`]).
+    TokenAt(&'a TokenServer, &'a str),
 }
 
 /// One request line from the registry's access log.
@@ -66,12 +69,16 @@ impl TestRegistry {
                     yaml_str(&path)
                 )
             }
-            Auth::Token(ts) => {
+            Auth::Token(ts) | Auth::TokenAt(ts, _) => {
+                let realm = match auth {
+                    Auth::TokenAt(_, realm) => realm.to_string(),
+                    _ => ts.realm(),
+                };
                 let cert = dir.path().join("token-root.pem");
                 std::fs::copy(ts.cert_path(), &cert).expect("copy token certificate");
                 format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                    ts.realm(),
+                    realm,
                     ts.service(),
                     ts.issuer(),
                     yaml_str(&cert)
