@@ -318,11 +318,15 @@ impl Authenticator {
 
     /// Handle a 401: learn the scheme from the challenge and get fresh authorization
     /// covering `scopes` and whatever the challenge asked for. Returns false when there
-    /// is nothing new to try (no challenge, or Basic without credentials).
+    /// is nothing new to try (no challenge, Basic without credentials, or Basic
+    /// credentials already sent with the refused request: `sent` is the Authorization it
+    /// carried). Judged per request, not per registry: concurrent first requests all go
+    /// out without credentials, and each of them is worth one retry.
     pub async fn challenged(
         &self,
         headers: &HeaderMap,
         scopes: &[String],
+        sent: Option<&HeaderValue>,
     ) -> Result<bool, RegistryError> {
         let challenges: Vec<Challenge> = headers
             .get_all(WWW_AUTHENTICATE)
@@ -371,10 +375,10 @@ impl Authenticator {
             return Ok(true);
         }
         if challenges.contains(&Challenge::Basic) {
-            let had_basic = matches!(*self.scheme.lock().expect("auth lock"), Scheme::Basic);
             *self.scheme.lock().expect("auth lock") = Scheme::Basic;
             // Retrying only helps if credentials exist and were not sent already.
-            return Ok(!had_basic && self.credentials().await?.is_some());
+            let sent_basic = sent.is_some_and(|v| v.as_bytes().starts_with(b"Basic "));
+            return Ok(!sent_basic && self.credentials().await?.is_some());
         }
         Ok(false)
     }
