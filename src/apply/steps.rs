@@ -257,7 +257,7 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     };
     let doc = gate::scan(ctx.desired, &target, &top, &path, now()).await?;
     let artifact = records::verdict_artifact(&doc, &top.media_type, top.bytes.len() as u64);
-    push_artifact(&reg, repo, &artifact, &a.digest).await?;
+    push_artifact(&ctx.ledger, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
         decision: doc.decision.clone(),
@@ -294,15 +294,23 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
 }
 
 async fn push_artifact(
+    ledger: &BlobLedger,
     reg: &Registry,
     repo: &str,
     artifact: &records::Artifact,
     subject: &Digest,
 ) -> Result<(), RegistryError> {
-    reg.put_blob_bytes(repo, artifact.config.clone().into())
-        .await?;
-    reg.put_blob_bytes(repo, artifact.layer.clone().into())
-        .await?;
+    for blob in [&artifact.config, &artifact.layer] {
+        // The empty config `{}` is shared by every record in a repository: upload it once
+        // (see `BlobLedger::once_in_repo`).
+        let bytes = bytes::Bytes::from(blob.clone());
+        let digest = Digest::of(&bytes);
+        ledger
+            .once_in_repo(reg.key(), repo, &digest, || async {
+                reg.put_blob_bytes(repo, bytes.clone()).await.map(|_| ())
+            })
+            .await?;
+    }
     reg.push_referrer(repo, &artifact.manifest, subject).await
 }
 
@@ -391,7 +399,14 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
-    push_artifact(&dst, &a.target.repository, &artifact, &a.digest).await?;
+    push_artifact(
+        &ctx.ledger,
+        &dst,
+        &a.target.repository,
+        &artifact,
+        &a.digest,
+    )
+    .await?;
     Ok(Status::Done {
         detail: format!(
             "{} → {} ({} blob(s) mounted, {} uploaded, {} already there)",
