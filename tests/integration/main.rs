@@ -5,5 +5,6 @@ mod apply;
 mod harness;
 mod interrupt;
 mod quickstart;
+mod registry_client;
 mod scenarios;
 mod support;
