@@ -126,9 +126,12 @@ pub fn plan(
     let rt = runtime()?;
     rt.block_on(async {
         let registries = Registries::from_desired(&desired);
+        // Biased, signals first: their handlers are installed before the first request
+        // goes out (a SIGINT before that would kill the process without a report).
         let plan = tokio::select! {
-            p = make_plan(&desired, &registries) => p?,
+            biased;
             sig = signalled() => return Ok(Outcome::Interrupted(sig)),
+            p = make_plan(&desired, &registries) => p?,
         };
         if let Some(out) = out {
             let mut json = Vec::new();
@@ -361,8 +364,9 @@ pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
     rt.block_on(async {
         let registries = Registries::from_desired(&desired);
         let report = tokio::select! {
-            r = crate::audit::audit(&desired, &registries, now()) => r?,
+            biased;
             sig = signalled() => return Ok(Outcome::Interrupted(sig)),
+            r = crate::audit::audit(&desired, &registries, now()) => r?,
         };
         let mut out = std::io::stdout().lock();
         if json {
