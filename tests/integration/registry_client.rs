@@ -783,7 +783,8 @@ async fn a_no_op_plan_of_200_images_reads_each_location_once() {
     let upr = since(&up.requests(), up_from);
     let tpr = since(&tp.requests(), tp_from);
     eprintln!(
-        "seed {seed_time:?}, apply {apply_time:?}, no-op plan {plan_time:?}: upstream {} requests, target {} requests",
+        "seed {seed_time:?}; apply {apply_time:?}: {up_from} upstream and {tp_from} target requests; \
+         no-op plan {plan_time:?}: {} upstream and {} target requests",
         upr.len(),
         tpr.len()
     );
