@@ -158,9 +158,12 @@ pub fn plan(
     rt.block_on(async {
         let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
+        // Biased, signals first: their handlers are installed before the first request
+        // goes out (a SIGINT before that would kill the process without a report).
         let plan = tokio::select! {
-            p = make_plan(&desired, &registries) => p?,
+            biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
+            p = make_plan(&desired, &registries) => p?,
         };
         if let Some(out) = out {
             let mut json = Vec::new();
@@ -378,8 +381,9 @@ pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
         let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
         let report = tokio::select! {
-            r = crate::audit::audit(&desired, &registries, now()) => r?,
+            biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
+            r = crate::audit::audit(&desired, &registries, now()) => r?,
         };
         let mut out = std::io::stdout().lock();
         if json {

@@ -69,13 +69,45 @@ pub struct StatsSnapshot {
 /// (registry, digest) so that concurrent images wait for the first copy instead of repeating it.
 /// (registry key, blob digest).
 type LedgerKey = (String, Digest);
+/// (registry key, repository, blob digest).
+type RepoKey = (String, String, Digest);
 
 #[derive(Default)]
 pub struct BlobLedger {
     cells: Mutex<HashMap<LedgerKey, Arc<OnceCell<String>>>>,
+    /// One cell per (registry, repository, digest): a blob is mounted or uploaded into a
+    /// repository at most once per apply, and images that need it there too wait for that
+    /// one write. Distribution's filesystem storage rewrites the repository's blob link on
+    /// every mount or upload, non-atomically (truncate, then write): a manifest PUT checking
+    /// that link meanwhile reads it empty and fails with DIGEST_INVALID / BLOB_UNKNOWN.
+    linked: Mutex<HashMap<RepoKey, Arc<OnceCell<()>>>>,
 }
 
 impl BlobLedger {
+    /// Run `place` (which makes `digest` present in `repo`) unless this apply already did
+    /// for this repository; concurrent callers wait for the first. A failure leaves the
+    /// next caller to try again.
+    pub async fn once_in_repo<F, Fut>(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &Digest,
+        place: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), RegistryError>>,
+    {
+        let cell = self
+            .linked
+            .lock()
+            .await
+            .entry((registry.to_string(), repo.to_string(), digest.clone()))
+            .or_default()
+            .clone();
+        cell.get_or_try_init(place).await.map(|_| ())
+    }
+
     async fn cell(&self, registry: &str, digest: &Digest) -> Arc<OnceCell<String>> {
         let mut cells = self.cells.lock().await;
         cells
@@ -180,8 +212,22 @@ impl Copier<'_> {
 
     /// Make `digest` present in `dst`: mount when the registry already holds it (from the
     /// source repository, or from another repository this apply copied it to), skip when
-    /// present, else stream it from `src`, verified.
+    /// present, else stream it from `src`, verified. Once per repository in one apply.
     pub async fn copy_blob(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        self.ledger
+            .once_in_repo(dst.registry.key(), dst.name, digest, || {
+                self.copy_blob_here(src, dst, digest, size)
+            })
+            .await
+    }
+
+    async fn copy_blob_here(
         &self,
         src: Repo<'_>,
         dst: Repo<'_>,

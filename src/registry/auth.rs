@@ -329,11 +329,15 @@ impl Authenticator {
 
     /// Handle a 401: learn the scheme from the challenge and get fresh authorization
     /// covering `scopes` and whatever the challenge asked for. Returns false when there
-    /// is nothing new to try (no challenge, or Basic without credentials).
+    /// is nothing new to try (no challenge, Basic without credentials, or Basic
+    /// credentials already sent with the refused request: `sent` is the Authorization it
+    /// carried). Judged per request, not per registry: concurrent first requests all go
+    /// out without credentials, and each of them is worth one retry.
     pub async fn challenged(
         &self,
         headers: &HeaderMap,
         scopes: &[String],
+        sent: Option<&HeaderValue>,
     ) -> Result<bool, RegistryError> {
         let challenges: Vec<Challenge> = headers
             .get_all(WWW_AUTHENTICATE)
@@ -383,11 +387,9 @@ impl Authenticator {
         }
         if challenges.contains(&Challenge::Basic) {
             *self.scheme.lock().expect("auth lock") = Scheme::Basic;
-            // Retrying helps when credentials exist. Whether this request carried them is not
-            // known here: concurrent first requests all go out before the scheme is learnt,
-            // so "the scheme was already Basic" does not mean "credentials were rejected".
-            // The caller retries once at most.
-            return Ok(self.credentials().await?.is_some());
+            // Retrying only helps if credentials exist and were not sent already.
+            let sent_basic = sent.is_some_and(|v| v.as_bytes().starts_with(b"Basic "));
+            return Ok(!sent_basic && self.credentials().await?.is_some());
         }
         Ok(false)
     }

@@ -10,7 +10,7 @@
 //! none, so a copy within one registry never waits for a permit while holding one.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,17 @@ struct Inner {
     /// Upload sessions started and not yet finished or cancelled (repository, Location):
     /// what `abort_open_uploads` DELETEs when an interrupted apply drops its transfers.
     open_uploads: std::sync::Mutex<Vec<(String, Url)>>,
+    /// Whether the registry has the referrers API: unknown until its first answer.
+    referrers: AtomicU8,
+    /// Held while the referrers API is probed, so concurrent first lookups wait for one
+    /// answer instead of all probing.
+    referrers_probe: tokio::sync::Mutex<()>,
 }
+
+/// `Inner::referrers` states.
+const REFERRERS_UNKNOWN: u8 = 0;
+const REFERRERS_SUPPORTED: u8 = 1;
+const REFERRERS_UNSUPPORTED: u8 = 2;
 
 /// What a request sends as body.
 enum Body {
@@ -339,6 +349,8 @@ impl HttpRegistry {
                 opts: opts.clone(),
                 prefer_chunked: AtomicBool::new(false),
                 open_uploads: std::sync::Mutex::new(Vec::new()),
+                referrers: AtomicU8::new(REFERRERS_UNKNOWN),
+                referrers_probe: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -794,6 +806,12 @@ impl HttpRegistry {
     }
 
     /// The referrers API. `Ok(None)` when the registry has none (404 / 400 / 405).
+    ///
+    /// A registry with the API never answers 404 to it (OCI distribution spec), so an error
+    /// status without a registry error code (Distribution 2.8: `404 page not found`, an
+    /// unknown route) is remembered for this registry and not probed again; the first
+    /// lookups are serialised until that answer. A 404 carrying a registry code
+    /// (`NAME_UNKNOWN`, …) is about the repository, not the API, and is not remembered.
     pub async fn referrers_api(
         &self,
         repo: &str,
@@ -806,6 +824,19 @@ impl HttpRegistry {
         if let Some(t) = artifact_type {
             url.query_pairs_mut().append_pair("artifactType", t);
         }
+        if i.referrers.load(Ordering::Acquire) == REFERRERS_UNSUPPORTED {
+            return Ok(None);
+        }
+        let _probing = if i.referrers.load(Ordering::Acquire) == REFERRERS_UNKNOWN {
+            let guard = i.referrers_probe.lock().await;
+            match i.referrers.load(Ordering::Acquire) {
+                REFERRERS_UNSUPPORTED => return Ok(None),
+                REFERRERS_SUPPORTED => None,
+                _ => Some(guard),
+            }
+        } else {
+            None
+        };
         let mut out = Vec::new();
         for _page in 0..10_000 {
             let got = i
@@ -831,7 +862,14 @@ impl HttpRegistry {
                         }
                         StatusCode::NOT_FOUND
                         | StatusCode::BAD_REQUEST
-                        | StatusCode::METHOD_NOT_ALLOWED => Ok(None),
+                        | StatusCode::METHOD_NOT_ALLOWED => {
+                            let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
+                            if parse_error_body(&body).is_none() {
+                                i.referrers.store(REFERRERS_UNSUPPORTED, Ordering::Release);
+                                tracing::debug!(registry = %i.key, "no referrers API: using the tag schema");
+                            }
+                            Ok(None)
+                        }
                         _ => Err(i.error(&what, resp).await),
                     }
                 })
@@ -839,6 +877,7 @@ impl HttpRegistry {
             let Some((body, next)) = got else {
                 return Ok(None);
             };
+            i.referrers.store(REFERRERS_SUPPORTED, Ordering::Release);
             out.extend(
                 super::referrers_from_index(&body)
                     .map_err(|m| RegistryError::invalid(&i.key, &what, m))?,
@@ -970,7 +1009,10 @@ impl Inner {
                 let replayable = !matches!(body, Body::Stream(..));
                 if !reauthenticated
                     && replayable
-                    && self.auth.challenged(resp.headers(), &call.scopes).await?
+                    && self
+                        .auth
+                        .challenged(resp.headers(), &call.scopes, authz.as_ref())
+                        .await?
                 {
                     reauthenticated = true;
                     continue;

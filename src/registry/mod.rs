@@ -18,7 +18,7 @@ pub mod retry;
 pub mod verify;
 
 #[cfg(test)]
-mod live_tests;
+mod scripted_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

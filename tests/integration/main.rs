@@ -8,5 +8,6 @@ mod gate;
 mod harness;
 mod interrupt;
 mod quickstart;
+mod registry_client;
 mod scenarios;
 mod support;
