@@ -76,6 +76,20 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// `Unchanged` when the target tag already points at the action's digest (idempotence).
+async fn already_holds(
+    dst: &Registry,
+    a: &Action,
+    tag: &str,
+) -> Result<Option<Status>, RegistryError> {
+    let now = dst.head_manifest(&a.target.repository, tag).await?;
+    Ok(
+        (now.map(|d| d.digest).as_ref() == Some(&a.digest)).then(|| Status::Unchanged {
+            detail: format!("{} already holds {}", a.target, a.digest.short()),
+        }),
+    )
+}
+
 fn tag_of(a: &Action) -> Result<&str, RegistryError> {
     a.target
         .tag
@@ -98,16 +112,8 @@ pub async fn run(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
 async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let dst = ctx.registries.get(&a.target.registry)?;
-    if dst
-        .head_manifest(&a.target.repository, tag)
-        .await?
-        .map(|d| d.digest)
-        .as_ref()
-        == Some(&a.digest)
-    {
-        return Ok(Status::Unchanged {
-            detail: format!("{} already holds {}", a.target, a.digest.short()),
-        });
+    if let Some(unchanged) = already_holds(&dst, a, tag).await? {
+        return Ok(unchanged);
     }
     let src_loc = a.source.as_ref().ok_or_else(|| RegistryError::Content {
         what: a.id.clone(),
@@ -355,16 +361,8 @@ async fn push_artifact(
 async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let dst = ctx.registries.get(&a.target.registry)?;
-    if dst
-        .head_manifest(&a.target.repository, tag)
-        .await?
-        .map(|d| d.digest)
-        .as_ref()
-        == Some(&a.digest)
-    {
-        return Ok(Status::Unchanged {
-            detail: format!("{} already holds {}", a.target, a.digest.short()),
-        });
+    if let Some(unchanged) = already_holds(&dst, a, tag).await? {
+        return Ok(unchanged);
     }
     let q = a.source.as_ref().ok_or_else(|| RegistryError::Content {
         what: a.id.clone(),
