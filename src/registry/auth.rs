@@ -262,7 +262,16 @@ impl Authenticator {
 
     /// The hint for an Unauthorized error.
     pub fn hint(&self) -> String {
-        credentials::login_hint(&self.registry, &self.host)
+        match &self.spec {
+            AuthSpec::Azure => format!(
+                "the Azure identity airlock runs as was refused: give it AcrPull/AcrPush on the \
+                 registry (listing repositories for prune or audit needs a role with \
+                 catalog access, e.g. Container Registry Repository Catalog Lister), or use \
+                 AIRLOCK_ACR_REFRESH_TOKEN / `az acr login -n {}`",
+                self.host
+            ),
+            _ => credentials::login_hint(&self.registry, &self.host),
+        }
     }
 
     async fn credentials(&self) -> Result<Option<Credential>, RegistryError> {
