@@ -10,7 +10,8 @@
 //! Knobs (environment): BENCH_RUNS (5), BENCH_LARGE_MIB (512), BENCH_HUGE_MIB (1024),
 //! BENCH_SMALL (200), BENCH_NOOP (1000), BENCH_MAX_CONCURRENCY (airlock's per-registry bound,
 //! default: airlock's default), BENCH_ONLY (comma list of large,small,walk,noop,huge),
-//! BENCH_KEEP_LOGS (print registry request counts).
+//! BENCH_KEEP_LOGS (print registry request counts), BENCH_HOLD (seed the upstream, print its
+//! URL and wait: for profiling by hand).
 //!
 //! No assertion here is a test: a missed target is printed as `miss`, never a panic.
 
@@ -676,6 +677,12 @@ async fn main() {
             .unwrap_or_else(|| "default (8)".into())
     );
     let up = seed(&k).await;
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        // For profiling by hand: keep the seeded upstream running.
+        println!("upstream {} (BENCH_HOLD: waiting; Ctrl-C to stop)", up.reg.url());
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    }
     let uurl = up.reg.url();
     let uhost = up.reg.host();
     let mc = k.max_concurrency;

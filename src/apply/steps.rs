@@ -257,7 +257,7 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     };
     let doc = gate::scan(ctx.desired, &target, &top, &path, now()).await?;
     let artifact = records::verdict_artifact(&doc, &top.media_type, top.bytes.len() as u64);
-    push_artifact(&reg, repo, &artifact, &a.digest).await?;
+    push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
         decision: doc.decision.clone(),
@@ -294,15 +294,20 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
 }
 
 async fn push_artifact(
+    ctx: &Context<'_>,
     reg: &Registry,
     repo: &str,
     artifact: &records::Artifact,
     subject: &Digest,
 ) -> Result<(), RegistryError> {
-    reg.put_blob_bytes(repo, artifact.config.clone().into())
-        .await?;
-    reg.put_blob_bytes(repo, artifact.layer.clone().into())
-        .await?;
+    let stats = Stats::default();
+    let copier = ctx.copier(&stats);
+    let dst = Repo {
+        registry: reg,
+        name: repo,
+    };
+    copier.put_bytes(dst, artifact.config.clone().into()).await?;
+    copier.put_bytes(dst, artifact.layer.clone().into()).await?;
     reg.push_referrer(repo, &artifact.manifest, subject).await
 }
 
@@ -391,7 +396,7 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
-    push_artifact(&dst, &a.target.repository, &artifact, &a.digest).await?;
+    push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
     Ok(Status::Done {
         detail: format!(
             "{} → {} ({} blob(s) mounted, {} uploaded, {} already there)",

@@ -57,6 +57,53 @@ struct Inner {
     /// Upload sessions started and not yet finished or cancelled (repository, Location):
     /// what `abort_open_uploads` DELETEs when an interrupted apply drops its transfers.
     open_uploads: std::sync::Mutex<Vec<(String, Url)>>,
+    /// Manifests and small blobs this client read or wrote by digest (see `ContentCache`).
+    cache: Mutex<ContentCache>,
+}
+
+/// Content this client already read or wrote, by (repository, digest): a manifest or small
+/// blob addressed by digest never changes, so one apply never asks for it twice (the scan
+/// and the promote re-read what the import just wrote). Scoped to the repository, so a
+/// repository is never assumed to hold what was only seen in another; a delete through this
+/// client evicts. Bounded: cleared when it would grow past `CACHE_BYTES`.
+#[derive(Debug, Default)]
+struct ContentCache {
+    manifests: std::collections::HashMap<(String, Digest), RawManifest>,
+    blobs: std::collections::HashMap<(String, Digest), Bytes>,
+    bytes: usize,
+}
+
+/// Bound of the content cache of one registry client.
+const CACHE_BYTES: usize = 32 << 20;
+/// Blobs up to this size go into the content cache.
+pub const SMALL_BLOB: u64 = 64 << 10;
+
+impl ContentCache {
+    fn make_room(&mut self, n: usize) {
+        if self.bytes + n > CACHE_BYTES {
+            self.manifests.clear();
+            self.blobs.clear();
+            self.bytes = 0;
+        }
+        self.bytes += n;
+    }
+
+    fn put_manifest(&mut self, repo: &str, m: &RawManifest) {
+        if m.bytes.len() > CACHE_BYTES / 8 {
+            return;
+        }
+        self.make_room(m.bytes.len());
+        self.manifests
+            .insert((repo.to_string(), m.digest.clone()), m.clone());
+    }
+
+    fn put_blob(&mut self, repo: &str, digest: &Digest, b: &Bytes) {
+        if b.len() as u64 > SMALL_BLOB {
+            return;
+        }
+        self.make_room(b.len());
+        self.blobs.insert((repo.to_string(), digest.clone()), b.clone());
+    }
 }
 
 /// What a request sends as body.
@@ -339,6 +386,7 @@ impl HttpRegistry {
                 opts: opts.clone(),
                 prefer_chunked: AtomicBool::new(false),
                 open_uploads: std::sync::Mutex::new(Vec::new()),
+                cache: Mutex::new(ContentCache::default()),
             }),
         })
     }
@@ -419,6 +467,11 @@ impl HttpRegistry {
         reference: &str,
     ) -> Result<Option<RawManifest>, RegistryError> {
         let i = &self.inner;
+        if let Some(d) = is_digest(reference)
+            && let Some(m) = i.cached_manifest(repo, &d)
+        {
+            return Ok(Some(m));
+        }
         let what = format!("get manifest {repo}:{reference}");
         let url = i.url(&format!("{repo}/manifests/{reference}"))?;
         let got = i
@@ -470,6 +523,7 @@ impl HttpRegistry {
         }
         let m = RawManifest::new(body.to_vec(), content_type(&headers).as_deref())
             .map_err(|e| RegistryError::invalid(&i.key, &what, e.to_string()))?;
+        i.cache.lock().expect("cache lock").put_manifest(repo, &m);
         Ok(Some(m))
     }
 
@@ -519,6 +573,7 @@ impl HttpRegistry {
                 actual: d,
             });
         }
+        i.cache.lock().expect("cache lock").put_manifest(repo, m);
         Ok(PutManifest {
             subject_indexed: headers.contains_key("oci-subject"),
         })
@@ -527,6 +582,11 @@ impl HttpRegistry {
     pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
         let i = &self.inner;
         let what = format!("delete manifest {repo}@{digest}");
+        i.cache
+            .lock()
+            .expect("cache lock")
+            .manifests
+            .remove(&(repo.to_string(), digest.clone()));
         let url = i.url(&format!("{repo}/manifests/{digest}"))?;
         i.retry(&what, || async {
             let call = Call::new(
@@ -604,8 +664,15 @@ impl HttpRegistry {
         digest: &Digest,
         max: u64,
     ) -> Result<Vec<u8>, RegistryError> {
+        let key = (repo.to_string(), digest.clone());
+        if let Some(b) = self.inner.cache.lock().expect("cache lock").blobs.get(&key)
+            && b.len() as u64 <= max
+        {
+            return Ok(b.to_vec());
+        }
         let what = format!("get blob {repo}@{digest}");
-        self.inner
+        let bytes = self
+            .inner
             .retry(&what, || async {
                 let blob = self.get_blob(repo, digest).await?;
                 if blob.size > max {
@@ -618,7 +685,13 @@ impl HttpRegistry {
                 let chunks: Vec<Bytes> = blob.stream.try_collect().await?;
                 Ok(chunks.concat())
             })
-            .await
+            .await?;
+        self.inner.cache.lock().expect("cache lock").put_blob(
+            repo,
+            digest,
+            &Bytes::copy_from_slice(&bytes),
+        );
+        Ok(bytes)
     }
 
     pub async fn put_blob(
@@ -628,6 +701,25 @@ impl HttpRegistry {
         size: u64,
         stream: BlobStream,
     ) -> Result<(), RegistryError> {
+        let verified = Verify::new(
+            stream,
+            digest,
+            size,
+            &self.inner.key,
+            format!("blob {repo}@{digest} being uploaded"),
+        )
+        .boxed();
+        self.put_verified_blob(repo, digest, size, verified).await
+    }
+
+    /// Upload a stream that already verifies itself (see `Registry::put_verified_blob`).
+    pub async fn put_verified_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        verified: BlobStream,
+    ) -> Result<(), RegistryError> {
         let i = &self.inner;
         let what = format!("upload blob {repo}@{digest}");
         let (location, min_chunk) = i.start_upload(repo, &what).await?;
@@ -635,14 +727,6 @@ impl HttpRegistry {
             .lock()
             .expect("open uploads lock")
             .push((repo.to_string(), location.clone()));
-        let verified = Verify::new(
-            stream,
-            digest,
-            size,
-            &i.key,
-            format!("blob {repo}@{digest} being uploaded"),
-        )
-        .boxed();
         let chunked = size > i.opts.chunk_threshold || i.prefer_chunked.load(Ordering::Relaxed);
         let result = if chunked {
             i.upload_chunked(repo, digest, location.clone(), verified, min_chunk, &what)
@@ -695,6 +779,10 @@ impl HttpRegistry {
             }
         })
         .await?;
+        i.cache
+            .lock()
+            .expect("cache lock")
+            .put_blob(repo, &digest, &bytes);
         Ok(digest)
     }
 
@@ -853,6 +941,15 @@ impl HttpRegistry {
 }
 
 impl Inner {
+    fn cached_manifest(&self, repo: &str, digest: &Digest) -> Option<RawManifest> {
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .manifests
+            .get(&(repo.to_string(), digest.clone()))
+            .cloned()
+    }
+
     fn url(&self, path: &str) -> Result<Url, RegistryError> {
         let s = format!("{}/v2/{path}", self.base.as_str().trim_end_matches('/'));
         Url::parse(&s)
