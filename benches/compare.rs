@@ -369,12 +369,7 @@ async fn skopeo(args: &[String]) -> Timed {
     let mut cmd = if as_root {
         std::os::unix::fs::chown(home.path(), Some(NOBODY), Some(NOBODY)).expect("chown");
         let mut c = tokio::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "skopeo",
-        ]);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "skopeo"]);
         c
     } else {
         tokio::process::Command::new("skopeo")
@@ -481,7 +476,14 @@ curl -sf "$U/v2/$SRC/blobs/$D" | curl -sf -o /dev/null -X PUT -H 'Content-Type: 
     for r in &results {
         check("curl GET|PUT", r, &[0]);
     }
-    curl_put_manifest(target, dst_repo, "1.0", &img.manifest.bytes, &img.manifest.media_type).await;
+    curl_put_manifest(
+        target,
+        dst_repo,
+        "1.0",
+        &img.manifest.bytes,
+        &img.manifest.media_type,
+    )
+    .await;
 }
 
 async fn curl_put_manifest(target: &str, repo: &str, tag: &str, bytes: &[u8], media_type: &str) {
@@ -515,7 +517,14 @@ async fn curl_mount_promote(target: &str, from: &str, to: &str, img: &TestImage)
         "curl mounts: {}",
         t.stdout
     );
-    curl_put_manifest(target, to, "1.0", &img.manifest.bytes, &img.manifest.media_type).await;
+    curl_put_manifest(
+        target,
+        to,
+        "1.0",
+        &img.manifest.bytes,
+        &img.manifest.media_type,
+    )
+    .await;
 }
 
 /// One curl HEADing every `repo:tag` in parallel.
@@ -611,7 +620,11 @@ fn print_table(rows: &[Row]) {
     println!();
     for r in rows {
         println!("- {}:", r.scenario);
-        for (who, s) in [("airlock", &r.airlock), ("skopeo", &r.skopeo), ("raw", &r.raw)] {
+        for (who, s) in [
+            ("airlock", &r.airlock),
+            ("skopeo", &r.skopeo),
+            ("raw", &r.raw),
+        ] {
             if !s.0.is_empty() {
                 println!("  - {who}: {}", s.list());
             }
@@ -650,7 +663,10 @@ fn machine() -> String {
             .map(|n| n.get())
             .unwrap_or(0),
         kernel.trim(),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     )
 }
 
@@ -679,7 +695,10 @@ async fn main() {
     let up = seed(&k).await;
     if std::env::var_os("BENCH_HOLD").is_some() {
         // For profiling by hand: keep the seeded upstream running.
-        println!("upstream {} (BENCH_HOLD: waiting; Ctrl-C to stop)", up.reg.url());
+        println!(
+            "upstream {} (BENCH_HOLD: waiting; Ctrl-C to stop)",
+            up.reg.url()
+        );
         let _ = tokio::signal::ctrl_c().await;
         return;
     }
@@ -736,7 +755,8 @@ async fn main() {
                         let t = a.run(&cfg, &["apply", "--auto-approve"]).await;
                         check("airlock promote (large)", &t, &[0]);
                         assert!(
-                            t.stdout.contains("Plan: 0 to import, 0 to scan, 1 to promote"),
+                            t.stdout
+                                .contains("Plan: 0 to import, 0 to scan, 1 to promote"),
                             "the promote run did more than promote:\n{}",
                             t.stdout
                         );
@@ -805,8 +825,14 @@ async fn main() {
                 _ => {
                     if k.wants("large") {
                         let t = Instant::now();
-                        curl_copy(&uurl, "bench/large", &turl, "quarantine/bench/large", &up.large)
-                            .await;
+                        curl_copy(
+                            &uurl,
+                            "bench/large",
+                            &turl,
+                            "quarantine/bench/large",
+                            &up.large,
+                        )
+                        .await;
                         import.2.push(t.elapsed());
                         let t = Instant::now();
                         curl_mount_promote(
@@ -908,7 +934,9 @@ async fn main() {
             ),
         });
         let (a, w) = (promote.0.median(), promote.2.median());
-        let ok = a.zip(w).map(|(a, w)| a <= 2.0 * w && promote_bytes_moved == 0);
+        let ok = a
+            .zip(w)
+            .map(|(a, w)| a <= 2.0 * w && promote_bytes_moved == 0);
         rows.push(Row {
             scenario: format!(
                 "promote {} MiB image quarantine → live, same registry (airlock: whole apply; skopeo cold; raw: curl mount ×5 + PUT)",
@@ -1009,7 +1037,6 @@ fn pass(v: Option<bool>) -> &'static str {
 }
 
 fn which(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d: PathBuf| d.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d: PathBuf| d.join(tool).is_file()))
 }

@@ -306,7 +306,9 @@ async fn push_artifact(
         registry: reg,
         name: repo,
     };
-    copier.put_bytes(dst, artifact.config.clone().into()).await?;
+    copier
+        .put_bytes(dst, artifact.config.clone().into())
+        .await?;
     copier.put_bytes(dst, artifact.layer.clone().into()).await?;
     reg.push_referrer(repo, &artifact.manifest, subject).await
 }

@@ -54,6 +54,9 @@ struct Inner {
     opts: ClientOptions,
     /// The registry rejected a monolithic upload: upload in chunks from now on.
     prefer_chunked: AtomicBool,
+    /// The registry has no referrers API (its router does not know the endpoint): do not
+    /// ask again; the tag schema answers instead.
+    no_referrers_api: AtomicBool,
     /// Upload sessions started and not yet finished or cancelled (repository, Location):
     /// what `abort_open_uploads` DELETEs when an interrupted apply drops its transfers.
     open_uploads: std::sync::Mutex<Vec<(String, Url)>>,
@@ -102,7 +105,8 @@ impl ContentCache {
             return;
         }
         self.make_room(b.len());
-        self.blobs.insert((repo.to_string(), digest.clone()), b.clone());
+        self.blobs
+            .insert((repo.to_string(), digest.clone()), b.clone());
     }
 }
 
@@ -385,6 +389,7 @@ impl HttpRegistry {
                 permits: Arc::new(Semaphore::new(spec.max_concurrency.max(1))),
                 opts: opts.clone(),
                 prefer_chunked: AtomicBool::new(false),
+                no_referrers_api: AtomicBool::new(false),
                 open_uploads: std::sync::Mutex::new(Vec::new()),
                 cache: Mutex::new(ContentCache::default()),
             }),
@@ -889,6 +894,9 @@ impl HttpRegistry {
         artifact_type: Option<&str>,
     ) -> Result<Option<Vec<Referrer>>, RegistryError> {
         let i = &self.inner;
+        if i.no_referrers_api.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let what = format!("list referrers of {repo}@{subject}");
         let mut url = i.url(&format!("{repo}/referrers/{subject}"))?;
         if let Some(t) = artifact_type {
@@ -919,7 +927,19 @@ impl HttpRegistry {
                         }
                         StatusCode::NOT_FOUND
                         | StatusCode::BAD_REQUEST
-                        | StatusCode::METHOD_NOT_ALLOWED => Ok(None),
+                        | StatusCode::METHOD_NOT_ALLOWED => {
+                            // A registry with the API answers a registry error (JSON) for a
+                            // missing repository; a router miss ("404 page not found", 2.8)
+                            // or 405 means there is no API at all: remember it.
+                            let status = resp.status();
+                            let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
+                            if status == StatusCode::METHOD_NOT_ALLOWED
+                                || parse_error_body(&body).is_none()
+                            {
+                                i.no_referrers_api.store(true, Ordering::Relaxed);
+                            }
+                            Ok(None)
+                        }
                         _ => Err(i.error(&what, resp).await),
                     }
                 })
@@ -1534,6 +1554,27 @@ mod tests {
             Some(("MANIFEST_UNKNOWN".into(), "manifest unknown".into()))
         );
         assert_eq!(parse_error_body(b"404 page not found"), None);
+    }
+
+    #[test]
+    fn content_cache_is_per_repository_and_bounded() {
+        let mut c = ContentCache::default();
+        let small = Bytes::from_static(b"{}");
+        let d = Digest::of(&small);
+        c.put_blob("a", &d, &small);
+        assert!(c.blobs.contains_key(&("a".to_string(), d.clone())));
+        assert!(!c.blobs.contains_key(&("b".to_string(), d.clone())));
+        // Too big to keep.
+        let big = Bytes::from(vec![0u8; SMALL_BLOB as usize + 1]);
+        c.put_blob("a", &Digest::of(&big), &big);
+        assert_eq!(c.blobs.len(), 1);
+        // Past the bound, everything is forgotten.
+        let chunk = Bytes::from(vec![1u8; SMALL_BLOB as usize]);
+        for n in 0..(CACHE_BYTES / chunk.len() + 1) {
+            c.put_blob(&format!("r{n}"), &Digest::of(&chunk), &chunk);
+        }
+        assert!(c.bytes <= CACHE_BYTES);
+        assert!(!c.blobs.contains_key(&("a".to_string(), d)));
     }
 
     #[test]
