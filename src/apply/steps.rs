@@ -271,7 +271,7 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     };
     let doc = gate::scan(ctx.desired, &target, &top, &path, now()).await?;
     let artifact = records::verdict_artifact(&doc, &top.media_type, top.bytes.len() as u64);
-    push_artifact(&ctx.ledger, &reg, repo, &artifact, &a.digest).await?;
+    push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
         decision: doc.decision.clone(),
@@ -338,20 +338,26 @@ async fn live_holds(ctx: &Context<'_>, path: &str, a: &Action) -> Result<bool, R
 }
 
 async fn push_artifact(
-    ledger: &BlobLedger,
+    ctx: &Context<'_>,
     reg: &Registry,
     repo: &str,
     artifact: &records::Artifact,
     subject: &Digest,
 ) -> Result<(), RegistryError> {
+    let stats = Stats::default();
+    let copier = ctx.copier(&stats);
+    let dst = Repo {
+        registry: reg,
+        name: repo,
+    };
     for blob in [&artifact.config, &artifact.layer] {
-        // The empty config `{}` is shared by every record in a repository: upload it once
-        // (see `BlobLedger::once_in_repo`).
+        // The empty config `{}` is shared by every record: written once per repository in
+        // one apply (`BlobLedger::once_in_repo`), mounted from where it already is.
         let bytes = bytes::Bytes::from(blob.clone());
         let digest = Digest::of(&bytes);
-        ledger
-            .once_in_repo(reg.key(), repo, &digest, || async {
-                reg.put_blob_bytes(repo, bytes.clone()).await.map(|_| ())
+        ctx.ledger
+            .once_in_repo(reg.key(), repo, &digest, || {
+                copier.put_bytes(dst, bytes.clone())
             })
             .await?;
     }
@@ -447,14 +453,7 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
-    push_artifact(
-        &ctx.ledger,
-        &dst,
-        &a.target.repository,
-        &artifact,
-        &a.digest,
-    )
-    .await?;
+    push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
     if let Some(detail) = server_side {
         return Ok(Status::Done { detail });
     }

@@ -13,6 +13,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use crate::model::manifest::{ContentRef, Parsed};
 use crate::model::{Digest, RawManifest};
+use crate::registry::http::SMALL_BLOB;
 use crate::registry::{Registry, RegistryError};
 
 /// How many blobs of one image are copied at once.
@@ -276,7 +277,12 @@ impl Copier<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.stream_blob(src, dst, digest, size).await {
+            let copied = if size <= SMALL_BLOB {
+                self.copy_small_blob(src, dst, digest).await
+            } else {
+                self.stream_blob(src, dst, digest, size).await
+            };
+            match copied {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
                     tracing::warn!(
@@ -290,6 +296,54 @@ impl Copier<'_> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A small blob (configs, most of them) goes through memory: both clients keep it, so
+    /// the scan that reads the config next does not fetch it again.
+    async fn copy_small_blob(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let bytes = src
+            .registry
+            .get_blob_bytes(src.name, digest, SMALL_BLOB)
+            .await?;
+        let n = bytes.len() as u64;
+        if let Some(f) = &self.on_bytes {
+            f(n);
+        }
+        let put = dst.registry.put_blob_bytes(dst.name, bytes.into()).await?;
+        if &put != digest {
+            // Cannot happen: get_blob_bytes verified the content.
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {}@{digest} being uploaded", dst.name),
+                expected: digest.clone(),
+                actual: put,
+            });
+        }
+        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_uploaded.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Put a small in-memory blob (a record's config or document) into `dst`: mounted from
+    /// the repository of this registry that received it earlier in this apply (the empty
+    /// config `{}` of every verdict and promotion record is one blob), else uploaded.
+    pub async fn put_bytes(&self, dst: Repo<'_>, bytes: bytes::Bytes) -> Result<(), RegistryError> {
+        let digest = Digest::of(&bytes);
+        let cell = self.ledger.cell(dst.registry.key(), &digest).await;
+        if let Some(holder) = cell.get()
+            && holder != dst.name
+            && dst.registry.mount_blob(dst.name, &digest, holder).await?
+        {
+            self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        dst.registry.put_blob_bytes(dst.name, bytes).await?;
+        let _ = cell.set(dst.name.to_string());
+        Ok(())
     }
 
     async fn stream_blob(
@@ -310,8 +364,9 @@ impl Copier<'_> {
                 }
             })
             .boxed();
+        // get_blob's stream verifies itself: the upload does not hash it a second time.
         dst.registry
-            .put_blob(dst.name, digest, size, stream)
+            .put_verified_blob(dst.name, digest, size, stream)
             .await?;
         self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);

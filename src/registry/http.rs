@@ -62,6 +62,54 @@ struct Inner {
     /// Held while the referrers API is probed, so concurrent first lookups wait for one
     /// answer instead of all probing.
     referrers_probe: tokio::sync::Mutex<()>,
+    /// Manifests and small blobs this client read or wrote by digest (see `ContentCache`).
+    cache: Mutex<ContentCache>,
+}
+
+/// Content this client already read or wrote, by (repository, digest): a manifest or small
+/// blob addressed by digest never changes, so one apply never asks for it twice (the scan
+/// and the promote re-read what the import just wrote). Scoped to the repository, so a
+/// repository is never assumed to hold what was only seen in another; a delete through this
+/// client evicts. Bounded: cleared when it would grow past `CACHE_BYTES`.
+#[derive(Debug, Default)]
+struct ContentCache {
+    manifests: std::collections::HashMap<(String, Digest), RawManifest>,
+    blobs: std::collections::HashMap<(String, Digest), Bytes>,
+    bytes: usize,
+}
+
+/// Bound of the content cache of one registry client.
+const CACHE_BYTES: usize = 32 << 20;
+/// Blobs up to this size go into the content cache.
+pub const SMALL_BLOB: u64 = 64 << 10;
+
+impl ContentCache {
+    fn make_room(&mut self, n: usize) {
+        if self.bytes + n > CACHE_BYTES {
+            self.manifests.clear();
+            self.blobs.clear();
+            self.bytes = 0;
+        }
+        self.bytes += n;
+    }
+
+    fn put_manifest(&mut self, repo: &str, m: &RawManifest) {
+        if m.bytes.len() > CACHE_BYTES / 8 {
+            return;
+        }
+        self.make_room(m.bytes.len());
+        self.manifests
+            .insert((repo.to_string(), m.digest.clone()), m.clone());
+    }
+
+    fn put_blob(&mut self, repo: &str, digest: &Digest, b: &Bytes) {
+        if b.len() as u64 > SMALL_BLOB {
+            return;
+        }
+        self.make_room(b.len());
+        self.blobs
+            .insert((repo.to_string(), digest.clone()), b.clone());
+    }
 }
 
 /// `Inner::referrers` states.
@@ -351,6 +399,7 @@ impl HttpRegistry {
                 open_uploads: std::sync::Mutex::new(Vec::new()),
                 referrers: AtomicU8::new(REFERRERS_UNKNOWN),
                 referrers_probe: tokio::sync::Mutex::new(()),
+                cache: Mutex::new(ContentCache::default()),
             }),
         })
     }
@@ -431,6 +480,11 @@ impl HttpRegistry {
         reference: &str,
     ) -> Result<Option<RawManifest>, RegistryError> {
         let i = &self.inner;
+        if let Some(d) = is_digest(reference)
+            && let Some(m) = i.cached_manifest(repo, &d)
+        {
+            return Ok(Some(m));
+        }
         let what = format!("get manifest {repo}:{reference}");
         let url = i.url(&format!("{repo}/manifests/{reference}"))?;
         let got = i
@@ -482,6 +536,7 @@ impl HttpRegistry {
         }
         let m = RawManifest::new(body.to_vec(), content_type(&headers).as_deref())
             .map_err(|e| RegistryError::invalid(&i.key, &what, e.to_string()))?;
+        i.cache.lock().expect("cache lock").put_manifest(repo, &m);
         Ok(Some(m))
     }
 
@@ -531,6 +586,7 @@ impl HttpRegistry {
                 actual: d,
             });
         }
+        i.cache.lock().expect("cache lock").put_manifest(repo, m);
         Ok(PutManifest {
             subject_indexed: headers.contains_key("oci-subject"),
         })
@@ -539,6 +595,11 @@ impl HttpRegistry {
     pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
         let i = &self.inner;
         let what = format!("delete manifest {repo}@{digest}");
+        i.cache
+            .lock()
+            .expect("cache lock")
+            .manifests
+            .remove(&(repo.to_string(), digest.clone()));
         let url = i.url(&format!("{repo}/manifests/{digest}"))?;
         i.retry(&what, || async {
             let call = Call::new(
@@ -616,8 +677,15 @@ impl HttpRegistry {
         digest: &Digest,
         max: u64,
     ) -> Result<Vec<u8>, RegistryError> {
+        let key = (repo.to_string(), digest.clone());
+        if let Some(b) = self.inner.cache.lock().expect("cache lock").blobs.get(&key)
+            && b.len() as u64 <= max
+        {
+            return Ok(b.to_vec());
+        }
         let what = format!("get blob {repo}@{digest}");
-        self.inner
+        let bytes = self
+            .inner
             .retry(&what, || async {
                 let blob = self.get_blob(repo, digest).await?;
                 if blob.size > max {
@@ -630,7 +698,13 @@ impl HttpRegistry {
                 let chunks: Vec<Bytes> = blob.stream.try_collect().await?;
                 Ok(chunks.concat())
             })
-            .await
+            .await?;
+        self.inner.cache.lock().expect("cache lock").put_blob(
+            repo,
+            digest,
+            &Bytes::copy_from_slice(&bytes),
+        );
+        Ok(bytes)
     }
 
     pub async fn put_blob(
@@ -640,6 +714,25 @@ impl HttpRegistry {
         size: u64,
         stream: BlobStream,
     ) -> Result<(), RegistryError> {
+        let verified = Verify::new(
+            stream,
+            digest,
+            size,
+            &self.inner.key,
+            format!("blob {repo}@{digest} being uploaded"),
+        )
+        .boxed();
+        self.put_verified_blob(repo, digest, size, verified).await
+    }
+
+    /// Upload a stream that already verifies itself (see `Registry::put_verified_blob`).
+    pub async fn put_verified_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        verified: BlobStream,
+    ) -> Result<(), RegistryError> {
         let i = &self.inner;
         let what = format!("upload blob {repo}@{digest}");
         let (location, min_chunk) = i.start_upload(repo, &what).await?;
@@ -647,14 +740,6 @@ impl HttpRegistry {
             .lock()
             .expect("open uploads lock")
             .push((repo.to_string(), location.clone()));
-        let verified = Verify::new(
-            stream,
-            digest,
-            size,
-            &i.key,
-            format!("blob {repo}@{digest} being uploaded"),
-        )
-        .boxed();
         let chunked = size > i.opts.chunk_threshold || i.prefer_chunked.load(Ordering::Relaxed);
         let result = if chunked {
             i.upload_chunked(repo, digest, location.clone(), verified, min_chunk, &what)
@@ -707,6 +792,10 @@ impl HttpRegistry {
             }
         })
         .await?;
+        i.cache
+            .lock()
+            .expect("cache lock")
+            .put_blob(repo, &digest, &bytes);
         Ok(digest)
     }
 
@@ -863,8 +952,11 @@ impl HttpRegistry {
                         StatusCode::NOT_FOUND
                         | StatusCode::BAD_REQUEST
                         | StatusCode::METHOD_NOT_ALLOWED => {
+                            let status = resp.status();
                             let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
-                            if parse_error_body(&body).is_none() {
+                            if status == StatusCode::METHOD_NOT_ALLOWED
+                                || parse_error_body(&body).is_none()
+                            {
                                 i.referrers.store(REFERRERS_UNSUPPORTED, Ordering::Release);
                                 tracing::debug!(registry = %i.key, "no referrers API: using the tag schema");
                             }
@@ -892,6 +984,15 @@ impl HttpRegistry {
 }
 
 impl Inner {
+    fn cached_manifest(&self, repo: &str, digest: &Digest) -> Option<RawManifest> {
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .manifests
+            .get(&(repo.to_string(), digest.clone()))
+            .cloned()
+    }
+
     fn url(&self, path: &str) -> Result<Url, RegistryError> {
         let s = format!("{}/v2/{path}", self.base.as_str().trim_end_matches('/'));
         Url::parse(&s)
@@ -1479,6 +1580,27 @@ mod tests {
             Some(("MANIFEST_UNKNOWN".into(), "manifest unknown".into()))
         );
         assert_eq!(parse_error_body(b"404 page not found"), None);
+    }
+
+    #[test]
+    fn content_cache_is_per_repository_and_bounded() {
+        let mut c = ContentCache::default();
+        let small = Bytes::from_static(b"{}");
+        let d = Digest::of(&small);
+        c.put_blob("a", &d, &small);
+        assert!(c.blobs.contains_key(&("a".to_string(), d.clone())));
+        assert!(!c.blobs.contains_key(&("b".to_string(), d.clone())));
+        // Too big to keep.
+        let big = Bytes::from(vec![0u8; SMALL_BLOB as usize + 1]);
+        c.put_blob("a", &Digest::of(&big), &big);
+        assert_eq!(c.blobs.len(), 1);
+        // Past the bound, everything is forgotten.
+        let chunk = Bytes::from(vec![1u8; SMALL_BLOB as usize]);
+        for n in 0..(CACHE_BYTES / chunk.len() + 1) {
+            c.put_blob(&format!("r{n}"), &Digest::of(&chunk), &chunk);
+        }
+        assert!(c.bytes <= CACHE_BYTES);
+        assert!(!c.blobs.contains_key(&("a".to_string(), d)));
     }
 
     #[test]

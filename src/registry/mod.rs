@@ -92,7 +92,9 @@ pub struct ClientOptions {
     /// Longest wait for response headers, for the next chunk of a body, or for progress
     /// of an upload body. There is no total timeout: big blobs take what they take.
     pub idle_timeout: Duration,
-    /// Blobs larger than this are uploaded in chunks (PATCH); smaller ones in one PUT.
+    /// Blobs larger than this are uploaded in chunks (PATCH); smaller ones stream in one PUT
+    /// (no buffering, the fastest path, measured in BENCHMARKS.md). A registry that answers
+    /// 413 to a monolithic upload gets chunks from then on.
     pub chunk_threshold: u64,
     /// The size of one PATCH chunk (held in memory per upload).
     pub chunk_size: u64,
@@ -105,7 +107,7 @@ impl Default for ClientOptions {
         ClientOptions {
             connect_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
-            chunk_threshold: 64 << 20,
+            chunk_threshold: 2 << 30,
             chunk_size: 16 << 20,
             max_manifest_size: 4 << 20,
             retry: RetryPolicy::default(),
@@ -241,6 +243,22 @@ impl Registry {
         dispatch!(self, r => r.put_blob(repo, digest, size, stream).await)
     }
 
+    /// [`Registry::put_blob`] for a stream that verifies itself against `digest` and `size`
+    /// (one returned by [`Registry::get_blob`] for the same digest): it is not hashed again.
+    pub async fn put_verified_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        stream: BlobStream,
+    ) -> Result<(), RegistryError> {
+        self.check(repo, None)?;
+        match self {
+            Registry::Http(r) => r.put_verified_blob(repo, digest, size, stream).await,
+            Registry::Layout(r) => r.put_blob(repo, digest, size, stream).await,
+        }
+    }
+
     pub async fn put_blob_bytes(
         &self,
         repo: &str,
@@ -328,7 +346,8 @@ impl Registry {
         let what = format!("update the referrers index {repo}:{tag}");
         let entry =
             referrer_descriptor(m).map_err(|e| RegistryError::invalid(self.key(), &what, e))?;
-        let _guard = self.referrers_lock().lock().await;
+        let lock = self.referrers_lock(repo, &tag);
+        let _guard = lock.lock().await;
         let mut index = match self.get_manifest(repo, &tag).await? {
             Some(current) => {
                 if !current.is_index() {
@@ -390,10 +409,18 @@ impl Registry {
         Ok(())
     }
 
-    fn referrers_lock(&self) -> &tokio::sync::Mutex<()> {
-        static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-        // One lock for the process: referrer index updates are rare and short.
-        &LOCK
+    /// The lock serialising read-modify-write updates of one tag-schema index (this registry,
+    /// repository and subject): updates of different indexes run in parallel.
+    fn referrers_lock(&self, repo: &str, tag: &str) -> Arc<tokio::sync::Mutex<()>> {
+        static LOCKS: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>> =
+            Mutex::new(BTreeMap::new());
+        let mut locks = LOCKS.lock().expect("referrers locks");
+        // Forget indexes nobody is updating (only this map holds their lock).
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks
+            .entry(format!("{}/{repo}:{tag}", self.key()))
+            .or_default()
+            .clone()
     }
 }
 
