@@ -119,8 +119,8 @@ async fn promote_within_one_registry_moves_no_blob_bytes() {
             "blob {d} uploaded outside quarantine: {uploads:?}"
         );
         assert!(
-            uploads.len() <= 1,
-            "blob {d} uploaded {} times: {uploads:?}",
+            uploads.len() == 1,
+            "blob {d} must be uploaded exactly once (to quarantine), was {} times: {uploads:?}",
             uploads.len()
         );
     }
