@@ -4,7 +4,7 @@
 
 use airlock::model::Digest;
 
-use crate::support::airlock::{Workdir, config, digest_of, seed_walkthrough, sources};
+use crate::support::airlock::{Walkthrough, Workdir, config, digest_of, seed_walkthrough, sources};
 use crate::support::client::{RawClient, push_raw};
 use crate::support::images::{Content, Format, ImageBuilder, random_layer_blob};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
@@ -23,15 +23,12 @@ fn actions_of(plan: &serde_json::Value, kind: &str) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn walkthrough_plans_applies_and_converges() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let w = Workdir::new(&config(
-        &upstream.url(),
-        &target.url(),
-        &sources(&images),
-        "",
-    ));
+    let Walkthrough {
+        upstream: _upstream, // kept running until the test ends
+        target,
+        images,
+        w,
+    } = Walkthrough::start().await;
 
     // The plan: 6 imports, 6 scans, 6 promotes, with the digests upstream holds.
     let plan = w.run(&["plan", "--format", "json"]).await.expect(0).json();
@@ -85,15 +82,12 @@ async fn walkthrough_plans_applies_and_converges() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn promote_within_one_registry_moves_no_blob_bytes() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let w = Workdir::new(&config(
-        &upstream.url(),
-        &target.url(),
-        &sources(&images),
-        "",
-    ));
+    let Walkthrough {
+        upstream: _upstream, // kept running until the test ends
+        target,
+        images,
+        w,
+    } = Walkthrough::start().await;
     w.run(&["apply", "--auto-approve"]).await.expect(0);
 
     // Every image blob was uploaded to quarantine once, and never to live: live got mounts.
@@ -182,15 +176,12 @@ async fn a_flipped_byte_fails_only_that_image() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_saved_plan_is_stale_when_a_live_tag_moved() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let w = Workdir::new(&config(
-        &upstream.url(),
-        &target.url(),
-        &sources(&images),
-        "",
-    ));
+    let Walkthrough {
+        upstream: _upstream, // kept running until the test ends
+        target,
+        images,
+        w,
+    } = Walkthrough::start().await;
     w.run(&["plan", "--out", "plan.json"]).await.expect(0);
     assert!(w.path().join("plan.json").exists());
     w.run(&["show", "plan.json", "--format", "markdown"])

@@ -97,14 +97,7 @@ pub fn parse(scanner: &str, bytes: &[u8]) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/scanners/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-    }
+    use crate::gate::scanners::fixture;
 
     #[test]
     fn matches_become_findings() {

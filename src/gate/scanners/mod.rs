@@ -221,6 +221,16 @@ pub fn parse(spec: &ScannerSpec, stdout: &[u8]) -> Result<Report, String> {
     })
 }
 
+/// A recorded scanner report from tests/fixtures/scanners.
+#[cfg(test)]
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/tests/fixtures/scanners/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
 /// `id severity package installed -> fixed`, for comparing findings in tests.
 #[cfg(test)]
 fn summary(f: &Finding) -> String {

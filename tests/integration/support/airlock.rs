@@ -147,3 +147,32 @@ pub fn sources(images: &[WalkthroughImage]) -> Vec<String> {
 pub fn digest_of(w: &WalkthroughImage) -> airlock::model::Digest {
     w.content.top().digest.clone()
 }
+
+/// An upstream holding the walkthrough's six images, an empty target for quarantine and
+/// live, and a work directory whose configuration declares all six.
+pub struct Walkthrough {
+    pub upstream: TestRegistry,
+    pub target: TestRegistry,
+    pub images: Vec<WalkthroughImage>,
+    pub w: Workdir,
+}
+
+impl Walkthrough {
+    pub async fn start() -> Walkthrough {
+        let upstream = TestRegistry::start(super::registry::Auth::None).await;
+        let target = TestRegistry::start(super::registry::Auth::None).await;
+        let images = seed_walkthrough(&upstream).await;
+        let w = Workdir::new(&config(
+            &upstream.url(),
+            &target.url(),
+            &sources(&images),
+            "",
+        ));
+        Walkthrough {
+            upstream,
+            target,
+            images,
+            w,
+        }
+    }
+}
