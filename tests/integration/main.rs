@@ -2,6 +2,7 @@
 //! binary and library driven against them.
 
 mod apply;
+mod architecture;
 #[cfg(feature = "azure")]
 mod azure;
 mod gate;
