@@ -114,7 +114,7 @@ pub enum Command {
         format: ReportFormat,
     },
 
-    /// Print a saved plan file.
+    /// Print a saved plan file, after checking it against the configuration as apply does.
     Show {
         /// A plan written by `airlock plan --out FILE`.
         plan: PathBuf,
@@ -161,7 +161,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Audit { format } => {
             commands::audit(&cli.config, matches!(format, ReportFormat::Json))
         }
-        Command::Show { plan, format } => commands::show(&plan, format.into()),
+        Command::Show { plan, format } => commands::show(&cli.config, &plan, format.into()),
         Command::Images { format } => {
             commands::images(&cli.config, matches!(format, ImagesFormat::Kustomize))
         }
