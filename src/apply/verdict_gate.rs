@@ -226,7 +226,7 @@ pub fn evaluate(
     }
     if recomputed.decision == Decision::Fail {
         return fails(format!(
-            "fails under the current gate (fail_on = {})",
+            "a finding at or above fail_on = {} counts under the current gate",
             desired.gate.fail_on
         ));
     }

@@ -9,5 +9,6 @@ mod harness;
 mod interrupt;
 mod quickstart;
 mod registry_client;
+mod saved_plan;
 mod scenarios;
 mod support;
