@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 
 use super::acr;
-use super::verdict_gate::{self, Judgement};
 use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
+use super::verdict_gate::{self, Judgement};
 use crate::config::DesiredState;
 use crate::model::Digest;
 use crate::model::manifest::subset_index;
@@ -232,8 +232,15 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let repo = &a.target.repository;
     let image = a.image.clone().unwrap_or_default();
     // A current verdict, judged from its document (not its annotations): nothing to do.
-    match verdict_gate::judge(ctx.desired, &reg, repo, &a.digest, &image_path(ctx, a), now())
-        .await?
+    match verdict_gate::judge(
+        ctx.desired,
+        &reg,
+        repo,
+        &a.digest,
+        &image_path(ctx, a),
+        now(),
+    )
+    .await?
     {
         Judgement::Pass { verdict } => {
             return Ok(Status::Unchanged {

@@ -180,7 +180,10 @@ pub fn evaluate(
         ));
     }
     if doc.created > now + MAX_SKEW {
-        return unusable(format!("the document is dated in the future ({})", doc.created));
+        return unusable(format!(
+            "the document is dated in the future ({})",
+            doc.created
+        ));
     }
     let max = time::Duration::try_from(desired.gate.max_verdict_age).unwrap_or(time::Duration::MAX);
     if now - doc.created > max {
@@ -348,7 +351,10 @@ source = "docker.io/library/busybox:1.33.0"
         let mut v = doc(&d, vec![finding("CVE-CRIT", Severity::Critical)], NOW);
         assert_eq!(v.decision, Decision::Fail);
         let j = eval(&d, &v);
-        assert!(matches!(&j, Judgement::Fails { findings, .. } if findings[0].id == "CVE-CRIT"), "{j:?}");
+        assert!(
+            matches!(&j, Judgement::Fails { findings, .. } if findings[0].id == "CVE-CRIT"),
+            "{j:?}"
+        );
         // The document's decision edited to pass: recomputed from the findings.
         v.decision = Decision::Pass;
         v.counts = BTreeMap::new();
@@ -397,7 +403,10 @@ reason = "not reachable"
             "{j:?}"
         );
         let j = evaluate(&d, &artifact(), &v, &Digest::of(b"other"), REPO, PATH, NOW);
-        assert!(matches!(&j, Judgement::Unusable { detail } if detail.contains("about")), "{j:?}");
+        assert!(
+            matches!(&j, Judgement::Unusable { detail } if detail.contains("about")),
+            "{j:?}"
+        );
         let j = evaluate(
             &d,
             &artifact(),
@@ -407,16 +416,23 @@ reason = "not reachable"
             PATH,
             NOW,
         );
-        assert!(matches!(&j, Judgement::Unusable { detail } if detail.contains("made in")), "{j:?}");
+        assert!(
+            matches!(&j, Judgement::Unusable { detail } if detail.contains("made in")),
+            "{j:?}"
+        );
     }
 
     #[test]
     fn expired_or_future_verdicts_are_unusable() {
         let d = desired("max_verdict_age = \"7d\"");
         let old = doc(&d, vec![], NOW - time::Duration::days(8));
-        assert!(matches!(eval(&d, &old), Judgement::Unusable { detail } if detail.contains("max_verdict_age")));
+        assert!(
+            matches!(eval(&d, &old), Judgement::Unusable { detail } if detail.contains("max_verdict_age"))
+        );
         let future = doc(&d, vec![], NOW + time::Duration::days(365));
-        assert!(matches!(eval(&d, &future), Judgement::Unusable { detail } if detail.contains("future")));
+        assert!(
+            matches!(eval(&d, &future), Judgement::Unusable { detail } if detail.contains("future"))
+        );
         let skewed = doc(&d, vec![], NOW + time::Duration::minutes(1));
         assert!(is_pass(&eval(&d, &skewed)));
     }
@@ -426,14 +442,18 @@ reason = "not reachable"
         let d = desired("");
         let mut v = doc(&d, vec![], NOW);
         v.scanners.clear();
-        assert!(matches!(eval(&d, &v), Judgement::Fails { detail, .. } if detail.contains("no result from scanner `policy`")));
+        assert!(
+            matches!(eval(&d, &v), Judgement::Fails { detail, .. } if detail.contains("no result from scanner `policy`"))
+        );
         let mut v = doc(&d, vec![], NOW);
         v.scanners[0].ok = false;
         v.scanners[0].error = Some("exit 1".into());
         assert!(matches!(eval(&d, &v), Judgement::Fails { .. }));
         let mut v = doc(&d, vec![], NOW);
         v.scanners[0].error = Some("results not available yet".into());
-        assert!(matches!(eval(&d, &v), Judgement::Unusable { detail } if detail.contains("pending")));
+        assert!(
+            matches!(eval(&d, &v), Judgement::Unusable { detail } if detail.contains("pending"))
+        );
         let mut v = doc(&d, vec![], NOW);
         v.decision = Decision::Pending;
         assert!(matches!(eval(&d, &v), Judgement::Unusable { .. }));

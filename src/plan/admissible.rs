@@ -132,7 +132,9 @@ fn under_prefix(repository: &str, prefix: &str) -> bool {
 /// `sha256-<64 hex>`: the referrers tag schema's namespace (records, not images).
 fn is_referrers_tag(tag: &str) -> bool {
     tag.strip_prefix("sha256-").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 
@@ -230,14 +232,14 @@ impl Checker<'_> {
 
 /// Check every action of `plan` against what `desired` could produce. Empty: admissible.
 pub fn check(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
-    let specs: BTreeMap<String, &ImageSpec> =
-        desired.images.iter().map(|s| (s.key(), s)).collect();
+    let specs: BTreeMap<String, &ImageSpec> = desired.images.iter().map(|s| (s.key(), s)).collect();
     let declared_live: BTreeMap<(String, String), &ImageSpec> = desired
         .images
         .iter()
         .map(|s| ((desired.live.repository(&s.path), s.tag.clone()), s))
         .collect();
-    let by_id: BTreeMap<&str, &Action> = plan.actions().iter().map(|a| (a.id.as_str(), a)).collect();
+    let by_id: BTreeMap<&str, &Action> =
+        plan.actions().iter().map(|a| (a.id.as_str(), a)).collect();
     let mut problems = Vec::new();
 
     for a in plan.actions() {
@@ -298,7 +300,11 @@ fn check_import(spec: &ImageSpec, l: &Locations, c: &mut Checker<'_>) {
     if a.platforms != spec.platforms {
         let list = |p: &Option<Vec<crate::model::Platform>>| match p {
             None => "all platforms".to_string(),
-            Some(v) => v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+            Some(v) => v
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         };
         c.fail(format!(
             "it keeps {}, but {key} declares {}",
@@ -628,7 +634,9 @@ fn check_catalog(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
     if computed != plan.live_after {
         problems.push(Inadmissible {
             what: "live_after".into(),
-            problem: "the live catalog after the plan is not what its actions produce from live_before".into(),
+            problem:
+                "the live catalog after the plan is not what its actions produce from live_before"
+                    .into(),
         });
     }
     problems

@@ -19,8 +19,7 @@ use crate::support::skopeo::skopeo_digest;
 /// Read a plan file, let `edit` change its actions, and write it back with its plan_hash
 /// recomputed exactly as airlock computes it (the hash is unkeyed: an attacker can too).
 fn rewrite(dir: &Path, from: &str, to: &str, edit: impl FnOnce(&mut Vec<Action>)) -> Plan {
-    let view: PlanView =
-        serde_json::from_slice(&std::fs::read(dir.join(from)).unwrap()).unwrap();
+    let view: PlanView = serde_json::from_slice(&std::fs::read(dir.join(from)).unwrap()).unwrap();
     let mut actions = view.actions;
     edit(&mut actions);
     let plan = Plan::new(
@@ -36,7 +35,13 @@ fn rewrite(dir: &Path, from: &str, to: &str, edit: impl FnOnce(&mut Vec<Action>)
     )
     .unwrap();
     let mut out = Vec::new();
-    render::render(&plan, Format::Json, &HumanOptions { color: false }, &mut out).unwrap();
+    render::render(
+        &plan,
+        Format::Json,
+        &HumanOptions { color: false },
+        &mut out,
+    )
+    .unwrap();
     std::fs::write(dir.join(to), out).unwrap();
     plan
 }
@@ -109,11 +114,23 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
         ("no-scan.json", format!("promote:{busybox}")),
     ] {
         let run = w.run(&["apply", file]).await.expect(1);
-        assert!(run.stderr.contains(&format!("`{id}`")), "{file}: {}", run.stderr);
-        assert!(run.stderr.contains("nothing was applied"), "{file}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("`{id}`")),
+            "{file}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("nothing was applied"),
+            "{file}: {}",
+            run.stderr
+        );
         // `show` validates the same way: a reviewer never sees a plan apply would refuse.
         let shown = w.run(&["show", file]).await.expect(1);
-        assert!(shown.stderr.contains(&format!("`{id}`")), "{}", shown.stderr);
+        assert!(
+            shown.stderr.contains(&format!("`{id}`")),
+            "{}",
+            shown.stderr
+        );
         assert!(shown.stdout.is_empty(), "{}", shown.stdout);
     }
     // Nothing was written anywhere: no manifest, no tag.
@@ -122,7 +139,12 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
     assert_eq!(target.count_requests("POST", "/blobs/uploads"), 0);
     let client = RawClient::new(&target.url(), None);
     assert!(client.get_manifest("live/evil/thing", "1").await.is_none());
-    assert!(client.get_manifest("live/library/busybox", "1.33.0").await.is_none());
+    assert!(
+        client
+            .get_manifest("live/library/busybox", "1.33.0")
+            .await
+            .is_none()
+    );
 
     // An edit without recomputing the hash: refused, and the hash that would be accepted is
     // not printed.
@@ -132,7 +154,11 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
     let recorded = v["plan_hash"].as_str().unwrap().to_string();
     assert_eq!(recorded, honest.hash().to_string());
     v["actions"][0]["reason"] = "edited".into();
-    std::fs::write(w.path().join("edited.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::write(
+        w.path().join("edited.json"),
+        serde_json::to_vec(&v).unwrap(),
+    )
+    .unwrap();
     let expected = {
         let actions: Vec<Action> = serde_json::from_value(v["actions"].clone()).unwrap();
         Plan::new(
@@ -159,7 +185,14 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
     // An honest file shows and applies; a live tag changed under it is called out as live.
     w.run(&["show", "plan.json"]).await.expect(0);
     let other = ImageBuilder::new("pushed around the gate").build();
-    push_raw(&target.url(), "live/library/busybox", "1.33.0", &other, None).await;
+    push_raw(
+        &target.url(),
+        "live/library/busybox",
+        "1.33.0",
+        &other,
+        None,
+    )
+    .await;
     let run = w.run(&["apply", "plan.json"]).await.expect(4);
     assert!(
         run.stderr
@@ -171,8 +204,16 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
     assert!(!run.stderr.contains("upstream"), "{}", run.stderr);
     // The next plan says the same (it is not an upstream move), and its file applies.
     let planned = w.run(&["plan", "--out", "plan2.json"]).await.expect(0);
-    assert!(planned.stdout.contains("possible tampering"), "{}", planned.stdout);
-    assert!(!planned.stdout.contains("upstream tag"), "{}", planned.stdout);
+    assert!(
+        planned.stdout.contains("possible tampering"),
+        "{}",
+        planned.stdout
+    );
+    assert!(
+        !planned.stdout.contains("upstream tag"),
+        "{}",
+        planned.stdout
+    );
     w.run(&["apply", "plan2.json"]).await.expect(0);
     for img in &images {
         let live = skopeo_digest(&target.host(), &format!("live/{}", img.path_tag())).await;
@@ -184,7 +225,10 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
 /// document, its layer, still says fail), in the referrers tag schema index as well.
 async fn edit_verdict_annotations(client: &RawClient, repo: &str, subject: &Digest) -> usize {
     let tag = subject.referrers_tag();
-    let index = client.get_manifest(repo, &tag).await.expect("referrers index");
+    let index = client
+        .get_manifest(repo, &tag)
+        .await
+        .expect("referrers index");
     let mut index: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
     let mut edited = 0;
     for entry in index["manifests"].as_array_mut().unwrap() {
@@ -230,12 +274,16 @@ async fn a_failing_verdict_with_its_annotation_edited_to_pass_does_not_promote()
     let run = w.run(&["apply", "--auto-approve"]).await.expect(3);
     assert!(run.stdout.contains("AIRLOCK-ROOT-USER"), "{}", run.stdout);
     let client = RawClient::new(&target.url(), None);
-    assert!(client.get_manifest("live/library/rooty", "1").await.is_none());
+    assert!(
+        client
+            .get_manifest("live/library/rooty", "1")
+            .await
+            .is_none()
+    );
 
     // Someone with push rights to quarantine edits the verdict's annotations to `pass`.
     let edited =
-        edit_verdict_annotations(&client, "quarantine/library/rooty", &rooty.manifest.digest)
-            .await;
+        edit_verdict_annotations(&client, "quarantine/library/rooty", &rooty.manifest.digest).await;
     assert_eq!(edited, 1);
     // The planner reads annotations, so it now plans the promotion (the attack reaches apply).
     let plan = w
@@ -256,7 +304,16 @@ async fn a_failing_verdict_with_its_annotation_edited_to_pass_does_not_promote()
         let run = w.run(&args).await.expect(3);
         assert!(run.stdout.contains("the verdict fails"), "{}", run.stdout);
         assert!(run.stdout.contains("AIRLOCK-ROOT-USER"), "{}", run.stdout);
-        assert!(client.get_manifest("live/library/rooty", "1").await.is_none());
+        assert!(
+            client
+                .get_manifest("live/library/rooty", "1")
+                .await
+                .is_none()
+        );
     }
-    assert_eq!(target.count_requests("PUT", "/manifests/1"), 1, "only the quarantine tag");
+    assert_eq!(
+        target.count_requests("PUT", "/manifests/1"),
+        1,
+        "only the quarantine tag"
+    );
 }

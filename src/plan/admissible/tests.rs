@@ -76,7 +76,8 @@ fn verdict(ds: &DesiredState, decision: Decision, digest: char) -> VerdictInfo {
 /// Both images fresh: import, scan, promote each.
 fn fresh(ds: &DesiredState) -> Plan {
     let mut o = ObservedState::default();
-    o.images.insert(BUSYBOX.into(), image('a', None, None, None));
+    o.images
+        .insert(BUSYBOX.into(), image('a', None, None, None));
     o.images.insert(ALPINE.into(), image('b', None, None, None));
     diff::plan(ds, &o, now()).unwrap()
 }
@@ -112,10 +113,7 @@ fn refused(ds: &DesiredState, p: &Plan, what: &str, needle: &str) {
 #[test]
 fn every_plan_the_planner_makes_is_admissible() {
     let plain = desired("", IMAGES);
-    let prune_demote = desired(
-        "[gate]\non_fail = \"demote\"\n",
-        IMAGES,
-    );
+    let prune_demote = desired("[gate]\non_fail = \"demote\"\n", IMAGES);
     let mut prune_demote = prune_demote;
     prune_demote.prune = true;
     let pinned = desired(
@@ -251,7 +249,8 @@ fn a_pinned_import_reads_only_the_pin() {
         ),
     );
     let mut o = ObservedState::default();
-    o.images.insert(BUSYBOX.into(), image('a', None, None, None));
+    o.images
+        .insert(BUSYBOX.into(), image('a', None, None, None));
     let honest = diff::plan(&ds, &o, now()).unwrap();
     assert!(problems(&ds, &honest).is_empty());
     let id = format!("import:{BUSYBOX}");
@@ -309,7 +308,9 @@ fn dropped_or_extra_dependencies_are_refused() {
     let ds = desired("", IMAGES);
     let id = format!("promote:{BUSYBOX}");
     let p = edit(&fresh(&ds), |parts| {
-        action(parts, &id).depends_on.retain(|d| !d.starts_with("scan:"));
+        action(parts, &id)
+            .depends_on
+            .retain(|d| !d.starts_with("scan:"));
     })
     .unwrap();
     refused(&ds, &p, &id, "depend on exactly");
@@ -435,8 +436,16 @@ fn deleting_outside_the_live_prefix_is_refused() {
             "not under the live prefix",
         );
     }
-    let p2 = edit(&p, |parts| parts.actions[0].target.registry = "docker.io".into()).unwrap();
-    refused(&ds, &p2, "delete:live/old/thing:1", "not under the live prefix");
+    let p2 = edit(&p, |parts| {
+        parts.actions[0].target.registry = "docker.io".into()
+    })
+    .unwrap();
+    refused(
+        &ds,
+        &p2,
+        "delete:live/old/thing:1",
+        "not under the live prefix",
+    );
 }
 
 #[test]
@@ -475,7 +484,8 @@ fn a_demote_needs_on_fail_demote_and_the_images_own_tag() {
 fn a_scan_or_promote_of_another_digest_is_refused() {
     let ds = desired("", IMAGES);
     let mut o = ObservedState::default();
-    o.images.insert(BUSYBOX.into(), image('a', Some('a'), None, None));
+    o.images
+        .insert(BUSYBOX.into(), image('a', Some('a'), None, None));
     let honest = diff::plan(&ds, &o, now()).unwrap();
     assert!(problems(&ds, &honest).is_empty());
     let p = edit(&honest, |parts| {
@@ -488,8 +498,18 @@ fn a_scan_or_promote_of_another_digest_is_refused() {
         parts.live_after[0].digest = d('7');
     })
     .unwrap();
-    refused(&ds, &p, &format!("scan:{BUSYBOX}"), "the quarantine tag held");
-    refused(&ds, &p, &format!("promote:{BUSYBOX}"), "the quarantine tag held");
+    refused(
+        &ds,
+        &p,
+        &format!("scan:{BUSYBOX}"),
+        "the quarantine tag held",
+    );
+    refused(
+        &ds,
+        &p,
+        &format!("promote:{BUSYBOX}"),
+        "the quarantine tag held",
+    );
 }
 
 #[test]
@@ -499,7 +519,12 @@ fn preconditions_observe_each_tag_once() {
         action(parts, &format!("promote:{BUSYBOX}")).preconditions[1].digest = Some(d('5'));
     })
     .unwrap();
-    refused(&ds, &p, &format!("promote:{BUSYBOX}"), "one plan observes a tag once");
+    refused(
+        &ds,
+        &p,
+        &format!("promote:{BUSYBOX}"),
+        "one plan observes a tag once",
+    );
 }
 
 #[test]

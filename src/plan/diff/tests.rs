@@ -211,11 +211,19 @@ fn a_live_tag_changed_around_the_gate_is_not_an_upstream_move() {
         .find(|a| a.kind == ActionKind::Promote)
         .unwrap();
     assert!(!promote.reason.contains("upstream"), "{}", promote.reason);
-    assert!(promote.reason.contains("live tag changed"), "{}", promote.reason);
+    assert!(
+        promote.reason.contains("live tag changed"),
+        "{}",
+        promote.reason
+    );
     assert!(
         p.warnings.iter().any(|w| w.contains("possible tampering")),
         "{:?}",
         p.warnings
     );
-    assert!(!p.warnings.iter().any(|w| w.contains("upstream")), "{:?}", p.warnings);
+    assert!(
+        !p.warnings.iter().any(|w| w.contains("upstream")),
+        "{:?}",
+        p.warnings
+    );
 }
