@@ -17,7 +17,8 @@
 //!
 //! Preconditions must be exactly the locations the planner records for that kind, and every
 //! location must have one observed digest across the plan. The live catalog (`live_before`
-//! → `live_after`) must be what the actions do, so what `show` prints is what `apply` runs.
+//! → `live_after`) must be what the actions do, and a blocked entry must name a declared
+//! image the plan does not promote, so what `show` prints is what `apply` runs.
 //! The verdict itself is never taken from the plan: apply reads the verdict document when it
 //! promotes (`apply::verdict_gate`).
 
@@ -275,6 +276,32 @@ pub fn check(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
             },
         }
         problems.extend(c.problems);
+    }
+    for b in &plan.blocked {
+        let what = format!("blocked `{}`", b.image);
+        match specs.get(&b.image) {
+            None => problems.push(Inadmissible {
+                what,
+                problem: "not an image airlock.toml declares".into(),
+            }),
+            Some(spec) => {
+                if b.location != Locations::of(desired, spec).quarantine {
+                    problems.push(Inadmissible {
+                        what: what.clone(),
+                        problem: format!(
+                            "the verdict is about {}, not this image's quarantine tag",
+                            b.location
+                        ),
+                    });
+                }
+                if by_id.contains_key(format!("promote:{}", b.image).as_str()) {
+                    problems.push(Inadmissible {
+                        what,
+                        problem: "the plan both blocks and promotes it".into(),
+                    });
+                }
+            }
+        }
     }
     problems.extend(check_observations(plan));
     problems.extend(check_catalog(desired, plan));

@@ -588,3 +588,34 @@ fn locations_are_classified_by_kind() {
     );
     assert_eq!(k.kind(&loc("acr", "elsewhere/x", "1")), None);
 }
+
+#[test]
+fn a_blocked_image_is_declared_and_not_promoted() {
+    let ds = desired("", IMAGES);
+    let mut o = ObservedState::default();
+    let v = verdict(&ds, Decision::Fail, 'f');
+    o.images
+        .insert(BUSYBOX.into(), image('a', Some('a'), None, Some(v)));
+    o.images.insert(ALPINE.into(), image('b', None, None, None));
+    let honest = diff::plan(&ds, &o, now()).unwrap();
+    assert_eq!(honest.blocked.len(), 1);
+    assert!(problems(&ds, &honest).is_empty());
+    let p = edit(&honest, |parts| {
+        parts.blocked[0].image = "evil/thing:1".into()
+    })
+    .unwrap();
+    refused(&ds, &p, "blocked `evil/thing:1`", "not an image");
+    let p = edit(&honest, |parts| parts.blocked[0].image = ALPINE.into()).unwrap();
+    refused(
+        &ds,
+        &p,
+        "blocked `library/alpine:3.19`",
+        "both blocks and promotes",
+    );
+    refused(
+        &ds,
+        &p,
+        "blocked `library/alpine:3.19`",
+        "not this image's quarantine tag",
+    );
+}
