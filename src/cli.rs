@@ -91,7 +91,8 @@ pub enum Command {
         detailed_exitcode: bool,
     },
 
-    /// Execute a plan. With FILE (from `plan --out`), re-check its preconditions and apply
+    /// Execute a plan. With FILE (from `plan --out`), check that every action is one the
+    /// configuration could produce (exit 1 otherwise), re-check its preconditions and apply
     /// exactly it (exit 4 if anything moved). Without, plan now, show it and ask.
     Apply {
         /// A saved plan from `airlock plan --out FILE`.
