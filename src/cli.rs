@@ -91,7 +91,8 @@ pub enum Command {
         detailed_exitcode: bool,
     },
 
-    /// Execute a plan. With FILE (from `plan --out`), re-check its preconditions and apply
+    /// Execute a plan. With FILE (from `plan --out`), check that every action is one the
+    /// configuration could produce (exit 1 otherwise), re-check its preconditions and apply
     /// exactly it (exit 4 if anything moved). Without, plan now, show it and ask.
     Apply {
         /// A saved plan from `airlock plan --out FILE`.
@@ -114,7 +115,7 @@ pub enum Command {
         format: ReportFormat,
     },
 
-    /// Print a saved plan file.
+    /// Print a saved plan file, after checking it against the configuration as apply does.
     Show {
         /// A plan written by `airlock plan --out FILE`.
         plan: PathBuf,
@@ -161,7 +162,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Audit { format } => {
             commands::audit(&cli.config, matches!(format, ReportFormat::Json))
         }
-        Command::Show { plan, format } => commands::show(&plan, format.into()),
+        Command::Show { plan, format } => commands::show(&cli.config, &plan, format.into()),
         Command::Images { format } => {
             commands::images(&cli.config, matches!(format, ImagesFormat::Kustomize))
         }

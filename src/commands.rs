@@ -186,17 +186,31 @@ pub fn plan(
     })
 }
 
-pub fn read_plan_file(path: &Path) -> Result<Plan, Error> {
+/// Read a saved plan: untrusted input. Besides the file checks (format version, graph,
+/// plan_hash), every action must be one the current configuration could produce
+/// (`plan::admissible`); otherwise nothing is shown or applied (exit 1).
+pub fn read_plan_file(path: &Path, desired: &DesiredState) -> Result<Plan, Error> {
     let bytes = std::fs::read(path)
         .map_err(|e| Error::io(format!("failed to read plan file {}", path.display()), e))?;
-    render::parse_plan_file(&bytes).map_err(|source| Error::PlanFile {
+    let plan = render::parse_plan_file(&bytes).map_err(|source| Error::PlanFile {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    let problems = crate::plan::admissible::check(desired, &plan);
+    if !problems.is_empty() {
+        return Err(Error::Inadmissible {
+            path: path.to_path_buf(),
+            config: desired.file.clone(),
+            problems,
+        });
+    }
+    Ok(plan)
 }
 
-pub fn show(path: &Path, format: Format) -> Result<Outcome, Error> {
-    let plan = read_plan_file(path)?;
+/// Print a saved plan after the same validation apply does: what is shown is what runs.
+pub fn show(config: &Path, path: &Path, format: Format) -> Result<Outcome, Error> {
+    let desired = load(config)?;
+    let plan = read_plan_file(path, &desired)?;
     render_plan(&plan, format)?;
     Ok(Outcome::Success)
 }
@@ -314,7 +328,7 @@ pub fn apply(
         let mut signals = Signals::install()?.into_stream();
         let plan = match plan_file {
             Some(f) => {
-                let plan = read_plan_file(f)?;
+                let plan = read_plan_file(f, &desired)?;
                 if plan.policy_hash != desired.policy_hash() {
                     eprintln!(
                         "The plan is stale: the gate configuration changed since it was made (policy hash {} → {}). Nothing was applied; run `airlock plan` again.",
@@ -324,11 +338,14 @@ pub fn apply(
                     return Ok(Outcome::Stale);
                 }
                 let moved = tokio::select! {
-                    m = apply::preconditions::check(&plan, &registries) => m?,
+                    m = apply::preconditions::check(&plan, &desired, &registries) => m?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
                 if !moved.is_empty() {
-                    eprintln!("The plan is stale: these tags moved since it was made. Nothing was applied; run `airlock plan` again.");
+                    eprintln!(
+                        "The plan is stale: {} tag(s) changed since it was made. Nothing was applied; run `airlock plan` again.",
+                        moved.len()
+                    );
                     for m in &moved {
                         eprintln!("  {m}");
                     }

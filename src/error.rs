@@ -18,6 +18,18 @@ pub enum Error {
     Plan(#[from] PlanError),
     #[error("cannot use plan file {}: {source}", path.display())]
     PlanFile { path: PathBuf, source: ViewError },
+    /// A saved plan holds actions the current configuration would never produce.
+    #[error(
+        "refusing plan file {}: it holds actions that {} cannot produce; nothing was applied\n{}",
+        path.display(),
+        config.display(),
+        problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    Inadmissible {
+        path: PathBuf,
+        config: PathBuf,
+        problems: Vec<crate::plan::admissible::Inadmissible>,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -9,6 +9,7 @@ pub mod preconditions;
 pub mod report;
 pub mod steps;
 pub mod transfer;
+pub mod verdict_gate;
 
 use std::collections::HashMap;
 use std::future::Future;

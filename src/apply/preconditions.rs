@@ -1,8 +1,12 @@
 //! Saved plans: before anything is applied, every tag the plan observed is read again; if
-//! one moved, the plan is stale and nothing is applied.
+//! one moved, the plan is stale and nothing is applied. The message says which kind of
+//! place moved: an upstream tag moving is ordinary; a live tag changing under a plan is
+//! not (only airlock writes live), so it is called out as possible tampering.
 
 use futures_util::stream::{self, StreamExt};
 
+use crate::config::DesiredState;
+use crate::plan::admissible::{LocationKind, LocationKinds};
 use crate::plan::{Plan, Precondition};
 use crate::registry::{Registries, RegistryError};
 
@@ -11,6 +15,8 @@ use crate::registry::{Registries, RegistryError};
 pub struct Moved {
     pub precondition: Precondition,
     pub now: Option<crate::model::Digest>,
+    /// What kind of place the location is (None: not one the configuration names).
+    pub kind: Option<LocationKind>,
 }
 
 impl std::fmt::Display for Moved {
@@ -20,18 +26,37 @@ impl std::fmt::Display for Moved {
                 .map(|d| d.short())
                 .unwrap_or_else(|| "(absent)".into())
         };
-        write!(
-            f,
-            "{}: planned with {}, now {}",
-            self.precondition.location,
-            show(&self.precondition.digest),
-            show(&self.now)
-        )
+        let loc = &self.precondition.location;
+        let was = show(&self.precondition.digest);
+        let now = show(&self.now);
+        match self.kind {
+            Some(LocationKind::Live) => write!(
+                f,
+                "live tag {loc} changed since the plan (planned with {was}, now {now}): only airlock writes live, so this is possible tampering; `airlock audit` checks live"
+            ),
+            Some(LocationKind::Quarantine) => write!(
+                f,
+                "quarantine tag {loc} changed since the plan (planned with {was}, now {now}): another apply ran, or something wrote quarantine around airlock"
+            ),
+            Some(LocationKind::Upstream) => write!(
+                f,
+                "upstream tag {loc} moved since the plan (planned with {was}, now {now})"
+            ),
+            None => write!(
+                f,
+                "{loc} changed since the plan (planned with {was}, now {now})"
+            ),
+        }
     }
 }
 
 /// Re-read every precondition; return those that moved.
-pub async fn check(plan: &Plan, registries: &Registries) -> Result<Vec<Moved>, RegistryError> {
+pub async fn check(
+    plan: &Plan,
+    desired: &DesiredState,
+    registries: &Registries,
+) -> Result<Vec<Moved>, RegistryError> {
+    let kinds = LocationKinds::new(desired);
     let results: Vec<Result<Option<Moved>, RegistryError>> = stream::iter(plan.preconditions())
         .map(|p| async move {
             let reg = registries.get(&p.location.registry)?;
@@ -46,6 +71,7 @@ pub async fn check(plan: &Plan, registries: &Registries) -> Result<Vec<Moved>, R
                 Some(Moved {
                     precondition: p,
                     now,
+                    kind: None,
                 })
             })
         })
@@ -54,7 +80,8 @@ pub async fn check(plan: &Plan, registries: &Registries) -> Result<Vec<Moved>, R
         .await;
     let mut moved = Vec::new();
     for r in results {
-        if let Some(m) = r? {
+        if let Some(mut m) = r? {
+            m.kind = kinds.kind(&m.precondition.location);
             moved.push(m);
         }
     }

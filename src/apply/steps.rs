@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use super::acr;
 use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
+use super::verdict_gate::{self, Judgement};
 use crate::config::DesiredState;
 use crate::model::Digest;
 use crate::model::manifest::subset_index;
@@ -226,32 +227,32 @@ async fn copy_referrers(
     Ok(n)
 }
 
-/// A verdict usable for promotion: recorded under the current policy, not pending, not stale.
-fn usable(ctx: &Context<'_>, v: &VerdictInfo) -> Option<String> {
-    if v.policy_hash != ctx.desired.policy_hash() {
-        return Some("the verdict was made under another gate configuration".into());
-    }
-    if v.decision == Decision::Pending {
-        return Some("the verdict is pending (a scanner has not reported yet)".into());
-    }
-    let max =
-        time::Duration::try_from(ctx.desired.gate.max_verdict_age).unwrap_or(time::Duration::MAX);
-    if now() - v.created > max {
-        return Some("the verdict is older than max_verdict_age".into());
-    }
-    None
-}
-
 async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let reg = ctx.registries.get(&a.target.registry)?;
     let repo = &a.target.repository;
     let image = a.image.clone().unwrap_or_default();
-    if let Some(v) = observe::find_verdict(&reg, repo, &a.digest).await?
-        && usable(ctx, &v).is_none()
+    // A current verdict, judged from its document (not its annotations): nothing to do.
+    match verdict_gate::judge(
+        ctx.desired,
+        &reg,
+        repo,
+        &a.digest,
+        &image_path(ctx, a),
+        now(),
+    )
+    .await?
     {
-        let detail = format!("a current verdict exists: {:?}", v.decision).to_lowercase();
-        ctx.verdicts.lock().expect("verdicts lock").insert(image, v);
-        return Ok(Status::Unchanged { detail });
+        Judgement::Pass { verdict } => {
+            return Ok(Status::Unchanged {
+                detail: format!("a current verdict exists: pass ({})", verdict.short()),
+            });
+        }
+        Judgement::Fails { verdict, .. } => {
+            return Ok(Status::Unchanged {
+                detail: format!("a current verdict exists: fail ({})", verdict.short()),
+            });
+        }
+        Judgement::Unusable { .. } => {}
     }
     let top = reg
         .get_manifest(repo, &a.digest.to_string())
@@ -260,10 +261,7 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
             what: format!("{}/{}@{}", a.target.registry, repo, a.digest),
             message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
-    let path = image
-        .rsplit_once(':')
-        .map(|(p, _)| p.to_string())
-        .unwrap_or_default();
+    let path = image_path(ctx, a);
     let target = gate::Target {
         registry: &reg,
         repository: repo,
@@ -375,39 +373,39 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         message: "promote without a source".into(),
     })?;
     let src = ctx.registries.get(&q.registry)?;
-    let image = a.image.clone().unwrap_or_default();
-    // The gate: this apply's own verdict, else the newest recorded one.
-    let recorded = ctx
-        .verdicts
-        .lock()
-        .expect("verdicts lock")
-        .get(&image)
-        .cloned();
-    let verdict = match recorded {
-        Some(v) if v.policy_hash == ctx.desired.policy_hash() => Some(v),
-        _ => observe::find_verdict(&src, &q.repository, &a.digest).await?,
+    // The gate, from the verdict document read now (never the plan's or an annotation's
+    // word): src/apply/verdict_gate.rs.
+    let verdict = match verdict_gate::judge(
+        ctx.desired,
+        &src,
+        &q.repository,
+        &a.digest,
+        &image_path(ctx, a),
+        now(),
+    )
+    .await?
+    {
+        Judgement::Pass { verdict } => verdict,
+        Judgement::Fails {
+            verdict,
+            detail,
+            findings,
+        } => {
+            return Ok(Status::Blocked {
+                detail: format!(
+                    "the verdict fails: {detail} (full verdict: {}/{}@{verdict})",
+                    q.registry, q.repository
+                ),
+                findings,
+            });
+        }
+        Judgement::Unusable { detail } => {
+            return Ok(Status::Blocked {
+                detail,
+                findings: vec![],
+            });
+        }
     };
-    let Some(verdict) = verdict else {
-        return Ok(Status::Blocked {
-            detail: format!("no verdict for {}", a.digest.short()),
-            findings: vec![],
-        });
-    };
-    if let Some(why) = usable(ctx, &verdict) {
-        return Ok(Status::Blocked {
-            detail: why,
-            findings: vec![],
-        });
-    }
-    if verdict.decision != Decision::Pass {
-        return Ok(Status::Blocked {
-            detail: format!(
-                "the verdict fails (full verdict: {}/{}@{})",
-                q.registry, q.repository, verdict.digest
-            ),
-            findings: verdict.top_findings.clone(),
-        });
-    }
     let top = src
         .get_manifest(&q.repository, &a.digest.to_string())
         .await?
@@ -447,7 +445,7 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         live: a.target.to_string(),
         from: format!("{}/{}@{}", q.registry, q.repository, a.digest),
         from_digest: a.digest.clone(),
-        verdict: verdict.digest.clone(),
+        verdict: verdict.clone(),
         plan_hash: ctx.plan_hash.clone(),
         created: now(),
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -489,10 +487,51 @@ async fn delete(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
             ),
         }),
         Some(_) => {
+            if a.image.is_some() {
+                demote_allowed(ctx, a).await?;
+            }
             reg.delete_manifest(&a.target.repository, &a.digest).await?;
             Ok(Status::Done {
                 detail: format!("{} ({}) deleted", a.target, a.digest.short()),
             })
         }
+    }
+}
+
+/// The image path of a declared image's action (scopes allow entries): from the
+/// configuration, else from the key.
+fn image_path(ctx: &Context<'_>, a: &Action) -> String {
+    let key = a.image.as_deref().unwrap_or_default();
+    ctx.desired
+        .images
+        .iter()
+        .find(|s| s.key() == key)
+        .map(|s| s.path.clone())
+        .unwrap_or_else(|| {
+            key.rsplit_once(':')
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_default()
+        })
+}
+
+/// A demote (`on_fail = "demote"`) deletes a declared live tag only when the current verdict
+/// document for that digest fails: a plan file's word is not enough to take an image out.
+async fn demote_allowed(ctx: &Context<'_>, a: &Action) -> Result<(), RegistryError> {
+    let path = image_path(ctx, a);
+    let q = ctx.registries.get(&ctx.desired.quarantine.registry)?;
+    let repo = ctx.desired.quarantine.repository(&path);
+    match verdict_gate::judge(ctx.desired, &q, &repo, &a.digest, &path, now()).await? {
+        Judgement::Fails { .. } => Ok(()),
+        Judgement::Pass { verdict } => Err(RegistryError::Content {
+            what: a.target.to_string(),
+            message: format!(
+                "not demoted: the current verdict {} passes",
+                verdict.short()
+            ),
+        }),
+        Judgement::Unusable { detail } => Err(RegistryError::Content {
+            what: a.target.to_string(),
+            message: format!("not demoted: no current failing verdict ({detail})"),
+        }),
     }
 }

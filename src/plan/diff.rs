@@ -330,6 +330,23 @@ fn plan_image(
     let reason = match &obs.live {
         None => "not in live".to_string(),
         Some(l) if pinned => format!("the pin moved live from {} to {}", l.short(), s.short()),
+        // Live holds something quarantine does not: not an upstream move.
+        Some(l) if obs.quarantine.as_ref() != Some(l) => {
+            parts.warnings.push(format!(
+                "{key}: live tag {} holds {}, which is not what airlock quarantined; unless an earlier promotion did not complete, it was written around the gate (possible tampering: run `airlock audit`); promoting replaces it",
+                ip.live,
+                l.short()
+            ));
+            format!(
+                "live tag changed outside airlock or an earlier promotion did not complete: live has {}, quarantine has {}, source is {}",
+                l.short(),
+                obs.quarantine
+                    .as_ref()
+                    .map(|q| q.short())
+                    .unwrap_or_else(|| "nothing".into()),
+                s.short()
+            )
+        }
         Some(l) => {
             parts.warnings.push(format!(
                 "{key}: upstream tag {} moved from {} to {}; promoting replaces the live image",

@@ -2,6 +2,7 @@
 //! Built by `plan::diff` (pure); rendered by `render`; executed by `apply`. The `reason` of an
 //! action is for people only: nothing ever matches on it.
 
+pub mod admissible;
 pub mod diff;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,7 @@ impl fmt::Display for ActionKind {
 
 /// A repository (and tag) in a registry known by its configuration key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Location {
     pub registry: String,
     pub repository: String,
@@ -66,12 +68,15 @@ impl fmt::Display for Location {
 
 /// What a tag pointed to when the plan was made (None: the tag did not exist).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Precondition {
     pub location: Location,
     pub digest: Option<Digest>,
 }
 
+/// A plan file is untrusted input: unknown fields are errors, not silently dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Action {
     /// Stable id: `<kind>:<image key>` (delete: `delete:<repository>:<tag>`).
     pub id: String,
@@ -107,6 +112,7 @@ pub struct Action {
 
 /// An image the gate keeps out of live.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Blocked {
     pub image: String,
     pub digest: Digest,
@@ -123,6 +129,7 @@ pub struct Blocked {
 
 /// One live tag in the before/after catalog.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CatalogEntry {
     pub repository: String,
     pub tag: String,
@@ -142,6 +149,7 @@ impl fmt::Display for CatalogEntry {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub import: usize,
     pub scan: usize,

@@ -29,6 +29,7 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The serialisable model of a plan: what the JSON plan file holds and what every
 /// renderer reads. Field order is the order of the JSON document.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PlanView {
     pub format_version: u32,
     /// The airlock that wrote the plan (informational).
@@ -69,10 +70,14 @@ pub enum ViewError {
     Unsupported { found: u64, supported: u32 },
     #[error("the plan file's actions are inconsistent: {0}")]
     Invalid(#[from] PlanError),
+    /// The hash is unkeyed (anyone can recompute it): it only catches accidents, and the
+    /// expected value is never printed. What makes a plan safe is `plan::admissible`.
     #[error(
-        "the plan file was modified after it was written: its plan_hash {recorded} does not match its actions ({computed})"
+        "the plan file was modified after it was written: its plan_hash does not match its actions"
     )]
-    HashMismatch { recorded: Digest, computed: Digest },
+    HashMismatch,
+    #[error("the plan file holds a control character in {0}: refusing to print or apply it")]
+    ControlCharacter(String),
 }
 
 impl PlanView {
@@ -117,9 +122,8 @@ impl PlanView {
             },
             self.policy_hash,
         )?;
-        let computed = plan.hash();
-        if computed != recorded {
-            return Err(ViewError::HashMismatch { recorded, computed });
+        if plan.hash() != recorded {
+            return Err(ViewError::HashMismatch);
         }
         Ok(plan)
     }
@@ -157,8 +161,33 @@ pub fn parse_plan_file(bytes: &[u8]) -> Result<Plan, ViewError> {
         .and_then(serde_json::Value::as_str)
         .unwrap_or("(unknown version)");
     check_version(found, written_by)?;
+    if let Some(path) = control_character(&value, "the plan") {
+        return Err(ViewError::ControlCharacter(path));
+    }
     let view: PlanView = serde_json::from_value(value)?;
     view.into_plan()
+}
+
+/// Where a string (or key) of `v` holds a control character: terminal escapes in a reason
+/// could hide lines from the reviewer of `show`.
+fn control_character(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let bad = |s: &str| s.chars().any(char::is_control);
+    match v {
+        Value::String(s) if bad(s) => Some(at.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| control_character(x, &format!("{at}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, x)| {
+            if bad(k) {
+                Some(format!("a key of {at}"))
+            } else {
+                control_character(x, &format!("{at}.{k}"))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// An output format for `plan` and `show`.

@@ -466,8 +466,18 @@ fn edited_plan_file_is_refused() {
     let mut v = json_value(&fresh_import());
     v["actions"][0]["digest"] = dg("something else").to_string().into();
     let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-    assert!(matches!(err, ViewError::HashMismatch { .. }), "{err:?}");
+    assert!(matches!(err, ViewError::HashMismatch), "{err:?}");
     assert!(err.to_string().contains("modified"), "{err}");
+    // The hash is unkeyed: the message must not hand out the value that would be accepted.
+    let expected = {
+        let actions: Vec<crate::plan::Action> =
+            serde_json::from_value(v["actions"].clone()).unwrap();
+        crate::model::Digest::of(&serde_json::to_vec(&actions).unwrap())
+    };
+    let hex = expected.to_string();
+    let hex = hex.trim_start_matches("sha256:");
+    assert!(!err.to_string().contains(&hex[..12]), "{err}");
+    assert!(!format!("{err:?}").contains(&hex[..12]), "{err:?}");
 
     let mut v = json_value(&fresh_import());
     v["actions"][1]["depends_on"] = serde_json::json!(["import:nowhere"]);
@@ -520,4 +530,24 @@ fn blocked_only_plan_says_nothing_will_be_done() {
         text.contains("  ! blocked  acr/quarantine/library/busybox:1.33.0"),
         "{text}"
     );
+}
+
+#[test]
+fn plan_files_with_unknown_fields_or_control_characters_are_refused() {
+    let mut v = json_value(&fresh_import());
+    v["actions"][0]["execute_anyway"] = true.into();
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(matches!(err, ViewError::Json(_)), "{err:?}");
+    assert!(err.to_string().contains("execute_anyway"), "{err}");
+
+    let mut v = json_value(&fresh_import());
+    v["trusted"] = true.into();
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("trusted"), "{err}");
+
+    let mut v = json_value(&fresh_import());
+    v["actions"][0]["reason"] = "fine\u{1b}[2K\u{1b}[1A".into();
+    let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert!(matches!(err, ViewError::ControlCharacter(_)), "{err:?}");
+    assert!(err.to_string().contains("actions[0].reason"), "{err}");
 }

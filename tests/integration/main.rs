@@ -10,5 +10,6 @@ mod harness;
 mod interrupt;
 mod quickstart;
 mod registry_client;
+mod saved_plan;
 mod scenarios;
 mod support;

@@ -161,7 +161,11 @@ fn snapshot(name: &str, plan: &Plan) {
 }
 
 fn plan(d: &DesiredState, o: &ObservedState) -> Plan {
-    diff::plan(d, o, NOW).unwrap()
+    let p = diff::plan(d, o, NOW).unwrap();
+    // Every plan the planner makes is one a saved plan may hold.
+    let problems = airlock::plan::admissible::check(d, &p);
+    assert!(problems.is_empty(), "{problems:#?}");
+    p
 }
 
 #[test]

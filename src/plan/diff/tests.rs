@@ -198,3 +198,32 @@ fn prune_deletes_undeclared_tags_else_lists_them() {
     assert_eq!(kinds(&p), vec!["delete:live/old/thing:1"]);
     assert_eq!(p.live_after.len(), 1);
 }
+
+#[test]
+fn a_live_tag_changed_around_the_gate_is_not_an_upstream_move() {
+    let ds = desired("");
+    let v = verdict(&ds, Decision::Pass, now());
+    // Quarantine holds the source; live holds something else: nobody moved upstream.
+    let p = plan(&ds, &observed(Some('a'), Some('c'), Some(v)), now()).unwrap();
+    let promote = p
+        .actions()
+        .iter()
+        .find(|a| a.kind == ActionKind::Promote)
+        .unwrap();
+    assert!(!promote.reason.contains("upstream"), "{}", promote.reason);
+    assert!(
+        promote.reason.contains("live tag changed"),
+        "{}",
+        promote.reason
+    );
+    assert!(
+        p.warnings.iter().any(|w| w.contains("possible tampering")),
+        "{:?}",
+        p.warnings
+    );
+    assert!(
+        !p.warnings.iter().any(|w| w.contains("upstream")),
+        "{:?}",
+        p.warnings
+    );
+}
