@@ -8,6 +8,7 @@ mod gate;
 mod harness;
 mod interrupt;
 mod quickstart;
+mod records_bound;
 mod registry_client;
 mod scenarios;
 mod support;
