@@ -369,7 +369,14 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
         "the genuine referrers index is not a live tag: {report:#}"
     );
     let human = world.w.run(&["audit"]).await.expect(3);
-    assert!(human.stdout.contains("sha256-evil (undeclared)"), "{}", human.stdout);
+    assert!(
+        human
+            .stdout
+            .lines()
+            .any(|l| l.contains("busybox:sha256-evil @") && l.contains("(undeclared)")),
+        "{}",
+        human.stdout
+    );
 
     // With prune, the plan deletes exactly the three, and the records survive (audit clean).
     world.w.set_config(&world_config(
