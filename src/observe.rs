@@ -255,7 +255,12 @@ pub async fn read_verdict(
 /// What a record must say to vouch for `repository:tag` at `digest` in live: the quarantine
 /// repository is the one of the image that maps to this live repository (the live prefix
 /// replaced by the quarantine prefix), declared or not.
-pub fn binding_for(desired: &DesiredState, repository: &str, tag: &str, digest: &Digest) -> Binding {
+pub fn binding_for(
+    desired: &DesiredState,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+) -> Binding {
     let path = if desired.live.prefix.is_empty() {
         repository
     } else {
@@ -317,7 +322,8 @@ pub async fn record_status(
         )
         .await?;
     listed.sort_by(|a, b| {
-        let created = |r: &crate::registry::Referrer| r.annotations.get(records::ANN_CREATED).cloned();
+        let created =
+            |r: &crate::registry::Referrer| r.annotations.get(records::ANN_CREATED).cloned();
         created(b).cmp(&created(a)).then(a.digest.cmp(&b.digest))
     });
     let mut first_problem = None;

@@ -11,8 +11,8 @@ use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
 use crate::config::DesiredState;
 use crate::model::Digest;
 use crate::model::manifest::subset_index;
-use crate::observed::{Decision, FindingSummary, VerdictInfo};
 use crate::observe::RecordStatus;
+use crate::observed::{Decision, FindingSummary, VerdictInfo};
 use crate::plan::{Action, ActionKind, Location};
 use crate::records::binding::Binding;
 use crate::records::{self, PROMOTION_FORMAT, PromotionRecord};
@@ -483,9 +483,7 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         };
         async {
             // Content by digest, then the record, then the tag.
-            copier
-                .copy_image(s, d, &top, &a.digest.to_string())
-                .await?;
+            copier.copy_image(s, d, &top, &a.digest.to_string()).await?;
             copy_referrers(&copier, s, d, &a.digest, &a.digest).await?;
             push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
             dst.put_manifest(&a.target.repository, tag, &top).await?;

@@ -233,13 +233,19 @@ pub fn check<'r>(
     if !quarantined {
         return Err(RecordProblem::NotQuarantined {
             digest: want.digest.short(),
-            repository: format!("{}/{}", want.quarantine_registry, want.quarantine_repository),
+            repository: format!(
+                "{}/{}",
+                want.quarantine_registry, want.quarantine_repository
+            ),
         });
     }
     let Some(v) = verdict.filter(|v| v.artifact == doc.verdict) else {
         return Err(RecordProblem::VerdictMissing {
             verdict: doc.verdict.short(),
-            repository: format!("{}/{}", want.quarantine_registry, want.quarantine_repository),
+            repository: format!(
+                "{}/{}",
+                want.quarantine_registry, want.quarantine_repository
+            ),
         });
     };
     let vdoc = match (&v.document, v.artifact_type.as_deref()) {
@@ -293,7 +299,10 @@ pub fn check_current(
     let Some(v) = newest else {
         return Err(VerdictProblem::Missing {
             digest: want.digest.short(),
-            repository: format!("{}/{}", want.quarantine_registry, want.quarantine_repository),
+            repository: format!(
+                "{}/{}",
+                want.quarantine_registry, want.quarantine_repository
+            ),
         });
     };
     let doc = match (&v.document, v.artifact_type.as_deref()) {

@@ -144,8 +144,11 @@ async fn push_record_only(c: &RawClient, repo: &str, rec: &PromotionRecord, subj
     let a = records::promotion_artifact(rec, &subject.media_type, subject.bytes.len() as u64);
     c.push_blob(repo, &Blob::memory(media::OCI_EMPTY, a.config.clone()))
         .await;
-    c.push_blob(repo, &Blob::memory(media::PROMOTION_ARTIFACT, a.layer.clone()))
-        .await;
+    c.push_blob(
+        repo,
+        &Blob::memory(media::PROMOTION_ARTIFACT, a.layer.clone()),
+    )
+    .await;
     c.put_manifest(repo, &a.manifest.digest.to_string(), &a.manifest)
         .await;
     list_only(c, repo, &subject.digest, &[&a.manifest]).await;
@@ -193,7 +196,11 @@ async fn delete_manifest(c: &RawClient, repo: &str, digest: &Digest) {
     let resp = c
         .request(Method::DELETE, &format!("/v2/{repo}/manifests/{digest}"))
         .await;
-    assert_eq!(resp.status(), StatusCode::ACCEPTED, "delete {repo}@{digest}");
+    assert_eq!(
+        resp.status(),
+        StatusCode::ACCEPTED,
+        "delete {repo}@{digest}"
+    );
 }
 
 /// Plan shows work, apply repairs it, audit is clean and the next plan has nothing to do.
@@ -243,7 +250,10 @@ async fn a_record_copied_from_another_digest_fails_audit_and_plan_repairs_it() {
     let acts = actions(&plan);
     assert_eq!(acts.len(), 1, "{acts:?}");
     assert_eq!(acts[0].0, "promote:library/busybox:1.33.0");
-    assert!(acts[0].1.starts_with("record invalid: the record promoted"), "{acts:?}");
+    assert!(
+        acts[0].1.starts_with("record invalid: the record promoted"),
+        "{acts:?}"
+    );
     repaired(&world.w).await;
 }
 
@@ -358,11 +368,20 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
     let (run, report) = world.audit().await;
     assert_eq!(run.code, 3, "{}", run.stdout);
     assert_eq!(report["violations"], 3, "{report:#}");
-    assert_eq!(report["checked"], 5, "two declared tags and three look-alikes");
+    assert_eq!(
+        report["checked"], 5,
+        "two declared tags and three look-alikes"
+    );
     for tag in ["sha256-evil", hex_tag.as_str(), trick_tag.as_str()] {
         let f = finding(&report, &live_b, tag);
         assert_eq!(f["declared"], false);
-        assert!(f["violation"].as_str().unwrap().contains("no promotion record"), "{f:#}");
+        assert!(
+            f["violation"]
+                .as_str()
+                .unwrap()
+                .contains("no promotion record"),
+            "{f:#}"
+        );
     }
     assert!(
         !report.to_string().contains(&genuine),
@@ -379,11 +398,10 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
     );
 
     // With prune, the plan deletes exactly the three, and the records survive (audit clean).
-    world.w.set_config(&world_config(
-        &world._upstream.url(),
-        &world.target.url(),
-        "",
-    ).replace("prefix = \"live\"", "prefix = \"live\"\nprune = true"));
+    world.w.set_config(
+        &world_config(&world._upstream.url(), &world.target.url(), "")
+            .replace("prefix = \"live\"", "prefix = \"live\"\nprune = true"),
+    );
     let plan = world
         .w
         .run(&["plan", "--format", "json"])
@@ -402,14 +420,20 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
     world.w.run(&["apply", "--auto-approve"]).await.expect(0);
     let tags = c.tags(&live_b).await;
     assert!(
-        !tags.iter().any(|t| t == "sha256-evil" || *t == hex_tag || *t == trick_tag),
+        !tags
+            .iter()
+            .any(|t| t == "sha256-evil" || *t == hex_tag || *t == trick_tag),
         "{tags:?}"
     );
     assert!(tags.contains(&genuine), "{tags:?}");
     let (run, report) = world.audit().await;
     assert_eq!(run.code, 0, "{report:#}");
     assert_eq!(report["checked"], 2);
-    world.w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    world
+        .w
+        .run(&["plan", "--detailed-exitcode"])
+        .await
+        .expect(0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -483,9 +507,18 @@ async fn a_deleted_record_is_plan_work_and_apply_repairs_it() {
             "an image blob was uploaded: {puts:#?}"
         );
     }
-    let audit = world.w.run(&["audit", "--format", "json"]).await.expect(0).json();
+    let audit = world
+        .w
+        .run(&["audit", "--format", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(audit["violations"], 0);
-    world.w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    world
+        .w
+        .run(&["plan", "--detailed-exitcode"])
+        .await
+        .expect(0);
 }
 
 fn kill(pid: u32) {
@@ -538,14 +571,35 @@ async fn a_kill_during_promotion_leaves_no_live_tag_without_a_record() {
     let busybox = images.iter().find(|i| i.path == BUSYBOX).unwrap();
     let b = busybox.content.top().digest.clone();
     // The content and busybox's record are there; no live tag.
-    assert!(c.get_manifest(&format!("live/{BUSYBOX}"), "1.33.0").await.is_none());
-    assert!(c.get_manifest(&format!("live/{BUSYBOX}"), &b.to_string()).await.is_some());
-    assert_eq!(listed_records(&c, &format!("live/{BUSYBOX}"), &b).await.len(), 1);
-    assert!(c.get_manifest(&format!("live/{KURED}"), "1.6.1").await.is_none());
+    assert!(
+        c.get_manifest(&format!("live/{BUSYBOX}"), "1.33.0")
+            .await
+            .is_none()
+    );
+    assert!(
+        c.get_manifest(&format!("live/{BUSYBOX}"), &b.to_string())
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        listed_records(&c, &format!("live/{BUSYBOX}"), &b)
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        c.get_manifest(&format!("live/{KURED}"), "1.6.1")
+            .await
+            .is_none()
+    );
 
     // The same configuration, straight to the target (the registry keys are unchanged).
     let direct = Workdir::new(&world_config(&upstream.url(), &target.url(), ""));
-    let audit = direct.run(&["audit", "--format", "json"]).await.expect(0).json();
+    let audit = direct
+        .run(&["audit", "--format", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(audit["checked"], 0, "nothing reached live: {audit:#}");
     let plan = direct
         .run(&["plan", "--format", "json"])
@@ -554,6 +608,9 @@ async fn a_kill_during_promotion_leaves_no_live_tag_without_a_record() {
         .json();
     let acts = actions(&plan);
     assert_eq!(acts.len(), 2, "{acts:?}");
-    assert!(acts.iter().all(|(id, reason)| id.starts_with("promote:") && reason == "not in live"));
+    assert!(
+        acts.iter()
+            .all(|(id, reason)| id.starts_with("promote:") && reason == "not in live")
+    );
     repaired(&direct).await;
 }

@@ -826,7 +826,8 @@ async fn a_no_op_plan_of_200_images_reads_each_location_once() {
     // The records: one live tag-schema GET, one record manifest and one verdict manifest
     // per image, and their two documents.
     assert_eq!(
-        count(&tpr, "GET", |p| p.starts_with("/v2/live/bulk/") && schema_tag(p)),
+        count(&tpr, "GET", |p| p.starts_with("/v2/live/bulk/")
+            && schema_tag(p)),
         N
     );
     assert_eq!(

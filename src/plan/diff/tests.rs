@@ -234,7 +234,10 @@ fn live_without_a_valid_record_is_promoted_again() {
             "the live tag must still hold S"
         );
         assert_eq!(p.summary().replace, 0);
-        assert_eq!(p.live_before, p.live_after, "the live catalog does not change");
+        assert_eq!(
+            p.live_before, p.live_after,
+            "the live catalog does not change"
+        );
     }
 }
 

@@ -98,7 +98,10 @@ fn problem(r: &ReadRecord, quarantined: bool, v: Option<&ReadVerdict>) -> Record
 fn an_honest_record_binds() {
     let r = record();
     let got = check(&r, true, Some(&passing()), &want()).unwrap();
-    assert_eq!(got.from, "acr/quarantine/library/busybox@".to_string() + &d('a').to_string());
+    assert_eq!(
+        got.from,
+        "acr/quarantine/library/busybox@".to_string() + &d('a').to_string()
+    );
     assert_eq!(want().live_ref(), "acr/live/library/busybox:1.33.0");
 }
 
@@ -128,7 +131,11 @@ fn a_record_whose_subject_is_another_digest_fails() {
     let p = problem(&r, true, Some(&passing()));
     assert!(matches!(p, RecordProblem::Subject { .. }), "{p}");
     r.subject = None;
-    assert!(problem(&r, true, Some(&passing())).to_string().contains("missing"));
+    assert!(
+        problem(&r, true, Some(&passing()))
+            .to_string()
+            .contains("missing")
+    );
 }
 
 #[test]
