@@ -494,7 +494,7 @@ pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>
             };
             if let Some(subject) = binding::referrers_tag_subject(&tag)
                 && crate::model::media::is_index(&d.media_type)
-                && is_referrers_index(reg, &repo, &tag, &subject).await?
+                && is_referrers_index(reg, &repo, &d.digest, &subject).await?
             {
                 return Ok(None);
             }
@@ -512,17 +512,19 @@ pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>
     Ok(tags)
 }
 
-/// Whether `repo:tag` is a referrers tag-schema index of `subject`: an index whose every
-/// listed manifest that exists is an artifact about `subject` that no runtime runs (entries
-/// whose manifest is gone are harmless: nothing can be pulled through them). Only called for
-/// `sha256-<hex>` tags that HEAD says are indexes, so ordinary tags cost no extra request.
+/// Whether the manifest `seen` — what a `sha256-<hex of subject>` tag pointed to when it was
+/// listed, read by digest so the answer is about exactly that content — is a referrers
+/// tag-schema index of `subject`: an index whose every listed manifest that exists is an
+/// artifact about `subject` that no runtime runs (entries whose manifest is gone are
+/// harmless: nothing can be pulled through them). Only called for `sha256-<hex>` tags that
+/// HEAD says are indexes, so ordinary tags cost no extra request.
 pub async fn is_referrers_index(
     reg: &Registry,
     repo: &str,
-    tag: &str,
+    seen: &Digest,
     subject: &Digest,
 ) -> Result<bool, RegistryError> {
-    let index = match reg.get_manifest(repo, tag).await {
+    let index = match reg.get_manifest(repo, &seen.to_string()).await {
         Ok(Some(m)) => m,
         Ok(None) | Err(RegistryError::Invalid { .. }) => return Ok(false),
         Err(e) => return Err(e),
@@ -542,4 +544,46 @@ pub async fn is_referrers_index(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn desired(live_prefix: &str) -> DesiredState {
+        let src = format!(
+            "[registries.acr]\nendpoint = \"https://acr.example.io\"\n\
+             [quarantine]\nregistry = \"acr\"\nprefix = \"q\"\n\
+             [live]\nregistry = \"acr\"\nprefix = \"{live_prefix}\"\n\
+             [[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n"
+        );
+        crate::config::parse(
+            &src,
+            Path::new("airlock.toml"),
+            time::macros::date!(2026 - 11 - 27),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_live_repository_binds_to_the_quarantine_repository_of_the_same_path() {
+        let d = Digest::of(b"image");
+        let ds = desired("live");
+        let b = binding_for(&ds, "live/library/busybox", "1.33.0", &d);
+        assert_eq!(b.quarantine_repository, "q/library/busybox");
+        assert_eq!(b.live_ref(), "acr/live/library/busybox:1.33.0");
+        assert_eq!(b.from_ref(), format!("acr/q/library/busybox@{d}"));
+        // The declared image's own locations give the same binding.
+        let spec = &ds.images[0];
+        assert_eq!(ds.live.repository(&spec.path), b.live_repository);
+        assert_eq!(
+            ds.quarantine.repository(&spec.path),
+            b.quarantine_repository
+        );
+        // An empty live prefix: the whole repository is the path.
+        let b = binding_for(&desired(""), "team/app", "1", &d);
+        assert_eq!(b.quarantine_repository, "q/team/app");
+    }
 }
