@@ -434,6 +434,24 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
         .run(&["plan", "--detailed-exitcode"])
         .await
         .expect(0);
+
+    // busybox no longer declared (prune off): its tag is still judged by its own record, and
+    // that record binds it to its own quarantine repository: undeclared, not a violation.
+    world.w.set_config(&config(
+        &world._upstream.url(),
+        &world.target.url(),
+        &["docker.io/weaveworks/kured:1.6.1".to_string()],
+        "",
+    ));
+    let (run, report) = world.audit().await;
+    assert_eq!(run.code, 0, "{report:#}");
+    let f = finding(&report, &live_b, "1.33.0");
+    assert_eq!(f["declared"], false);
+    assert!(f["violation"].is_null(), "{f:#}");
+    assert_eq!(
+        finding(&report, &format!("live/{KURED}"), "1.6.1")["declared"],
+        true
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
