@@ -1,9 +1,14 @@
-//! Audit: prove what is in live. Every live tag needs a promotion record (subject = its digest)
-//! that names a quarantined digest which still exists and a verdict that passed; and the newest
-//! verdict for that digest must pass and be younger than `max_verdict_age`. Anything else — an
-//! image pushed straight into live, copied from elsewhere, or whose verdict failed or expired —
-//! is a violation.
+//! Audit: prove what is in live. Every live tag needs a promotion record that binds it (the
+//! binding rule, `records::binding`): subject, digest and from-digest are the live digest,
+//! `live` is this tag, `from` is the quarantine repository of the image that maps to this live
+//! repository and the digest is still there, and the verdict it names — read from its
+//! document — is about that digest, made there, and passed. Then the newest decided verdict for
+//! the digest, read from its document, must pass and be younger than `max_verdict_age`.
+//! Anything else — an image pushed straight into live, copied from elsewhere, carrying
+//! another tag's or another image's record, or whose verdict failed or expired — is a
+//! violation. Undeclared tags are judged the same way (and marked undeclared).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
 use std::sync::Arc;
@@ -14,20 +19,19 @@ use time::OffsetDateTime;
 
 use crate::config::DesiredState;
 use crate::error::Error;
-use crate::model::manifest::Parsed;
-use crate::model::{Digest, media};
-use crate::observe;
-use crate::observed::{Decision, LiveTag};
-use crate::records::PromotionRecord;
+use crate::model::Digest;
+use crate::observe::{self, RecordStatus};
+use crate::observed::LiveTag;
+use crate::records::binding;
 use crate::registry::{Registries, Registry, RegistryError};
-
-const MAX_RECORD: u64 = 1 << 20;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
     pub repository: String,
     pub tag: String,
     pub digest: Digest,
+    /// Whether an `[[images]]` entry declares this live tag.
+    pub declared: bool,
     /// None when the tag passes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violation: Option<String>,
@@ -54,11 +58,20 @@ pub async fn audit(
     let live = registries.get(&desired.live.registry)?;
     let quarantine = registries.get(&desired.quarantine.registry)?;
     let tags = observe::walk_tags(&live, &desired.live.prefix).await?;
+    let declared: BTreeSet<(String, String)> = desired
+        .images
+        .iter()
+        .map(|s| (desired.live.repository(&s.path), s.tag.clone()))
+        .collect();
+    let declared = &declared;
     let mut findings: Vec<Finding> = stream::iter(tags)
         .map(|t| {
             let live = live.clone();
             let quarantine = quarantine.clone();
-            async move { check_tag(desired, &live, &quarantine, t, now).await }
+            async move {
+                let is_declared = declared.contains(&(t.repository.clone(), t.tag.clone()));
+                check_tag(desired, &live, &quarantine, t, is_declared, now).await
+            }
         })
         .buffer_unordered(32)
         .collect::<Vec<Result<Finding, RegistryError>>>()
@@ -80,122 +93,52 @@ async fn check_tag(
     live: &Arc<Registry>,
     quarantine: &Arc<Registry>,
     t: LiveTag,
+    declared: bool,
     now: OffsetDateTime,
 ) -> Result<Finding, RegistryError> {
     let mut f = Finding {
         repository: t.repository.clone(),
         tag: t.tag.clone(),
         digest: t.digest.clone(),
+        declared,
         violation: None,
         promoted_from: None,
         verdict: None,
     };
-    let records = live
-        .referrers(&t.repository, &t.digest, Some(media::PROMOTION_ARTIFACT))
-        .await?;
-    let mut best: Option<PromotionRecord> = None;
-    for r in records {
-        if let Some(rec) = read_record(live, &t.repository, &r.digest).await?
-            && rec.digest == t.digest
-            && best.as_ref().is_none_or(|b| rec.created > b.created)
-        {
-            best = Some(rec);
+    let want = observe::binding_for(desired, &t.repository, &t.tag, &t.digest);
+    let (record, verdict) = match observe::record_status(live, quarantine, &want, None).await? {
+        RecordStatus::Missing => {
+            f.violation = Some(
+                "no promotion record: pushed straight into live, or copied around the gate".into(),
+            );
+            return Ok(f);
         }
-    }
-    let Some(rec) = best else {
-        f.violation = Some(
-            "no promotion record: pushed straight into live, or copied around the gate".into(),
-        );
-        return Ok(f);
+        RecordStatus::Invalid(why) => {
+            f.violation = Some(format!("no valid promotion record: {why}"));
+            return Ok(f);
+        }
+        RecordStatus::Valid { record, verdict } => (record, verdict),
     };
-    f.promoted_from = Some(rec.from.clone());
-    f.verdict = Some(rec.verdict.clone());
-    let q_prefix = format!(
-        "{}/{}/",
-        desired.quarantine.registry, desired.quarantine.prefix
-    );
-    let Some(q_repo) = rec
-        .from
-        .strip_prefix(&format!("{}/", desired.quarantine.registry))
-        .and_then(|r| r.split_once('@').map(|(repo, _)| repo.to_string()))
-        .filter(|_| rec.from.starts_with(&q_prefix))
-    else {
-        f.violation = Some(format!(
-            "promoted from {}, which is not the quarantine ({q_prefix}…)",
-            rec.from
-        ));
-        return Ok(f);
-    };
-    if quarantine
-        .head_manifest(&q_repo, &rec.from_digest.to_string())
-        .await?
-        .is_none()
+    f.promoted_from = Some(record.from.clone());
+    f.verdict = Some(record.verdict.clone());
+    // The newest decided verdict: often the one the record names (already read).
+    let newest = match observe::newest_decided_verdict_digest(
+        quarantine,
+        &want.quarantine_repository,
+        &t.digest,
+    )
+    .await?
     {
-        f.violation = Some(format!(
-            "the quarantined digest {} no longer exists in {q_repo}",
-            rec.from_digest.short()
-        ));
-        return Ok(f);
-    }
-    match observe::read_verdict(quarantine, &q_repo, &rec.verdict).await? {
-        None => {
-            f.violation = Some(format!(
-                "the verdict {} named by the promotion record is missing",
-                rec.verdict.short()
-            ));
-            return Ok(f);
+        None => None,
+        Some(d) if d == verdict.artifact => Some(*verdict),
+        Some(d) => {
+            observe::read_verdict_artifact(quarantine, &want.quarantine_repository, &d).await?
         }
-        Some(doc) if doc.decision != Decision::Pass || doc.digest != rec.from_digest => {
-            f.violation = Some(format!(
-                "the verdict {} named by the promotion record did not pass",
-                rec.verdict.short()
-            ));
-            return Ok(f);
-        }
-        Some(_) => {}
-    }
-    match observe::find_verdict(quarantine, &q_repo, &rec.from_digest).await? {
-        Some(v) if v.decision == Decision::Fail => {
-            f.violation = Some(format!(
-                "the newest verdict fails{}",
-                v.top_findings
-                    .first()
-                    .map(|x| format!(": {} {}", x.id, x.severity))
-                    .unwrap_or_default()
-            ));
-        }
-        Some(v) => {
-            let max = time::Duration::try_from(desired.gate.max_verdict_age)
-                .unwrap_or(time::Duration::MAX);
-            if now - v.created > max {
-                f.violation = Some(format!(
-                    "the newest verdict is expired (made {}, max_verdict_age {}): run `airlock apply` to renew it",
-                    v.created.date(),
-                    humantime::format_duration(desired.gate.max_verdict_age)
-                ));
-            }
-        }
-        None => f.violation = Some("no verdict found for the quarantined digest".into()),
+    };
+    if let Err(why) = binding::check_current(newest.as_ref(), &want, now) {
+        f.violation = Some(why.to_string());
     }
     Ok(f)
-}
-
-async fn read_record(
-    reg: &Registry,
-    repo: &str,
-    digest: &Digest,
-) -> Result<Option<PromotionRecord>, RegistryError> {
-    let Some(m) = reg.get_manifest(repo, &digest.to_string()).await? else {
-        return Ok(None);
-    };
-    let Ok(Parsed::Image { layers, .. }) = m.parse() else {
-        return Ok(None);
-    };
-    let Some(layer) = layers.first() else {
-        return Ok(None);
-    };
-    let bytes = reg.get_blob_bytes(repo, &layer.digest, MAX_RECORD).await?;
-    Ok(serde_json::from_slice(&bytes).ok())
 }
 
 impl AuditReport {
@@ -204,18 +147,20 @@ impl AuditReport {
             match &t.violation {
                 None => writeln!(
                     out,
-                    "ok         {}:{} @ {} (from {})",
+                    "ok         {}:{} @ {} (from {}){}",
                     t.repository,
                     t.tag,
                     t.digest.short(),
-                    t.promoted_from.as_deref().unwrap_or("?")
+                    t.promoted_from.as_deref().unwrap_or("?"),
+                    if t.declared { "" } else { " (undeclared)" }
                 )?,
                 Some(v) => writeln!(
                     out,
-                    "VIOLATION  {}:{} @ {}: {v}",
+                    "VIOLATION  {}:{} @ {}{}: {v}",
                     t.repository,
                     t.tag,
-                    t.digest.short()
+                    t.digest.short(),
+                    if t.declared { "" } else { " (undeclared)" }
                 )?,
             }
         }

@@ -3,19 +3,26 @@
 //! quarantine and live tags, list the verdicts that refer to the source digest; GET the source
 //! manifest only when a platform subset must be computed or an import will be planned (for
 //! sizes). The live catalog is walked only when prune needs it (`audit` walks it too); without
-//! prune, undeclared live tags are reported by `audit`, not by `plan`.
+//! prune, undeclared live tags are reported by `audit`, not by `plan`. When the live tag
+//! already holds the source digest, its promotion records are read and judged by the binding
+//! rule (`records::binding`): the planner repairs a missing or invalid record.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
+use serde::de::DeserializeOwned;
+
 use crate::config::{DesiredState, ImageSpec};
 use crate::error::Error;
 use crate::model::manifest::{Parsed, subset_index};
 use crate::model::{Digest, RawManifest, media};
-use crate::observed::{Decision, LiveTag, ObservedImage, ObservedState, SourceInfo, VerdictInfo};
-use crate::records::{self, VerdictDocument};
+use crate::observed::{
+    Decision, LiveTag, ObservedImage, ObservedState, RecordCheck, SourceInfo, VerdictInfo,
+};
+use crate::records::binding::{self, Binding, ReadArtifact, ReadRecord, ReadVerdict};
+use crate::records::{self, PromotionRecord, VerdictDocument};
 use crate::registry::{Registries, Registry, RegistryError};
 
 /// How many images are observed at once (each registry also bounds its own requests).
@@ -24,6 +31,10 @@ const IMAGE_CONCURRENCY: usize = 64;
 pub const TOP_FINDINGS: usize = 5;
 /// Verdict documents larger than this are not read.
 const MAX_DOCUMENT: u64 = 16 << 20;
+/// Promotion records larger than this are not read.
+const MAX_RECORD: u64 = 1 << 20;
+/// At most this many promotion records of one live digest are read before giving up.
+const MAX_RECORDS: usize = 32;
 
 /// Observe every declared image (and, with prune, every live tag).
 pub async fn observe(
@@ -147,7 +158,18 @@ async fn observe_image(
         .or(head_media_type)
         .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
 
-    let verdict = find_verdict(&q_reg, &q_repo, &digest).await?;
+    let verdict = find_verdict(&q_reg, &q_repo, &digest);
+    let record = async {
+        if live.as_ref() != Some(&digest) {
+            return Ok(None);
+        }
+        let want = binding_for(desired, &l_repo, &spec.tag, &digest);
+        let quarantined = (quarantine.as_ref() == Some(&digest)).then_some(true);
+        let status = record_status(&l_reg, &q_reg, &want, quarantined).await?;
+        Ok::<_, RegistryError>(Some(status.check()))
+    };
+    let (verdict, record) = tokio::join!(verdict, record);
+    let (verdict, record) = (verdict?, record?);
     Ok(ObservedImage {
         source: SourceInfo {
             digest,
@@ -160,6 +182,7 @@ async fn observe_image(
         quarantine,
         live,
         verdict,
+        record,
     })
 }
 
@@ -229,8 +252,223 @@ pub async fn read_verdict(
     Ok(serde_json::from_slice(&bytes).ok())
 }
 
+/// What a record must say to vouch for `repository:tag` at `digest` in live: the quarantine
+/// repository is the one of the image that maps to this live repository (the live prefix
+/// replaced by the quarantine prefix), declared or not.
+pub fn binding_for(
+    desired: &DesiredState,
+    repository: &str,
+    tag: &str,
+    digest: &Digest,
+) -> Binding {
+    let path = if desired.live.prefix.is_empty() {
+        repository
+    } else {
+        repository
+            .strip_prefix(&format!("{}/", desired.live.prefix))
+            .unwrap_or(repository)
+    };
+    Binding {
+        live_registry: desired.live.registry.clone(),
+        live_repository: repository.to_string(),
+        tag: tag.to_string(),
+        digest: digest.clone(),
+        quarantine_registry: desired.quarantine.registry.clone(),
+        quarantine_repository: desired.quarantine.repository(path),
+        max_verdict_age: desired.gate.max_verdict_age,
+    }
+}
+
+/// What the binding rule found for one live tag.
+#[derive(Clone, Debug)]
+pub enum RecordStatus {
+    /// This record vouches for the tag; the verdict it names, as read.
+    Valid {
+        record: Box<PromotionRecord>,
+        verdict: Box<ReadVerdict>,
+    },
+    Missing,
+    /// Why the newest record does not vouch for the tag.
+    Invalid(binding::RecordProblem),
+}
+
+impl RecordStatus {
+    /// The plain-data form the planner takes.
+    pub fn check(&self) -> RecordCheck {
+        match self {
+            RecordStatus::Valid { .. } => RecordCheck::Valid,
+            RecordStatus::Missing => RecordCheck::Missing,
+            RecordStatus::Invalid(p) => RecordCheck::Invalid {
+                reason: p.to_string(),
+            },
+        }
+    }
+}
+
+/// Read the promotion records of `want.digest` in the live repository, newest first (by their
+/// listed creation time), until one vouches for the tag by the binding rule. `quarantined`:
+/// Some(true) when the caller already knows the digest is in the quarantine repository.
+pub async fn record_status(
+    live: &Registry,
+    quarantine: &Registry,
+    want: &Binding,
+    quarantined: Option<bool>,
+) -> Result<RecordStatus, RegistryError> {
+    let mut listed = live
+        .referrers(
+            &want.live_repository,
+            &want.digest,
+            Some(media::PROMOTION_ARTIFACT),
+        )
+        .await?;
+    listed.sort_by(|a, b| {
+        let created =
+            |r: &crate::registry::Referrer| r.annotations.get(records::ANN_CREATED).cloned();
+        created(b).cmp(&created(a)).then(a.digest.cmp(&b.digest))
+    });
+    let mut first_problem = None;
+    let mut quarantined = quarantined;
+    for r in listed.iter().take(MAX_RECORDS) {
+        let Some(rec) =
+            read_artifact::<PromotionRecord>(live, &want.live_repository, &r.digest, MAX_RECORD)
+                .await?
+        else {
+            // Listed but gone (deleted): it vouches for nothing.
+            continue;
+        };
+        let problem = match binding::check_claims(&rec, want) {
+            Err(p) => p,
+            Ok(doc) => {
+                let verdict_digest = doc.verdict.clone();
+                let present = match quarantined {
+                    Some(p) => p,
+                    None => {
+                        let p = quarantine
+                            .head_manifest(&want.quarantine_repository, &want.digest.to_string())
+                            .await?
+                            .is_some();
+                        quarantined = Some(p);
+                        p
+                    }
+                };
+                let verdict = if present {
+                    read_verdict_artifact(quarantine, &want.quarantine_repository, &verdict_digest)
+                        .await?
+                } else {
+                    None
+                };
+                match binding::check(&rec, present, verdict.as_ref(), want) {
+                    Ok(doc) => {
+                        let record = Box::new(doc.clone());
+                        let verdict =
+                            Box::new(verdict.expect("a record that binds names a verdict read"));
+                        return Ok(RecordStatus::Valid { record, verdict });
+                    }
+                    Err(p) => p,
+                }
+            }
+        };
+        first_problem.get_or_insert(problem);
+    }
+    Ok(match first_problem {
+        Some(p) => RecordStatus::Invalid(p),
+        None => RecordStatus::Missing,
+    })
+}
+
+/// Read an artifact (manifest by digest, then its one layer as a JSON document), verified
+/// against its digests. None when the manifest is gone; `document` None when it is not an
+/// artifact with a readable document of type `D`.
+async fn read_artifact<D: DeserializeOwned>(
+    reg: &Registry,
+    repo: &str,
+    artifact: &Digest,
+    max: u64,
+) -> Result<Option<ReadArtifact<D>>, RegistryError> {
+    let m = match reg.get_manifest(repo, &artifact.to_string()).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(None),
+        // A manifest that is not one (the registry holds whatever was pushed): no document.
+        Err(RegistryError::Invalid { .. }) => {
+            return Ok(Some(ReadArtifact {
+                artifact: artifact.clone(),
+                artifact_type: None,
+                subject: None,
+                document: None,
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    let (artifact_type, subject, layer) = match m.parse() {
+        Ok(Parsed::Image {
+            artifact_type,
+            subject,
+            layers,
+            ..
+        }) => (
+            artifact_type,
+            subject.map(|s| s.digest),
+            (layers.len() == 1).then(|| layers[0].clone()),
+        ),
+        _ => (None, None, None),
+    };
+    let document = match layer {
+        Some(l) if l.size <= max => match reg.get_blob_bytes(repo, &l.digest, max).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+            Err(RegistryError::Invalid { .. } | RegistryError::DigestMismatch { .. }) => None,
+            Err(e) => return Err(e),
+        },
+        _ => None,
+    };
+    Ok(Some(ReadArtifact {
+        artifact: m.digest,
+        artifact_type,
+        subject,
+        document,
+    }))
+}
+
+/// Read a verdict artifact (its manifest's facts and its document).
+pub async fn read_verdict_artifact(
+    reg: &Registry,
+    repo: &str,
+    artifact: &Digest,
+) -> Result<Option<ReadVerdict>, RegistryError> {
+    read_artifact(reg, repo, artifact, MAX_DOCUMENT).await
+}
+
+/// A promotion record artifact (its manifest's facts and its document).
+pub async fn read_record(
+    reg: &Registry,
+    repo: &str,
+    artifact: &Digest,
+) -> Result<Option<ReadRecord>, RegistryError> {
+    read_artifact(reg, repo, artifact, MAX_RECORD).await
+}
+
+/// The newest verdict artifact for `digest` in `repo` that is not pending (by the listed
+/// creation time); its document is what counts (`read_verdict_artifact`). Pending verdicts (a
+/// scanner has not reported yet) neither vouch nor accuse: the last decided one stands.
+pub async fn newest_decided_verdict_digest(
+    reg: &Registry,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Option<Digest>, RegistryError> {
+    let referrers = reg
+        .referrers(repo, digest, Some(media::VERDICT_ARTIFACT))
+        .await?;
+    let infos: Vec<VerdictInfo> = referrers
+        .iter()
+        .filter_map(|r| records::verdict_from_annotations(&r.digest, &r.annotations))
+        .filter(|v| v.decision != Decision::Pending)
+        .collect();
+    Ok(records::newest(infos).map(|v| v.digest))
+}
+
 /// Every tag (with its digest) in repositories under `prefix` of a registry, sorted.
-/// Referrers-schema tags (`sha256-…`) are records, not images, and are left out.
+/// Referrers tag-schema indexes are records, not images, and are left out — but only exact
+/// ones (`sha256-<64 hex>` holding an index of artifacts about that digest, see
+/// [`is_referrers_index`]); any other tag, whatever its name, is a tag a cluster can pull.
 pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>, Error> {
     let wanted = if prefix.is_empty() {
         String::new()
@@ -246,15 +484,21 @@ pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>
     let mut pairs = Vec::new();
     for repo in repos {
         for tag in reg.list_tags(&repo).await? {
-            if !tag.starts_with("sha256-") {
-                pairs.push((repo.clone(), tag));
-            }
+            pairs.push((repo.clone(), tag));
         }
     }
     let mut tags: Vec<LiveTag> = stream::iter(pairs)
         .map(|(repo, tag)| async move {
-            let d = reg.head_manifest(&repo, &tag).await?;
-            Ok::<_, Error>(d.map(|d| LiveTag {
+            let Some(d) = reg.head_manifest(&repo, &tag).await? else {
+                return Ok::<_, Error>(None);
+            };
+            if let Some(subject) = binding::referrers_tag_subject(&tag)
+                && crate::model::media::is_index(&d.media_type)
+                && is_referrers_index(reg, &repo, &d.digest, &subject).await?
+            {
+                return Ok(None);
+            }
+            Ok(Some(LiveTag {
                 repository: repo,
                 tag,
                 digest: d.digest,
@@ -266,4 +510,80 @@ pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>
         .await?;
     tags.sort();
     Ok(tags)
+}
+
+/// Whether the manifest `seen` — what a `sha256-<hex of subject>` tag pointed to when it was
+/// listed, read by digest so the answer is about exactly that content — is a referrers
+/// tag-schema index of `subject`: an index whose every listed manifest that exists is an
+/// artifact about `subject` that no runtime runs (entries whose manifest is gone are
+/// harmless: nothing can be pulled through them). Only called for `sha256-<hex>` tags that
+/// HEAD says are indexes, so ordinary tags cost no extra request.
+pub async fn is_referrers_index(
+    reg: &Registry,
+    repo: &str,
+    seen: &Digest,
+    subject: &Digest,
+) -> Result<bool, RegistryError> {
+    let index = match reg.get_manifest(repo, &seen.to_string()).await {
+        Ok(Some(m)) => m,
+        Ok(None) | Err(RegistryError::Invalid { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let Ok(Parsed::Index { manifests, .. }) = index.parse() else {
+        return Ok(false);
+    };
+    for entry in manifests {
+        if !media::is_manifest(&entry.media_type) {
+            return Ok(false);
+        }
+        match reg.get_manifest(repo, &entry.digest.to_string()).await {
+            Ok(None) => continue,
+            Ok(Some(m)) if binding::is_artifact_referrer_of(&m, subject) => continue,
+            Ok(Some(_)) | Err(RegistryError::Invalid { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn desired(live_prefix: &str) -> DesiredState {
+        let src = format!(
+            "[registries.acr]\nendpoint = \"https://acr.example.io\"\n\
+             [quarantine]\nregistry = \"acr\"\nprefix = \"q\"\n\
+             [live]\nregistry = \"acr\"\nprefix = \"{live_prefix}\"\n\
+             [[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n"
+        );
+        crate::config::parse(
+            &src,
+            Path::new("airlock.toml"),
+            time::macros::date!(2026 - 11 - 27),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_live_repository_binds_to_the_quarantine_repository_of_the_same_path() {
+        let d = Digest::of(b"image");
+        let ds = desired("live");
+        let b = binding_for(&ds, "live/library/busybox", "1.33.0", &d);
+        assert_eq!(b.quarantine_repository, "q/library/busybox");
+        assert_eq!(b.live_ref(), "acr/live/library/busybox:1.33.0");
+        assert_eq!(b.from_ref(), format!("acr/q/library/busybox@{d}"));
+        // The declared image's own locations give the same binding.
+        let spec = &ds.images[0];
+        assert_eq!(ds.live.repository(&spec.path), b.live_repository);
+        assert_eq!(
+            ds.quarantine.repository(&spec.path),
+            b.quarantine_repository
+        );
+        // An empty live prefix: the whole repository is the path.
+        let b = binding_for(&desired(""), "team/app", "1", &d);
+        assert_eq!(b.quarantine_repository, "q/team/app");
+    }
 }

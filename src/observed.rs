@@ -26,6 +26,22 @@ pub struct ObservedImage {
     pub live: Option<Digest>,
     /// The newest verdict for `source.digest`, if any.
     pub verdict: Option<VerdictInfo>,
+    /// Whether a promotion record vouches for the live tag (`records::binding`); observed only
+    /// when the live tag already holds `source.digest`. None there counts as missing.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub record: Option<RecordCheck>,
+}
+
+/// What the binding rule said about a live tag's promotion records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum RecordCheck {
+    /// A record binds the tag to its quarantine repository and a passing verdict.
+    Valid,
+    /// No promotion record refers to the live digest.
+    Missing,
+    /// Records exist but none vouches for this tag; why the newest one does not.
+    Invalid { reason: String },
 }
 
 /// The content an image entry wants in quarantine and live.

@@ -3,6 +3,8 @@
 //! holding the document, a `subject` (the scanned or live digest), and the facts the planner
 //! needs copied into annotations so that a referrers listing alone answers most questions.
 
+pub mod binding;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

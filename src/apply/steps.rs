@@ -12,8 +12,10 @@ use super::verdict_gate::{self, Judgement};
 use crate::config::DesiredState;
 use crate::model::Digest;
 use crate::model::manifest::subset_index;
+use crate::observe::RecordStatus;
 use crate::observed::{Decision, FindingSummary, VerdictInfo};
-use crate::plan::{Action, ActionKind};
+use crate::plan::{Action, ActionKind, Location};
+use crate::records::binding::{self, Binding};
 use crate::records::{self, PROMOTION_FORMAT, PromotionRecord};
 use crate::registry::{Registries, Registry, RegistryError};
 use crate::{gate, observe};
@@ -362,17 +364,37 @@ async fn push_artifact(
     reg.push_referrer(repo, &artifact.manifest, subject).await
 }
 
+/// What a promotion record must say for this promote action's live tag (the binding rule).
+fn promote_binding(ctx: &Context<'_>, a: &Action, q: &Location, tag: &str) -> Binding {
+    Binding {
+        live_registry: a.target.registry.clone(),
+        live_repository: a.target.repository.clone(),
+        tag: tag.to_string(),
+        digest: a.digest.clone(),
+        quarantine_registry: q.registry.clone(),
+        quarantine_repository: q.repository.clone(),
+        max_verdict_age: ctx.desired.gate.max_verdict_age,
+    }
+}
+
+/// Promote: content by digest, then the promotion record, then the tag — a crash at any point
+/// leaves no live tag, or a live tag with a record that binds it. The target holds when the
+/// tag points at the digest and a record binds it; a tag without one gets only the record.
 async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let dst = ctx.registries.get(&a.target.registry)?;
-    if let Some(unchanged) = already_holds(&dst, a, tag).await? {
-        return Ok(unchanged);
-    }
     let q = a.source.as_ref().ok_or_else(|| RegistryError::Content {
         what: a.id.clone(),
         message: "promote without a source".into(),
     })?;
     let src = ctx.registries.get(&q.registry)?;
+    let want = promote_binding(ctx, a, q, tag);
+    let tag_holds = already_holds(&dst, a, tag).await?;
+    if let Some(unchanged) = &tag_holds
+        && let RecordStatus::Valid { .. } = observe::record_status(&dst, &src, &want, None).await?
+    {
+        return Ok(unchanged.clone());
+    }
     // The gate, from the verdict document read now (never the plan's or an annotation's
     // word): src/apply/verdict_gate.rs.
     let verdict = match verdict_gate::judge(
@@ -413,12 +435,40 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
             what: format!("{q}@{}", a.digest),
             message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
+    let record = PromotionRecord {
+        format_version: PROMOTION_FORMAT,
+        digest: a.digest.clone(),
+        live: want.live_ref(),
+        from: want.from_ref(),
+        from_digest: a.digest.clone(),
+        verdict: verdict.clone(),
+        plan_hash: ctx.plan_hash.clone(),
+        created: now(),
+        airlock_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
+    if tag_holds.is_some() {
+        // The content and the tag are live already: only the record was missing or invalid.
+        push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
+        return Ok(Status::Done {
+            detail: format!(
+                "{} already holds {}: promotion record {} written",
+                a.target,
+                a.digest.short(),
+                artifact.manifest.digest.short()
+            ),
+        });
+    }
     let stats = Stats::default();
-    // transfer = "acr-import": ARM importImage, server-side (src/apply/acr.rs).
+    // transfer = "acr-import": ARM importImage, server-side (src/apply/acr.rs). It writes the
+    // tag itself, so the record goes first (a referrer may precede its subject).
     let server_side = if acr::uses_acr_import(ctx, a) {
-        acr::import_image(ctx, a, &q.registry, &q.repository, tag)
-            .await
-            .map(Some)
+        match push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await {
+            Ok(()) => acr::import_image(ctx, a, &q.registry, &q.repository, tag)
+                .await
+                .map(Some),
+            Err(e) => Err(e),
+        }
     } else {
         let copier = ctx.copier(&stats);
         let s = Repo {
@@ -430,29 +480,21 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
             name: &a.target.repository,
         };
         async {
-            copier.copy_image(s, d, &top, tag).await?;
+            // Content by digest, then the record, then the tag.
+            copier.copy_image(s, d, &top, &a.digest.to_string()).await?;
             copy_referrers(&copier, s, d, &a.digest, &a.digest).await?;
+            push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
+            dst.put_manifest(&a.target.repository, tag, &top).await?;
+            stats
+                .manifests_put
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(None)
         }
         .await
     };
     let n = stats.snapshot();
     ctx.stats.add(&n);
-    let server_side = server_side?;
-    let record = PromotionRecord {
-        format_version: PROMOTION_FORMAT,
-        digest: a.digest.clone(),
-        live: a.target.to_string(),
-        from: format!("{}/{}@{}", q.registry, q.repository, a.digest),
-        from_digest: a.digest.clone(),
-        verdict: verdict.clone(),
-        plan_hash: ctx.plan_hash.clone(),
-        created: now(),
-        airlock_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
-    push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
-    if let Some(detail) = server_side {
+    if let Some(detail) = server_side? {
         return Ok(Status::Done { detail });
     }
     Ok(Status::Done {
@@ -489,6 +531,17 @@ async fn delete(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
         Some(_) => {
             if a.image.is_some() {
                 demote_allowed(ctx, a).await?;
+            }
+            // A saved plan may name a genuine referrers index (records, not an image): those
+            // are never pruned, whatever the plan says.
+            if let Some(subject) = binding::referrers_tag_subject(tag)
+                && observe::is_referrers_index(&reg, &a.target.repository, &a.digest, &subject)
+                    .await?
+            {
+                return Err(RegistryError::Content {
+                    what: a.target.to_string(),
+                    message: "a referrers tag-schema index (promotion records), not an image: not deleted".into(),
+                });
             }
             reg.delete_manifest(&a.target.repository, &a.digest).await?;
             Ok(Status::Done {

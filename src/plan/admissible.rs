@@ -11,8 +11,9 @@
 //!   (or that the plan's import brings), depending on that import;
 //! - promote: `promote:<key>` from a declared image's quarantine tag to its own live tag, of
 //!   the same digest, depending on exactly the import and scan of that image in the plan;
-//! - delete: with `prune = true`, an undeclared tag under the live prefix (never a
-//!   referrers-schema `sha256-<hex>` tag); with `on_fail = "demote"`, a declared image's own
+//! - delete: with `prune = true`, an undeclared tag under the live prefix (a `sha256-<hex>`
+//!   tag too: whether it is a genuine referrers index is a fact about the registry, which the
+//!   delete step checks when it runs and then refuses); with `on_fail = "demote"`, a declared image's own
 //!   live tag (and then nothing else is promoted or scanned for it).
 //!
 //! Preconditions must be exactly the locations the planner records for that kind, and every
@@ -128,15 +129,6 @@ fn under_prefix(repository: &str, prefix: &str) -> bool {
         || repository
             .strip_prefix(prefix)
             .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
-}
-
-/// `sha256-<64 hex>`: the referrers tag schema's namespace (records, not images).
-fn is_referrers_tag(tag: &str) -> bool {
-    tag.strip_prefix("sha256-").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
 }
 
 fn show(d: &Option<Digest>) -> String {
@@ -371,15 +363,21 @@ fn check_import(spec: &ImageSpec, l: &Locations, c: &mut Checker<'_>) {
     c.depends_on(&[]);
 }
 
-/// `replaces` is what the target held when planned: the target precondition's digest.
+/// `replaces` is what the target held when planned: the target precondition's digest. A
+/// promote whose live tag already holds its digest (a record repair) replaces nothing.
 fn check_replaces(c: &mut Checker<'_>, seen: &Option<Digest>) {
-    if &c.action.replaces != seen {
+    if &c.action.replaces != seen && !is_record_repair(c.action, seen) {
         c.fail(format!(
             "it says it replaces {}, but its precondition has the target at {}",
             show(&c.action.replaces),
             show(seen)
         ));
     }
+}
+
+/// A promote of the digest the live tag already holds: only its promotion record is written.
+fn is_record_repair(a: &Action, seen: &Option<Digest>) -> bool {
+    a.kind == ActionKind::Promote && a.replaces.is_none() && seen.as_ref() == Some(&a.digest)
 }
 
 fn check_scan(l: &Locations, import: Option<&Action>, c: &mut Checker<'_>) {
@@ -536,12 +534,6 @@ fn check_delete(
                     a.target
                 ));
             }
-            if is_referrers_tag(&tag) {
-                c.fail(format!(
-                    "{} is a referrers-schema tag (records, not an image); airlock never prunes those",
-                    a.target
-                ));
-            }
         }
         (Some(image), declared) => {
             if declared.map(|s| s.key()).as_deref() != Some(image.as_str()) {
@@ -630,6 +622,7 @@ fn check_catalog(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
         let k = (a.target.repository.clone(), tag);
         let was = before.get(&k).cloned();
         let (expected_before, after) = match a.kind {
+            ActionKind::Promote if is_record_repair(a, &was) => (was.clone(), was.clone()),
             ActionKind::Promote => (a.replaces.clone(), Some(a.digest.clone())),
             _ => (Some(a.digest.clone()), None),
         };

@@ -2,8 +2,11 @@
 //! (the caller passes `now`). SPEC.md §4 is the contract; for each image with source digest S,
 //! quarantine tag digest Q, verdict V for S and live tag digest L:
 //! import when Q ≠ S; scan when V is missing, pending, older than `max_verdict_age` or made
-//! under another policy hash; promote when L ≠ S and the gate allows (or a scan is planned);
-//! delete undeclared live tags with prune, else list them as unmanaged.
+//! under another policy hash; promote when L ≠ S and the gate allows (or a scan is planned),
+//! and also when L = S but no promotion record vouches for the live tag (the binding rule,
+//! `records::binding`: "record missing" / "record invalid: …"), so that a converged plan
+//! implies a clean audit of the declared images after any crash; delete undeclared live tags
+//! with prune, else list them as unmanaged.
 
 use std::collections::BTreeSet;
 
@@ -14,7 +17,7 @@ use super::{
 };
 use crate::config::{DesiredState, ImageSpec, OnFail};
 use crate::model::Digest;
-use crate::observed::{Decision, ObservedImage, ObservedState, VerdictInfo};
+use crate::observed::{Decision, ObservedImage, ObservedState, RecordCheck, VerdictInfo};
 
 /// Why a verdict cannot be used as it is.
 fn verdict_staleness(
@@ -282,7 +285,7 @@ fn plan_image(
         live,
     };
 
-    if obs.live.as_ref() == Some(s) {
+    let (reason, replaces) = if obs.live.as_ref() == Some(s) {
         // Already live: a failing (renewed) verdict is reported, and demoted if asked.
         if let Some(v) = failing {
             parts.blocked.push(blocked(true, v));
@@ -316,51 +319,60 @@ fn plan_image(
                 });
                 return None;
             }
+            return Some(s.clone());
         }
-        return Some(s.clone());
-    }
+        // The content is live; without a record that binds it, promote again: apply writes
+        // the record (the content and the tag are already there).
+        match &obs.record {
+            Some(RecordCheck::Valid) => return Some(s.clone()),
+            Some(RecordCheck::Invalid { reason }) => (format!("record invalid: {reason}"), None),
+            Some(RecordCheck::Missing) | None => ("record missing".to_string(), None),
+        }
+    } else {
+        if let Some(v) = failing {
+            parts.blocked.push(blocked(false, v));
+            return obs.live.clone();
+        }
+        let reason = match &obs.live {
+            None => "not in live".to_string(),
+            Some(l) if pinned => format!("the pin moved live from {} to {}", l.short(), s.short()),
+            // Live holds something quarantine does not: not an upstream move.
+            Some(l) if obs.quarantine.as_ref() != Some(l) => {
+                parts.warnings.push(format!(
+                    "{key}: live tag {} holds {}, which is not what airlock quarantined; unless an earlier promotion did not complete, it was written around the gate (possible tampering: run `airlock audit`); promoting replaces it",
+                    ip.live,
+                    l.short()
+                ));
+                format!(
+                    "live tag changed outside airlock or an earlier promotion did not complete: live has {}, quarantine has {}, source is {}",
+                    l.short(),
+                    obs.quarantine
+                        .as_ref()
+                        .map(|q| q.short())
+                        .unwrap_or_else(|| "nothing".into()),
+                    s.short()
+                )
+            }
+            Some(l) => {
+                parts.warnings.push(format!(
+                    "{key}: upstream tag {} moved from {} to {}; promoting replaces the live image",
+                    ip.source,
+                    l.short(),
+                    s.short()
+                ));
+                format!(
+                    "upstream tag moved: live has {}, source is {}",
+                    l.short(),
+                    s.short()
+                )
+            }
+        };
+        (reason, obs.live.clone())
+    };
 
     // promote
-    if let Some(v) = failing {
-        parts.blocked.push(blocked(false, v));
-        return obs.live.clone();
-    }
     let mut depends_on: Vec<String> = import_id.into_iter().collect();
     depends_on.extend(scan_id);
-    let reason = match &obs.live {
-        None => "not in live".to_string(),
-        Some(l) if pinned => format!("the pin moved live from {} to {}", l.short(), s.short()),
-        // Live holds something quarantine does not: not an upstream move.
-        Some(l) if obs.quarantine.as_ref() != Some(l) => {
-            parts.warnings.push(format!(
-                "{key}: live tag {} holds {}, which is not what airlock quarantined; unless an earlier promotion did not complete, it was written around the gate (possible tampering: run `airlock audit`); promoting replaces it",
-                ip.live,
-                l.short()
-            ));
-            format!(
-                "live tag changed outside airlock or an earlier promotion did not complete: live has {}, quarantine has {}, source is {}",
-                l.short(),
-                obs.quarantine
-                    .as_ref()
-                    .map(|q| q.short())
-                    .unwrap_or_else(|| "nothing".into()),
-                s.short()
-            )
-        }
-        Some(l) => {
-            parts.warnings.push(format!(
-                "{key}: upstream tag {} moved from {} to {}; promoting replaces the live image",
-                ip.source,
-                l.short(),
-                s.short()
-            ));
-            format!(
-                "upstream tag moved: live has {}, source is {}",
-                l.short(),
-                s.short()
-            )
-        }
-    };
     parts.actions.push(Action {
         id: format!("promote:{key}"),
         kind: ActionKind::Promote,
@@ -369,7 +381,7 @@ fn plan_image(
         source_digest: Some(s.clone()),
         target: ip.live.clone(),
         digest: s.clone(),
-        replaces: obs.live.clone(),
+        replaces,
         platforms: None,
         size: obs.source.size,
         platform_count: obs.source.platforms,

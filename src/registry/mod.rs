@@ -377,13 +377,36 @@ impl Registry {
             return Ok(());
         }
         manifests.push(entry);
-        let bytes = serde_json::to_vec(&index).expect("json");
-        let raw = RawManifest {
-            digest: Digest::of(&bytes),
-            bytes,
-            media_type: media::OCI_INDEX.to_string(),
+        let as_raw = |index: &Value| {
+            let bytes = serde_json::to_vec(index).expect("json");
+            RawManifest {
+                digest: Digest::of(&bytes),
+                bytes,
+                media_type: media::OCI_INDEX.to_string(),
+            }
         };
-        self.put_manifest(repo, &tag, &raw).await?;
+        match self.put_manifest(repo, &tag, &as_raw(&index)).await {
+            // An entry whose manifest was deleted makes Distribution refuse the whole index
+            // (every later record about this subject would fail): drop such entries, once.
+            Err(e) if e.code() == Some("MANIFEST_BLOB_UNKNOWN") => {
+                let listed: Vec<Value> = index["manifests"].as_array().cloned().unwrap_or_default();
+                let mut kept = Vec::new();
+                for e in listed {
+                    let gone = match e.get("digest").and_then(|d| d.as_str()) {
+                        Some(d) if d != digest => self.head_manifest(repo, d).await?.is_none(),
+                        _ => false,
+                    };
+                    if !gone {
+                        kept.push(e);
+                    }
+                }
+                index["manifests"] = Value::Array(kept);
+                self.put_manifest(repo, &tag, &as_raw(&index)).await?;
+            }
+            other => {
+                other?;
+            }
+        }
         Ok(())
     }
 

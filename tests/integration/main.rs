@@ -9,6 +9,7 @@ mod gate;
 mod harness;
 mod interrupt;
 mod quickstart;
+mod records_bound;
 mod registry_client;
 mod saved_plan;
 mod scenarios;

@@ -722,11 +722,14 @@ fn count(reqs: &[(String, String)], method: &str, pred: impl Fn(&str) -> bool) -
 ///   4. GET the verdicts for S in quarantine: the referrers API is probed once per
 ///      registry (Distribution answers `404 page not found`, remembered), then the
 ///      tag-schema index `sha256-<hex of S>` is read with one manifest GET.
+///   5. the promotion record that binds the live tag (L = S, so the binding rule decides
+///      whether the plan is converged): GET the live tag-schema index `sha256-<hex of L>`,
+///      the record's manifest and document, and the verdict it names (manifest and document
+///      in quarantine). Q = L already proves the digest is in quarantine: no HEAD for it.
 ///
 /// and nothing else: no source manifest GET (only needed to import or pick platforms), no
-/// verdict document (only read for a failing verdict), no promotion record (apply and
-/// audit read those), no catalog (only with prune). Total: 4 N + 1 requests (it was 5 N
-/// while the referrers API was probed for every image).
+/// catalog (only with prune). Total: 8 N + 1 requests (4 N + 1 before records were bound;
+/// 5 N while the referrers API was probed for every image).
 ///
 /// The apply that converges first is a regression test too: 20 images per repository share
 /// a layer and every record shares the empty config `{}`; Distribution rewrites a blob link
@@ -820,9 +823,26 @@ async fn a_no_op_plan_of_200_images_reads_each_location_once() {
             && schema_tag(p)),
         N
     );
-    // No other manifest GET: nothing is read for converged images beyond the verdicts.
-    assert_eq!(count(&tpr, "GET", |p| p.contains("/manifests/")), N);
-    assert_eq!(tpr.len(), 3 * N + 1, "target: unexpected requests");
+    // The records: one live tag-schema GET, one record manifest and one verdict manifest
+    // per image, and their two documents.
+    assert_eq!(
+        count(&tpr, "GET", |p| p.starts_with("/v2/live/bulk/")
+            && schema_tag(p)),
+        N
+    );
+    assert_eq!(
+        count(&tpr, "GET", |p| p.starts_with("/v2/live/bulk/")
+            && p.contains("/manifests/sha256:")),
+        N
+    );
+    assert_eq!(
+        count(&tpr, "GET", |p| p.starts_with("/v2/quarantine/bulk/")
+            && p.contains("/manifests/sha256:")),
+        N
+    );
+    assert_eq!(count(&tpr, "GET", |p| p.contains("/blobs/sha256:")), 2 * N);
+    assert_eq!(count(&tpr, "GET", |p| p.contains("/manifests/")), 4 * N);
+    assert_eq!(tpr.len(), 8 * N + 1, "target: unexpected requests");
     // Every seeded digest is what live holds.
     for (repo, tag, digest) in seeded.iter().take(3) {
         assert_eq!(

@@ -6,7 +6,8 @@ use std::path::Path;
 use airlock::config::{self, DesiredState};
 use airlock::model::{Digest, Severity, media};
 use airlock::observed::{
-    Decision, FindingSummary, LiveTag, ObservedImage, ObservedState, SourceInfo, VerdictInfo,
+    Decision, FindingSummary, LiveTag, ObservedImage, ObservedState, RecordCheck, SourceInfo,
+    VerdictInfo,
 };
 use airlock::plan::{Plan, diff};
 use airlock::render::{self, Format, HumanOptions};
@@ -97,7 +98,8 @@ fn verdict(d: &DesiredState, key: &str, decision: Decision, age_days: i64) -> Ve
     }
 }
 
-/// Every declared image converged: quarantine and live hold S, a fresh passing verdict.
+/// Every declared image converged: quarantine and live hold S, a fresh passing verdict, and
+/// a promotion record that binds the live tag.
 fn converged(d: &DesiredState) -> ObservedState {
     let mut o = ObservedState::default();
     for spec in &d.images {
@@ -109,6 +111,7 @@ fn converged(d: &DesiredState) -> ObservedState {
                 quarantine: Some(digest(&key)),
                 live: Some(digest(&key)),
                 verdict: Some(verdict(d, &key, Decision::Pass, 1)),
+                record: Some(RecordCheck::Valid),
             },
         );
     }
@@ -121,6 +124,7 @@ fn fresh(d: &DesiredState) -> ObservedState {
         img.quarantine = None;
         img.live = None;
         img.verdict = None;
+        img.record = None;
     }
     o
 }
@@ -359,4 +363,24 @@ fn s13_live_image_fails_renewed_verdict_demote() {
     assert_eq!(p.summary().delete, 1);
     assert!(p.blocked[0].live);
     snapshot("13_live_fails_demote", &p);
+}
+
+/// A crash after the live tag but before its record, or a record deleted or tampered with:
+/// the content is live, so the plan writes the record again (a promote without a replace).
+#[test]
+fn s14_live_without_a_valid_record_is_repaired() {
+    let d = desired(WALKTHROUGH);
+    let mut o = converged(&d);
+    busybox(&mut o).record = Some(RecordCheck::Missing);
+    o.images
+        .get_mut("weaveworks/kured:1.6.1")
+        .unwrap()
+        .record = Some(RecordCheck::Invalid {
+        reason: "the record is for acr/live/library/busybox:1.33.0, not this tag acr/live/weaveworks/kured:1.6.1".into(),
+    });
+    let p = plan(&d, &o);
+    let s = p.summary();
+    assert_eq!((s.import, s.scan, s.promote, s.replace), (0, 0, 2, 0));
+    assert_eq!(p.live_before, p.live_after);
+    snapshot("14_live_without_record", &p);
 }

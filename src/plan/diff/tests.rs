@@ -4,7 +4,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::model::Severity;
-use crate::observed::{FindingSummary, LiveTag, SourceInfo};
+use crate::observed::{FindingSummary, LiveTag, RecordCheck, SourceInfo};
 
 const CONFIG: &str = r#"
 [registries.acr]
@@ -54,6 +54,8 @@ fn observed(q: Option<char>, l: Option<char>, verdict: Option<VerdictInfo>) -> O
             quarantine: q.map(d),
             live: l.map(d),
             verdict,
+            // Observed only when live holds S; a converged image has a record that binds it.
+            record: (l == Some('a')).then_some(RecordCheck::Valid),
         },
     );
     o
@@ -225,5 +227,88 @@ fn a_live_tag_changed_around_the_gate_is_not_an_upstream_move() {
         !p.warnings.iter().any(|w| w.contains("upstream")),
         "{:?}",
         p.warnings
+    );
+}
+
+fn with_record(mut o: ObservedState, record: Option<RecordCheck>) -> ObservedState {
+    o.images.get_mut("library/busybox:1.33.0").unwrap().record = record;
+    o
+}
+
+#[test]
+fn live_without_a_valid_record_is_promoted_again() {
+    let ds = desired("");
+    let v = verdict(&ds, Decision::Pass, now() - time::Duration::days(1));
+    for (record, reason) in [
+        (Some(RecordCheck::Missing), "record missing".to_string()),
+        (None, "record missing".to_string()),
+        (
+            Some(RecordCheck::Invalid {
+                reason: "the record is for acr/live/x:1, not this tag".into(),
+            }),
+            "record invalid: the record is for acr/live/x:1, not this tag".to_string(),
+        ),
+    ] {
+        let o = with_record(observed(Some('a'), Some('a'), Some(v.clone())), record);
+        let p = plan(&ds, &o, now()).unwrap();
+        assert_eq!(kinds(&p), vec!["promote:library/busybox:1.33.0"]);
+        let a = &p.actions()[0];
+        assert_eq!(a.reason, reason);
+        assert_eq!(a.digest, d('a'));
+        assert_eq!(a.replaces, None, "nothing is replaced: the content is live");
+        assert!(a.depends_on.is_empty());
+        assert_eq!(
+            a.preconditions[0].digest,
+            Some(d('a')),
+            "the live tag must still hold S"
+        );
+        assert_eq!(p.summary().replace, 0);
+        assert_eq!(
+            p.live_before, p.live_after,
+            "the live catalog does not change"
+        );
+    }
+}
+
+#[test]
+fn a_record_repair_waits_for_a_renewed_verdict_and_the_gate() {
+    let ds = desired("");
+    // Stale verdict: scan first, then write the record.
+    let old = verdict(&ds, Decision::Pass, now() - time::Duration::days(8));
+    let o = with_record(
+        observed(Some('a'), Some('a'), Some(old)),
+        Some(RecordCheck::Missing),
+    );
+    let p = plan(&ds, &o, now()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec![
+            "scan:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ]
+    );
+    assert_eq!(p.dependencies(1), vec![0]);
+    // A failing verdict: no record is written; the live image is reported blocked.
+    let failing = verdict(&ds, Decision::Fail, now());
+    let o = with_record(
+        observed(Some('a'), Some('a'), Some(failing)),
+        Some(RecordCheck::Missing),
+    );
+    let p = plan(&ds, &o, now()).unwrap();
+    assert!(p.is_empty(), "{:?}", kinds(&p));
+    assert!(p.blocked[0].live);
+    // The quarantine tag moved away: import again, then write the record.
+    let v = verdict(&ds, Decision::Pass, now());
+    let o = with_record(
+        observed(Some('b'), Some('a'), Some(v)),
+        Some(RecordCheck::Missing),
+    );
+    let p = plan(&ds, &o, now()).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec![
+            "import:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ]
     );
 }
