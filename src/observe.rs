@@ -13,7 +13,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use crate::config::{DesiredState, ImageSpec};
 use crate::error::Error;
 use crate::model::manifest::{Parsed, subset_index};
-use crate::model::{Digest, RawManifest, media};
+use crate::model::{Digest, RawManifest, cosign, media};
 use crate::observed::{Decision, LiveTag, ObservedImage, ObservedState, SourceInfo, VerdictInfo};
 use crate::records::{self, VerdictDocument};
 use crate::registry::{Registries, Registry, RegistryError};
@@ -230,7 +230,9 @@ pub async fn read_verdict(
 }
 
 /// Every tag (with its digest) in repositories under `prefix` of a registry, sorted.
-/// Referrers-schema tags (`sha256-…`) are records, not images, and are left out.
+/// Referrers-schema tags (`sha256-<hex>`) are records, not images, and are left out; so are
+/// cosign tags (`sha256-<hex>.sig/.att/.sbom`, [`cosign::signature_subject`]) whose subject
+/// digest is present in the same repository: they travel with that image.
 pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>, Error> {
     let wanted = if prefix.is_empty() {
         String::new()
@@ -246,13 +248,24 @@ pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>
     let mut pairs = Vec::new();
     for repo in repos {
         for tag in reg.list_tags(&repo).await? {
-            if !tag.starts_with("sha256-") {
+            let referrers_index = tag
+                .strip_prefix("sha256-")
+                .is_some_and(|h| format!("sha256:{h}").parse::<Digest>().is_ok());
+            if !referrers_index {
                 pairs.push((repo.clone(), tag));
             }
         }
     }
     let mut tags: Vec<LiveTag> = stream::iter(pairs)
         .map(|(repo, tag)| async move {
+            if let Some(subject) = cosign::signature_subject(&tag)
+                && reg
+                    .head_manifest(&repo, &subject.to_string())
+                    .await?
+                    .is_some()
+            {
+                return Ok(None);
+            }
             let d = reg.head_manifest(&repo, &tag).await?;
             Ok::<_, Error>(d.map(|d| LiveTag {
                 repository: repo,

@@ -4,6 +4,7 @@
 mod apply;
 #[cfg(feature = "azure")]
 mod azure;
+mod cluster;
 mod gate;
 mod harness;
 mod interrupt;

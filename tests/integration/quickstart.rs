@@ -116,9 +116,27 @@ async fn the_quick_start_runs_without_a_server() {
         "{}",
         audit.stdout
     );
-    let k = w.run(&["images", "--format", "kustomize"]).await.expect(0);
+    // A layout directory has no name a cluster can pull: the host must be given.
+    let no_host = w.run(&["images", "--format", "kustomize"]).await.expect(1);
     assert!(
-        k.stdout.contains(&format!("digest: {hello}")),
+        no_host.stderr.contains("--live-host") && no_host.stdout.is_empty(),
+        "{}",
+        no_host.stderr
+    );
+    let k = w
+        .run(&[
+            "images",
+            "--format",
+            "kustomize",
+            "--live-host",
+            "registry.example.com",
+        ])
+        .await
+        .expect(0);
+    assert!(
+        k.stdout.contains(&format!(
+            "newName: registry.example.com/live/demo/hello\n    digest: {hello}"
+        )),
         "{}",
         k.stdout
     );
