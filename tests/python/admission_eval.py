@@ -99,7 +99,10 @@ def vap(d, cases):
     if kinds != ["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]:
         fail(f"vap kinds {kinds}")
     for doc in docs:
-        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+        try:
+            kubernetes_validate.validate(doc, "1.30.0", strict=True)
+        except jsonschema.ValidationError as e:
+            fail(f"vap schema ({doc['kind']}): {e.message} at {list(e.absolute_path)}")
     spec = docs[0]["spec"]
     out = {}
     for c in cases:
