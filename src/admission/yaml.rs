@@ -210,7 +210,10 @@ mod tests {
     fn multi_line_text_that_a_block_would_change_is_quoted() {
         for s in [" lead\nx", "trail \nx", "two\n\n", "\nfirst empty"] {
             let d = document(&json!({ "k": s }));
-            assert!(d.starts_with("k: '") || d.starts_with("k: \""), "{s:?}: {d}");
+            assert!(
+                d.starts_with("k: '") || d.starts_with("k: \""),
+                "{s:?}: {d}"
+            );
         }
     }
 }
