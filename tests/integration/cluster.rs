@@ -72,13 +72,16 @@ async fn run_ok(program: &Path, args: &[&str], stdin: Option<&str>) -> String {
 /// (a second tag of one repository), `ancient` (blocked by `max_age`) and a cosign-style
 /// `.sig` tag for busybox 1.33.0; applied once.
 struct Cluster {
-    _upstream: TestRegistry,
+    upstream: TestRegistry,
     target: TestRegistry,
     w: Workdir,
     /// `path:tag` → the digest now in live (blocked images: the quarantined digest).
     digests: BTreeMap<String, Digest>,
-    /// The signature manifest pushed upstream as `sha256-<busybox 1.33.0>.sig`.
-    signature: RawManifest,
+    /// Cosign-style manifests pushed upstream: (path, tag, manifest) — a `.sig` for busybox
+    /// 1.33.0 and an `.att` for kustomize-controller.
+    signatures: Vec<(&'static str, String, RawManifest)>,
+    /// How many images were imported.
+    imported: usize,
 }
 
 const GATE: &str = "[gate.policy]\nmax_age = \"3650d\"\n";
@@ -113,22 +116,31 @@ impl Cluster {
             digests.insert(format!("{path}:{tag}"), img.manifest.digest.clone());
             declared.push(format!("docker.io/{path}:{tag}"));
         }
-        let signature = push_signature(
-            &upstream.url(),
-            "library/busybox",
-            &digests["library/busybox:1.33.0"],
-        )
-        .await;
+        let mut signatures = Vec::new();
+        for (path, subject, suffix) in [
+            ("library/busybox", "library/busybox:1.33.0", "sig"),
+            (
+                "fluxcd/kustomize-controller",
+                "fluxcd/kustomize-controller:v0.6.3",
+                "att",
+            ),
+        ] {
+            let subject = &digests[subject];
+            let tag = format!("sha256-{}.{suffix}", subject.hex());
+            let m = push_signature(&upstream.url(), path, subject, &tag).await;
+            signatures.push((path, tag, m));
+        }
         let w = Workdir::new(&config(&upstream.url(), &target.url(), &declared, GATE));
         // ancient is blocked by the gate (AIRLOCK-IMAGE-AGE): exit 3, the rest promoted.
         let run = w.run(&["apply", "--auto-approve"]).await.expect(3);
         assert!(run.stdout.contains("AIRLOCK-IMAGE-AGE"), "{}", run.stdout);
         Cluster {
-            _upstream: upstream,
+            upstream,
             target,
             w,
+            imported: declared.len(),
             digests,
-            signature,
+            signatures,
         }
     }
 
@@ -137,8 +149,8 @@ impl Cluster {
     }
 }
 
-/// Push a cosign-style simple-signing signature for `subject` under its `.sig` tag.
-async fn push_signature(url: &str, repo: &str, subject: &Digest) -> RawManifest {
+/// Push a cosign-style simple-signing signature for `subject` under `tag`.
+async fn push_signature(url: &str, repo: &str, subject: &Digest, tag: &str) -> RawManifest {
     let client = RawClient::new(url, None);
     let payload = json!({
         "critical": {
@@ -173,9 +185,7 @@ async fn push_signature(url: &str, repo: &str, subject: &Digest) -> RawManifest 
         bytes,
         media_type: media::OCI_MANIFEST.to_string(),
     };
-    client
-        .put_manifest(repo, &format!("sha256-{}.sig", subject.hex()), &m)
-        .await;
+    client.put_manifest(repo, tag, &m).await;
     m
 }
 
@@ -575,12 +585,21 @@ async fn admission_policies_admit_exactly_the_live_digests_in_every_evaluator() 
 #[tokio::test(flavor = "multi_thread")]
 async fn cosign_signature_tags_travel_to_quarantine_and_live_and_audit_skips_only_those() {
     let c = Cluster::start().await;
-    let subject = c.digest("library/busybox:1.33.0").clone();
-    let tag = format!("sha256-{}.sig", subject.hex());
-    for area in ["quarantine", "live"] {
-        let got = skopeo_digest(&c.target.host(), &format!("{area}/library/busybox:{tag}")).await;
-        assert_eq!(got, c.signature.digest, "{area}");
+    for (path, tag, m) in &c.signatures {
+        for area in ["quarantine", "live"] {
+            let got = skopeo_digest(&c.target.host(), &format!("{area}/{path}:{tag}")).await;
+            assert_eq!(got, m.digest, "{area}/{path}:{tag}");
+        }
     }
+    // Looked up by tag: one GET per suffix and imported image upstream, no tag listing.
+    for suffix in [".sig", ".att", ".sbom"] {
+        assert_eq!(
+            c.upstream.count_requests("GET", suffix),
+            c.imported,
+            "{suffix}"
+        );
+    }
+    assert_eq!(c.upstream.count_requests("GET", "/tags/list"), 0);
     // The signature tag is not a live image: audit is clean.
     let audit =
         c.w.run(&["audit", "--format", "json"])
@@ -593,17 +612,26 @@ async fn cosign_signature_tags_travel_to_quarantine_and_live_and_audit_skips_onl
         .iter()
         .map(|t| t["tag"].as_str().unwrap())
         .collect();
-    assert!(!tags.contains(&tag.as_str()), "{audit:#}");
+    for (_, tag, _) in &c.signatures {
+        assert!(!tags.contains(&tag.as_str()), "{audit:#}");
+    }
+    assert_eq!(audit["violations"], 0, "{audit:#}");
 
     // A signature tag whose subject is not in that repository is not managed: a violation.
     let orphan = Digest::of(b"no such image");
-    push_signature(&c.target.url(), "live/library/busybox", &orphan).await;
+    let orphan_tag = format!("sha256-{}.sig", orphan.hex());
+    push_signature(
+        &c.target.url(),
+        "live/library/busybox",
+        &orphan,
+        &orphan_tag,
+    )
+    .await;
     let audit =
         c.w.run(&["audit", "--format", "json"])
             .await
             .expect(3)
             .json();
-    let orphan_tag = format!("sha256-{}.sig", orphan.hex());
     let flagged: Vec<&Value> = audit["tags"]
         .as_array()
         .unwrap()
