@@ -1,7 +1,8 @@
 //! `--format gatekeeper`: a ConstraintTemplate (Rego, valid as Rego v0 with the future
 //! keywords and as Rego v1) and its Constraint. The template is generic: the admitted
 //! references are the constraint's `allowedImageRegex` parameter; exempt namespaces are the
-//! constraint's `match.excludedNamespaces`.
+//! constraint's `match.excludedNamespaces`. On UPDATE an image the pod already had
+//! (`oldObject`) is not checked again; a changed or added one is.
 
 use serde_json::{Value, json};
 
@@ -20,6 +21,7 @@ import future.keywords.in
 violation contains {"msg": msg} if {
     some image in images
     not regex.match(input.parameters.allowedImageRegex, image)
+    not image in old_images
     msg := sprintf("image %v is not in live: %v", [image, input.parameters.help])
 }
 
@@ -33,6 +35,18 @@ images contains c.image if {
 
 images contains c.image if {
     some c in input.review.object.spec.ephemeralContainers
+}
+
+old_images contains c.image if {
+    some c in input.review.oldObject.spec.containers
+}
+
+old_images contains c.image if {
+    some c in input.review.oldObject.spec.initContainers
+}
+
+old_images contains c.image if {
+    some c in input.review.oldObject.spec.ephemeralContainers
 }
 "#;
 

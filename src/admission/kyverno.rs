@@ -20,7 +20,10 @@ pub fn object(rules: &Rules) -> Value {
         "validate": {
             "failureAction": "Enforce",
             "cel": {
-                "variables": [{ "name": "images", "expression": c.images }],
+                "variables": [
+                { "name": "images", "expression": c.images },
+                { "name": "oldImages", "expression": c.old_images },
+            ],
                 "expressions": [{
                     "expression": c.expression,
                     "messageExpression": c.message_expression,

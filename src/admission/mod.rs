@@ -156,10 +156,15 @@ pub fn cel_string(s: &str) -> String {
 }
 
 /// The CEL expressions shared by `vap` and `kyverno`: the list of every image of the pod, the
-/// check and the message (standard CEL only: `map`, `filter`, `all`, `matches`, `has`).
+/// check and the message (standard CEL only: `map`, `filter`, `all`, `matches`, `has`, `in`).
+/// On UPDATE an image the pod already had is not checked again: a running pod whose digest left
+/// live can still be labelled, annotated or have its finalizers removed; a changed or added
+/// image (including an ephemeral container) must be in live.
 pub struct Cel {
-    /// Variable `images`.
+    /// Variable `images`: every image of `object`.
     pub images: String,
+    /// Variable `oldImages`: every image of `oldObject` (empty on CREATE).
+    pub old_images: String,
     pub expression: String,
     pub message_expression: String,
 }
@@ -167,16 +172,20 @@ pub struct Cel {
 pub fn cel(rules: &Rules) -> Cel {
     let re = cel_string(&rules.image_regex());
     let kinds = ["containers", "initContainers", "ephemeralContainers"];
-    let images = kinds
-        .iter()
-        .map(|k| format!("(has(object.spec.{k}) ? object.spec.{k}.map(c, c.image) : [])"))
-        .collect::<Vec<_>>()
-        .join(" + ");
+    let images_of = |o: &str| {
+        kinds
+            .iter()
+            .map(|k| format!("(has({o}.spec.{k}) ? {o}.spec.{k}.map(c, c.image) : [])"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    let admitted = format!("i.matches({re}) || i in variables.oldImages");
     Cel {
-        images,
-        expression: format!("variables.images.all(i, i.matches({re}))"),
+        images: images_of("object"),
+        old_images: format!("oldObject == null ? [] : {}", images_of("oldObject")),
+        expression: format!("variables.images.all(i, {admitted})"),
         message_expression: format!(
-            "\"image \" + variables.images.filter(i, !i.matches({re}))[0] + \" is not in live: \" + {}",
+            "\"image \" + variables.images.filter(i, !({admitted}))[0] + \" is not in live: \" + {}",
             cel_string(&rules.help())
         ),
     }

@@ -33,7 +33,10 @@ pub fn objects(rules: &Rules) -> (Value, Value) {
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": match_constraints,
-            "variables": [{ "name": "images", "expression": c.images }],
+            "variables": [
+                { "name": "images", "expression": c.images },
+                { "name": "oldImages", "expression": c.old_images },
+            ],
             "validations": [{
                 "expression": c.expression,
                 "messageExpression": c.message_expression,

@@ -523,10 +523,51 @@ async fn admission_policies_admit_exactly_the_live_digests_in_every_evaluator() 
         Some("busybox:1.33.0".into()),
     ));
 
-    let json_cases: Vec<Value> = cases
+    // UPDATE (oldPod → pod): an image the pod already had is not checked again (a running pod
+    // whose digest left live can still be labelled or finalized); a changed or added one is.
+    // The Azure built-in has no such notion: it checks every image (last field).
+    let gone = format!("{l}/library/busybox@{nope}");
+    let updates: Vec<(&str, Value, Value, bool, bool, Option<String>)> = vec![
+        (
+            "update-keeps-an-image-that-left-live",
+            pod(&[&gone], &[], &[]),
+            pod(&[&gone], &[], &[]),
+            true,
+            false,
+            None,
+        ),
+        (
+            "update-changes-an-image-to-one-not-in-live",
+            pod(&[&good], &[], &[]),
+            pod(&["busybox:1.33.0"], &[], &[]),
+            false,
+            false,
+            Some("busybox:1.33.0".into()),
+        ),
+        (
+            "update-adds-an-ephemeral-container-not-in-live",
+            pod(&[&good], &[], &[]),
+            pod(&[&good], &[], &[&gone]),
+            false,
+            false,
+            Some(gone.clone()),
+        ),
+        (
+            "update-to-a-live-digest",
+            pod(&[&gone], &[], &[]),
+            pod(&[&good], &[], &[]),
+            true,
+            true,
+            None,
+        ),
+    ];
+    let mut json_cases: Vec<Value> = cases
         .iter()
         .map(|(name, ns, pod, _, _)| json!({"name": name, "namespace": ns, "pod": pod}))
         .collect();
+    for (name, old, new, _, _, _) in &updates {
+        json_cases.push(json!({"name": name, "namespace": "apps", "pod": new, "oldPod": old}));
+    }
     std::fs::write(
         dir.join("cases.json"),
         serde_json::to_vec(&json_cases).unwrap(),
@@ -560,6 +601,24 @@ async fn admission_policies_admit_exactly_the_live_digests_in_every_evaluator() 
                         "{format} {name} says how to get it into live: {msg}"
                     );
                 }
+            }
+        }
+    }
+
+    for format in ["vap", "gatekeeper", "kyverno", "azure-policy"] {
+        for (name, _, _, allowed, azure_allowed, bad) in &updates {
+            let r = &result[format][name];
+            let want = if format == "azure-policy" {
+                azure_allowed
+            } else {
+                allowed
+            };
+            assert_eq!(r["allowed"], *want, "{format} {name}: {r}");
+            if let Some(bad) = bad {
+                assert!(
+                    r["message"].as_str().unwrap().contains(bad.as_str()),
+                    "{format} {name}: {r}"
+                );
             }
         }
     }

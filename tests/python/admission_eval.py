@@ -2,14 +2,15 @@
 
 Usage: admission_eval.py DIR
 DIR holds vap.yaml, gatekeeper.yaml, kyverno.yaml, azure-policy.json (airlock's outputs),
-cases.json ([{"name", "namespace", "pod"}]) and kyverno-schema.json (the ClusterPolicy CRD
+cases.json ([{"name", "namespace", "pod", "oldPod" (UPDATE; absent on CREATE)}]) and kyverno-schema.json (the ClusterPolicy CRD
 schema). Prints {"<format>": {"<case>": {"allowed": bool, "message": str}}} as JSON.
 Schema and lint problems are fatal (exit 1, on stderr).
 
 - vap: kubernetes-validate (strict, Kubernetes 1.30 schemas); CEL with cel-python.
 - gatekeeper: the template's Rego with regopy (rego-cpp); match.excludedNamespaces.
 - kyverno: jsonschema against the CRD schema with unknown fields forbidden; the same CEL.
-- azure-policy: google-re2, searched unanchored like Gatekeeper's re_match.
+- azure-policy: google-re2, searched unanchored like Gatekeeper's re_match, on every image
+  (the built-in has no notion of an image the pod already had).
 Namespace selection (selector, excludedNamespaces) is read from each policy as written.
 """
 import json
@@ -53,15 +54,15 @@ def cel_eval(env, expr, activation):
     return env.program(env.compile(expr)).evaluate(activation)
 
 
-def cel_check(variables, validations, pod):
+def cel_check(variables, validations, pod, old):
     """Evaluate VAP-style variables then validations; (allowed, message)."""
     env = celpy.Environment()
-    obj = celpy.json_to_cel(pod)
+    objects = {"object": celpy.json_to_cel(pod), "oldObject": celpy.json_to_cel(old)}
     values = {}
     for v in variables:
-        act = {"object": obj, "variables": celpy.celtypes.MapType(values)}
+        act = {**objects, "variables": celpy.celtypes.MapType(values)}
         values[celpy.celtypes.StringType(v["name"])] = cel_eval(env, v["expression"], act)
-    act = {"object": obj, "variables": celpy.celtypes.MapType(values)}
+    act = {**objects, "variables": celpy.celtypes.MapType(values)}
     for v in validations:
         ok = cel_eval(env, v["expression"], act)
         if not isinstance(ok, celpy.celtypes.BoolType):
@@ -109,7 +110,7 @@ def vap(d, cases):
         if selector_exempts(spec["matchConstraints"].get("namespaceSelector"), c["namespace"]):
             out[c["name"]] = {"allowed": True, "message": "exempt"}
             continue
-        ok, msg = cel_check(spec.get("variables", []), spec["validations"], c["pod"])
+        ok, msg = cel_check(spec.get("variables", []), spec["validations"], c["pod"], c.get("oldPod"))
         out[c["name"]] = {"allowed": ok, "message": msg}
     return out
 
@@ -131,7 +132,13 @@ def gatekeeper(d, cases):
         interp.add_module("template.rego", rego)
         # set_input_term with JSON: regopy's set_input mangles backslashes in strings.
         interp.set_input_term(json.dumps({
-            "review": {"object": c["pod"], "namespace": c["namespace"], "kind": {"kind": "Pod"}},
+            "review": {
+                "object": c["pod"],
+                "oldObject": c.get("oldPod"),
+                "operation": "UPDATE" if c.get("oldPod") else "CREATE",
+                "namespace": c["namespace"],
+                "kind": {"kind": "Pod"},
+            },
             "parameters": constraint["spec"]["parameters"],
         }))
         output = interp.query(f"x := data.{package}.violation")
@@ -166,7 +173,7 @@ def kyverno(d, cases):
         if c["namespace"] in excluded:
             out[c["name"]] = {"allowed": True, "message": "exempt"}
             continue
-        ok, msg = cel_check(cel.get("variables", []), cel["expressions"], c["pod"])
+        ok, msg = cel_check(cel.get("variables", []), cel["expressions"], c["pod"], c.get("oldPod"))
         out[c["name"]] = {"allowed": ok, "message": msg}
     return out
 
