@@ -329,6 +329,10 @@ async fn kubectl_kustomize_pins_every_spelling_to_its_live_digest() {
     }
 }
 
+/// An UPDATE case: name, old pod, new pod, admitted by vap/gatekeeper/kyverno, admitted by the
+/// Azure built-in, the image a denial must name.
+type UpdateCase = (&'static str, Value, Value, bool, bool, Option<String>);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn admission_policies_admit_exactly_the_live_digests_in_every_evaluator() {
     let c = Cluster::start().await;
@@ -527,7 +531,7 @@ async fn admission_policies_admit_exactly_the_live_digests_in_every_evaluator() 
     // whose digest left live can still be labelled or finalized); a changed or added one is.
     // The Azure built-in has no such notion: it checks every image (last field).
     let gone = format!("{l}/library/busybox@{nope}");
-    let updates: Vec<(&str, Value, Value, bool, bool, Option<String>)> = vec![
+    let updates: Vec<UpdateCase> = vec![
         (
             "update-keeps-an-image-that-left-live",
             pod(&[&gone], &[], &[]),
