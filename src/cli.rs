@@ -162,7 +162,7 @@ pub enum Command {
     /// Print an admission policy that admits a pod only when every image of it is in live,
     /// pinned by a digest now in live (exempt namespaces: `[admission] exempt_namespaces`).
     Admission {
-        #[arg(long, value_enum)]
+        #[arg(long, value_enum, default_value = "vap")]
         format: AdmissionFormat,
         /// The registry host clusters pull live images from (default: the live registry's;
         /// required when live is an OCI layout directory).
