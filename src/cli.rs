@@ -71,6 +71,31 @@ pub enum ImagesFormat {
     Kustomize,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AdmissionFormat {
+    /// ValidatingAdmissionPolicy + ValidatingAdmissionPolicyBinding (Kubernetes >= 1.30).
+    Vap,
+    /// Gatekeeper ConstraintTemplate (Rego) + Constraint.
+    Gatekeeper,
+    /// Kyverno ClusterPolicy (CEL).
+    Kyverno,
+    /// Parameters for the Azure Policy built-in "Kubernetes cluster containers should only
+    /// use allowed images".
+    AzurePolicy,
+}
+
+impl From<AdmissionFormat> for crate::admission::Format {
+    fn from(f: AdmissionFormat) -> Self {
+        use crate::admission::Format;
+        match f {
+            AdmissionFormat::Vap => Format::Vap,
+            AdmissionFormat::Gatekeeper => Format::Gatekeeper,
+            AdmissionFormat::Kyverno => Format::Kyverno,
+            AdmissionFormat::AzurePolicy => Format::AzurePolicy,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the configuration without contacting any registry. Exit 0 when valid, 1 with
@@ -123,10 +148,27 @@ pub enum Command {
         format: PlanFormat,
     },
 
-    /// Print the live references of the declared images, pinned by digest.
+    /// Print the live references of the declared images, pinned by digest. Exit 0 when every
+    /// declared image is in live; otherwise the others are named on stderr with the reason and
+    /// the exit code is 3 when the gate blocks all of them, 1 otherwise.
     Images {
         #[arg(long, value_enum, default_value = "list")]
         format: ImagesFormat,
+        /// The registry host clusters pull live images from (default: the live registry's;
+        /// required when live is an OCI layout directory).
+        #[arg(long, value_name = "HOST[:PORT]")]
+        live_host: Option<String>,
+    },
+
+    /// Print an admission policy that admits a pod only when every image of it is in live,
+    /// pinned by a digest now in live (exempt namespaces: `[admission] exempt_namespaces`).
+    Admission {
+        #[arg(long, value_enum, default_value = "vap")]
+        format: AdmissionFormat,
+        /// The registry host clusters pull live images from (default: the live registry's;
+        /// required when live is an OCI layout directory).
+        #[arg(long, value_name = "HOST[:PORT]")]
+        live_host: Option<String>,
     },
 
     /// Print shell completions.
@@ -163,8 +205,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             commands::audit(&cli.config, matches!(format, ReportFormat::Json))
         }
         Command::Show { plan, format } => commands::show(&cli.config, &plan, format.into()),
-        Command::Images { format } => {
-            commands::images(&cli.config, matches!(format, ImagesFormat::Kustomize))
+        Command::Images { format, live_host } => commands::images(
+            &cli.config,
+            matches!(format, ImagesFormat::Kustomize),
+            live_host.as_deref(),
+        ),
+        Command::Admission { format, live_host } => {
+            commands::admission(&cli.config, format.into(), live_host.as_deref())
         }
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();

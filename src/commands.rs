@@ -215,45 +215,68 @@ pub fn show(config: &Path, path: &Path, format: Format) -> Result<Outcome, Error
     Ok(Outcome::Success)
 }
 
-pub fn images(path: &Path, kustomize: bool) -> Result<Outcome, Error> {
-    let desired = load(path)?;
+/// Read the live set of the declared images (`images`, `admission`).
+fn read_live_set(
+    desired: &DesiredState,
+    live_host: Option<&str>,
+) -> Result<crate::cluster::LiveSet, Error> {
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = Registries::from_desired(&desired);
-        let live = registries.get(&desired.live.registry)?;
-        let host = live.host();
-        let mut out = String::new();
-        let mut missing = Vec::new();
-        if kustomize {
-            out.push_str("images:\n");
-        }
-        for spec in &desired.images {
-            let repo = desired.live.repository(&spec.path);
-            match live.head_manifest(&repo, &spec.tag).await? {
-                Some(d) => {
-                    if kustomize {
-                        out.push_str(&format!(
-                            "  - name: {}\n    newName: {host}/{repo}\n    digest: {}\n",
-                            spec.source.repository(),
-                            d.digest
-                        ));
-                    } else {
-                        out.push_str(&format!("{host}/{repo}:{}@{}\n", spec.tag, d.digest));
-                    }
-                }
-                None => missing.push(format!("{host}/{repo}:{}", spec.tag)),
-            }
-        }
-        print!("{out}");
-        if missing.is_empty() {
-            Ok(Outcome::Success)
-        } else {
-            Err(Error::Other(format!(
-                "not in live yet (run `airlock apply`): {}",
-                missing.join(", ")
-            )))
-        }
+        let registries = Registries::from_desired(desired);
+        let host = crate::cluster::read::live_host(desired, &registries, live_host)?;
+        crate::cluster::read::read(desired, &registries, host).await
     })
+}
+
+pub fn images(path: &Path, kustomize: bool, live_host: Option<&str>) -> Result<Outcome, Error> {
+    let desired = load(path)?;
+    let set = read_live_set(&desired, live_host)?;
+    let out = if kustomize {
+        crate::cluster::kustomize::render(&set)
+    } else {
+        set.live()
+            .map(|(i, d)| format!("{}:{}@{d}\n", set.live_name(&i.repository), i.tag))
+            .collect()
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(|e| Error::io("failed to write to stdout", e))?;
+    let missing = set.missing_report();
+    for line in &missing {
+        eprintln!("{line}");
+    }
+    if missing.is_empty() {
+        Ok(Outcome::Success)
+    } else if set.missing().all(|(_, m)| m.is_blocked()) {
+        Ok(Outcome::Blocked)
+    } else {
+        Err(Error::Other(format!(
+            "{} declared image(s) not in live yet (see above)",
+            missing.len()
+        )))
+    }
+}
+
+pub fn admission(
+    path: &Path,
+    format: crate::admission::Format,
+    live_host: Option<&str>,
+) -> Result<Outcome, Error> {
+    let desired = load(path)?;
+    let set = read_live_set(&desired, live_host)?;
+    for line in set.missing_report() {
+        eprintln!("warning: not admitted: {line}");
+    }
+    let rules = crate::admission::Rules::new(&set, &desired.admission.exempt_namespaces);
+    let out = crate::admission::render(&rules, format);
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(|e| Error::io("failed to write to stdout", e))?;
+    Ok(Outcome::Success)
 }
 
 fn confirm() -> Result<bool, Error> {

@@ -5,11 +5,13 @@
 //! `plan::diff` (pure) → Plan; `render` (pure) → human | json | markdown;
 //! `apply` executes exactly the plan against the registries.
 
+pub mod admission;
 pub mod apply;
 pub mod audit;
 #[cfg(feature = "azure")]
 pub mod azure;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod error;

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::config::{DesiredState, ImageSpec};
 use crate::error::Error;
 use crate::model::manifest::{Parsed, subset_index};
-use crate::model::{Digest, RawManifest, media};
+use crate::model::{Digest, RawManifest, cosign, media};
 use crate::observed::{
     Decision, LiveTag, ObservedImage, ObservedState, RecordCheck, SourceInfo, VerdictInfo,
 };
@@ -469,6 +469,9 @@ pub async fn newest_decided_verdict_digest(
 /// Referrers tag-schema indexes are records, not images, and are left out — but only exact
 /// ones (`sha256-<64 hex>` holding an index of artifacts about that digest, see
 /// [`is_referrers_index`]); any other tag, whatever its name, is a tag a cluster can pull.
+/// Cosign tags (`sha256-<hex>.sig/.att/.sbom`, [`cosign::signature_subject`]) are left out
+/// only when their subject digest is present in the same repository and they hold no
+/// filesystem layer ([`cosign::is_signature_manifest`]): they travel with that image.
 pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>, Error> {
     let wanted = if prefix.is_empty() {
         String::new()
@@ -495,6 +498,18 @@ pub async fn walk_tags(reg: &Arc<Registry>, prefix: &str) -> Result<Vec<LiveTag>
             if let Some(subject) = binding::referrers_tag_subject(&tag)
                 && crate::model::media::is_index(&d.media_type)
                 && is_referrers_index(reg, &repo, &d.digest, &subject).await?
+            {
+                return Ok(None);
+            }
+            if let Some(subject) = cosign::signature_subject(&tag)
+                && reg
+                    .head_manifest(&repo, &subject.to_string())
+                    .await?
+                    .is_some()
+                && reg
+                    .get_manifest(&repo, &d.digest.to_string())
+                    .await?
+                    .is_some_and(|m| cosign::is_signature_manifest(&m))
             {
                 return Ok(None);
             }

@@ -7,6 +7,7 @@
 pub mod acr;
 pub mod preconditions;
 pub mod report;
+pub mod signatures;
 pub mod steps;
 pub mod transfer;
 pub mod verdict_gate;

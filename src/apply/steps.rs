@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 
 use super::acr;
+use super::signatures::copy_signature_tags;
 use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
 use super::verdict_gate::{self, Judgement};
 use crate::config::DesiredState;
@@ -170,7 +171,9 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
     };
     let copied = async {
         copier.copy_image(s, d, &top, tag).await?;
-        copy_referrers(&copier, s, d, &upstream.digest, &top.digest).await
+        let referrers = copy_referrers(&copier, s, d, &upstream.digest, &top.digest).await?;
+        let signatures = copy_signature_tags(&copier, s, d, &upstream.digest, &top.digest).await?;
+        Ok::<_, RegistryError>(referrers + signatures)
     }
     .await;
     let n = stats.snapshot();
@@ -186,7 +189,7 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
             n.blobs_mounted,
             n.blobs_present,
             if referrers > 0 {
-                format!(" with {referrers} referrer(s)")
+                format!(" with {referrers} referrer(s) or signature tag(s)")
             } else {
                 String::new()
             }
@@ -483,6 +486,7 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
             // Content by digest, then the record, then the tag.
             copier.copy_image(s, d, &top, &a.digest.to_string()).await?;
             copy_referrers(&copier, s, d, &a.digest, &a.digest).await?;
+            copy_signature_tags(&copier, s, d, &a.digest, &a.digest).await?;
             push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
             dst.put_manifest(&a.target.repository, tag, &top).await?;
             stats

@@ -23,6 +23,22 @@ pub struct DesiredState {
     pub scanners: BTreeMap<String, ScannerSpec>,
     /// Declared images, sorted by live path and tag.
     pub images: Vec<ImageSpec>,
+    pub admission: Admission,
+}
+
+/// `[admission]`: settings of the policies `airlock admission` prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// Namespaces the policies do not check (valid namespace names, sorted, no duplicates).
+    pub exempt_namespaces: Vec<String>,
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Admission {
+            exempt_namespaces: vec!["kube-system".to_string()],
+        }
+    }
 }
 
 /// Where a registry is and how to talk to it.

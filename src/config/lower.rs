@@ -204,6 +204,7 @@ pub fn lower(
     }
     images.sort_by_key(|i| i.key());
     check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
+    let admission = lower_admission(&mut l, &raw.admission);
 
     if !l.errors.is_empty() {
         return Err(l.errors);
@@ -217,7 +218,44 @@ pub fn lower(
         gate,
         scanners,
         images,
+        admission,
     })
+}
+
+/// `[admission]`: every exempt namespace must be a valid namespace name (a DNS-1123 label).
+fn lower_admission(l: &mut Lowerer, raw: &RawAdmission) -> Admission {
+    let Some(list) = &raw.exempt_namespaces else {
+        return Admission::default();
+    };
+    let mut names: Vec<String> = Vec::new();
+    for n in list {
+        let v = n.get_ref();
+        if !valid_namespace(v) {
+            l.err(
+                n.span(),
+                format!("`{v}` is not a valid namespace name"),
+                Some("use lowercase letters, digits and `-` (at most 63, starting and ending with a letter or digit), e.g. \"kube-system\""),
+            );
+            continue;
+        }
+        names.push(v.clone());
+    }
+    names.sort();
+    names.dedup();
+    Admission {
+        exempt_namespaces: names,
+    }
+}
+
+/// A Kubernetes namespace name: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn valid_namespace(s: &str) -> bool {
+    let b = s.as_bytes();
+    let edge = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 63
+        && edge(b[0])
+        && edge(b[b.len() - 1])
+        && b.iter().all(|&c| edge(c) || c == b'-')
 }
 
 /// What Azure features need from the entries they use: the defender scanner reads results

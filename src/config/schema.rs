@@ -21,6 +21,15 @@ pub struct RawConfig {
     pub scanners: BTreeMap<S<String>, S<RawScanner>>,
     #[serde(default)]
     pub images: Vec<S<RawImage>>,
+    #[serde(default)]
+    pub admission: RawAdmission,
+}
+
+/// `[admission]`: what `airlock admission` policies leave alone.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmission {
+    pub exempt_namespaces: Option<Vec<S<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! Domain values with no I/O and no internal dependencies: digests, image references,
 //! platforms, media types, manifest bytes, severities and byte sizes.
 
+pub mod cosign;
 pub mod digest;
 pub mod manifest;
 pub mod media;

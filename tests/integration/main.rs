@@ -5,6 +5,7 @@ mod apply;
 mod architecture;
 #[cfg(feature = "azure")]
 mod azure;
+mod cluster;
 mod gate;
 mod harness;
 mod interrupt;

@@ -116,9 +116,54 @@ async fn the_quick_start_runs_without_a_server() {
         "{}",
         audit.stdout
     );
-    let k = w.run(&["images", "--format", "kustomize"]).await.expect(0);
+    // A layout directory has no name a cluster can pull: the host must be given.
+    let no_host = w.run(&["images", "--format", "kustomize"]).await.expect(1);
     assert!(
-        k.stdout.contains(&format!("digest: {hello}")),
+        no_host.stderr.contains("--live-host") && no_host.stdout.is_empty(),
+        "{}",
+        no_host.stderr
+    );
+    let no_host = w.run(&["admission", "--format", "vap"]).await.expect(1);
+    assert!(no_host.stderr.contains("--live-host"), "{}", no_host.stderr);
+    let bad_host = w
+        .run(&["admission", "--format", "vap", "--live-host", "registry"])
+        .await
+        .expect(1);
+    assert!(
+        bad_host.stderr.contains("Docker Hub"),
+        "{}",
+        bad_host.stderr
+    );
+    let vap = w
+        .run(&[
+            "admission",
+            "--format",
+            "vap",
+            "--live-host",
+            "registry.example.com",
+        ])
+        .await
+        .expect(0);
+    assert!(
+        vap.stdout
+            .contains("registry[.]example[.]com/live/demo/hello(?::"),
+        "{}",
+        vap.stdout
+    );
+    let k = w
+        .run(&[
+            "images",
+            "--format",
+            "kustomize",
+            "--live-host",
+            "registry.example.com",
+        ])
+        .await
+        .expect(0);
+    assert!(
+        k.stdout.contains(&format!(
+            "newName: registry.example.com/live/demo/hello\n    digest: {hello}"
+        )),
         "{}",
         k.stdout
     );
