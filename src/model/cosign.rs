@@ -46,7 +46,7 @@ fn is_filesystem_layer(media_type: &str) -> bool {
     let m = media_type.trim().to_ascii_lowercase();
     m.starts_with("application/vnd.oci.image.layer.")
         || m.starts_with("application/vnd.docker.image.rootfs.")
-        || m.contains(".tar")
+        || m.contains("tar")
         || m.is_empty()
 }
 

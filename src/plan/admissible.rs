@@ -380,6 +380,14 @@ fn is_record_repair(a: &Action, seen: &Option<Digest>) -> bool {
     a.kind == ActionKind::Promote && a.replaces.is_none() && seen.as_ref() == Some(&a.digest)
 }
 
+/// What the action's precondition says its target held when planned.
+fn target_precondition(a: &Action) -> Option<Digest> {
+    a.preconditions
+        .iter()
+        .find(|p| p.location == a.target)
+        .and_then(|p| p.digest.clone())
+}
+
 fn check_scan(l: &Locations, import: Option<&Action>, c: &mut Checker<'_>) {
     let a = c.action;
     c.no_extras(false);
@@ -622,7 +630,9 @@ fn check_catalog(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
         let k = (a.target.repository.clone(), tag);
         let was = before.get(&k).cloned();
         let (expected_before, after) = match a.kind {
-            ActionKind::Promote if is_record_repair(a, &was) => (was.clone(), was.clone()),
+            ActionKind::Promote if is_record_repair(a, &target_precondition(a)) => {
+                (Some(a.digest.clone()), Some(a.digest.clone()))
+            }
             ActionKind::Promote => (a.replaces.clone(), Some(a.digest.clone())),
             _ => (Some(a.digest.clone()), None),
         };
