@@ -191,6 +191,10 @@ pub struct ScannerSpec {
     pub format: ScannerFormat,
     #[serde(skip)]
     pub timeout: Duration,
+    /// Defender: how long a platform image may stay without results before the gate fails
+    /// it (fail closed). Part of the policy hash; None for command scanners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<Duration>,
 }
 
 /// One declared image.

@@ -17,6 +17,8 @@ use crate::model::{Digest, Platform, Reference, Severity};
 
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Defender scans an image within hours of its push; a day without results fails closed.
+const DEFAULT_DEFENDER_MAX_PENDING: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_MAX_VERDICT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_IMPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -566,6 +568,25 @@ fn lower_scanners(
             Some(t) => parse_duration(l, t, "timeout").unwrap_or(DEFAULT_SCANNER_TIMEOUT),
             None => DEFAULT_SCANNER_TIMEOUT,
         };
+        // How long Defender may leave an image unscanned before the gate fails it.
+        let max_pending = match (&format, &r.max_pending) {
+            (ScannerFormat::Defender, Some(t)) => Some(
+                parse_duration(l, t, "max_pending").unwrap_or(DEFAULT_DEFENDER_MAX_PENDING),
+            ),
+            (ScannerFormat::Defender, None) => Some(DEFAULT_DEFENDER_MAX_PENDING),
+            (_, Some(t)) => {
+                l.err(
+                    t.span(),
+                    format!(
+                        "`max_pending` is only used by the defender scanner (scanner `{}` runs a command)",
+                        name.get_ref()
+                    ),
+                    Some("remove max_pending, or use it on a scanner with format = \"defender\""),
+                );
+                None
+            }
+            (_, None) => None,
+        };
         out.insert(
             name.get_ref().clone(),
             ScannerSpec {
@@ -577,6 +598,7 @@ fn lower_scanners(
                     .unwrap_or_default(),
                 format,
                 timeout,
+                max_pending,
             },
         );
     }

@@ -101,6 +101,8 @@ pub struct RawScanner {
     pub command: Option<S<Vec<String>>>,
     pub format: S<String>,
     pub timeout: Option<S<String>>,
+    /// Defender: how long an image may stay unscanned before the gate fails it.
+    pub max_pending: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
