@@ -23,6 +23,72 @@ pub struct DesiredState {
     pub scanners: BTreeMap<String, ScannerSpec>,
     /// Declared images, sorted by live path and tag.
     pub images: Vec<ImageSpec>,
+    /// The Azure cloud of the Azure registry entries (`cloud = "…"`; one per configuration).
+    pub azure_cloud: AzureCloud,
+}
+
+/// An Azure cloud: where its identity authority, Resource Manager (and Resource Graph) and
+/// token audiences are. Environment variables override each value (see `crate::azure`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AzureCloud {
+    #[default]
+    Public,
+    China,
+    UsGov,
+}
+
+impl AzureCloud {
+    pub const NAMES: &'static str = "public, china, usgov";
+
+    pub fn parse(s: &str) -> Option<AzureCloud> {
+        match s {
+            "public" => Some(AzureCloud::Public),
+            "china" => Some(AzureCloud::China),
+            "usgov" => Some(AzureCloud::UsGov),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AzureCloud::Public => "public",
+            AzureCloud::China => "china",
+            AzureCloud::UsGov => "usgov",
+        }
+    }
+
+    /// Microsoft Entra ID's authority host.
+    pub fn authority_host(self) -> &'static str {
+        match self {
+            AzureCloud::Public => "https://login.microsoftonline.com",
+            AzureCloud::China => "https://login.chinacloudapi.cn",
+            AzureCloud::UsGov => "https://login.microsoftonline.us",
+        }
+    }
+
+    /// Azure Resource Manager (importImage, pricings; Resource Graph is served here too).
+    pub fn arm_endpoint(self) -> &'static str {
+        match self {
+            AzureCloud::Public => "https://management.azure.com",
+            AzureCloud::China => "https://management.chinacloudapi.cn",
+            AzureCloud::UsGov => "https://management.usgovcloudapi.net",
+        }
+    }
+
+    /// The scope of ARM tokens.
+    pub fn arm_scope(self) -> String {
+        format!("{}/.default", self.arm_endpoint())
+    }
+
+    /// The scope of the Entra ID token exchanged for an ACR refresh token. The public cloud
+    /// has ACR's own audience; sovereign clouds exchange an ARM token, as `az acr login`
+    /// does in every cloud (ACR's exchange accepts both).
+    pub fn acr_scope(self) -> String {
+        match self {
+            AzureCloud::Public => "https://containerregistry.azure.net/.default".to_string(),
+            _ => self.arm_scope(),
+        }
+    }
 }
 
 /// Where a registry is and how to talk to it.

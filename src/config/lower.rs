@@ -206,6 +206,7 @@ pub fn lower(
     }
     images.sort_by_key(|i| i.key());
     check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
+    let azure_cloud = lower_cloud(&mut l, &raw);
 
     if !l.errors.is_empty() {
         return Err(l.errors);
@@ -219,7 +220,53 @@ pub fn lower(
         gate,
         scanners,
         images,
+        azure_cloud,
     })
+}
+
+/// `cloud` on Azure registry entries (`auth = "azure"` or with a subscription): one of
+/// public, china, usgov, the same on every entry that sets it (airlock runs as one Azure
+/// identity, in one cloud).
+fn lower_cloud(l: &mut Lowerer, raw: &RawConfig) -> AzureCloud {
+    let mut chosen: Option<(AzureCloud, String)> = None;
+    for (name, r) in &raw.registries {
+        let r = r.get_ref();
+        let Some(c) = &r.cloud else {
+            continue;
+        };
+        let Some(cloud) = AzureCloud::parse(c.get_ref()) else {
+            l.err(
+                c.span(),
+                format!("unknown Azure cloud `{}`", c.get_ref()),
+                Some(&format!("use one of: {}", AzureCloud::NAMES)),
+            );
+            continue;
+        };
+        let azure = r.auth.as_ref().is_some_and(|a| a.get_ref() == "azure") || r.subscription.is_some();
+        if !azure {
+            l.err(
+                c.span(),
+                format!("`cloud` is only used by Azure registries, and `{}` is not one", name.get_ref()),
+                Some("add auth = \"azure\" (or subscription and resource_group), or remove cloud"),
+            );
+            continue;
+        }
+        match &chosen {
+            Some((first, first_name)) if *first != cloud => l.err(
+                c.span(),
+                format!(
+                    "registry `{}` is in the {} cloud but `{first_name}` is in the {} cloud",
+                    name.get_ref(),
+                    cloud.name(),
+                    first.name()
+                ),
+                Some("airlock runs as one Azure identity in one cloud: use the same cloud on every Azure registry"),
+            ),
+            Some(_) => {}
+            None => chosen = Some((cloud, name.get_ref().clone())),
+        }
+    }
+    chosen.map(|(c, _)| c).unwrap_or_default()
 }
 
 /// What Azure features need from the entries they use: the defender scanner reads results

@@ -40,6 +40,8 @@ pub struct RawRegistry {
     pub resource_name: Option<S<String>>,
     /// The longest wait for one ARM importImage operation (`transfer = "acr-import"`).
     pub import_timeout: Option<S<String>>,
+    /// Azure: `public`, `china` or `usgov` (authority, Resource Manager, token scopes).
+    pub cloud: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -579,6 +579,26 @@ fn renew_margin(lifetime: Duration) -> Duration {
     (lifetime / 10).min(Duration::from_secs(5 * 60))
 }
 
+/// An ACR refresh token for the registry at `endpoint` (`auth = "azure"`): from
+/// `AIRLOCK_ACR_REFRESH_TOKEN`, else an Entra ID token exchanged at `<endpoint>/oauth2/exchange`.
+/// For ARM importImage from an ACR in another tenant (its `source.credentials`).
+pub async fn acr_refresh_token(
+    registry: &str,
+    endpoint: &str,
+    host: &str,
+) -> Result<Secret, RegistryError> {
+    crate::registry::ensure_crypto_provider();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| RegistryError::Transport {
+            registry: registry.to_string(),
+            what: "set up an HTTP client".into(),
+            source: e,
+        })?;
+    azure::refresh_token(&client, registry, endpoint.trim_end_matches('/'), host).await
+}
+
 fn bearer_header(t: &Secret) -> HeaderValue {
     let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
@@ -690,7 +710,7 @@ mod azure {
         host: &str,
     ) -> Result<Secret, RegistryError> {
         let aad = crate::azure::credential::Chain::shared()
-            .token(crate::azure::ACR_SCOPE)
+            .token(&crate::azure::acr_scope())
             .await
             .map_err(|e| fail(registry, e.to_string()))?;
         let mut form = vec![

@@ -67,6 +67,11 @@ struct AzureState {
     /// bodies received.
     acr_host: Option<String>,
     imports: Vec<Value>,
+    /// ACR `/oauth2/token`: the scope set of each request (sorted, space-joined).
+    token_scopes: Vec<String>,
+    /// Defender plans (`Microsoft.Security/pricings/<plan>`) whose pricingTier is not
+    /// Standard; every other plan answers Standard.
+    plans_off: Vec<String>,
 }
 
 /// A local stand-in for the Azure endpoints airlock calls: managed identity (App Service
@@ -193,15 +198,27 @@ async fn handle(
             {
                 return Ok(unauthorized("bad refresh token"));
             }
-            let scopes: Vec<&str> = f
+            let mut scopes: Vec<&str> = f
                 .iter()
                 .filter(|(n, _)| n == "scope")
                 .flat_map(|(_, v)| v.split(' '))
                 .collect();
             let token = ts.issue(Some(USER), &scopes);
+            scopes.sort();
+            state.lock().unwrap().token_scopes.push(scopes.join(" "));
+            // As ACR answers: no expires_in; the lifetime is the JWT's `exp`.
+            json_reply(StatusCode::OK, json!({"access_token": token}))
+        }
+        // Defender plans (Microsoft.Security/pricings, api-version 2024-01-01).
+        p if method == hyper::Method::GET && p.contains("/providers/Microsoft.Security/pricings/") => {
+            let plan = p.rsplit('/').next().unwrap_or_default().to_string();
+            let off = state.lock().unwrap().plans_off.contains(&plan);
             json_reply(
                 StatusCode::OK,
-                json!({"access_token": token, "expires_in": 300}),
+                json!({"id": p, "name": plan, "type": "Microsoft.Security/pricings",
+                       "properties": {"pricingTier": if off { "Free" } else { "Standard" },
+                                      "extensions": [{"name": "ContainerRegistriesVulnerabilityAssessments",
+                                                      "isEnabled": if off { "False" } else { "True" }}]}}),
             )
         }
         // ARM importImage (api-version 2023-07-01): a server-side copy into the ACR. The
@@ -597,6 +614,8 @@ async fn defender_results_gate_promotion_and_pending_rescans() {
             "00000000-1111-2222-3333-444444444444"
         );
         let kql = q["query"].as_str().unwrap();
+        assert!(kql.contains(MDVM_REGISTRY), "{kql}");
+        assert!(kql.contains(SETUP_REGISTRY_ID), "{kql}");
         assert!(
             kql.contains(&digest_of(&s.images[0]).to_string())
                 || kql.contains(&digest_of(&s.images[1]).to_string()),
@@ -617,11 +636,16 @@ async fn defender_results_gate_promotion_and_pending_rescans() {
         .count();
     assert_eq!(scans, 2, "a pending verdict is scanned again: {plan:#}");
 
-    let rows: Vec<Value> = s
-        .images
-        .iter()
-        .map(|img| documented_row(&digest_of(img).to_string(), &s.target.host(), "Low"))
-        .collect();
+    // One Low CVE on the single-platform image; every platform image of the index needs
+    // its own rows (here: clean, matched by resourceDetails.id).
+    let mut rows = vec![documented_row(
+        &digest_of(&s.images[0]).to_string(),
+        &s.target.host(),
+        "Low",
+    )];
+    for d in platform_digests(&s.images[1]) {
+        rows.push(healthy_row(SETUP_REGISTRY_ID, "quarantine/x", &d.to_string()));
+    }
     s.azure.state().graph_rows = rows;
     let second = run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
     assert!(
@@ -638,9 +662,23 @@ async fn defender_results_gate_promotion_and_pending_rescans() {
 /// One subassessment row as the Defender for Cloud documentation shows it (Defender
 /// Vulnerability Management, `AzureContainerRegistryVulnerability`).
 fn documented_row(digest: &str, host: &str, severity: &str) -> Value {
+    row_for(SETUP_REGISTRY_ID, digest, host, severity)
+}
+
+/// The ARM id of the registry `Setup` configures (resource name: the endpoint host's first
+/// label).
+const SETUP_REGISTRY_ID: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-aks/providers/Microsoft.ContainerRegistry/registries/127";
+
+/// Defender for Cloud's assessment keys: MDVM registry images (the one airlock reads), MDVM
+/// running containers, and the retired Qualys registry assessment.
+const MDVM_REGISTRY: &str = "c0b7cfc6-3172-465a-b378-53c7ff2cc0d5";
+const MDVM_RUNTIME: &str = "c609cf0f-71ab-41e9-a3c6-9a1f7fe1b8d5";
+const QUALYS_REGISTRY: &str = "dbd0cb49-b563-45e7-9724-889e799fa648";
+
+/// A documented MDVM registry-image row (Unhealthy, one CVE) for a digest in a registry.
+fn row_for(registry_id: &str, digest: &str, host: &str, severity: &str) -> Value {
     json!({
-        "id": format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r/providers/Microsoft.Security/assessments/c0b7cfc6-3172-465a-b378-53c7ff2cc0d5/subassessments/{digest}-1"),
-        "digest": digest,
+        "id": format!("{registry_id}/providers/Microsoft.Security/assessments/{MDVM_REGISTRY}/subassessments/{}-1", &digest[7..19]),
         "properties": {
             "id": "CVE-2022-42969",
             "additionalData": {
@@ -659,66 +697,136 @@ fn documented_row(digest: &str, host: &str, severity: &str) -> Value {
     })
 }
 
-/// A recorded Resource Graph answer in the documented shape (one Defender Vulnerability
-/// Management row, one older Qualys-style row, one Healthy row) maps to findings with CVE
-/// or Qualys ids, severities, packages and versions, platform-tagged for index children;
-/// no rows at all is pending. Pure mapping: no Azure involved.
+/// A Healthy MDVM row that names the image only by `resourceDetails.id`, as Microsoft's
+/// "healthy images" query reads them (no artifactDetails).
+fn healthy_row(registry_id: &str, repo: &str, digest: &str) -> Value {
+    json!({
+        "id": format!("{registry_id}/providers/Microsoft.Security/assessments/{MDVM_REGISTRY}/subassessments/h-{}", &digest[7..19]),
+        "properties": {
+            "id": "",
+            "status": {"code": "Healthy", "severity": "Low"},
+            "resourceDetails": {"source": "Azure",
+                                "id": format!("{registry_id}/repositories/{repo}/images/{digest}")},
+            "additionalData": {"assessedResourceType": "AzureContainerRegistryVulnerability"}
+        }
+    })
+}
+
+/// The same CVE row under another assessment key (runtime, Qualys).
+fn row_under(key: &str, digest: &str, host: &str) -> Value {
+    let mut r = row_for(SETUP_REGISTRY_ID, digest, host, "Critical");
+    let id = r["id"].as_str().unwrap().replace(MDVM_REGISTRY, key);
+    r["id"] = json!(id);
+    r
+}
+
+/// Pure mapping of recorded rows in the documented shape: only MDVM registry-image rows of
+/// this registry about these digests count (runtime and Qualys rows and other registries'
+/// rows are ignored); Healthy rows matched by `resourceDetails.id` cover their platform; an
+/// Exempt/NotApplicable row is an exempted finding; a platform without rows is pending until
+/// max_pending, then a blocking `AIRLOCK-SCANNER-NOT-SCANNED` finding. No Azure involved.
 #[test]
-fn defender_rows_map_to_findings_and_no_rows_is_pending() {
+fn defender_rows_map_per_platform_with_exemptions_and_max_pending() {
+    use airlock::records::CoverageStatus;
+    let host = "acraks0001.azurecr.io";
+    let arm = ArmResource {
+        subscription: "00000000-1111-2222-3333-444444444444".into(),
+        resource_group: "rg-aks".into(),
+        name: "acraks0001".into(),
+        import_timeout: Duration::from_secs(60),
+    };
+    let rid = arm.id();
+    let scope = defender::Scope {
+        registry: &arm,
+        host,
+    };
     let top = Digest::of(b"index");
-    let child = Digest::of(b"amd64");
-    let mut digests = std::collections::BTreeMap::new();
-    digests.insert(top.clone(), None);
-    digests.insert(child.clone(), Some("linux/amd64".to_string()));
-    let page = json!({
-        "totalRecords": 3, "count": 3, "resultTruncated": "false",
-        "data": [
-            documented_row(&child.to_string(), "acraks0001.azurecr.io", "High"),
-            {
-                "id": "/subscriptions/s/…/subassessments/q1",
-                "properties": {
-                    "id": "178386",
-                    "displayName": "Debian Security Update for openssl",
-                    "status": {"code": "Unhealthy", "severity": "Medium"},
-                    "additionalData": {"assessedResourceType": "ContainerRegistryVulnerability",
-                                       "imageDigest": top.to_string(), "repositoryName": "quarantine/x",
-                                       "cve": [{"title": "CVE-2023-0286", "link": "https://…"}]}
-                }
-            },
-            {
-                "id": "/subscriptions/s/…/subassessments/h1",
-                "properties": {"id": "healthy", "status": {"code": "Healthy", "severity": "Low"},
-                               "additionalData": {"artifactDetails": {"digest": top.to_string()}}}
-            }
-        ]
-    });
-    let rows = defender::page_rows(&page).unwrap();
-    let Outcome::Findings { findings, version } = defender::outcome("defender", &digests, &rows)
+    let amd = Digest::of(b"amd64");
+    let arm64 = Digest::of(b"arm64");
+    let mut platforms = std::collections::BTreeMap::new();
+    platforms.insert(amd.clone(), Some("linux/amd64".to_string()));
+    platforms.insert(arm64.clone(), Some("linux/arm64".to_string()));
+    let digests = defender::ImageDigests {
+        top: top.clone(),
+        platforms,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let fresh = defender::Clock {
+        now,
+        pending_since: now,
+        max_pending: Duration::from_secs(3600),
+    };
+    let mut exempt = row_for(&rid, &amd.to_string(), host, "Critical");
+    exempt["properties"]["status"] =
+        json!({"code": "NotApplicable", "cause": "Exempt", "description": "Risk accepted", "severity": "High"});
+    exempt["properties"]["additionalData"]["vulnerabilityDetails"]["cveId"] = json!("CVE-2024-0001");
+    let other_registry = row_for(
+        "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-aks/providers/Microsoft.ContainerRegistry/registries/other",
+        &amd.to_string(),
+        host,
+        "Critical",
+    );
+    let mut wrong_host = row_for(&rid, &amd.to_string(), "elsewhere.azurecr.io", "Critical");
+    wrong_host["properties"]["id"] = json!("CVE-WRONG-HOST");
+    let rows = vec![
+        healthy_row(&rid, "quarantine/x", &amd.to_string()),
+        row_for(&rid, &amd.to_string(), host, "Low"),
+        exempt,
+        row_under(MDVM_RUNTIME, &amd.to_string(), host),
+        row_under(QUALYS_REGISTRY, &arm64.to_string(), host),
+        other_registry,
+        wrong_host,
+    ];
+    let Outcome::PerPlatform {
+        findings,
+        coverage,
+        version,
+    } = defender::outcome("defender", &scope, &digests, &rows, &fresh)
     else {
-        panic!("rows are results, not pending")
+        panic!("per-platform results")
     };
     assert!(version.unwrap().contains("Defender"));
-    assert_eq!(
-        findings.len(),
-        2,
-        "the Healthy row is no finding: {findings:#?}"
-    );
-    let cve = findings.iter().find(|f| f.id == "CVE-2022-42969").unwrap();
-    assert_eq!(cve.severity, Severity::High);
+    let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, vec!["CVE-2022-42969", "CVE-2024-0001"], "{findings:#?}");
+    let cve = &findings[0];
+    assert_eq!(cve.severity, Severity::Low);
     assert_eq!(cve.package.as_deref(), Some("py"));
     assert_eq!(cve.installed_version.as_deref(), Some("1.11.0.0"));
     assert_eq!(cve.fixed_version, None, "an empty fixedVersion is no fix");
     assert_eq!(cve.platform.as_deref(), Some("linux/amd64"));
-    let qualys = findings.iter().find(|f| f.id == "CVE-2023-0286").unwrap();
-    assert_eq!(qualys.severity, Severity::Medium);
-    assert_eq!(qualys.message, "Debian Security Update for openssl");
-    assert_eq!(qualys.platform, None);
+    assert_eq!(cve.allowed_by, None);
+    let ex = findings[1].allowed_by.as_deref().unwrap();
+    assert!(ex.contains("exempted in Microsoft Defender for Cloud") && ex.contains("Risk accepted"), "{ex}");
+    // amd64 scanned; arm64 only has a Qualys row, which does not count: pending.
+    let status: Vec<_> = coverage.iter().map(|c| (c.platform.clone().unwrap(), c.status)).collect();
+    assert!(status.contains(&("linux/amd64".into(), CoverageStatus::Scanned)), "{status:?}");
+    assert!(status.contains(&("linux/arm64".into(), CoverageStatus::Pending)), "{status:?}");
 
-    let empty = json!({"totalRecords": 0, "count": 0, "data": []});
-    assert!(matches!(
-        defender::outcome("defender", &digests, &defender::page_rows(&empty).unwrap()),
-        Outcome::Pending
-    ));
+    // Past max_pending the unscanned platform is a blocking finding, never clean.
+    let late = defender::Clock {
+        now,
+        pending_since: now - time::Duration::hours(2),
+        max_pending: Duration::from_secs(3600),
+    };
+    let Outcome::PerPlatform { findings, coverage, .. } =
+        defender::outcome("defender", &scope, &digests, &rows, &late)
+    else {
+        panic!()
+    };
+    let ns = findings.iter().find(|f| f.id == defender::NOT_SCANNED).unwrap();
+    assert_eq!(ns.severity, Severity::Critical);
+    assert_eq!(ns.platform.as_deref(), Some("linux/arm64"));
+    assert!(ns.message.contains("max_pending (1h)"), "{}", ns.message);
+    assert!(coverage.iter().any(|c| c.status == CoverageStatus::NotScanned));
+
+    // Rows on the index digest itself are findings but cover no platform.
+    let only_top = vec![healthy_row(&rid, "quarantine/x", &top.to_string())];
+    let Outcome::PerPlatform { coverage, .. } =
+        defender::outcome("defender", &scope, &digests, &only_top, &fresh)
+    else {
+        panic!()
+    };
+    assert!(coverage.iter().all(|c| c.status == CoverageStatus::Pending));
 }
 
 /// A scripted ARM endpoint: each request gets the next canned answer for its path prefix.
@@ -1036,4 +1144,168 @@ async fn acr_import_imports_and_promotes_server_side() {
         .await
         .expect(0);
     run(&w, &["audit"], &env).await.expect(0);
+}
+
+/// The platform images of a walkthrough image: an index's children, or the image itself.
+fn platform_digests(w: &crate::support::images::WalkthroughImage) -> Vec<Digest> {
+    use crate::support::images::Content;
+    let all = w.content.manifests();
+    if all.len() == 1 {
+        return vec![all[0].digest.clone()];
+    }
+    all[..all.len() - 1].iter().map(|m| m.digest.clone()).collect()
+}
+
+const DEFENDER_GATE: &str = "[gate]\nscanners = [\"policy\", \"defender\"]\n\n[scanners.defender]\nformat = \"defender\"\n";
+
+/// Local Resource Graph answering Healthy rows that name each platform image only by
+/// `resourceDetails.id`, plus runtime and Qualys rows with a Critical CVE for the same
+/// digests: the Healthy rows cover every platform and the other assessments are ignored, so
+/// both images pass and are promoted. The verdict records per-platform coverage.
+#[tokio::test(flavor = "multi_thread")]
+async fn defender_healthy_rows_by_resource_id_pass_and_other_assessments_are_ignored() {
+    let s = Setup::start().await;
+    let w = Workdir::new(&s.config("azure", DEFENDER_GATE));
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let host = s.target.host();
+    let mut rows = Vec::new();
+    for img in &s.images {
+        for d in platform_digests(img) {
+            rows.push(healthy_row(SETUP_REGISTRY_ID, "quarantine/x", &d.to_string()));
+            rows.push(row_under(MDVM_RUNTIME, &d.to_string(), &host));
+            rows.push(row_under(QUALYS_REGISTRY, &d.to_string(), &host));
+        }
+    }
+    s.azure.state().graph_rows = rows;
+    let applied = run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
+    assert!(applied.stdout.contains("pass (0 finding(s)"), "{}", applied.stdout);
+    for img in &s.images {
+        let live = format!("live/{}", img.path_tag());
+        assert_eq!(live_digest(&s, &live).await, digest_of(img));
+    }
+    // The pre-flight read the Containers plan once.
+    let st = s.azure.state();
+    let plan_reads = st
+        .requests
+        .iter()
+        .filter(|r| r.contains("/providers/Microsoft.Security/pricings/Containers"))
+        .count();
+    assert_eq!(plan_reads, 1, "{:?}", st.requests);
+}
+
+/// An index with one platform image scanned and the other without rows stays pending (not
+/// clean, nothing promoted); with `max_pending = "1s"` the next apply after it has passed
+/// fails the image closed with `AIRLOCK-SCANNER-NOT-SCANNED` naming the platform.
+#[tokio::test(flavor = "multi_thread")]
+async fn defender_unscanned_platform_is_pending_then_fails_after_max_pending() {
+    let s = Setup::start().await;
+    let gate = format!("{DEFENDER_GATE}max_pending = \"1s\"\n");
+    let mut w_cfg = s.config("azure", &gate);
+    // Only the index.
+    let first = format!(
+        "[[images]]\nsource = \"{}/{}:{}\"\n\n",
+        s.images[0].upstream_host, s.images[0].path, s.images[0].tag
+    );
+    w_cfg = w_cfg.replace(&first, "");
+    let w = Workdir::new(&w_cfg);
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let index = &s.images[1];
+    let children = platform_digests(index);
+    assert_eq!(children.len(), 2);
+    s.azure.state().graph_rows = vec![healthy_row(
+        SETUP_REGISTRY_ID,
+        "quarantine/x",
+        &children[0].to_string(),
+    )];
+    let pending = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_eq!(pending.code, 3, "{}\n{}", pending.stdout, pending.stderr);
+    assert!(pending.stdout.contains("pending"), "{}", pending.stdout);
+    // Well past max_pending (1s) since the pending verdict.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(failed.code, 0, "{}\n{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stdout.contains("AIRLOCK-SCANNER-NOT-SCANNED"),
+        "{}\n{}",
+        failed.stdout,
+        failed.stderr
+    );
+    // Never promoted.
+    let token = s._ts.issue(Some(USER), &[&format!("repository:live/{}:pull", index.path)]);
+    let resp = crate::support::http_client()
+        .head(format!("{}/v2/live/{}/manifests/{}", s.target.url(), index.path, index.tag))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+/// Without Defender for Containers (nor Defender CSPM) on the subscription, the pre-flight
+/// check fails the scan with what to enable; nothing is promoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn defender_preflight_names_the_plan_to_enable() {
+    let s = Setup::start().await;
+    s.azure.state().plans_off = vec!["Containers".into(), "CloudPosture".into()];
+    let w = Workdir::new(&s.config("azure", DEFENDER_GATE));
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let r = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(r.code, 0);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert!(out.contains("Defender for Containers"), "{out}");
+    assert!(out.contains("pricingTier Free"), "{out}");
+    assert!(s.azure.state().graph_queries.is_empty(), "no query once the plan is known off");
+}
+
+/// ACR access tokens carry their lifetime only as the JWT `exp` (about 75 minutes here, no
+/// `expires_in`): one apply asks `/oauth2/token` once per scope set, never again for the
+/// same set within the token's lifetime.
+#[tokio::test(flavor = "multi_thread")]
+async fn acr_tokens_are_requested_once_per_scope_set() {
+    let s = Setup::start().await;
+    s._ts.set_ttl(75 * 60);
+    let w = Workdir::new(&s.config("azure", ""));
+    run(&w, &["apply", "--auto-approve"], &s.msi_env())
+        .await
+        .expect(0);
+    let scopes = s.azure.state().token_scopes.clone();
+    assert!(scopes.len() >= 2, "{scopes:#?}");
+    let distinct: std::collections::BTreeSet<_> = scopes.iter().collect();
+    assert_eq!(distinct.len(), scopes.len(), "a scope set was asked twice: {scopes:#?}");
+}
+
+/// `transfer = "acr-import"` with an upstream index of 51 manifests: `plan` refuses it before
+/// anything is submitted to ARM, naming the limit and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn acr_import_refuses_a_51_manifest_index_at_plan_time() {
+    use crate::support::images::{ImageBuilder, TestIndex};
+    let s = Setup::start().await;
+    let many = TestIndex::new(
+        (0..51)
+            .map(|i| {
+                ImageBuilder::new(&format!("many-{i}"))
+                    .platform(&format!("linux/arch{i}"))
+                    .build()
+            })
+            .collect(),
+    );
+    push_raw(&s.upstream.url(), "library/many", "1", &many, None).await;
+    let cfg = s
+        .config("azure", "")
+        .replace(
+            "resource_group = \"rg-aks\"",
+            "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+        )
+        + "[[images]]\nsource = \"docker.io/library/many:1\"\n";
+    let w = Workdir::new(&cfg);
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let r = run(&w, &["plan"], &env).await.expect(1);
+    assert!(r.stderr.contains("51 manifests"), "{}", r.stderr);
+    assert!(r.stderr.contains("at most 50"), "{}", r.stderr);
+    assert!(r.stderr.contains("transfer = \"stream\""), "{}", r.stderr);
+    assert!(s.azure.state().imports.is_empty());
 }
