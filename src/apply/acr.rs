@@ -91,11 +91,15 @@ pub async fn check_import_limits(
         };
         let outside = !is_acr(&src_spec);
         let mut children = Vec::new();
-        if outside && let Ok(Parsed::Index { manifests, .. }) = top.parse()
+        if outside
+            && let Ok(Parsed::Index { manifests, .. }) = top.parse()
             && manifests.len() <= MAX_IMPORT_MANIFESTS
         {
             for m in manifests {
-                if let Some(c) = src.get_manifest(&spec.source.path, &m.digest.to_string()).await? {
+                if let Some(c) = src
+                    .get_manifest(&spec.source.path, &m.digest.to_string())
+                    .await?
+                {
                     children.push(c);
                 }
             }
@@ -110,7 +114,11 @@ pub async fn check_import_limits(
     Err(Error::Other(format!(
         "registry `{}` uses transfer = \"acr-import\", and ACR cannot import {}:\n  - {}",
         quarantine.key,
-        if problems.len() == 1 { "this image" } else { "these images" },
+        if problems.len() == 1 {
+            "this image"
+        } else {
+            "these images"
+        },
         problems.join("\n  - ")
     )))
 }
@@ -175,19 +183,20 @@ pub async fn import_image(
                     crate::config::Endpoint::Url(u) => u.clone(),
                     crate::config::Endpoint::Layout(_) => format!("https://{host}"),
                 };
-                let token = crate::registry::auth::acr_refresh_token(&src_spec.key, &endpoint, &host)
-                    .await
-                    .map_err(|e| RegistryError::Credentials {
-                        registry: src_spec.key.clone(),
-                        message: format!(
-                            "registry `{}` is an Azure registry without subscription (another \
+                let token =
+                    crate::registry::auth::acr_refresh_token(&src_spec.key, &endpoint, &host)
+                        .await
+                        .map_err(|e| RegistryError::Credentials {
+                            registry: src_spec.key.clone(),
+                            message: format!(
+                                "registry `{}` is an Azure registry without subscription (another \
                              tenant?), so importImage needs credentials for it, and none could be \
                              obtained: {e}. Give the identity AcrPull there (or set \
                              AIRLOCK_ACR_REFRESH_TOKEN), add subscription and resource_group if \
                              it is in the same tenant, or use transfer = \"stream\"",
-                            src_spec.key
-                        ),
-                    })?;
+                                src_spec.key
+                            ),
+                        })?;
                 Some(("00000000-0000-0000-0000-000000000000".to_string(), token))
             } else {
                 match credentials::resolve(&src_spec.key, &host, &src_spec.auth).await? {
@@ -264,20 +273,33 @@ mod tests {
                        "digest": Digest::of(b"c").to_string(), "size": 2},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                         "digest": Digest::of(b"l").to_string(), "size": layer}]});
-        RawManifest::new(serde_json::to_vec(&body).unwrap(), Some(media::OCI_MANIFEST)).unwrap()
+        RawManifest::new(
+            serde_json::to_vec(&body).unwrap(),
+            Some(media::OCI_MANIFEST),
+        )
+        .unwrap()
     }
 
     #[test]
     fn import_limits_fifty_manifests_and_two_gib_layers_from_outside_azure() {
         assert_eq!(import_limit_error("x", &index(50), &[], true), None);
         let e = import_limit_error("docker.io/x:1", &index(51), &[], false).unwrap();
-        assert!(e.contains("51 manifests") && e.contains("at most 50"), "{e}");
+        assert!(
+            e.contains("51 manifests") && e.contains("at most 50"),
+            "{e}"
+        );
         assert!(e.contains("transfer = \"stream\""), "{e}");
-        assert_eq!(import_limit_error("x", &image(MAX_PUBLIC_LAYER), &[], true), None);
+        assert_eq!(
+            import_limit_error("x", &image(MAX_PUBLIC_LAYER), &[], true),
+            None
+        );
         let e = import_limit_error("x", &image(MAX_PUBLIC_LAYER + 1), &[], true).unwrap();
         assert!(e.contains("2 GiB"), "{e}");
         // From another ACR the layer limit does not apply; in an index's child it does.
-        assert_eq!(import_limit_error("x", &image(MAX_PUBLIC_LAYER + 1), &[], false), None);
+        assert_eq!(
+            import_limit_error("x", &image(MAX_PUBLIC_LAYER + 1), &[], false),
+            None
+        );
         assert!(import_limit_error("x", &index(2), &[image(MAX_PUBLIC_LAYER + 1)], true).is_some());
     }
 }

@@ -326,7 +326,12 @@ impl Arm {
 
     /// GET an ARM resource (`path` from the ARM base, with its api-version); None when ARM
     /// answers 404.
-    pub async fn get(&self, key: &str, what: &str, path: &str) -> Result<Option<Value>, RegistryError> {
+    pub async fn get(
+        &self,
+        key: &str,
+        what: &str,
+        path: &str,
+    ) -> Result<Option<Value>, RegistryError> {
         let url = format!("{}{path}", self.base);
         let timeout = Duration::from_secs(60);
         let deadline = Instant::now() + timeout;

@@ -30,11 +30,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use azure_core::credentials::TokenCredential;
 use azure_identity::{
-    AzureCliCredential, AzurePipelinesCredential, AzurePipelinesCredentialOptions,
-    ClientAssertion, ClientAssertionCredential, ClientAssertionCredentialOptions,
-    ClientSecretCredential, ClientSecretCredentialOptions, ManagedIdentityCredential,
-    ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
-    WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzurePipelinesCredential, AzurePipelinesCredentialOptions, ClientAssertion,
+    ClientAssertionCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+    UserAssignedId, WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
 };
 use time::OffsetDateTime;
 
@@ -307,7 +306,11 @@ impl GitHubOidc {
         GitHubOidc::new(&url, Secret::new(token), t.client().clone())
     }
 
-    pub fn new(url: &str, request_token: Secret, client: reqwest::Client) -> Result<GitHubOidc, String> {
+    pub fn new(
+        url: &str,
+        request_token: Secret,
+        client: reqwest::Client,
+    ) -> Result<GitHubOidc, String> {
         let mut url = reqwest::Url::parse(url)
             .map_err(|e| format!("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL: {e}"))?;
         url.query_pairs_mut()
@@ -333,7 +336,12 @@ impl GitHubOidc {
             .timeout(std::time::Duration::from_secs(30))
             .send()
             .await
-            .map_err(|e| format!("cannot reach ACTIONS_ID_TOKEN_REQUEST_URL: {}", crate::registry::error::redact_url(e)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot reach ACTIONS_ID_TOKEN_REQUEST_URL: {}",
+                    crate::registry::error::redact_url(e)
+                )
+            })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!(
@@ -376,10 +384,19 @@ fn build(name: &str, t: &ReqwestTransport) -> Credential {
             let client_id = env("AZURESUBSCRIPTION_CLIENT_ID").or(client_id);
             let missing: Vec<&str> = [
                 ("SYSTEM_OIDCREQUESTURI", oidc.is_some()),
-                ("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", connection.is_some()),
+                (
+                    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+                    connection.is_some(),
+                ),
                 ("SYSTEM_ACCESSTOKEN", access.is_some()),
-                ("AZURESUBSCRIPTION_TENANT_ID or AZURE_TENANT_ID", tenant.is_some()),
-                ("AZURESUBSCRIPTION_CLIENT_ID or AZURE_CLIENT_ID", client_id.is_some()),
+                (
+                    "AZURESUBSCRIPTION_TENANT_ID or AZURE_TENANT_ID",
+                    tenant.is_some(),
+                ),
+                (
+                    "AZURESUBSCRIPTION_CLIENT_ID or AZURE_CLIENT_ID",
+                    client_id.is_some(),
+                ),
             ]
             .into_iter()
             .filter(|(_, set)| !set)
@@ -591,7 +608,10 @@ mod tests {
     async fn oidc_endpoint(ttl: u64) -> (String, Arc<AtomicUsize>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/oidc?api-version=2.0", listener.local_addr().unwrap());
+        let url = format!(
+            "http://{}/oidc?api-version=2.0",
+            listener.local_addr().unwrap()
+        );
         let count = Arc::new(AtomicUsize::new(0));
         let c = count.clone();
         tokio::spawn(async move {
@@ -613,7 +633,11 @@ mod tests {
                     use base64::Engine as _;
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
                 };
-                let jwt = format!("{}.{}.sig", b64("{}"), b64(&format!("{{\"exp\":{exp},\"n\":{k}}}")));
+                let jwt = format!(
+                    "{}.{}.sig",
+                    b64("{}"),
+                    b64(&format!("{{\"exp\":{exp},\"n\":{k}}}"))
+                );
                 let (status, body) = if ok {
                     ("200 OK", format!("{{\"count\":1,\"value\":\"{jwt}\"}}"))
                 } else {
@@ -651,13 +675,15 @@ mod tests {
             let Body::Bytes(body) = request.body() else {
                 panic!("form body")
             };
-            let form: HashMap<String, String> = form_urlencoded::parse(body)
-                .into_owned()
-                .collect();
+            let form: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
             let exp = form["client_assertion"]
                 .split('.')
                 .nth(1)
-                .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+                .and_then(|p| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .decode(p)
+                        .ok()
+                })
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                 .and_then(|c| c["exp"].as_i64())
                 .unwrap();
@@ -692,7 +718,12 @@ mod tests {
                 ..ClientOptions::default()
             },
         };
-        let oidc = GitHubOidc::new(&url, Secret::new("request-token"), transport.client().clone()).unwrap();
+        let oidc = GitHubOidc::new(
+            &url,
+            Secret::new("request-token"),
+            transport.client().clone(),
+        )
+        .unwrap();
         assert!(!format!("{oidc:?}").contains("request-token"));
         let cred = ClientAssertionCredential::new(
             "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
@@ -701,7 +732,10 @@ mod tests {
             Some(options()),
         )
         .unwrap();
-        let chain = Chain::new(vec![(GITHUB_ACTIONS.into(), Ok(cred as Arc<dyn TokenCredential>))]);
+        let chain = Chain::new(vec![(
+            GITHUB_ACTIONS.into(),
+            Ok(cred as Arc<dyn TokenCredential>),
+        )]);
         for _ in 0..3 {
             chain.token("scope/.default").await.unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
@@ -722,11 +756,15 @@ mod tests {
                 Ok(self.0.clone())
             }
         }
-        let once = GitHubOidc::new(&url, Secret::new("request-token"), transport.client().clone())
-            .unwrap()
-            .fetch()
-            .await
-            .unwrap();
+        let once = GitHubOidc::new(
+            &url,
+            Secret::new("request-token"),
+            transport.client().clone(),
+        )
+        .unwrap()
+        .fetch()
+        .await
+        .unwrap();
         let stale = ClientAssertionCredential::new(
             "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
             "11111111-2222-3333-4444-555555555555".into(),
@@ -736,7 +774,10 @@ mod tests {
         .unwrap();
         stale.get_token(&["scope/.default"], None).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-        let e = stale.get_token(&["scope/.default"], None).await.unwrap_err();
+        let e = stale
+            .get_token(&["scope/.default"], None)
+            .await
+            .unwrap_err();
         assert!(describe(&e).contains("AADSTS700024"), "{e}");
     }
 
@@ -745,9 +786,12 @@ mod tests {
     fn pipeline_credentials_name_what_is_missing() {
         let t = ReqwestTransport::new().unwrap();
         // The test environment is no pipeline.
-        let e = build(AZURE_PIPELINES, &t).err().expect("not configured");
-        assert!(e.contains("SYSTEM_OIDCREQUESTURI") || e.contains("SYSTEM_ACCESSTOKEN"), "{e}");
-        let e = build(GITHUB_ACTIONS, &t).err().expect("not configured");
+        let e = build(AZURE_PIPELINES, &t).expect_err("not configured");
+        assert!(
+            e.contains("SYSTEM_OIDCREQUESTURI") || e.contains("SYSTEM_ACCESSTOKEN"),
+            "{e}"
+        );
+        let e = build(GITHUB_ACTIONS, &t).expect_err("not configured");
         assert!(e.contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{e}");
     }
 }

@@ -110,9 +110,7 @@ pub async fn scan(
         }
     }
     let since = pending_since(t, now).await?;
-    let max_pending = spec
-        .max_pending
-        .unwrap_or(Duration::from_secs(24 * 3600));
+    let max_pending = spec.max_pending.unwrap_or(Duration::from_secs(24 * 3600));
     Ok(outcome(
         &spec.name,
         &Scope {
@@ -136,7 +134,9 @@ async fn pending_since(t: &Target<'_>, now: OffsetDateTime) -> Result<OffsetDate
         .registry
         .referrers(t.repository, t.digest, Some(media::VERDICT_ARTIFACT))
         .await
-        .map_err(|e| format!("cannot read earlier verdicts to tell how long Defender has been pending: {e}"))?;
+        .map_err(|e| {
+            format!("cannot read earlier verdicts to tell how long Defender has been pending: {e}")
+        })?;
     Ok(referrers
         .iter()
         .filter_map(|r| crate::records::verdict_from_annotations(&r.digest, &r.annotations))
@@ -170,7 +170,9 @@ pub fn image_digests(top_digest: &Digest, top: &RawManifest) -> ImageDigests {
 /// Keep only characters that cannot end a KQL string literal.
 fn kql_safe(s: &str) -> String {
     s.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '/' | '(' | ')'))
+        .filter(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '/' | '(' | ')')
+        })
         .collect()
 }
 
@@ -319,15 +321,24 @@ pub fn outcome(
             .unwrap_or(Severity::Unknown);
         let soft = &extra["softwareDetails"];
         let allowed_by = exempt.then(|| {
-            let why = [cause.as_str(), text(&p["status"]["description"]).unwrap_or_default().as_str()]
-                .iter()
-                .filter(|s| !s.is_empty())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(": ");
+            let why = [
+                cause.as_str(),
+                text(&p["status"]["description"])
+                    .unwrap_or_default()
+                    .as_str(),
+            ]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(": ");
             format!(
                 "exempted in Microsoft Defender for Cloud (status {code}{})",
-                if why.is_empty() { String::new() } else { format!(", {why}") }
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {why}")
+                }
             )
         });
         findings.push(Finding {
@@ -347,7 +358,8 @@ pub fn outcome(
         });
     }
     let waited = clock.now - clock.pending_since;
-    let expired = waited >= time::Duration::try_from(clock.max_pending).unwrap_or(time::Duration::MAX);
+    let expired =
+        waited >= time::Duration::try_from(clock.max_pending).unwrap_or(time::Duration::MAX);
     let mut coverage = Vec::new();
     for (digest, platform) in &digests.platforms {
         let status = if covered.contains(digest) {
@@ -492,7 +504,10 @@ mod tests {
             q.contains(&format!("assessmentKey == '{REGISTRY_ASSESSMENT}'")),
             "{q}"
         );
-        assert!(q.contains(&format!("id startswith '{}/'", acr().id())), "{q}");
+        assert!(
+            q.contains(&format!("id startswith '{}/'", acr().id())),
+            "{q}"
+        );
         assert!(q.contains(&format!("artifactDigest in ('{d}')")), "{q}");
         assert!(q.contains(&format!("resourceDigest in ('{d}')")), "{q}");
         assert!(q.contains("properties.resourceDetails.id"), "{q}");

@@ -89,18 +89,29 @@ mod tests {
         let src = format!(
             "{registries}\n[quarantine]\nregistry = \"acr\"\nprefix = \"quarantine\"\n[live]\nregistry = \"acr\"\nprefix = \"live\"\n{scanners}\n[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n"
         );
-        crate::config::parse(&src, Path::new("airlock.toml"), time::macros::date!(2026 - 11 - 27))
-            .map_err(|e| e.to_string())
+        crate::config::parse(
+            &src,
+            Path::new("airlock.toml"),
+            time::macros::date!(2026 - 11 - 27),
+        )
+        .map_err(|e| e.to_string())
     }
 
-    const ACR: &str = "[registries.acr]\nendpoint = \"https://acraks0001.azurecr.cn\"\nauth = \"azure\"\n";
+    const ACR: &str =
+        "[registries.acr]\nendpoint = \"https://acraks0001.azurecr.cn\"\nauth = \"azure\"\n";
 
     #[test]
     fn cloud_sets_authority_arm_and_scopes_together() {
         let d = parse(&format!("{ACR}cloud = \"china\"\n"), "").unwrap();
         assert_eq!(d.azure_cloud, AzureCloud::China);
-        assert_eq!(d.azure_cloud.authority_host(), "https://login.chinacloudapi.cn");
-        assert_eq!(d.azure_cloud.arm_endpoint(), "https://management.chinacloudapi.cn");
+        assert_eq!(
+            d.azure_cloud.authority_host(),
+            "https://login.chinacloudapi.cn"
+        );
+        assert_eq!(
+            d.azure_cloud.arm_endpoint(),
+            "https://management.chinacloudapi.cn"
+        );
         assert_eq!(
             d.azure_cloud.arm_scope(),
             "https://management.chinacloudapi.cn/.default"

@@ -242,11 +242,15 @@ fn lower_cloud(l: &mut Lowerer, raw: &RawConfig) -> AzureCloud {
             );
             continue;
         };
-        let azure = r.auth.as_ref().is_some_and(|a| a.get_ref() == "azure") || r.subscription.is_some();
+        let azure =
+            r.auth.as_ref().is_some_and(|a| a.get_ref() == "azure") || r.subscription.is_some();
         if !azure {
             l.err(
                 c.span(),
-                format!("`cloud` is only used by Azure registries, and `{}` is not one", name.get_ref()),
+                format!(
+                    "`cloud` is only used by Azure registries, and `{}` is not one",
+                    name.get_ref()
+                ),
                 Some("add auth = \"azure\" (or subscription and resource_group), or remove cloud"),
             );
             continue;
@@ -617,9 +621,9 @@ fn lower_scanners(
         };
         // How long Defender may leave an image unscanned before the gate fails it.
         let max_pending = match (&format, &r.max_pending) {
-            (ScannerFormat::Defender, Some(t)) => Some(
-                parse_duration(l, t, "max_pending").unwrap_or(DEFAULT_DEFENDER_MAX_PENDING),
-            ),
+            (ScannerFormat::Defender, Some(t)) => {
+                Some(parse_duration(l, t, "max_pending").unwrap_or(DEFAULT_DEFENDER_MAX_PENDING))
+            }
             (ScannerFormat::Defender, None) => Some(DEFAULT_DEFENDER_MAX_PENDING),
             (_, Some(t)) => {
                 l.err(

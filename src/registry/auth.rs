@@ -861,12 +861,12 @@ mod tests {
         assert_eq!(token_lifetime(None, &acr), Duration::from_secs(4500));
         // Both: the shorter.
         assert_eq!(token_lifetime(Some(300), &acr), Duration::from_secs(300));
-        assert_eq!(
-            token_lifetime(Some(9000), &acr),
-            Duration::from_secs(4500)
-        );
+        assert_eq!(token_lifetime(Some(9000), &acr), Duration::from_secs(4500));
         // Opaque or without exp: expires_in, else the assumed minute.
-        assert_eq!(token_lifetime(Some(120), "opaque"), Duration::from_secs(120));
+        assert_eq!(
+            token_lifetime(Some(120), "opaque"),
+            Duration::from_secs(120)
+        );
         assert_eq!(token_lifetime(None, "opaque"), ASSUMED_LIFETIME);
         assert_eq!(token_lifetime(None, &jwt(r#"{"iat":1}"#)), ASSUMED_LIFETIME);
         // exp in the past or before iat: renew at once (1 s, never zero).
@@ -879,7 +879,10 @@ mod tests {
             renew_margin(Duration::from_secs(4500)),
             Duration::from_secs(300)
         );
-        assert_eq!(renew_margin(Duration::from_secs(300)), Duration::from_secs(30));
+        assert_eq!(
+            renew_margin(Duration::from_secs(300)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

@@ -210,7 +210,9 @@ async fn handle(
             json_reply(StatusCode::OK, json!({"access_token": token}))
         }
         // Defender plans (Microsoft.Security/pricings, api-version 2024-01-01).
-        p if method == hyper::Method::GET && p.contains("/providers/Microsoft.Security/pricings/") => {
+        p if method == hyper::Method::GET
+            && p.contains("/providers/Microsoft.Security/pricings/") =>
+        {
             let plan = p.rsplit('/').next().unwrap_or_default().to_string();
             let off = state.lock().unwrap().plans_off.contains(&plan);
             json_reply(
@@ -644,7 +646,11 @@ async fn defender_results_gate_promotion_and_pending_rescans() {
         "Low",
     )];
     for d in platform_digests(&s.images[1]) {
-        rows.push(healthy_row(SETUP_REGISTRY_ID, "quarantine/x", &d.to_string()));
+        rows.push(healthy_row(
+            SETUP_REGISTRY_ID,
+            "quarantine/x",
+            &d.to_string(),
+        ));
     }
     s.azure.state().graph_rows = rows;
     let second = run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
@@ -757,9 +763,9 @@ fn defender_rows_map_per_platform_with_exemptions_and_max_pending() {
         max_pending: Duration::from_secs(3600),
     };
     let mut exempt = row_for(&rid, &amd.to_string(), host, "Critical");
-    exempt["properties"]["status"] =
-        json!({"code": "NotApplicable", "cause": "Exempt", "description": "Risk accepted", "severity": "High"});
-    exempt["properties"]["additionalData"]["vulnerabilityDetails"]["cveId"] = json!("CVE-2024-0001");
+    exempt["properties"]["status"] = json!({"code": "NotApplicable", "cause": "Exempt", "description": "Risk accepted", "severity": "High"});
+    exempt["properties"]["additionalData"]["vulnerabilityDetails"]["cveId"] =
+        json!("CVE-2024-0001");
     let other_registry = row_for(
         "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-aks/providers/Microsoft.ContainerRegistry/registries/other",
         &amd.to_string(),
@@ -787,7 +793,11 @@ fn defender_rows_map_per_platform_with_exemptions_and_max_pending() {
     };
     assert!(version.unwrap().contains("Defender"));
     let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
-    assert_eq!(ids, vec!["CVE-2022-42969", "CVE-2024-0001"], "{findings:#?}");
+    assert_eq!(
+        ids,
+        vec!["CVE-2022-42969", "CVE-2024-0001"],
+        "{findings:#?}"
+    );
     let cve = &findings[0];
     assert_eq!(cve.severity, Severity::Low);
     assert_eq!(cve.package.as_deref(), Some("py"));
@@ -796,11 +806,23 @@ fn defender_rows_map_per_platform_with_exemptions_and_max_pending() {
     assert_eq!(cve.platform.as_deref(), Some("linux/amd64"));
     assert_eq!(cve.allowed_by, None);
     let ex = findings[1].allowed_by.as_deref().unwrap();
-    assert!(ex.contains("exempted in Microsoft Defender for Cloud") && ex.contains("Risk accepted"), "{ex}");
+    assert!(
+        ex.contains("exempted in Microsoft Defender for Cloud") && ex.contains("Risk accepted"),
+        "{ex}"
+    );
     // amd64 scanned; arm64 only has a Qualys row, which does not count: pending.
-    let status: Vec<_> = coverage.iter().map(|c| (c.platform.clone().unwrap(), c.status)).collect();
-    assert!(status.contains(&("linux/amd64".into(), CoverageStatus::Scanned)), "{status:?}");
-    assert!(status.contains(&("linux/arm64".into(), CoverageStatus::Pending)), "{status:?}");
+    let status: Vec<_> = coverage
+        .iter()
+        .map(|c| (c.platform.clone().unwrap(), c.status))
+        .collect();
+    assert!(
+        status.contains(&("linux/amd64".into(), CoverageStatus::Scanned)),
+        "{status:?}"
+    );
+    assert!(
+        status.contains(&("linux/arm64".into(), CoverageStatus::Pending)),
+        "{status:?}"
+    );
 
     // Past max_pending the unscanned platform is a blocking finding, never clean.
     let late = defender::Clock {
@@ -808,16 +830,24 @@ fn defender_rows_map_per_platform_with_exemptions_and_max_pending() {
         pending_since: now - time::Duration::hours(2),
         max_pending: Duration::from_secs(3600),
     };
-    let Outcome::PerPlatform { findings, coverage, .. } =
-        defender::outcome("defender", &scope, &digests, &rows, &late)
+    let Outcome::PerPlatform {
+        findings, coverage, ..
+    } = defender::outcome("defender", &scope, &digests, &rows, &late)
     else {
         panic!()
     };
-    let ns = findings.iter().find(|f| f.id == defender::NOT_SCANNED).unwrap();
+    let ns = findings
+        .iter()
+        .find(|f| f.id == defender::NOT_SCANNED)
+        .unwrap();
     assert_eq!(ns.severity, Severity::Critical);
     assert_eq!(ns.platform.as_deref(), Some("linux/arm64"));
     assert!(ns.message.contains("max_pending (1h)"), "{}", ns.message);
-    assert!(coverage.iter().any(|c| c.status == CoverageStatus::NotScanned));
+    assert!(
+        coverage
+            .iter()
+            .any(|c| c.status == CoverageStatus::NotScanned)
+    );
 
     // Rows on the index digest itself are findings but cover no platform.
     let only_top = vec![healthy_row(&rid, "quarantine/x", &top.to_string())];
@@ -1153,10 +1183,14 @@ fn platform_digests(w: &crate::support::images::WalkthroughImage) -> Vec<Digest>
     if all.len() == 1 {
         return vec![all[0].digest.clone()];
     }
-    all[..all.len() - 1].iter().map(|m| m.digest.clone()).collect()
+    all[..all.len() - 1]
+        .iter()
+        .map(|m| m.digest.clone())
+        .collect()
 }
 
-const DEFENDER_GATE: &str = "[gate]\nscanners = [\"policy\", \"defender\"]\n\n[scanners.defender]\nformat = \"defender\"\n";
+const DEFENDER_GATE: &str =
+    "[gate]\nscanners = [\"policy\", \"defender\"]\n\n[scanners.defender]\nformat = \"defender\"\n";
 
 /// Local Resource Graph answering Healthy rows that name each platform image only by
 /// `resourceDetails.id`, plus runtime and Qualys rows with a Critical CVE for the same
@@ -1172,14 +1206,22 @@ async fn defender_healthy_rows_by_resource_id_pass_and_other_assessments_are_ign
     let mut rows = Vec::new();
     for img in &s.images {
         for d in platform_digests(img) {
-            rows.push(healthy_row(SETUP_REGISTRY_ID, "quarantine/x", &d.to_string()));
+            rows.push(healthy_row(
+                SETUP_REGISTRY_ID,
+                "quarantine/x",
+                &d.to_string(),
+            ));
             rows.push(row_under(MDVM_RUNTIME, &d.to_string(), &host));
             rows.push(row_under(QUALYS_REGISTRY, &d.to_string(), &host));
         }
     }
     s.azure.state().graph_rows = rows;
     let applied = run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
-    assert!(applied.stdout.contains("pass (0 finding(s)"), "{}", applied.stdout);
+    assert!(
+        applied.stdout.contains("pass (0 finding(s)"),
+        "{}",
+        applied.stdout
+    );
     for img in &s.images {
         let live = format!("live/{}", img.path_tag());
         assert_eq!(live_digest(&s, &live).await, digest_of(img));
@@ -1233,9 +1275,17 @@ async fn defender_unscanned_platform_is_pending_then_fails_after_max_pending() {
         failed.stderr
     );
     // Never promoted.
-    let token = s._ts.issue(Some(USER), &[&format!("repository:live/{}:pull", index.path)]);
+    let token = s._ts.issue(
+        Some(USER),
+        &[&format!("repository:live/{}:pull", index.path)],
+    );
     let resp = crate::support::http_client()
-        .head(format!("{}/v2/live/{}/manifests/{}", s.target.url(), index.path, index.tag))
+        .head(format!(
+            "{}/v2/live/{}/manifests/{}",
+            s.target.url(),
+            index.path,
+            index.tag
+        ))
         .bearer_auth(token)
         .send()
         .await
@@ -1257,7 +1307,10 @@ async fn defender_preflight_names_the_plan_to_enable() {
     let out = format!("{}{}", r.stdout, r.stderr);
     assert!(out.contains("Defender for Containers"), "{out}");
     assert!(out.contains("pricingTier Free"), "{out}");
-    assert!(s.azure.state().graph_queries.is_empty(), "no query once the plan is known off");
+    assert!(
+        s.azure.state().graph_queries.is_empty(),
+        "no query once the plan is known off"
+    );
 }
 
 /// ACR access tokens carry their lifetime only as the JWT `exp` (about 75 minutes here, no
@@ -1274,7 +1327,11 @@ async fn acr_tokens_are_requested_once_per_scope_set() {
     let scopes = s.azure.state().token_scopes.clone();
     assert!(scopes.len() >= 2, "{scopes:#?}");
     let distinct: std::collections::BTreeSet<_> = scopes.iter().collect();
-    assert_eq!(distinct.len(), scopes.len(), "a scope set was asked twice: {scopes:#?}");
+    assert_eq!(
+        distinct.len(),
+        scopes.len(),
+        "a scope set was asked twice: {scopes:#?}"
+    );
 }
 
 /// `transfer = "acr-import"` with an upstream index of 51 manifests: `plan` refuses it before
@@ -1293,13 +1350,10 @@ async fn acr_import_refuses_a_51_manifest_index_at_plan_time() {
             .collect(),
     );
     push_raw(&s.upstream.url(), "library/many", "1", &many, None).await;
-    let cfg = s
-        .config("azure", "")
-        .replace(
-            "resource_group = \"rg-aks\"",
-            "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
-        )
-        + "[[images]]\nsource = \"docker.io/library/many:1\"\n";
+    let cfg = s.config("azure", "").replace(
+        "resource_group = \"rg-aks\"",
+        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+    ) + "[[images]]\nsource = \"docker.io/library/many:1\"\n";
     let w = Workdir::new(&cfg);
     let mut env = s.msi_env();
     env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
@@ -1308,4 +1362,48 @@ async fn acr_import_refuses_a_51_manifest_index_at_plan_time() {
     assert!(r.stderr.contains("at most 50"), "{}", r.stderr);
     assert!(r.stderr.contains("transfer = \"stream\""), "{}", r.stderr);
     assert!(s.azure.state().imports.is_empty());
+}
+
+/// `transfer = "acr-import"` from an Azure source registry without subscription (an ACR in
+/// another tenant): each upstream import carries an ACR refresh token for the source as
+/// `source.credentials` (null-GUID user). When no token can be had for the source (its
+/// `/oauth2/exchange` refuses), the import fails before ARM is called, saying what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn acr_import_from_another_tenant_sends_source_credentials_or_says_why_not() {
+    let s = Setup::start().await;
+    s.azure.state().acr_host = Some(s.target.host());
+    let cfg = s
+        .config("azure", "")
+        .replace("auth = \"anonymous\"", "auth = \"azure\"")
+        .replace(
+            "resource_group = \"rg-aks\"",
+            "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+        );
+    let w = Workdir::new(&cfg);
+
+    // No token for the source: the upstream has no /oauth2/exchange.
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let r = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert!(out.contains("importImage needs credentials"), "{out}");
+    assert!(s.azure.state().imports.is_empty(), "ARM was not called");
+
+    // With a refresh token for it, every upstream import carries it.
+    env.push(("AIRLOCK_ACR_REFRESH_TOKEN".into(), REFRESH.into()));
+    run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
+    let imports = s.azure.state().imports.clone();
+    let upstream: Vec<&Value> = imports
+        .iter()
+        .filter(|b| b["source"]["registryUri"].is_string())
+        .collect();
+    assert_eq!(upstream.len(), 2, "{imports:#?}");
+    for b in upstream {
+        assert_eq!(
+            b["source"]["credentials"]["username"],
+            "00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(b["source"]["credentials"]["password"], REFRESH);
+    }
 }
