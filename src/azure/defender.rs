@@ -24,7 +24,6 @@
 //!   with what to enable.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -427,10 +426,13 @@ pub fn plan_gap(pricing: &Value) -> Option<String> {
 
 /// Pre-flight: Defender for Containers (or Defender CSPM) with registry vulnerability
 /// assessment must be on for the subscription, else no result will ever come. Checked once
-/// per subscription and process.
+/// per subscription and process (a failure to read the plans is not remembered).
 async fn preflight(arm: &Arm, key: &str, subscription: &str) -> Result<(), String> {
-    static CHECKED: Mutex<BTreeMap<String, Result<(), String>>> = Mutex::new(BTreeMap::new());
-    if let Some(r) = CHECKED.lock().expect("preflight lock").get(subscription) {
+    // Held across the check: concurrent scans of one subscription share one answer.
+    static CHECKED: tokio::sync::Mutex<BTreeMap<String, Result<(), String>>> =
+        tokio::sync::Mutex::const_new(BTreeMap::new());
+    let mut checked = CHECKED.lock().await;
+    if let Some(r) = checked.get(subscription) {
         return r.clone();
     }
     let mut gaps = Vec::new();
@@ -461,10 +463,7 @@ async fn preflight(arm: &Arm, key: &str, subscription: &str) -> Result<(), Strin
             gaps.join("; ")
         ));
     }
-    CHECKED
-        .lock()
-        .expect("preflight lock")
-        .insert(subscription.to_string(), result.clone());
+    checked.insert(subscription.to_string(), result.clone());
     result
 }
 
