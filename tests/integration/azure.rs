@@ -1264,6 +1264,21 @@ async fn defender_unscanned_platform_is_pending_then_fails_after_max_pending() {
     let pending = run(&w, &["apply", "--auto-approve"], &env).await;
     assert_eq!(pending.code, 3, "{}\n{}", pending.stdout, pending.stderr);
     assert!(pending.stdout.contains("pending"), "{}", pending.stdout);
+    // The verdict records which platform image Defender covered.
+    let q_repo = format!("quarantine/{}", index.path);
+    let docs = verdict_documents(&s, &q_repo, &digest_of(index)).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["decision"], "pending");
+    let coverage = defender_coverage(&docs[0]);
+    assert_eq!(coverage.len(), 2, "{:#}", docs[0]);
+    assert!(
+        coverage.contains(&(children[0].to_string(), "scanned".to_string())),
+        "{coverage:?}"
+    );
+    assert!(
+        coverage.contains(&(children[1].to_string(), "pending".to_string())),
+        "{coverage:?}"
+    );
     // Well past max_pending (1s) since the pending verdict.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let failed = run(&w, &["apply", "--auto-approve"], &env).await;
@@ -1273,6 +1288,16 @@ async fn defender_unscanned_platform_is_pending_then_fails_after_max_pending() {
         "{}\n{}",
         failed.stdout,
         failed.stderr
+    );
+    let docs = verdict_documents(&s, &q_repo, &digest_of(index)).await;
+    let fail = docs
+        .iter()
+        .find(|d| d["decision"] == "fail")
+        .expect("a failing verdict");
+    let coverage = defender_coverage(fail);
+    assert!(
+        coverage.contains(&(children[1].to_string(), "not-scanned".to_string())),
+        "{coverage:?}"
     );
     // Never promoted.
     let token = s._ts.issue(
@@ -1406,4 +1431,73 @@ async fn acr_import_from_another_tenant_sends_source_credentials_or_says_why_not
         );
         assert_eq!(b["source"]["credentials"]["password"], REFRESH);
     }
+}
+
+/// The verdict documents recorded for `digest` in `repo` of the target, read with tokens
+/// issued directly (the referrers tag schema: Distribution has no referrers API).
+async fn verdict_documents(s: &Setup, repo: &str, digest: &Digest) -> Vec<Value> {
+    let token = s
+        ._ts
+        .issue(Some(USER), &[&format!("repository:{repo}:pull")]);
+    let get = |path: String| {
+        crate::support::http_client()
+            .get(format!("{}/v2/{repo}/{path}", s.target.url()))
+            .bearer_auth(token.clone())
+            .header(
+                "accept",
+                "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+            )
+            .send()
+    };
+    let tag = digest.to_string().replace(':', "-");
+    let resp = get(format!("manifests/{tag}")).await.unwrap();
+    if resp.status() == 404 {
+        return Vec::new();
+    }
+    let index: Value = resp.json().await.unwrap();
+    let mut out = Vec::new();
+    for m in index["manifests"].as_array().cloned().unwrap_or_default() {
+        if m["artifactType"] != airlock::model::media::VERDICT_ARTIFACT {
+            continue;
+        }
+        let manifest: Value = get(format!("manifests/{}", m["digest"].as_str().unwrap()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let layer = manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let doc: Value = get(format!("blobs/{layer}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.push(doc);
+    }
+    out
+}
+
+/// `(digest, status)` of the defender scanner's coverage in a verdict document.
+fn defender_coverage(doc: &Value) -> Vec<(String, String)> {
+    doc["scanners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "defender")
+        .and_then(|r| r["coverage"].as_array())
+        .map(|c| {
+            c.iter()
+                .map(|e| {
+                    (
+                        e["digest"].as_str().unwrap().to_string(),
+                        e["status"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
