@@ -51,6 +51,15 @@ const AZURE_ENV: &[&str] = &[
     "IMDS_ENDPOINT",
     "AIRLOCK_ACR_REFRESH_TOKEN",
     "AIRLOCK_ARM_ENDPOINT",
+    "AIRLOCK_ARM_SCOPE",
+    "AIRLOCK_ACR_SCOPE",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SYSTEM_OIDCREQUESTURI",
+    "SYSTEM_ACCESSTOKEN",
+    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+    "AZURESUBSCRIPTION_CLIENT_ID",
+    "AZURESUBSCRIPTION_TENANT_ID",
 ];
 
 #[derive(Default)]
@@ -72,6 +81,8 @@ struct AzureState {
     /// Defender plans (`Microsoft.Security/pricings/<plan>`) whose pricingTier is not
     /// Standard; every other plan answers Standard.
     plans_off: Vec<String>,
+    /// OIDC assertions handed out: "github" or "pipelines", one per request.
+    oidc_requests: Vec<&'static str>,
 }
 
 /// A local stand-in for the Azure endpoints airlock calls: managed identity (App Service
@@ -172,6 +183,34 @@ async fn handle(
                 StatusCode::OK,
                 json!({"access_token": format!("aad:{resource}"), "expires_on": expires.to_string(),
                        "resource": resource, "token_type": "Bearer"}),
+            )
+        }
+        // GitHub Actions' OIDC provider (ACTIONS_ID_TOKEN_REQUEST_URL).
+        "/github/oidc" => {
+            if bearer.as_deref() != Some("Bearer gh-request-token")
+                || get(&query, "audience") != Some("api://AzureADTokenExchange")
+            {
+                return Ok(unauthorized("bad OIDC request"));
+            }
+            state.lock().unwrap().oidc_requests.push("github");
+            json_reply(
+                StatusCode::OK,
+                json!({"count": 1, "value": "eyJ.github.assertion"}),
+            )
+        }
+        // Azure Pipelines' OIDC endpoint (SYSTEM_OIDCREQUESTURI, api-version 7.1).
+        "/pipelines/oidc" => {
+            if method != hyper::Method::POST
+                || bearer.as_deref() != Some("Bearer system-access-token")
+                || get(&query, "serviceConnectionId") != Some("connection-1")
+                || get(&query, "api-version") != Some("7.1")
+            {
+                return Ok(unauthorized("bad OIDC request"));
+            }
+            state.lock().unwrap().oidc_requests.push("pipelines");
+            json_reply(
+                StatusCode::OK,
+                json!({"oidcToken": "eyJ.pipelines.assertion"}),
             )
         }
         "/msi/denied" => json_reply(
@@ -504,9 +543,10 @@ fn base64_encode(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// The credential chain's order, driven by the environment as in production: workload
-/// identity and client secret are configured but their authority (a local TCP listener that
-/// is not an Azure AD) fails; managed identity (a local App Service-protocol endpoint) then
+/// The credential chain's order, driven by the environment as in production: Azure
+/// Pipelines and GitHub Actions credentials each get an assertion from their local OIDC
+/// stand-in (pipelines first), then, like workload identity and client secret, fail at the
+/// authority (a local TCP listener that is not an Azure AD); managed identity (a local App Service-protocol endpoint) then
 /// yields the token and the Azure CLI is never needed. With managed identity failing too and
 /// no `az` on PATH, the error lists all four, in order, with why each failed.
 #[tokio::test(flavor = "multi_thread")]
@@ -549,9 +589,47 @@ async fn the_credential_chain_tries_in_order_and_lists_every_failure() {
         ("PATH".into(), empty_path.display().to_string()),
     ];
 
+    // The pipeline credentials come first: each asks its OIDC endpoint for an assertion
+    // (then fails at the authority).
+    let mut base = base;
+    base.extend([
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL".to_string(),
+            format!("{}/github/oidc?api-version=2.0", s.azure.url()),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+            "gh-request-token".into(),
+        ),
+        (
+            "SYSTEM_OIDCREQUESTURI".into(),
+            format!("{}/pipelines/oidc", s.azure.url()),
+        ),
+        ("SYSTEM_ACCESSTOKEN".into(), "system-access-token".into()),
+        (
+            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID".into(),
+            "connection-1".into(),
+        ),
+    ]);
     let mut ok = base.clone();
     ok.extend(s.msi_env());
-    run(&w, &["plan"], &ok).await.expect(0);
+    let planned = run(&w, &["plan"], &ok).await.expect(0);
+    {
+        let asked = s.azure.state().oidc_requests.clone();
+        assert!(
+            asked.contains(&"pipelines") && asked.contains(&"github"),
+            "{asked:?}"
+        );
+        assert_eq!(asked[0], "pipelines", "{asked:?}");
+    }
+    for secret in [
+        "gh-request-token",
+        "system-access-token",
+        "eyJ.github.assertion",
+        "eyJ.pipelines.assertion",
+    ] {
+        assert!(!planned.stderr.contains(secret) && !planned.stdout.contains(secret));
+    }
     assert!(
         hits.load(std::sync::atomic::Ordering::SeqCst) >= 2,
         "workload identity and client secret were tried first"
@@ -569,6 +647,8 @@ async fn the_credential_chain_tries_in_order_and_lists_every_failure() {
     failing.push(("IDENTITY_HEADER".into(), IDENTITY_HEADER.into()));
     let r = run(&w, &["plan"], &failing).await.expect(1);
     let names = [
+        "AzurePipelinesCredential",
+        "GitHubActionsCredential",
         "WorkloadIdentityCredential",
         "ClientSecretCredential",
         "ManagedIdentityCredential",
@@ -590,6 +670,14 @@ async fn the_credential_chain_tries_in_order_and_lists_every_failure() {
     );
     assert!(!r.stderr.contains("client-secret-value"), "{}", r.stderr);
     assert!(!r.stderr.contains("eyJ.federated.token"), "{}", r.stderr);
+    for secret in [
+        "gh-request-token",
+        "system-access-token",
+        "eyJ.github.assertion",
+        "eyJ.pipelines.assertion",
+    ] {
+        assert!(!r.stderr.contains(secret), "{}", r.stderr);
+    }
 }
 
 /// The defender scanner end to end against a local Resource Graph answering in the
