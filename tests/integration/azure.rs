@@ -3,9 +3,12 @@
 //! Service managed-identity endpoint (`IDENTITY_ENDPOINT`, api-version 2019-08-01), ACR's
 //! `/oauth2/exchange` and `/oauth2/token` in front of a REAL Distribution started with token
 //! auth (tokens signed by the harness [`TokenServer`]), ARM `importImage` with its
-//! long-running-operation headers, and Resource Graph answering in the documented
-//! subassessment shape. What these cannot prove: that Azure AD, ACR and ARM answer exactly
-//! as documented (field names, status codes), role assignments, and real Defender timing.
+//! long-running-operation headers, Resource Graph answering in the documented
+//! subassessment shape (it does not evaluate the KQL: airlock's own row filter is what is
+//! tested), the Defender plans (`Microsoft.Security/pricings`), and the OIDC endpoints of
+//! GitHub Actions and Azure Pipelines. What these cannot prove: that Azure AD, ACR and ARM
+//! answer exactly as documented (field names, status codes), which rows Defender writes and
+//! when, role assignments, and sovereign-cloud endpoints.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -262,7 +265,7 @@ async fn handle(
                                                       "isEnabled": if off { "False" } else { "True" }}]}}),
             )
         }
-        // ARM importImage (api-version 2023-07-01): a server-side copy into the ACR. The
+        // ARM importImage (api-version 2025-04-01): a server-side copy into the ACR. The
         // local stand-in performs it with skopeo (registry tokens minted by the token
         // server), then answers 202 with an Azure-AsyncOperation that reports Succeeded.
         p if method == hyper::Method::POST && p.ends_with("/importImage") => {
