@@ -86,6 +86,10 @@ struct AzureState {
     plans_off: Vec<String>,
     /// OIDC assertions handed out: "github" or "pipelines", one per request.
     oidc_requests: Vec<&'static str>,
+    /// Lifetime of the GitHub assertions (`exp`), seconds; 0: a fixed opaque value.
+    assertion_ttl: u64,
+    /// How long an importImage takes before it is answered.
+    import_delay: Duration,
 }
 
 /// A local stand-in for the Azure endpoints airlock calls: managed identity (App Service
@@ -195,11 +199,18 @@ async fn handle(
             {
                 return Ok(unauthorized("bad OIDC request"));
             }
-            state.lock().unwrap().oidc_requests.push("github");
-            json_reply(
-                StatusCode::OK,
-                json!({"count": 1, "value": "eyJ.github.assertion"}),
-            )
+            let ttl = {
+                let mut st = state.lock().unwrap();
+                st.oidc_requests.push("github");
+                st.assertion_ttl
+            };
+            // A fixed value unless a lifetime is asked for (then a JWT with that `exp`).
+            let value = if ttl == 0 {
+                "eyJ.github.assertion".to_string()
+            } else {
+                assertion(ttl)
+            };
+            json_reply(StatusCode::OK, json!({"count": 1, "value": value}))
         }
         // Azure Pipelines' OIDC endpoint (SYSTEM_OIDCREQUESTURI, api-version 7.1).
         "/pipelines/oidc" => {
@@ -275,6 +286,8 @@ async fn handle(
                     json!({"error": {"code": "AuthenticationFailed", "message": "bad token"}}),
                 ));
             }
+            let delay = state.lock().unwrap().import_delay;
+            tokio::time::sleep(delay).await;
             let body: Value = serde_json::from_slice(&body)?;
             let acr = state
                 .lock()
@@ -1591,4 +1604,238 @@ fn defender_coverage(doc: &Value) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A GitHub-style OIDC assertion: a JWT-shaped token whose claims say it expires in `ttl`
+/// seconds (the audience and issuer Entra ID would check are not modelled).
+fn assertion(ttl: u64) -> String {
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + ttl;
+    format!(
+        "eyJ.{}.sig",
+        base64_url(&json!({"aud": "api://AzureADTokenExchange", "exp": exp}).to_string())
+    )
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[derive(Default)]
+struct EntraState {
+    /// Token requests answered, and those refused for a stale assertion (AADSTS700024).
+    requests: usize,
+    refused: usize,
+}
+
+/// Entra ID's token endpoint (`POST /{tenant}/oauth2/v2.0/token`, client-assertion grant)
+/// over TLS — azure_identity only talks to an https authority — with a certificate for
+/// 127.0.0.1 made by openssl, which the airlock process trusts through `SSL_CERT_FILE`.
+/// An assertion past its `exp` is refused with AADSTS700024, as Entra ID does; access
+/// tokens live one second, so every use needs a new one (and a new assertion).
+struct TlsEntra {
+    port: u16,
+    dir: tempfile::TempDir,
+    state: Arc<Mutex<EntraState>>,
+    _task: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl TlsEntra {
+    async fn start() -> TlsEntra {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
+            .arg("-keyout")
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(dir.path().join("cert.pem"))
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.path().join("cert.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(EntraState::default()));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| entra(req, st.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        TlsEntra {
+            port,
+            dir,
+            state,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    fn authority(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn cert(&self) -> String {
+        self.dir.path().join("cert.pem").display().to_string()
+    }
+}
+
+async fn entra(
+    req: Request<hyper::body::Incoming>,
+    state: Arc<Mutex<EntraState>>,
+) -> Result<Response<HttpBody>, BoxError> {
+    use base64::Engine as _;
+    let path = req.uri().path().to_string();
+    let body = req.into_body().collect().await?.to_bytes();
+    let f = form(&body);
+    if !path.ends_with("/oauth2/v2.0/token")
+        || get(&f, "grant_type") != Some("client_credentials")
+        || get(&f, "client_assertion_type")
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return Ok(json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request"}),
+        ));
+    }
+    let exp = get(&f, "client_assertion")
+        .and_then(|a| a.split('.').nth(1))
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|c| c["exp"].as_i64())
+        .unwrap_or(0);
+    let mut st = state.lock().unwrap();
+    st.requests += 1;
+    if exp <= time::OffsetDateTime::now_utc().unix_timestamp() {
+        st.refused += 1;
+        return Ok(json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_client",
+                   "error_description": "AADSTS700024: Client assertion is not within its valid time range."}),
+        ));
+    }
+    let resource = get(&f, "scope")
+        .unwrap_or_default()
+        .trim_end_matches("/.default")
+        .to_string();
+    Ok(json_reply(
+        StatusCode::OK,
+        json!({"token_type": "Bearer", "expires_in": 1, "ext_expires_in": 1,
+               "access_token": format!("aad:{resource}")}),
+    ))
+}
+
+/// GitHub Actions end to end through the airlock binary: assertions live two seconds
+/// (five minutes on GitHub) and ARM importImage takes longer than that, so the promotions
+/// need Entra ID tokens after the first assertions have expired. Each token request gets a
+/// fresh assertion from the OIDC endpoint: the apply succeeds and Entra ID refuses none.
+#[tokio::test(flavor = "multi_thread")]
+async fn github_actions_assertions_stay_fresh_through_a_long_apply() {
+    let s = Setup::start().await;
+    s._ts.allow_catalog(Some(USER));
+    let entra = TlsEntra::start().await;
+    {
+        let mut st = s.azure.state();
+        st.acr_host = Some(s.target.host());
+        st.assertion_ttl = 2;
+        st.import_delay = Duration::from_millis(2500);
+    }
+    let w = Workdir::new(&s.config("azure", "").replace(
+        "resource_group = \"rg-aks\"",
+        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+    ));
+    let env: Vec<(String, String)> = vec![
+        (
+            "AZURE_TOKEN_CREDENTIALS".into(),
+            "GitHubActionsCredential".into(),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL".into(),
+            format!("{}/github/oidc?api-version=2.0", s.azure.url()),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+            "gh-request-token".into(),
+        ),
+        (
+            "AZURE_TENANT_ID".into(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+        ),
+        (
+            "AZURE_CLIENT_ID".into(),
+            "11111111-2222-3333-4444-555555555555".into(),
+        ),
+        ("AZURE_AUTHORITY_HOST".into(), entra.authority()),
+        ("SSL_CERT_FILE".into(), entra.cert()),
+        ("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()),
+    ];
+    let applied = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    for img in &s.images {
+        let live = format!("live/{}", img.path_tag());
+        assert_eq!(live_digest(&s, &live).await, digest_of(img));
+    }
+    let (requests, refused) = {
+        let st = entra.state.lock().unwrap();
+        (st.requests, st.refused)
+    };
+    let assertions = s.azure.state().oidc_requests.len();
+    assert_eq!(refused, 0, "a stale assertion reached Entra ID");
+    // One token for the ACR exchange and one per importImage call (4), at least.
+    assert!(requests >= 5, "{requests}");
+    assert_eq!(
+        assertions, requests,
+        "one fresh assertion per token request"
+    );
 }
