@@ -1839,3 +1839,51 @@ async fn github_actions_assertions_stay_fresh_through_a_long_apply() {
         "one fresh assertion per token request"
     );
 }
+
+/// The control for the test above, and the failure the README's old CI examples had: the
+/// same long apply with one assertion written to `AZURE_FEDERATED_TOKEN_FILE` up front
+/// (workload identity re-reads it only every ten minutes) reaches Entra ID stale and fails
+/// with AADSTS700024.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_file_written_once_goes_stale_during_a_long_apply() {
+    let s = Setup::start().await;
+    s._ts.allow_catalog(Some(USER));
+    let entra = TlsEntra::start().await;
+    {
+        let mut st = s.azure.state();
+        st.acr_host = Some(s.target.host());
+        st.import_delay = Duration::from_millis(2500);
+    }
+    let w = Workdir::new(&s.config("azure", "").replace(
+        "resource_group = \"rg-aks\"",
+        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+    ));
+    let file = w.path().join("federated-token");
+    std::fs::write(&file, assertion(2)).unwrap();
+    let env: Vec<(String, String)> = vec![
+        (
+            "AZURE_TOKEN_CREDENTIALS".into(),
+            "WorkloadIdentityCredential".into(),
+        ),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE".into(),
+            file.display().to_string(),
+        ),
+        (
+            "AZURE_TENANT_ID".into(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+        ),
+        (
+            "AZURE_CLIENT_ID".into(),
+            "11111111-2222-3333-4444-555555555555".into(),
+        ),
+        ("AZURE_AUTHORITY_HOST".into(), entra.authority()),
+        ("SSL_CERT_FILE".into(), entra.cert()),
+        ("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()),
+    ];
+    let applied = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    let out = format!("{}{}", applied.stdout, applied.stderr);
+    assert!(out.contains("AADSTS700024"), "{out}");
+    assert!(entra.state.lock().unwrap().refused > 0);
+}
