@@ -21,7 +21,11 @@ fn now() -> OffsetDateTime {
 }
 
 pub fn load(path: &Path) -> Result<DesiredState, Error> {
-    Ok(config::load(path, now().date())?)
+    let desired = config::load(path, now().date())?;
+    // One process, one Azure cloud: before any Azure credential or endpoint is used.
+    #[cfg(feature = "azure")]
+    crate::azure::select_cloud(desired.azure_cloud);
+    Ok(desired)
 }
 
 /// Colour only on a terminal, and never with NO_COLOR set.
@@ -107,6 +111,8 @@ pub fn validate(path: &Path) -> Result<Outcome, Error> {
 /// Observe and plan (shared by `plan` and `apply`).
 pub async fn make_plan(desired: &DesiredState, registries: &Registries) -> Result<Plan, Error> {
     let observed = observe::observe(desired, registries).await?;
+    // ACR's import limits, before a plan offers what ARM would refuse.
+    crate::apply::acr::check_import_limits(desired, registries, &observed).await?;
     Ok(diff::plan(desired, &observed, now())?)
 }
 

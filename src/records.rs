@@ -51,6 +51,31 @@ pub struct ScannerRun {
     pub ok: bool,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error: Option<String>,
+    /// Which platform images the scanner has results for (scanners that report per
+    /// platform image, such as Defender); empty for scanners that scan the whole image.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub coverage: Vec<PlatformCoverage>,
+}
+
+/// Whether a scanner has results for one platform image of the scanned digest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformCoverage {
+    /// The platform image's digest (the scanned digest itself for a single-platform image).
+    pub digest: Digest,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub platform: Option<String>,
+    pub status: CoverageStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CoverageStatus {
+    /// The scanner reported on this platform image.
+    Scanned,
+    /// No results yet: the verdict is pending.
+    Pending,
+    /// Still no results after the scanner's `max_pending`: a blocking finding.
+    NotScanned,
 }
 
 /// The gate's result for one digest.

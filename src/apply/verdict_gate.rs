@@ -317,6 +317,7 @@ source = "docker.io/library/busybox:1.33.0"
                     version: None,
                     ok: true,
                     error: None,
+                    coverage: vec![],
                 }],
                 pending: false,
             },

@@ -20,8 +20,8 @@ use crate::registry::RegistryError;
 use crate::registry::credentials::Secret;
 use crate::registry::retry::parse_retry_after;
 
-pub const IMPORT_API_VERSION: &str = "2023-07-01";
-pub const RESOURCE_GRAPH_API_VERSION: &str = "2021-03-01";
+pub const IMPORT_API_VERSION: &str = "2025-04-01";
+pub const RESOURCE_GRAPH_API_VERSION: &str = "2024-04-01";
 
 /// Attempts for one ARM request throttled or failing with a gateway error.
 const MAX_ATTEMPTS: usize = 8;
@@ -321,6 +321,32 @@ impl Arm {
         }
         resp.json()
             .await
+            .map_err(|e| RegistryError::invalid(key, what, format!("bad answer: {e}")))
+    }
+
+    /// GET an ARM resource (`path` from the ARM base, with its api-version); None when ARM
+    /// answers 404.
+    pub async fn get(
+        &self,
+        key: &str,
+        what: &str,
+        path: &str,
+    ) -> Result<Option<Value>, RegistryError> {
+        let url = format!("{}{path}", self.base);
+        let timeout = Duration::from_secs(60);
+        let deadline = Instant::now() + timeout;
+        let resp = self
+            .send(key, what, deadline, timeout, || self.client.get(&url))
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(api_error(key, what, resp).await);
+        }
+        resp.json()
+            .await
+            .map(Some)
             .map_err(|e| RegistryError::invalid(key, what, format!("bad answer: {e}")))
     }
 

@@ -53,6 +53,7 @@ pub fn client_options(t: &ReqwestTransport) -> ClientOptions {
             max_total_elapsed: azure_core::time::Duration::seconds(15),
             max_delay: azure_core::time::Duration::seconds(5),
         }),
+        cloud: super::identity_cloud(),
         ..ClientOptions::default()
     }
 }

@@ -24,6 +24,8 @@ pub struct DesiredState {
     /// Declared images, sorted by live path and tag.
     pub images: Vec<ImageSpec>,
     pub admission: Admission,
+    /// The Azure cloud of the Azure registry entries (`cloud = "…"`; one per configuration).
+    pub azure_cloud: AzureCloud,
 }
 
 /// `[admission]`: settings of the policies `airlock admission` prints.
@@ -37,6 +39,70 @@ impl Default for Admission {
     fn default() -> Self {
         Admission {
             exempt_namespaces: vec!["kube-system".to_string()],
+        }
+    }
+}
+
+/// An Azure cloud: where its identity authority, Resource Manager (and Resource Graph) and
+/// token audiences are. Environment variables override each value (see `crate::azure`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AzureCloud {
+    #[default]
+    Public,
+    China,
+    UsGov,
+}
+
+impl AzureCloud {
+    pub const NAMES: &'static str = "public, china, usgov";
+
+    pub fn parse(s: &str) -> Option<AzureCloud> {
+        match s {
+            "public" => Some(AzureCloud::Public),
+            "china" => Some(AzureCloud::China),
+            "usgov" => Some(AzureCloud::UsGov),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AzureCloud::Public => "public",
+            AzureCloud::China => "china",
+            AzureCloud::UsGov => "usgov",
+        }
+    }
+
+    /// Microsoft Entra ID's authority host.
+    pub fn authority_host(self) -> &'static str {
+        match self {
+            AzureCloud::Public => "https://login.microsoftonline.com",
+            AzureCloud::China => "https://login.chinacloudapi.cn",
+            AzureCloud::UsGov => "https://login.microsoftonline.us",
+        }
+    }
+
+    /// Azure Resource Manager (importImage, pricings; Resource Graph is served here too).
+    pub fn arm_endpoint(self) -> &'static str {
+        match self {
+            AzureCloud::Public => "https://management.azure.com",
+            AzureCloud::China => "https://management.chinacloudapi.cn",
+            AzureCloud::UsGov => "https://management.usgovcloudapi.net",
+        }
+    }
+
+    /// The scope of ARM tokens.
+    pub fn arm_scope(self) -> String {
+        format!("{}/.default", self.arm_endpoint())
+    }
+
+    /// The scope of the Entra ID token exchanged for an ACR refresh token. The public cloud
+    /// has ACR's own audience; sovereign clouds exchange an ARM token, as `az acr login`
+    /// does in every cloud (ACR's exchange accepts both).
+    pub fn acr_scope(self) -> String {
+        match self {
+            AzureCloud::Public => "https://containerregistry.azure.net/.default".to_string(),
+            _ => self.arm_scope(),
         }
     }
 }
@@ -207,6 +273,10 @@ pub struct ScannerSpec {
     pub format: ScannerFormat,
     #[serde(skip)]
     pub timeout: Duration,
+    /// Defender: how long a platform image may stay without results before the gate fails
+    /// it (fail closed). Part of the policy hash; None for command scanners.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending: Option<Duration>,
 }
 
 /// One declared image.

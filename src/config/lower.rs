@@ -17,6 +17,8 @@ use crate::model::{Digest, Platform, Reference, Severity};
 
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
+/// Defender scans an image within hours of its push; a day without results fails closed.
+const DEFAULT_DEFENDER_MAX_PENDING: Duration = Duration::from_secs(24 * 3600);
 const DEFAULT_MAX_VERDICT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_IMPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -205,6 +207,7 @@ pub fn lower(
     images.sort_by_key(|i| i.key());
     check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
     let admission = lower_admission(&mut l, &raw.admission);
+    let azure_cloud = lower_cloud(&mut l, &raw);
 
     if !l.errors.is_empty() {
         return Err(l.errors);
@@ -219,6 +222,7 @@ pub fn lower(
         scanners,
         images,
         admission,
+        azure_cloud,
     })
 }
 
@@ -256,6 +260,55 @@ fn valid_namespace(s: &str) -> bool {
         && edge(b[0])
         && edge(b[b.len() - 1])
         && b.iter().all(|&c| edge(c) || c == b'-')
+}
+
+/// `cloud` on Azure registry entries (`auth = "azure"` or with a subscription): one of
+/// public, china, usgov, the same on every entry that sets it (airlock runs as one Azure
+/// identity, in one cloud).
+fn lower_cloud(l: &mut Lowerer, raw: &RawConfig) -> AzureCloud {
+    let mut chosen: Option<(AzureCloud, String)> = None;
+    for (name, r) in &raw.registries {
+        let r = r.get_ref();
+        let Some(c) = &r.cloud else {
+            continue;
+        };
+        let Some(cloud) = AzureCloud::parse(c.get_ref()) else {
+            l.err(
+                c.span(),
+                format!("unknown Azure cloud `{}`", c.get_ref()),
+                Some(&format!("use one of: {}", AzureCloud::NAMES)),
+            );
+            continue;
+        };
+        let azure =
+            r.auth.as_ref().is_some_and(|a| a.get_ref() == "azure") || r.subscription.is_some();
+        if !azure {
+            l.err(
+                c.span(),
+                format!(
+                    "`cloud` is only used by Azure registries, and `{}` is not one",
+                    name.get_ref()
+                ),
+                Some("add auth = \"azure\" (or subscription and resource_group), or remove cloud"),
+            );
+            continue;
+        }
+        match &chosen {
+            Some((first, first_name)) if *first != cloud => l.err(
+                c.span(),
+                format!(
+                    "registry `{}` is in the {} cloud but `{first_name}` is in the {} cloud",
+                    name.get_ref(),
+                    cloud.name(),
+                    first.name()
+                ),
+                Some("airlock runs as one Azure identity in one cloud: use the same cloud on every Azure registry"),
+            ),
+            Some(_) => {}
+            None => chosen = Some((cloud, name.get_ref().clone())),
+        }
+    }
+    chosen.map(|(c, _)| c).unwrap_or_default()
 }
 
 /// What Azure features need from the entries they use: the defender scanner reads results
@@ -604,6 +657,25 @@ fn lower_scanners(
             Some(t) => parse_duration(l, t, "timeout").unwrap_or(DEFAULT_SCANNER_TIMEOUT),
             None => DEFAULT_SCANNER_TIMEOUT,
         };
+        // How long Defender may leave an image unscanned before the gate fails it.
+        let max_pending = match (&format, &r.max_pending) {
+            (ScannerFormat::Defender, Some(t)) => {
+                Some(parse_duration(l, t, "max_pending").unwrap_or(DEFAULT_DEFENDER_MAX_PENDING))
+            }
+            (ScannerFormat::Defender, None) => Some(DEFAULT_DEFENDER_MAX_PENDING),
+            (_, Some(t)) => {
+                l.err(
+                    t.span(),
+                    format!(
+                        "`max_pending` is only used by the defender scanner (scanner `{}` runs a command)",
+                        name.get_ref()
+                    ),
+                    Some("remove max_pending, or use it on a scanner with format = \"defender\""),
+                );
+                None
+            }
+            (_, None) => None,
+        };
         out.insert(
             name.get_ref().clone(),
             ScannerSpec {
@@ -615,6 +687,7 @@ fn lower_scanners(
                     .unwrap_or_default(),
                 format,
                 timeout,
+                max_pending,
             },
         );
     }

@@ -49,6 +49,8 @@ pub struct RawRegistry {
     pub resource_name: Option<S<String>>,
     /// The longest wait for one ARM importImage operation (`transfer = "acr-import"`).
     pub import_timeout: Option<S<String>>,
+    /// Azure: `public`, `china` or `usgov` (authority, Resource Manager, token scopes).
+    pub cloud: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +112,8 @@ pub struct RawScanner {
     pub command: Option<S<Vec<String>>>,
     pub format: S<String>,
     pub timeout: Option<S<String>>,
+    /// Defender: how long an image may stay unscanned before the gate fails it.
+    pub max_pending: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -92,6 +92,7 @@ pub async fn scan(
                 version: Some(env!("CARGO_PKG_VERSION").to_string()),
                 ok: true,
                 error: None,
+                coverage: Vec::new(),
             });
             continue;
         }
@@ -99,7 +100,7 @@ pub async fn scan(
             // Azure (feature `azure`): Defender results are read from Resource Graph, not
             // from a command's report — src/azure/defender.rs.
             Some(spec) if spec.format == crate::config::ScannerFormat::Defender => {
-                defender(desired, spec, t, top).await
+                defender(desired, spec, t, top, now).await
             }
             Some(spec) => scanners::run(desired, spec, t).await,
             None => Err(format!("scanner `{name}` is not defined")),
@@ -112,6 +113,7 @@ pub async fn scan(
                     version,
                     ok: true,
                     error: None,
+                    coverage: Vec::new(),
                 });
             }
             Ok(scanners::Outcome::Pending) => {
@@ -121,6 +123,31 @@ pub async fn scan(
                     version: None,
                     ok: true,
                     error: Some("results not available yet".into()),
+                    coverage: Vec::new(),
+                });
+            }
+            Ok(scanners::Outcome::PerPlatform {
+                version,
+                findings,
+                coverage,
+            }) => {
+                let waiting = coverage
+                    .iter()
+                    .filter(|c| c.status == crate::records::CoverageStatus::Pending)
+                    .count();
+                ev.pending |= waiting > 0;
+                ev.findings.extend(findings);
+                ev.scanners.push(ScannerRun {
+                    name: name.clone(),
+                    version,
+                    ok: true,
+                    error: (waiting > 0).then(|| {
+                        format!(
+                            "results not available yet for {waiting} of {} platform image(s)",
+                            coverage.len()
+                        )
+                    }),
+                    coverage,
                 });
             }
             Err(e) => {
@@ -136,6 +163,7 @@ pub async fn scan(
                     version: None,
                     ok: false,
                     error: Some(e),
+                    coverage: Vec::new(),
                 });
             }
         }
@@ -149,8 +177,9 @@ async fn defender(
     spec: &crate::config::ScannerSpec,
     t: &Target<'_>,
     top: &RawManifest,
+    now: OffsetDateTime,
 ) -> Result<scanners::Outcome, String> {
-    crate::azure::defender::scan(desired, spec, t, top).await
+    crate::azure::defender::scan(desired, spec, t, top, now).await
 }
 
 #[cfg(not(feature = "azure"))]
@@ -159,6 +188,7 @@ async fn defender(
     spec: &crate::config::ScannerSpec,
     _t: &Target<'_>,
     _top: &RawManifest,
+    _now: OffsetDateTime,
 ) -> Result<scanners::Outcome, String> {
     Err(format!(
         "scanner `{}` (defender) needs airlock built with the `azure` feature",

@@ -465,12 +465,10 @@ impl Authenticator {
             .ok_or_else(|| {
                 RegistryError::invalid(&self.registry, &what, "token response without a token")
             })?;
-        let lifetime = Duration::from_secs(resp.expires_in.unwrap_or(60).max(1));
-        // Renew ahead of expiry: a fifth of the lifetime early, at most 30 s early.
-        let margin = (lifetime / 5).min(Duration::from_secs(30));
+        let lifetime = token_lifetime(resp.expires_in, &token);
         Ok(CachedToken {
             token: Secret::new(token),
-            renew_at: Instant::now() + lifetime - margin,
+            renew_at: Instant::now() + lifetime - renew_margin(lifetime),
         })
     }
 
@@ -533,6 +531,72 @@ impl Authenticator {
             source: e,
         }
     }
+}
+
+/// When a token response says nothing else (no `expires_in`, no readable JWT `exp`).
+const ASSUMED_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A token's lifetime: `expires_in` when the answer has it, else what its JWT says
+/// (`exp - iat`, which needs no agreement between clocks; `exp` against the local clock
+/// without `iat`), else an assumed minute. ACR's `/oauth2/token` answers without
+/// `expires_in`: its access tokens carry their lifetime (about 75 minutes) only as `exp`.
+/// When both are present the shorter wins. The token is not verified (the registry does).
+fn token_lifetime(expires_in: Option<u64>, token: &str) -> Duration {
+    let jwt = jwt_lifetime(token);
+    let secs = match (expires_in, jwt) {
+        (Some(e), Some(j)) => e.min(j),
+        (Some(e), None) => e,
+        (None, Some(j)) => j,
+        (None, None) => ASSUMED_LIFETIME.as_secs(),
+    };
+    Duration::from_secs(secs.max(1))
+}
+
+/// `exp - iat` (or `exp - now`) of a JWT, in seconds; None when the token is opaque.
+fn jwt_lifetime(token: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Claims {
+        exp: Option<u64>,
+        iat: Option<u64>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let c: Claims = serde_json::from_slice(&bytes).ok()?;
+    let exp = c.exp?;
+    let from = c.iat.filter(|&i| i <= exp).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+    });
+    Some(exp.saturating_sub(from))
+}
+
+/// Renew ahead of expiry: a tenth of the lifetime early, at most five minutes early.
+fn renew_margin(lifetime: Duration) -> Duration {
+    (lifetime / 10).min(Duration::from_secs(5 * 60))
+}
+
+/// An ACR refresh token for the registry at `endpoint` (`auth = "azure"`): from
+/// `AIRLOCK_ACR_REFRESH_TOKEN`, else an Entra ID token exchanged at `<endpoint>/oauth2/exchange`.
+/// For ARM importImage from an ACR in another tenant (its `source.credentials`).
+pub async fn acr_refresh_token(
+    registry: &str,
+    endpoint: &str,
+    host: &str,
+) -> Result<Secret, RegistryError> {
+    crate::registry::ensure_crypto_provider();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| RegistryError::Transport {
+            registry: registry.to_string(),
+            what: "set up an HTTP client".into(),
+            source: e,
+        })?;
+    azure::refresh_token(&client, registry, endpoint.trim_end_matches('/'), host).await
 }
 
 fn bearer_header(t: &Secret) -> HeaderValue {
@@ -646,7 +710,7 @@ mod azure {
         host: &str,
     ) -> Result<Secret, RegistryError> {
         let aad = crate::azure::credential::Chain::shared()
-            .token(crate::azure::ACR_SCOPE)
+            .token(&crate::azure::acr_scope())
             .await
             .map_err(|e| fail(registry, e.to_string()))?;
         let mut form = vec![
@@ -786,6 +850,39 @@ mod tests {
         assert!(azure::renew_at(&jwt(now - 10)) <= Instant::now());
         let opaque = azure::renew_at("not-a-jwt") - Instant::now();
         assert!(opaque > Duration::from_secs(50 * 60), "{opaque:?}");
+    }
+
+    #[test]
+    fn access_token_lifetimes_come_from_the_jwt_when_the_answer_has_none() {
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = |claims: &str| format!("{}.{}.sig", b64("{}"), b64(claims));
+        // ACR: no expires_in, a 75-minute JWT.
+        let acr = jwt(r#"{"iat":1000,"exp":5500}"#);
+        assert_eq!(token_lifetime(None, &acr), Duration::from_secs(4500));
+        // Both: the shorter.
+        assert_eq!(token_lifetime(Some(300), &acr), Duration::from_secs(300));
+        assert_eq!(token_lifetime(Some(9000), &acr), Duration::from_secs(4500));
+        // Opaque or without exp: expires_in, else the assumed minute.
+        assert_eq!(
+            token_lifetime(Some(120), "opaque"),
+            Duration::from_secs(120)
+        );
+        assert_eq!(token_lifetime(None, "opaque"), ASSUMED_LIFETIME);
+        assert_eq!(token_lifetime(None, &jwt(r#"{"iat":1}"#)), ASSUMED_LIFETIME);
+        // exp in the past or before iat: renew at once (1 s, never zero).
+        assert_eq!(
+            token_lifetime(None, &jwt(r#"{"iat":50,"exp":10}"#)),
+            Duration::from_secs(1)
+        );
+        // Renewed a tenth early, at most five minutes early.
+        assert_eq!(
+            renew_margin(Duration::from_secs(4500)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            renew_margin(Duration::from_secs(300)),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

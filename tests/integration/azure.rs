@@ -3,9 +3,12 @@
 //! Service managed-identity endpoint (`IDENTITY_ENDPOINT`, api-version 2019-08-01), ACR's
 //! `/oauth2/exchange` and `/oauth2/token` in front of a REAL Distribution started with token
 //! auth (tokens signed by the harness [`TokenServer`]), ARM `importImage` with its
-//! long-running-operation headers, and Resource Graph answering in the documented
-//! subassessment shape. What these cannot prove: that Azure AD, ACR and ARM answer exactly
-//! as documented (field names, status codes), role assignments, and real Defender timing.
+//! long-running-operation headers, Resource Graph answering in the documented
+//! subassessment shape (it does not evaluate the KQL: airlock's own row filter is what is
+//! tested), the Defender plans (`Microsoft.Security/pricings`), and the OIDC endpoints of
+//! GitHub Actions and Azure Pipelines. What these cannot prove: that Azure AD, ACR and ARM
+//! answer exactly as documented (field names, status codes), which rows Defender writes and
+//! when, role assignments, and sovereign-cloud endpoints.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,6 +54,15 @@ const AZURE_ENV: &[&str] = &[
     "IMDS_ENDPOINT",
     "AIRLOCK_ACR_REFRESH_TOKEN",
     "AIRLOCK_ARM_ENDPOINT",
+    "AIRLOCK_ARM_SCOPE",
+    "AIRLOCK_ACR_SCOPE",
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "SYSTEM_OIDCREQUESTURI",
+    "SYSTEM_ACCESSTOKEN",
+    "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+    "AZURESUBSCRIPTION_CLIENT_ID",
+    "AZURESUBSCRIPTION_TENANT_ID",
 ];
 
 #[derive(Default)]
@@ -67,6 +79,17 @@ struct AzureState {
     /// bodies received.
     acr_host: Option<String>,
     imports: Vec<Value>,
+    /// ACR `/oauth2/token`: the scope set of each request (sorted, space-joined).
+    token_scopes: Vec<String>,
+    /// Defender plans (`Microsoft.Security/pricings/<plan>`) whose pricingTier is not
+    /// Standard; every other plan answers Standard.
+    plans_off: Vec<String>,
+    /// OIDC assertions handed out: "github" or "pipelines", one per request.
+    oidc_requests: Vec<&'static str>,
+    /// Lifetime of the GitHub assertions (`exp`), seconds; 0: a fixed opaque value.
+    assertion_ttl: u64,
+    /// How long an importImage takes before it is answered.
+    import_delay: Duration,
 }
 
 /// A local stand-in for the Azure endpoints airlock calls: managed identity (App Service
@@ -169,6 +192,41 @@ async fn handle(
                        "resource": resource, "token_type": "Bearer"}),
             )
         }
+        // GitHub Actions' OIDC provider (ACTIONS_ID_TOKEN_REQUEST_URL).
+        "/github/oidc" => {
+            if bearer.as_deref() != Some("Bearer gh-request-token")
+                || get(&query, "audience") != Some("api://AzureADTokenExchange")
+            {
+                return Ok(unauthorized("bad OIDC request"));
+            }
+            let ttl = {
+                let mut st = state.lock().unwrap();
+                st.oidc_requests.push("github");
+                st.assertion_ttl
+            };
+            // A fixed value unless a lifetime is asked for (then a JWT with that `exp`).
+            let value = if ttl == 0 {
+                "eyJ.github.assertion".to_string()
+            } else {
+                assertion(ttl)
+            };
+            json_reply(StatusCode::OK, json!({"count": 1, "value": value}))
+        }
+        // Azure Pipelines' OIDC endpoint (SYSTEM_OIDCREQUESTURI, api-version 7.1).
+        "/pipelines/oidc" => {
+            if method != hyper::Method::POST
+                || bearer.as_deref() != Some("Bearer system-access-token")
+                || get(&query, "serviceConnectionId") != Some("connection-1")
+                || get(&query, "api-version") != Some("7.1")
+            {
+                return Ok(unauthorized("bad OIDC request"));
+            }
+            state.lock().unwrap().oidc_requests.push("pipelines");
+            json_reply(
+                StatusCode::OK,
+                json!({"oidcToken": "eyJ.pipelines.assertion"}),
+            )
+        }
         "/msi/denied" => json_reply(
             StatusCode::BAD_REQUEST,
             json!({"error": "invalid_request", "error_description": "Identity not found"}),
@@ -193,18 +251,32 @@ async fn handle(
             {
                 return Ok(unauthorized("bad refresh token"));
             }
-            let scopes: Vec<&str> = f
+            let mut scopes: Vec<&str> = f
                 .iter()
                 .filter(|(n, _)| n == "scope")
                 .flat_map(|(_, v)| v.split(' '))
                 .collect();
             let token = ts.issue(Some(USER), &scopes);
+            scopes.sort();
+            state.lock().unwrap().token_scopes.push(scopes.join(" "));
+            // As ACR answers: no expires_in; the lifetime is the JWT's `exp`.
+            json_reply(StatusCode::OK, json!({"access_token": token}))
+        }
+        // Defender plans (Microsoft.Security/pricings, api-version 2024-01-01).
+        p if method == hyper::Method::GET
+            && p.contains("/providers/Microsoft.Security/pricings/") =>
+        {
+            let plan = p.rsplit('/').next().unwrap_or_default().to_string();
+            let off = state.lock().unwrap().plans_off.contains(&plan);
             json_reply(
                 StatusCode::OK,
-                json!({"access_token": token, "expires_in": 300}),
+                json!({"id": p, "name": plan, "type": "Microsoft.Security/pricings",
+                       "properties": {"pricingTier": if off { "Free" } else { "Standard" },
+                                      "extensions": [{"name": "ContainerRegistriesVulnerabilityAssessments",
+                                                      "isEnabled": if off { "False" } else { "True" }}]}}),
             )
         }
-        // ARM importImage (api-version 2023-07-01): a server-side copy into the ACR. The
+        // ARM importImage (api-version 2025-04-01): a server-side copy into the ACR. The
         // local stand-in performs it with skopeo (registry tokens minted by the token
         // server), then answers 202 with an Azure-AsyncOperation that reports Succeeded.
         p if method == hyper::Method::POST && p.ends_with("/importImage") => {
@@ -214,6 +286,8 @@ async fn handle(
                     json!({"error": {"code": "AuthenticationFailed", "message": "bad token"}}),
                 ));
             }
+            let delay = state.lock().unwrap().import_delay;
+            tokio::time::sleep(delay).await;
             let body: Value = serde_json::from_slice(&body)?;
             let acr = state
                 .lock()
@@ -485,9 +559,10 @@ fn base64_encode(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// The credential chain's order, driven by the environment as in production: workload
-/// identity and client secret are configured but their authority (a local TCP listener that
-/// is not an Azure AD) fails; managed identity (a local App Service-protocol endpoint) then
+/// The credential chain's order, driven by the environment as in production: Azure
+/// Pipelines and GitHub Actions credentials each get an assertion from their local OIDC
+/// stand-in (pipelines first), then, like workload identity and client secret, fail at the
+/// authority (a local TCP listener that is not an Azure AD); managed identity (a local App Service-protocol endpoint) then
 /// yields the token and the Azure CLI is never needed. With managed identity failing too and
 /// no `az` on PATH, the error lists all four, in order, with why each failed.
 #[tokio::test(flavor = "multi_thread")]
@@ -530,9 +605,47 @@ async fn the_credential_chain_tries_in_order_and_lists_every_failure() {
         ("PATH".into(), empty_path.display().to_string()),
     ];
 
+    // The pipeline credentials come first: each asks its OIDC endpoint for an assertion
+    // (then fails at the authority).
+    let mut base = base;
+    base.extend([
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL".to_string(),
+            format!("{}/github/oidc?api-version=2.0", s.azure.url()),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+            "gh-request-token".into(),
+        ),
+        (
+            "SYSTEM_OIDCREQUESTURI".into(),
+            format!("{}/pipelines/oidc", s.azure.url()),
+        ),
+        ("SYSTEM_ACCESSTOKEN".into(), "system-access-token".into()),
+        (
+            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID".into(),
+            "connection-1".into(),
+        ),
+    ]);
     let mut ok = base.clone();
     ok.extend(s.msi_env());
-    run(&w, &["plan"], &ok).await.expect(0);
+    let planned = run(&w, &["plan"], &ok).await.expect(0);
+    {
+        let asked = s.azure.state().oidc_requests.clone();
+        assert!(
+            asked.contains(&"pipelines") && asked.contains(&"github"),
+            "{asked:?}"
+        );
+        assert_eq!(asked[0], "pipelines", "{asked:?}");
+    }
+    for secret in [
+        "gh-request-token",
+        "system-access-token",
+        "eyJ.github.assertion",
+        "eyJ.pipelines.assertion",
+    ] {
+        assert!(!planned.stderr.contains(secret) && !planned.stdout.contains(secret));
+    }
     assert!(
         hits.load(std::sync::atomic::Ordering::SeqCst) >= 2,
         "workload identity and client secret were tried first"
@@ -550,6 +663,8 @@ async fn the_credential_chain_tries_in_order_and_lists_every_failure() {
     failing.push(("IDENTITY_HEADER".into(), IDENTITY_HEADER.into()));
     let r = run(&w, &["plan"], &failing).await.expect(1);
     let names = [
+        "AzurePipelinesCredential",
+        "GitHubActionsCredential",
         "WorkloadIdentityCredential",
         "ClientSecretCredential",
         "ManagedIdentityCredential",
@@ -571,6 +686,14 @@ async fn the_credential_chain_tries_in_order_and_lists_every_failure() {
     );
     assert!(!r.stderr.contains("client-secret-value"), "{}", r.stderr);
     assert!(!r.stderr.contains("eyJ.federated.token"), "{}", r.stderr);
+    for secret in [
+        "gh-request-token",
+        "system-access-token",
+        "eyJ.github.assertion",
+        "eyJ.pipelines.assertion",
+    ] {
+        assert!(!r.stderr.contains(secret), "{}", r.stderr);
+    }
 }
 
 /// The defender scanner end to end against a local Resource Graph answering in the
@@ -597,6 +720,8 @@ async fn defender_results_gate_promotion_and_pending_rescans() {
             "00000000-1111-2222-3333-444444444444"
         );
         let kql = q["query"].as_str().unwrap();
+        assert!(kql.contains(MDVM_REGISTRY), "{kql}");
+        assert!(kql.contains(SETUP_REGISTRY_ID), "{kql}");
         assert!(
             kql.contains(&digest_of(&s.images[0]).to_string())
                 || kql.contains(&digest_of(&s.images[1]).to_string()),
@@ -617,11 +742,20 @@ async fn defender_results_gate_promotion_and_pending_rescans() {
         .count();
     assert_eq!(scans, 2, "a pending verdict is scanned again: {plan:#}");
 
-    let rows: Vec<Value> = s
-        .images
-        .iter()
-        .map(|img| documented_row(&digest_of(img).to_string(), &s.target.host(), "Low"))
-        .collect();
+    // One Low CVE on the single-platform image; every platform image of the index needs
+    // its own rows (here: clean, matched by resourceDetails.id).
+    let mut rows = vec![documented_row(
+        &digest_of(&s.images[0]).to_string(),
+        &s.target.host(),
+        "Low",
+    )];
+    for d in platform_digests(&s.images[1]) {
+        rows.push(healthy_row(
+            SETUP_REGISTRY_ID,
+            "quarantine/x",
+            &d.to_string(),
+        ));
+    }
     s.azure.state().graph_rows = rows;
     let second = run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
     assert!(
@@ -638,9 +772,23 @@ async fn defender_results_gate_promotion_and_pending_rescans() {
 /// One subassessment row as the Defender for Cloud documentation shows it (Defender
 /// Vulnerability Management, `AzureContainerRegistryVulnerability`).
 fn documented_row(digest: &str, host: &str, severity: &str) -> Value {
+    row_for(SETUP_REGISTRY_ID, digest, host, severity)
+}
+
+/// The ARM id of the registry `Setup` configures (resource name: the endpoint host's first
+/// label).
+const SETUP_REGISTRY_ID: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-aks/providers/Microsoft.ContainerRegistry/registries/127";
+
+/// Defender for Cloud's assessment keys: MDVM registry images (the one airlock reads), MDVM
+/// running containers, and the retired Qualys registry assessment.
+const MDVM_REGISTRY: &str = "c0b7cfc6-3172-465a-b378-53c7ff2cc0d5";
+const MDVM_RUNTIME: &str = "c609cf0f-71ab-41e9-a3c6-9a1f7fe1b8d5";
+const QUALYS_REGISTRY: &str = "dbd0cb49-b563-45e7-9724-889e799fa648";
+
+/// A documented MDVM registry-image row (Unhealthy, one CVE) for a digest in a registry.
+fn row_for(registry_id: &str, digest: &str, host: &str, severity: &str) -> Value {
     json!({
-        "id": format!("/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/r/providers/Microsoft.Security/assessments/c0b7cfc6-3172-465a-b378-53c7ff2cc0d5/subassessments/{digest}-1"),
-        "digest": digest,
+        "id": format!("{registry_id}/providers/Microsoft.Security/assessments/{MDVM_REGISTRY}/subassessments/{}-1", &digest[7..19]),
         "properties": {
             "id": "CVE-2022-42969",
             "additionalData": {
@@ -659,66 +807,160 @@ fn documented_row(digest: &str, host: &str, severity: &str) -> Value {
     })
 }
 
-/// A recorded Resource Graph answer in the documented shape (one Defender Vulnerability
-/// Management row, one older Qualys-style row, one Healthy row) maps to findings with CVE
-/// or Qualys ids, severities, packages and versions, platform-tagged for index children;
-/// no rows at all is pending. Pure mapping: no Azure involved.
+/// A Healthy MDVM row that names the image only by `resourceDetails.id`, as Microsoft's
+/// "healthy images" query reads them (no artifactDetails).
+fn healthy_row(registry_id: &str, repo: &str, digest: &str) -> Value {
+    json!({
+        "id": format!("{registry_id}/providers/Microsoft.Security/assessments/{MDVM_REGISTRY}/subassessments/h-{}", &digest[7..19]),
+        "properties": {
+            "id": "",
+            "status": {"code": "Healthy", "severity": "Low"},
+            "resourceDetails": {"source": "Azure",
+                                "id": format!("{registry_id}/repositories/{repo}/images/{digest}")},
+            "additionalData": {"assessedResourceType": "AzureContainerRegistryVulnerability"}
+        }
+    })
+}
+
+/// The same CVE row under another assessment key (runtime, Qualys).
+fn row_under(key: &str, digest: &str, host: &str) -> Value {
+    let mut r = row_for(SETUP_REGISTRY_ID, digest, host, "Critical");
+    let id = r["id"].as_str().unwrap().replace(MDVM_REGISTRY, key);
+    r["id"] = json!(id);
+    r
+}
+
+/// Pure mapping of recorded rows in the documented shape: only MDVM registry-image rows of
+/// this registry about these digests count (runtime and Qualys rows and other registries'
+/// rows are ignored); Healthy rows matched by `resourceDetails.id` cover their platform; an
+/// Exempt/NotApplicable row is an exempted finding; a platform without rows is pending until
+/// max_pending, then a blocking `AIRLOCK-SCANNER-NOT-SCANNED` finding. No Azure involved.
 #[test]
-fn defender_rows_map_to_findings_and_no_rows_is_pending() {
+fn defender_rows_map_per_platform_with_exemptions_and_max_pending() {
+    use airlock::records::CoverageStatus;
+    let host = "acraks0001.azurecr.io";
+    let arm = ArmResource {
+        subscription: "00000000-1111-2222-3333-444444444444".into(),
+        resource_group: "rg-aks".into(),
+        name: "acraks0001".into(),
+        import_timeout: Duration::from_secs(60),
+    };
+    let rid = arm.id();
+    let scope = defender::Scope {
+        registry: &arm,
+        host,
+    };
     let top = Digest::of(b"index");
-    let child = Digest::of(b"amd64");
-    let mut digests = std::collections::BTreeMap::new();
-    digests.insert(top.clone(), None);
-    digests.insert(child.clone(), Some("linux/amd64".to_string()));
-    let page = json!({
-        "totalRecords": 3, "count": 3, "resultTruncated": "false",
-        "data": [
-            documented_row(&child.to_string(), "acraks0001.azurecr.io", "High"),
-            {
-                "id": "/subscriptions/s/…/subassessments/q1",
-                "properties": {
-                    "id": "178386",
-                    "displayName": "Debian Security Update for openssl",
-                    "status": {"code": "Unhealthy", "severity": "Medium"},
-                    "additionalData": {"assessedResourceType": "ContainerRegistryVulnerability",
-                                       "imageDigest": top.to_string(), "repositoryName": "quarantine/x",
-                                       "cve": [{"title": "CVE-2023-0286", "link": "https://…"}]}
-                }
-            },
-            {
-                "id": "/subscriptions/s/…/subassessments/h1",
-                "properties": {"id": "healthy", "status": {"code": "Healthy", "severity": "Low"},
-                               "additionalData": {"artifactDetails": {"digest": top.to_string()}}}
-            }
-        ]
-    });
-    let rows = defender::page_rows(&page).unwrap();
-    let Outcome::Findings { findings, version } = defender::outcome("defender", &digests, &rows)
+    let amd = Digest::of(b"amd64");
+    let arm64 = Digest::of(b"arm64");
+    let mut platforms = std::collections::BTreeMap::new();
+    platforms.insert(amd.clone(), Some("linux/amd64".to_string()));
+    platforms.insert(arm64.clone(), Some("linux/arm64".to_string()));
+    let digests = defender::ImageDigests {
+        top: top.clone(),
+        platforms,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let fresh = defender::Clock {
+        now,
+        pending_since: now,
+        max_pending: Duration::from_secs(3600),
+    };
+    let mut exempt = row_for(&rid, &amd.to_string(), host, "Critical");
+    exempt["properties"]["status"] = json!({"code": "NotApplicable", "cause": "Exempt", "description": "Risk accepted", "severity": "High"});
+    exempt["properties"]["additionalData"]["vulnerabilityDetails"]["cveId"] =
+        json!("CVE-2024-0001");
+    let other_registry = row_for(
+        "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-aks/providers/Microsoft.ContainerRegistry/registries/other",
+        &amd.to_string(),
+        host,
+        "Critical",
+    );
+    let mut wrong_host = row_for(&rid, &amd.to_string(), "elsewhere.azurecr.io", "Critical");
+    wrong_host["properties"]["id"] = json!("CVE-WRONG-HOST");
+    let rows = vec![
+        healthy_row(&rid, "quarantine/x", &amd.to_string()),
+        row_for(&rid, &amd.to_string(), host, "Low"),
+        exempt,
+        row_under(MDVM_RUNTIME, &amd.to_string(), host),
+        row_under(QUALYS_REGISTRY, &arm64.to_string(), host),
+        other_registry,
+        wrong_host,
+    ];
+    let Outcome::PerPlatform {
+        findings,
+        coverage,
+        version,
+    } = defender::outcome("defender", &scope, &digests, &rows, &fresh)
     else {
-        panic!("rows are results, not pending")
+        panic!("per-platform results")
     };
     assert!(version.unwrap().contains("Defender"));
+    let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
     assert_eq!(
-        findings.len(),
-        2,
-        "the Healthy row is no finding: {findings:#?}"
+        ids,
+        vec!["CVE-2022-42969", "CVE-2024-0001"],
+        "{findings:#?}"
     );
-    let cve = findings.iter().find(|f| f.id == "CVE-2022-42969").unwrap();
-    assert_eq!(cve.severity, Severity::High);
+    let cve = &findings[0];
+    assert_eq!(cve.severity, Severity::Low);
     assert_eq!(cve.package.as_deref(), Some("py"));
     assert_eq!(cve.installed_version.as_deref(), Some("1.11.0.0"));
     assert_eq!(cve.fixed_version, None, "an empty fixedVersion is no fix");
     assert_eq!(cve.platform.as_deref(), Some("linux/amd64"));
-    let qualys = findings.iter().find(|f| f.id == "CVE-2023-0286").unwrap();
-    assert_eq!(qualys.severity, Severity::Medium);
-    assert_eq!(qualys.message, "Debian Security Update for openssl");
-    assert_eq!(qualys.platform, None);
+    assert_eq!(cve.allowed_by, None);
+    let ex = findings[1].allowed_by.as_deref().unwrap();
+    assert!(
+        ex.contains("exempted in Microsoft Defender for Cloud") && ex.contains("Risk accepted"),
+        "{ex}"
+    );
+    // amd64 scanned; arm64 only has a Qualys row, which does not count: pending.
+    let status: Vec<_> = coverage
+        .iter()
+        .map(|c| (c.platform.clone().unwrap(), c.status))
+        .collect();
+    assert!(
+        status.contains(&("linux/amd64".into(), CoverageStatus::Scanned)),
+        "{status:?}"
+    );
+    assert!(
+        status.contains(&("linux/arm64".into(), CoverageStatus::Pending)),
+        "{status:?}"
+    );
 
-    let empty = json!({"totalRecords": 0, "count": 0, "data": []});
-    assert!(matches!(
-        defender::outcome("defender", &digests, &defender::page_rows(&empty).unwrap()),
-        Outcome::Pending
-    ));
+    // Past max_pending the unscanned platform is a blocking finding, never clean.
+    let late = defender::Clock {
+        now,
+        pending_since: now - time::Duration::hours(2),
+        max_pending: Duration::from_secs(3600),
+    };
+    let Outcome::PerPlatform {
+        findings, coverage, ..
+    } = defender::outcome("defender", &scope, &digests, &rows, &late)
+    else {
+        panic!()
+    };
+    let ns = findings
+        .iter()
+        .find(|f| f.id == defender::NOT_SCANNED)
+        .unwrap();
+    assert_eq!(ns.severity, Severity::Critical);
+    assert_eq!(ns.platform.as_deref(), Some("linux/arm64"));
+    assert!(ns.message.contains("max_pending (1h)"), "{}", ns.message);
+    assert!(
+        coverage
+            .iter()
+            .any(|c| c.status == CoverageStatus::NotScanned)
+    );
+
+    // Rows on the index digest itself are findings but cover no platform.
+    let only_top = vec![healthy_row(&rid, "quarantine/x", &top.to_string())];
+    let Outcome::PerPlatform { coverage, .. } =
+        defender::outcome("defender", &scope, &digests, &only_top, &fresh)
+    else {
+        panic!()
+    };
+    assert!(coverage.iter().all(|c| c.status == CoverageStatus::Pending));
 }
 
 /// A scripted ARM endpoint: each request gets the next canned answer for its path prefix.
@@ -1036,4 +1278,612 @@ async fn acr_import_imports_and_promotes_server_side() {
         .await
         .expect(0);
     run(&w, &["audit"], &env).await.expect(0);
+}
+
+/// The platform images of a walkthrough image: an index's children, or the image itself.
+fn platform_digests(w: &crate::support::images::WalkthroughImage) -> Vec<Digest> {
+    use crate::support::images::Content;
+    let all = w.content.manifests();
+    if all.len() == 1 {
+        return vec![all[0].digest.clone()];
+    }
+    all[..all.len() - 1]
+        .iter()
+        .map(|m| m.digest.clone())
+        .collect()
+}
+
+const DEFENDER_GATE: &str =
+    "[gate]\nscanners = [\"policy\", \"defender\"]\n\n[scanners.defender]\nformat = \"defender\"\n";
+
+/// Local Resource Graph answering Healthy rows that name each platform image only by
+/// `resourceDetails.id`, plus runtime and Qualys rows with a Critical CVE for the same
+/// digests: the Healthy rows cover every platform and the other assessments are ignored, so
+/// both images pass and are promoted. The verdict records per-platform coverage.
+#[tokio::test(flavor = "multi_thread")]
+async fn defender_healthy_rows_by_resource_id_pass_and_other_assessments_are_ignored() {
+    let s = Setup::start().await;
+    let w = Workdir::new(&s.config("azure", DEFENDER_GATE));
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let host = s.target.host();
+    let mut rows = Vec::new();
+    for img in &s.images {
+        for d in platform_digests(img) {
+            rows.push(healthy_row(
+                SETUP_REGISTRY_ID,
+                "quarantine/x",
+                &d.to_string(),
+            ));
+            rows.push(row_under(MDVM_RUNTIME, &d.to_string(), &host));
+            rows.push(row_under(QUALYS_REGISTRY, &d.to_string(), &host));
+        }
+    }
+    s.azure.state().graph_rows = rows;
+    let applied = run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
+    assert!(
+        applied.stdout.contains("pass (0 finding(s)"),
+        "{}",
+        applied.stdout
+    );
+    for img in &s.images {
+        let live = format!("live/{}", img.path_tag());
+        assert_eq!(live_digest(&s, &live).await, digest_of(img));
+    }
+    // The pre-flight read the Containers plan once.
+    let st = s.azure.state();
+    let plan_reads = st
+        .requests
+        .iter()
+        .filter(|r| r.contains("/providers/Microsoft.Security/pricings/Containers"))
+        .count();
+    assert_eq!(plan_reads, 1, "{:?}", st.requests);
+}
+
+/// An index with one platform image scanned and the other without rows stays pending (not
+/// clean, nothing promoted); with `max_pending = "1s"` the next apply after it has passed
+/// fails the image closed with `AIRLOCK-SCANNER-NOT-SCANNED` naming the platform.
+#[tokio::test(flavor = "multi_thread")]
+async fn defender_unscanned_platform_is_pending_then_fails_after_max_pending() {
+    let s = Setup::start().await;
+    let gate = format!("{DEFENDER_GATE}max_pending = \"1s\"\n");
+    let mut w_cfg = s.config("azure", &gate);
+    // Only the index.
+    let first = format!(
+        "[[images]]\nsource = \"{}/{}:{}\"\n\n",
+        s.images[0].upstream_host, s.images[0].path, s.images[0].tag
+    );
+    w_cfg = w_cfg.replace(&first, "");
+    let w = Workdir::new(&w_cfg);
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let index = &s.images[1];
+    let children = platform_digests(index);
+    assert_eq!(children.len(), 2);
+    s.azure.state().graph_rows = vec![healthy_row(
+        SETUP_REGISTRY_ID,
+        "quarantine/x",
+        &children[0].to_string(),
+    )];
+    let pending = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_eq!(pending.code, 3, "{}\n{}", pending.stdout, pending.stderr);
+    assert!(pending.stdout.contains("pending"), "{}", pending.stdout);
+    // The verdict records which platform image Defender covered.
+    let q_repo = format!("quarantine/{}", index.path);
+    let docs = verdict_documents(&s, &q_repo, &digest_of(index)).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0]["decision"], "pending");
+    let coverage = defender_coverage(&docs[0]);
+    assert_eq!(coverage.len(), 2, "{:#}", docs[0]);
+    assert!(
+        coverage.contains(&(children[0].to_string(), "scanned".to_string())),
+        "{coverage:?}"
+    );
+    assert!(
+        coverage.contains(&(children[1].to_string(), "pending".to_string())),
+        "{coverage:?}"
+    );
+    // Well past max_pending (1s) since the pending verdict.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(failed.code, 0, "{}\n{}", failed.stdout, failed.stderr);
+    assert!(
+        failed.stdout.contains("AIRLOCK-SCANNER-NOT-SCANNED"),
+        "{}\n{}",
+        failed.stdout,
+        failed.stderr
+    );
+    let docs = verdict_documents(&s, &q_repo, &digest_of(index)).await;
+    let fail = docs
+        .iter()
+        .find(|d| d["decision"] == "fail")
+        .expect("a failing verdict");
+    let coverage = defender_coverage(fail);
+    assert!(
+        coverage.contains(&(children[1].to_string(), "not-scanned".to_string())),
+        "{coverage:?}"
+    );
+    // Never promoted.
+    let token = s._ts.issue(
+        Some(USER),
+        &[&format!("repository:live/{}:pull", index.path)],
+    );
+    let resp = crate::support::http_client()
+        .head(format!(
+            "{}/v2/live/{}/manifests/{}",
+            s.target.url(),
+            index.path,
+            index.tag
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+/// Without Defender for Containers (nor Defender CSPM) on the subscription, the pre-flight
+/// check fails the scan with what to enable; nothing is promoted.
+#[tokio::test(flavor = "multi_thread")]
+async fn defender_preflight_names_the_plan_to_enable() {
+    let s = Setup::start().await;
+    s.azure.state().plans_off = vec!["Containers".into(), "CloudPosture".into()];
+    let w = Workdir::new(&s.config("azure", DEFENDER_GATE));
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let r = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(r.code, 0);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert!(out.contains("Defender for Containers"), "{out}");
+    assert!(out.contains("pricingTier Free"), "{out}");
+    assert!(
+        s.azure.state().graph_queries.is_empty(),
+        "no query once the plan is known off"
+    );
+}
+
+/// ACR access tokens carry their lifetime only as the JWT `exp` (about 75 minutes here, no
+/// `expires_in`): one apply asks `/oauth2/token` once per scope set, never again for the
+/// same set within the token's lifetime.
+#[tokio::test(flavor = "multi_thread")]
+async fn acr_tokens_are_requested_once_per_scope_set() {
+    let s = Setup::start().await;
+    s._ts.set_ttl(75 * 60);
+    let w = Workdir::new(&s.config("azure", ""));
+    run(&w, &["apply", "--auto-approve"], &s.msi_env())
+        .await
+        .expect(0);
+    let scopes = s.azure.state().token_scopes.clone();
+    assert!(scopes.len() >= 2, "{scopes:#?}");
+    let distinct: std::collections::BTreeSet<_> = scopes.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        scopes.len(),
+        "a scope set was asked twice: {scopes:#?}"
+    );
+}
+
+/// `transfer = "acr-import"` with an upstream index of 51 manifests: `plan` refuses it before
+/// anything is submitted to ARM, naming the limit and the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn acr_import_refuses_a_51_manifest_index_at_plan_time() {
+    use crate::support::images::{ImageBuilder, TestIndex};
+    let s = Setup::start().await;
+    let many = TestIndex::new(
+        (0..51)
+            .map(|i| {
+                ImageBuilder::new(&format!("many-{i}"))
+                    .platform(&format!("linux/arch{i}"))
+                    .build()
+            })
+            .collect(),
+    );
+    push_raw(&s.upstream.url(), "library/many", "1", &many, None).await;
+    let cfg = s.config("azure", "").replace(
+        "resource_group = \"rg-aks\"",
+        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+    ) + "[[images]]\nsource = \"docker.io/library/many:1\"\n";
+    let w = Workdir::new(&cfg);
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let r = run(&w, &["plan"], &env).await.expect(1);
+    assert!(r.stderr.contains("51 manifests"), "{}", r.stderr);
+    assert!(r.stderr.contains("at most 50"), "{}", r.stderr);
+    assert!(r.stderr.contains("transfer = \"stream\""), "{}", r.stderr);
+    assert!(s.azure.state().imports.is_empty());
+}
+
+/// `transfer = "acr-import"` from an Azure source registry without subscription (an ACR in
+/// another tenant): each upstream import carries an ACR refresh token for the source as
+/// `source.credentials` (null-GUID user). When no token can be had for the source (its
+/// `/oauth2/exchange` refuses), the import fails before ARM is called, saying what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn acr_import_from_another_tenant_sends_source_credentials_or_says_why_not() {
+    let s = Setup::start().await;
+    s.azure.state().acr_host = Some(s.target.host());
+    let cfg = s
+        .config("azure", "")
+        .replace("auth = \"anonymous\"", "auth = \"azure\"")
+        .replace(
+            "resource_group = \"rg-aks\"",
+            "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+        );
+    let w = Workdir::new(&cfg);
+
+    // No token for the source: the upstream has no /oauth2/exchange.
+    let mut env = s.msi_env();
+    env.push(("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()));
+    let r = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let out = format!("{}{}", r.stdout, r.stderr);
+    assert!(out.contains("importImage needs credentials"), "{out}");
+    assert!(s.azure.state().imports.is_empty(), "ARM was not called");
+
+    // With a refresh token for it, every upstream import carries it.
+    env.push(("AIRLOCK_ACR_REFRESH_TOKEN".into(), REFRESH.into()));
+    run(&w, &["apply", "--auto-approve"], &env).await.expect(0);
+    let imports = s.azure.state().imports.clone();
+    let upstream: Vec<&Value> = imports
+        .iter()
+        .filter(|b| b["source"]["registryUri"].is_string())
+        .collect();
+    assert_eq!(upstream.len(), 2, "{imports:#?}");
+    for b in upstream {
+        assert_eq!(
+            b["source"]["credentials"]["username"],
+            "00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(b["source"]["credentials"]["password"], REFRESH);
+    }
+}
+
+/// The verdict documents recorded for `digest` in `repo` of the target, read with tokens
+/// issued directly (the referrers tag schema: Distribution has no referrers API).
+async fn verdict_documents(s: &Setup, repo: &str, digest: &Digest) -> Vec<Value> {
+    let token = s
+        ._ts
+        .issue(Some(USER), &[&format!("repository:{repo}:pull")]);
+    let get = |path: String| {
+        crate::support::http_client()
+            .get(format!("{}/v2/{repo}/{path}", s.target.url()))
+            .bearer_auth(token.clone())
+            .header(
+                "accept",
+                "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json",
+            )
+            .send()
+    };
+    let tag = digest.to_string().replace(':', "-");
+    let resp = get(format!("manifests/{tag}")).await.unwrap();
+    if resp.status() == 404 {
+        return Vec::new();
+    }
+    let index: Value = resp.json().await.unwrap();
+    let mut out = Vec::new();
+    for m in index["manifests"].as_array().cloned().unwrap_or_default() {
+        if m["artifactType"] != airlock::model::media::VERDICT_ARTIFACT {
+            continue;
+        }
+        let manifest: Value = get(format!("manifests/{}", m["digest"].as_str().unwrap()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let layer = manifest["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let doc: Value = get(format!("blobs/{layer}"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.push(doc);
+    }
+    out
+}
+
+/// `(digest, status)` of the defender scanner's coverage in a verdict document.
+fn defender_coverage(doc: &Value) -> Vec<(String, String)> {
+    doc["scanners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "defender")
+        .and_then(|r| r["coverage"].as_array())
+        .map(|c| {
+            c.iter()
+                .map(|e| {
+                    (
+                        e["digest"].as_str().unwrap().to_string(),
+                        e["status"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A GitHub-style OIDC assertion: a JWT-shaped token whose claims say it expires in `ttl`
+/// seconds (the audience and issuer Entra ID would check are not modelled).
+fn assertion(ttl: u64) -> String {
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + ttl;
+    format!(
+        "eyJ.{}.sig",
+        base64_url(&json!({"aud": "api://AzureADTokenExchange", "exp": exp}).to_string())
+    )
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+#[derive(Default)]
+struct EntraState {
+    /// Token requests answered, and those refused for a stale assertion (AADSTS700024).
+    requests: usize,
+    refused: usize,
+}
+
+/// Entra ID's token endpoint (`POST /{tenant}/oauth2/v2.0/token`, client-assertion grant)
+/// over TLS — azure_identity only talks to an https authority — with a certificate for
+/// 127.0.0.1 made by openssl, which the airlock process trusts through `SSL_CERT_FILE`.
+/// An assertion past its `exp` is refused with AADSTS700024, as Entra ID does; access
+/// tokens live one second, so every use needs a new one (and a new assertion).
+struct TlsEntra {
+    port: u16,
+    dir: tempfile::TempDir,
+    state: Arc<Mutex<EntraState>>,
+    _task: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl TlsEntra {
+    async fn start() -> TlsEntra {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .args(["-addext", "extendedKeyUsage=serverAuth"])
+            .arg("-keyout")
+            .arg(dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(dir.path().join("cert.pem"))
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.path().join("cert.pem"))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(EntraState::default()));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = hyper::service::service_fn(move |req| entra(req, st.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        TlsEntra {
+            port,
+            dir,
+            state,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    fn authority(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    fn cert(&self) -> String {
+        self.dir.path().join("cert.pem").display().to_string()
+    }
+}
+
+async fn entra(
+    req: Request<hyper::body::Incoming>,
+    state: Arc<Mutex<EntraState>>,
+) -> Result<Response<HttpBody>, BoxError> {
+    use base64::Engine as _;
+    let path = req.uri().path().to_string();
+    let body = req.into_body().collect().await?.to_bytes();
+    let f = form(&body);
+    if !path.ends_with("/oauth2/v2.0/token")
+        || get(&f, "grant_type") != Some("client_credentials")
+        || get(&f, "client_assertion_type")
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    {
+        return Ok(json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request"}),
+        ));
+    }
+    let exp = get(&f, "client_assertion")
+        .and_then(|a| a.split('.').nth(1))
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|c| c["exp"].as_i64())
+        .unwrap_or(0);
+    let mut st = state.lock().unwrap();
+    st.requests += 1;
+    if exp <= time::OffsetDateTime::now_utc().unix_timestamp() {
+        st.refused += 1;
+        return Ok(json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_client",
+                   "error_description": "AADSTS700024: Client assertion is not within its valid time range."}),
+        ));
+    }
+    let resource = get(&f, "scope")
+        .unwrap_or_default()
+        .trim_end_matches("/.default")
+        .to_string();
+    Ok(json_reply(
+        StatusCode::OK,
+        json!({"token_type": "Bearer", "expires_in": 1, "ext_expires_in": 1,
+               "access_token": format!("aad:{resource}")}),
+    ))
+}
+
+/// GitHub Actions end to end through the airlock binary: assertions live two seconds
+/// (five minutes on GitHub) and ARM importImage takes longer than that, so the promotions
+/// need Entra ID tokens after the first assertions have expired. Each token request gets a
+/// fresh assertion from the OIDC endpoint: the apply succeeds and Entra ID refuses none.
+#[tokio::test(flavor = "multi_thread")]
+async fn github_actions_assertions_stay_fresh_through_a_long_apply() {
+    let s = Setup::start().await;
+    s._ts.allow_catalog(Some(USER));
+    let entra = TlsEntra::start().await;
+    {
+        let mut st = s.azure.state();
+        st.acr_host = Some(s.target.host());
+        st.assertion_ttl = 2;
+        st.import_delay = Duration::from_millis(2500);
+    }
+    let w = Workdir::new(&s.config("azure", "").replace(
+        "resource_group = \"rg-aks\"",
+        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+    ));
+    let env: Vec<(String, String)> = vec![
+        (
+            "AZURE_TOKEN_CREDENTIALS".into(),
+            "GitHubActionsCredential".into(),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_URL".into(),
+            format!("{}/github/oidc?api-version=2.0", s.azure.url()),
+        ),
+        (
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+            "gh-request-token".into(),
+        ),
+        (
+            "AZURE_TENANT_ID".into(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+        ),
+        (
+            "AZURE_CLIENT_ID".into(),
+            "11111111-2222-3333-4444-555555555555".into(),
+        ),
+        ("AZURE_AUTHORITY_HOST".into(), entra.authority()),
+        ("SSL_CERT_FILE".into(), entra.cert()),
+        ("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()),
+    ];
+    let applied = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    for img in &s.images {
+        let live = format!("live/{}", img.path_tag());
+        assert_eq!(live_digest(&s, &live).await, digest_of(img));
+    }
+    let (requests, refused) = {
+        let st = entra.state.lock().unwrap();
+        (st.requests, st.refused)
+    };
+    let assertions = s.azure.state().oidc_requests.len();
+    assert_eq!(refused, 0, "a stale assertion reached Entra ID");
+    // One token for the ACR exchange and one per importImage call (4), at least.
+    assert!(requests >= 5, "{requests}");
+    assert_eq!(
+        assertions, requests,
+        "one fresh assertion per token request"
+    );
+}
+
+/// The control for the test above, and the failure the README's old CI examples had: the
+/// same long apply with one assertion written to `AZURE_FEDERATED_TOKEN_FILE` up front
+/// (workload identity re-reads it only every ten minutes) reaches Entra ID stale and fails
+/// with AADSTS700024.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_file_written_once_goes_stale_during_a_long_apply() {
+    let s = Setup::start().await;
+    s._ts.allow_catalog(Some(USER));
+    let entra = TlsEntra::start().await;
+    {
+        let mut st = s.azure.state();
+        st.acr_host = Some(s.target.host());
+        st.import_delay = Duration::from_millis(2500);
+    }
+    let w = Workdir::new(&s.config("azure", "").replace(
+        "resource_group = \"rg-aks\"",
+        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+    ));
+    let file = w.path().join("federated-token");
+    std::fs::write(&file, assertion(2)).unwrap();
+    let env: Vec<(String, String)> = vec![
+        (
+            "AZURE_TOKEN_CREDENTIALS".into(),
+            "WorkloadIdentityCredential".into(),
+        ),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE".into(),
+            file.display().to_string(),
+        ),
+        (
+            "AZURE_TENANT_ID".into(),
+            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+        ),
+        (
+            "AZURE_CLIENT_ID".into(),
+            "11111111-2222-3333-4444-555555555555".into(),
+        ),
+        ("AZURE_AUTHORITY_HOST".into(), entra.authority()),
+        ("SSL_CERT_FILE".into(), entra.cert()),
+        ("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()),
+    ];
+    let applied = run(&w, &["apply", "--auto-approve"], &env).await;
+    assert_ne!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
+    let out = format!("{}{}", applied.stdout, applied.stderr);
+    assert!(out.contains("AADSTS700024"), "{out}");
+    assert!(entra.state.lock().unwrap().refused > 0);
 }

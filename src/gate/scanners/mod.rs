@@ -26,6 +26,13 @@ pub enum Outcome {
     },
     /// The scanner has not produced results yet (Defender scans after import).
     Pending,
+    /// Results per platform image (Defender): the findings reported so far and which
+    /// platform images have results; pending while any has none.
+    PerPlatform {
+        version: Option<String>,
+        findings: Vec<Finding>,
+        coverage: Vec<crate::records::PlatformCoverage>,
+    },
 }
 
 /// What a parsed report says.
@@ -264,6 +271,7 @@ mod tests {
             ],
             format,
             timeout: Duration::from_secs(20),
+            max_pending: None,
         }
     }
 
