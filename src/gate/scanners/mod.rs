@@ -493,7 +493,7 @@ password_env = "Q_PASSWORD"
         let r = parse(&spec(ScannerFormat::Trivy, ""), report).unwrap();
         let sev: Vec<Severity> = r.findings.iter().map(|f| f.severity).collect();
         assert_eq!(sev, [Severity::Critical, Severity::Critical, Severity::High]);
-        let grype = br#"{"matches": [{"vulnerability": {"id": "CVE-1", "severity": "Critical\\t"}}]}"#;
+        let grype = br#"{"matches": [{"vulnerability": {"id": "CVE-1", "severity": "Critical\t"}}]}"#;
         let r = parse(&spec(ScannerFormat::Grype, ""), grype).unwrap();
         assert_eq!(r.findings[0].severity, Severity::Critical);
     }
