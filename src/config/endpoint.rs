@@ -14,7 +14,8 @@ pub struct EndpointError {
     pub secret: Option<String>,
 }
 
-const FORM: &str = "write https://host[:port] (http:// only for a registry without TLS), with no path";
+const FORM: &str =
+    "write https://host[:port] (http:// only for a registry without TLS), with no path";
 
 fn err(message: String, help: &'static str) -> EndpointError {
     EndpointError {
@@ -28,7 +29,9 @@ fn err(message: String, help: &'static str) -> EndpointError {
 pub fn check(url: &str) -> Result<&str, EndpointError> {
     // Credentials first, so that no other message repeats them.
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority_end = after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len());
+    let authority_end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
     if let Some((userinfo, _)) = after_scheme[..authority_end].rsplit_once('@') {
         let masked = url.replacen(userinfo, "***", 1).escape_debug().to_string();
         return Err(EndpointError {
@@ -57,7 +60,9 @@ pub fn check(url: &str) -> Result<&str, EndpointError> {
     };
     if scheme != "https" && scheme != "http" {
         return Err(err(
-            format!("endpoint `{shown}` uses the scheme `{scheme}`: only https and http are supported"),
+            format!(
+                "endpoint `{shown}` uses the scheme `{scheme}`: only https and http are supported"
+            ),
             FORM,
         ));
     }
@@ -71,7 +76,8 @@ pub fn check(url: &str) -> Result<&str, EndpointError> {
         };
         return Err(err(format!("endpoint `{shown}` has {what}"), FORM));
     }
-    let (host, port) = split_port(authority).map_err(|m| err(format!("endpoint `{shown}` {m}"), FORM))?;
+    let (host, port) =
+        split_port(authority).map_err(|m| err(format!("endpoint `{shown}` {m}"), FORM))?;
     check_host(host).map_err(|m| err(format!("endpoint `{shown}` {m}"), FORM))?;
     if let Some(port) = port {
         let valid = !port.is_empty()
@@ -127,7 +133,9 @@ fn check_host(host: &str) -> Result<(), String> {
     for label in &labels {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
@@ -153,7 +161,10 @@ mod tests {
             ("https://acraks0001.azurecr.io", "acraks0001.azurecr.io"),
             ("http://127.0.0.1:5000", "127.0.0.1:5000"),
             ("https://localhost", "localhost"),
-            ("https://registry-1.docker.io:443", "registry-1.docker.io:443"),
+            (
+                "https://registry-1.docker.io:443",
+                "registry-1.docker.io:443",
+            ),
             ("https://[::1]:5000", "[::1]:5000"),
             ("https://[2001:db8::1]", "[2001:db8::1]"),
             ("https://Registry.Example:65535", "Registry.Example:65535"),
@@ -176,9 +187,15 @@ mod tests {
             ("https://r.example ", "whitespace"),
             ("https://r.example\t", "whitespace"),
             ("https://r.exa\u{7}mple", "control character"),
-            ("https://user:pw@r.example", "`https://***@r.example` contains credentials"),
+            (
+                "https://user:pw@r.example",
+                "`https://***@r.example` contains credentials",
+            ),
             ("https://u:p@ss@r.example", "`https://***@r.example`"),
-            ("https://ci:hunter 2@r.example", "`https://***@r.example` contains credentials"),
+            (
+                "https://ci:hunter 2@r.example",
+                "`https://***@r.example` contains credentials",
+            ),
             ("https://user@r.example", "credentials"),
             ("https://r.example?x=1", "a query"),
             ("https://r.example/?x=1", "a path"),
@@ -206,12 +223,20 @@ mod tests {
             assert!(e.message.contains(says), "{url}: {}", e.message);
         }
         assert_eq!(
-            check("https://ci:hunter2@r.example").unwrap_err().secret.as_deref(),
+            check("https://ci:hunter2@r.example")
+                .unwrap_err()
+                .secret
+                .as_deref(),
             Some("ci:hunter2")
         );
         let long = format!("https://{}.example", "a".repeat(64));
         assert!(check(&long).unwrap_err().message.contains("invalid host"));
         let very_long = format!("https://{}example", "abcdefghi.".repeat(26));
-        assert!(check(&very_long).unwrap_err().message.contains("longer than 253"));
+        assert!(
+            check(&very_long)
+                .unwrap_err()
+                .message
+                .contains("longer than 253")
+        );
     }
 }

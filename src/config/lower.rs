@@ -12,8 +12,8 @@ use super::desired::*;
 use super::endpoint;
 use super::error::{ConfigError, LineIndex};
 use super::schema::*;
-use crate::model::reference::{DOCKER_HUB, valid_path};
 use crate::model::finding_id;
+use crate::model::reference::{DOCKER_HUB, valid_path};
 use crate::model::size::parse_size;
 use crate::model::{Digest, Platform, Reference, Severity};
 

@@ -236,7 +236,10 @@ fn line_of(src: &str, needle: &str) -> usize {
 fn an_empty_scanner_list_is_an_error_at_the_list() {
     let src = format!("{BASE}\n[gate]\nscanners = []\n");
     let e = parse_err(&src);
-    let at = format!("airlock.toml:{}:12: scanners is empty", line_of(&src, "scanners = []"));
+    let at = format!(
+        "airlock.toml:{}:12: scanners is empty",
+        line_of(&src, "scanners = []")
+    );
     assert!(e.contains(&at), "{e}");
     assert!(e.contains("every image would pass"), "{e}");
     // Leaving the key out keeps the default, the built-in checks.
@@ -284,13 +287,22 @@ fn bad_endpoints_are_errors_at_the_value() {
     ] {
         let src = BASE.replace("https://acraks0001.azurecr.io", endpoint);
         let e = parse_err(&src);
-        let at = format!("airlock.toml:{}:12: invalid endpoint", line_of(&src, "endpoint ="));
+        let at = format!(
+            "airlock.toml:{}:12: invalid endpoint",
+            line_of(&src, "endpoint =")
+        );
         assert!(e.contains(&at), "{endpoint}: {e}");
         assert!(e.contains(says), "{endpoint}: {e}");
-        assert!(!e.contains("hunter2"), "the password is masked, even in the quoted line: {e}");
+        assert!(
+            !e.contains("hunter2"),
+            "the password is masked, even in the quoted line: {e}"
+        );
     }
     // A host written in place of an alias, and an image's source host, are checked too.
-    let src = BASE.replace("registry = \"acr\"\nprefix = \"live\"", "registry = \"acr.example:0\"\nprefix = \"live\"");
+    let src = BASE.replace(
+        "registry = \"acr\"\nprefix = \"live\"",
+        "registry = \"acr.example:0\"\nprefix = \"live\"",
+    );
     let e = parse_err(&src);
     let at = format!("airlock.toml:{}:12:", line_of(&src, "acr.example:0"));
     assert!(e.contains(&at) && e.contains("invalid port `0`"), "{e}");
@@ -299,7 +311,11 @@ fn bad_endpoints_are_errors_at_the_value() {
     let at = format!("airlock.toml:{}:10:", line_of(&src, "reg.example:99999"));
     assert!(e.contains(&at) && e.contains("invalid port `99999`"), "{e}");
     // Good ones still lower: ports, IPv6, http written out.
-    for ok in ["https://acr.example:5000", "http://127.0.0.1:5000/", "https://[::1]:5000"] {
+    for ok in [
+        "https://acr.example:5000",
+        "http://127.0.0.1:5000/",
+        "https://[::1]:5000",
+    ] {
         parse_ok(&BASE.replace("https://acraks0001.azurecr.io", ok));
     }
 }
@@ -323,7 +339,10 @@ fn a_large_configuration_lowers_and_names_a_late_duplicate() {
     src.push_str("[[images]]\nsource = \"reg7.example/team/app7:1.7\"\n");
     let e = parse_err(&src);
     let first = line_of(&src, "source = \"reg7.example/team/app7:1.7\"") - 1;
-    assert!(e.contains(&format!("the [[images]] entry at line {first}")), "{e}");
+    assert!(
+        e.contains(&format!("the [[images]] entry at line {first}")),
+        "{e}"
+    );
     let last = src.lines().count();
     assert!(e.contains(&format!("airlock.toml:{last}:10:")), "{e}");
 }

@@ -317,18 +317,61 @@ mod tests {
     #[test]
     fn root_is_read_as_the_runtime_reads_it() {
         let root = [
-            "", "0", "00", "0000", "+0", "-0", "0000:1", "0:0", "0:1000", ":1000", ":", "root",
-            "root:root", "root:1000", " 0", "0 ", " root", "4294967296", "+4294967296",
-            "-4294967296", "8589934592:5", "0x0", "0X00", "0o0", "0b0", "0_0", "-0x0",
+            "",
+            "0",
+            "00",
+            "0000",
+            "+0",
+            "-0",
+            "0000:1",
+            "0:0",
+            "0:1000",
+            ":1000",
+            ":",
+            "root",
+            "root:root",
+            "root:1000",
+            " 0",
+            "0 ",
+            " root",
+            "4294967296",
+            "+4294967296",
+            "-4294967296",
+            "8589934592:5",
+            "0x0",
+            "0X00",
+            "0o0",
+            "0b0",
+            "0_0",
+            "-0x0",
         ];
         for user in root {
             let v = serde_json::json!(user);
             assert!(root_user(Some(&v)).is_some(), "`{user}` runs as root");
         }
         let not_root = [
-            "1000", "1000:0", "65534:0", "nobody", "nobody:root", "ROOT", "Root", "rootless",
-            "toor", "1", "+1", "-1", "4294967295", "4294967297", "0x1", "0_1", "+", "-", "0x",
-            "_", "1000:", "10 00",
+            "1000",
+            "1000:0",
+            "65534:0",
+            "nobody",
+            "nobody:root",
+            "ROOT",
+            "Root",
+            "rootless",
+            "toor",
+            "1",
+            "+1",
+            "-1",
+            "4294967295",
+            "4294967297",
+            "0x1",
+            "0_1",
+            "+",
+            "-",
+            "0x",
+            "_",
+            "1000:",
+            "10 00",
         ];
         for user in not_root {
             let v = serde_json::json!(user);
@@ -337,7 +380,11 @@ mod tests {
         // Missing or null: the default user. Not a string: no runtime can read it.
         assert!(root_user(None).unwrap().contains("empty"));
         assert!(root_user(Some(&serde_json::Value::Null)).is_some());
-        for odd in [serde_json::json!(0), serde_json::json!(1000), serde_json::json!(["x"])] {
+        for odd in [
+            serde_json::json!(0),
+            serde_json::json!(1000),
+            serde_json::json!(["x"]),
+        ] {
             let why = root_user(Some(&odd)).unwrap();
             assert!(why.contains("not a string"), "{why}");
         }
@@ -359,7 +406,11 @@ mod tests {
             assert_eq!(f.len(), 1, "{user}: {f:?}");
             assert_eq!(f[0].id, ROOT_USER);
             assert_eq!(f[0].severity, Severity::Critical);
-            assert!(f[0].message.contains(&format!("`{user}`")), "{}", f[0].message);
+            assert!(
+                f[0].message.contains(&format!("`{user}`")),
+                "{}",
+                f[0].message
+            );
         }
         assert!(check(&policy, &[img("65534:0", serde_json::json!({}), 10)], now).is_empty());
     }

@@ -96,13 +96,13 @@ fn detect_media_type(bytes: &[u8], content_type: Option<&str>) -> Result<String,
 }
 
 fn content_ref(field: &str, d: &oci_spec::image::Descriptor) -> Result<ContentRef, ManifestError> {
-    let digest: Digest = d
-        .digest()
-        .to_string()
-        .parse()
-        .map_err(|e: super::digest::DigestError| {
-            ManifestError::Digest(format!("`{field}.digest`: {e}"))
-        })?;
+    let digest: Digest =
+        d.digest()
+            .to_string()
+            .parse()
+            .map_err(|e: super::digest::DigestError| {
+                ManifestError::Digest(format!("`{field}.digest`: {e}"))
+            })?;
     Ok(ContentRef {
         media_type: d.media_type().to_string(),
         digest,
@@ -186,9 +186,7 @@ fn diagnose(bytes: &[u8], e: impl std::fmt::Display, index: bool) -> ManifestErr
                 }
             }
             Some(other) => {
-                return ManifestError::Digest(format!(
-                    "`{field}.digest` is {other}, not a string"
-                ));
+                return ManifestError::Digest(format!("`{field}.digest` is {other}, not a string"));
             }
             None => return ManifestError::Schema(format!("`{field}` has no digest")),
         }
@@ -320,18 +318,27 @@ mod tests {
         for bad in ["sha256:xyz", "nonsense", "sha256:", ""] {
             let e = parse(manifest(serde_json::json!(bad), serde_json::json!(3)));
             assert!(!e.contains("JSON"), "{e}");
-            assert!(e.contains("invalid digest") && e.contains("`layers[1].digest`"), "{e}");
+            assert!(
+                e.contains("invalid digest") && e.contains("`layers[1].digest`"),
+                "{e}"
+            );
         }
         // Accepted by the OCI types, refused by airlock (sha256 only): still named.
         let e = parse(manifest(
             serde_json::json!(format!("sha512:{}", "b".repeat(128))),
             serde_json::json!(3),
         ));
-        assert!(e.contains("`layers[1].digest`") && e.contains("sha256"), "{e}");
+        assert!(
+            e.contains("`layers[1].digest`") && e.contains("sha256"),
+            "{e}"
+        );
         let e = parse(manifest(serde_json::json!(42), serde_json::json!(3)));
         assert!(e.contains("`layers[1].digest` is 42, not a string"), "{e}");
         let e = parse(manifest(serde_json::json!(good), serde_json::json!(-1)));
-        assert!(e.contains("`layers[1].size` is -1, not a byte count"), "{e}");
+        assert!(
+            e.contains("`layers[1].size` is -1, not a byte count"),
+            "{e}"
+        );
         let e = parse(manifest(serde_json::json!(good), serde_json::json!("3")));
         assert!(e.contains("`layers[1].size`"), "{e}");
         // What is not JSON is still said so.
@@ -343,7 +350,9 @@ mod tests {
             "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": "sha256:0", "size": 1}]
         }))
         .unwrap();
-        let e = super::parse(&idx, media::OCI_INDEX).unwrap_err().to_string();
+        let e = super::parse(&idx, media::OCI_INDEX)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`manifests[0].digest`"), "{e}");
     }
 

@@ -69,7 +69,14 @@ mod tests {
 
     #[test]
     fn report_severities_are_trimmed_and_case_insensitive() {
-        for s in ["CRITICAL", "critical", "CRITICAL ", " Critical", "\tcritical\n", "cRiTiCaL"] {
+        for s in [
+            "CRITICAL",
+            "critical",
+            "CRITICAL ",
+            " Critical",
+            "\tcritical\n",
+            "cRiTiCaL",
+        ] {
             assert_eq!(Severity::from_report(s), Severity::Critical, "{s:?}");
         }
         assert_eq!(Severity::from_report(" high "), Severity::High);

@@ -69,7 +69,10 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert_eq!(format_size(1536), "1.5 KiB");
         assert_eq!(format_size(12), "12 B");
-        assert!(parse_size("99999999999999999999 TiB").is_err(), "no saturation");
+        assert!(
+            parse_size("99999999999999999999 TiB").is_err(),
+            "no saturation"
+        );
         assert_eq!(parse_size("16383PiB").ok(), None, "unknown unit");
     }
 

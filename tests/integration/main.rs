@@ -5,6 +5,7 @@ mod apply;
 #[cfg(feature = "azure")]
 mod azure;
 mod gate;
+mod gate_hygiene;
 mod harness;
 mod interrupt;
 mod quickstart;

@@ -460,7 +460,10 @@ password_env = "Q_PASSWORD"
 "#,
         );
         let removed = removed_variables(&d, "q");
-        assert!(removed.contains(&"LIVE_PASSWORD".to_string()), "{removed:?}");
+        assert!(
+            removed.contains(&"LIVE_PASSWORD".to_string()),
+            "{removed:?}"
+        );
         assert!(removed.contains(&"UPSTREAM_PASSWORD".to_string()));
         assert!(
             !removed.contains(&"Q_PASSWORD".to_string()),
@@ -492,8 +495,12 @@ password_env = "Q_PASSWORD"
               {"VulnerabilityID": "CVE-3", "Severity": " High"}]}]}"#;
         let r = parse(&spec(ScannerFormat::Trivy, ""), report).unwrap();
         let sev: Vec<Severity> = r.findings.iter().map(|f| f.severity).collect();
-        assert_eq!(sev, [Severity::Critical, Severity::Critical, Severity::High]);
-        let grype = br#"{"matches": [{"vulnerability": {"id": "CVE-1", "severity": "Critical\t"}}]}"#;
+        assert_eq!(
+            sev,
+            [Severity::Critical, Severity::Critical, Severity::High]
+        );
+        let grype =
+            br#"{"matches": [{"vulnerability": {"id": "CVE-1", "severity": "Critical\t"}}]}"#;
         let r = parse(&spec(ScannerFormat::Grype, ""), grype).unwrap();
         assert_eq!(r.findings[0].severity, Severity::Critical);
     }
@@ -511,7 +518,11 @@ password_env = "Q_PASSWORD"
         let e = parse(&spec(ScannerFormat::Grype, ""), grype).unwrap_err();
         assert!(e.contains("duplicate key `matches`"), "{e}");
         // The recorded fixtures have none.
-        for f in ["trivy-critical.json", "trivy-clean.json", "trivy-misconfig.json"] {
+        for f in [
+            "trivy-critical.json",
+            "trivy-clean.json",
+            "trivy-misconfig.json",
+        ] {
             parse(&spec(ScannerFormat::Trivy, ""), &fixture(f)).unwrap();
         }
         for f in ["grype.json", "grype-clean.json"] {

@@ -222,7 +222,10 @@ mod tests {
             id: format!("CVE-{PASSWORD}"),
             severity: crate::model::Severity::High,
             scanner: "trivy".into(),
-            message: format!("leaked {}", STANDARD.encode(format!("scanner-bot:{PASSWORD}"))),
+            message: format!(
+                "leaked {}",
+                STANDARD.encode(format!("scanner-bot:{PASSWORD}"))
+            ),
             package: Some(PASSWORD.into()),
             installed_version: None,
             fixed_version: Some(format!("1.0-{PASSWORD}")),
