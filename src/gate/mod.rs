@@ -4,6 +4,7 @@
 
 pub mod policy;
 pub mod scanners;
+pub mod user;
 
 use std::collections::BTreeMap;
 
@@ -60,14 +61,12 @@ pub async fn platform_images(
                 .registry
                 .get_blob_bytes(t.repository, &config.digest, MAX_CONFIG)
                 .await?;
-            let config_json: serde_json::Value =
-                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-            out.push(policy::PlatformImage {
+            out.push(policy::PlatformImage::new(
                 platform,
-                config: config_json,
-                config_size: config.size,
+                &bytes,
+                config.size,
                 layers,
-            });
+            ));
         }
     }
     Ok(out)

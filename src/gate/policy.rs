@@ -16,9 +16,30 @@ pub use crate::model::finding_id::{
 /// What the checks look at for one platform image.
 pub struct PlatformImage {
     pub platform: Option<Platform>,
+    /// The image config (`null` when it is not JSON).
     pub config: serde_json::Value,
+    /// Every value a runtime could read as `config.User` (see `gate::user`).
+    pub users: Vec<serde_json::Value>,
     pub config_size: u64,
     pub layers: Vec<ContentRef>,
+}
+
+impl PlatformImage {
+    /// Read an image config's bytes.
+    pub fn new(
+        platform: Option<Platform>,
+        config: &[u8],
+        config_size: u64,
+        layers: Vec<ContentRef>,
+    ) -> PlatformImage {
+        PlatformImage {
+            platform,
+            config: serde_json::from_slice(config).unwrap_or(serde_json::Value::Null),
+            users: super::user::user_values(config),
+            config_size,
+            layers,
+        }
+    }
 }
 
 fn finding(id: &str, severity: Severity, message: String, platform: Option<&Platform>) -> Finding {
@@ -82,7 +103,7 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
         let p = platform.as_ref();
         let cfg = img.config.get("config");
         if policy.forbid_root
-            && let Some(why) = root_user(cfg.and_then(|c| c.get("User")))
+            && let Some(why) = super::user::root_user(&img.users)
         {
             out.push(finding(
                 ROOT_USER,
@@ -185,82 +206,28 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
     out
 }
 
-/// Why the config's `User` makes the container run as root, read the way container runtimes
-/// read it; None when it does not. Only the user part (before the first `:`) matters: the
-/// group never makes a process root.
-///
-/// - missing, `null` or empty user part: the runtime's default, uid 0;
-/// - `root` by name (the image's own `/etc/passwd` is not read: another name mapped to uid 0
-///   there is not seen);
-/// - a number whose value is 0 as the runtime parses it: Go's `strconv.Atoi` takes a sign and
-///   any number of leading zeros (`0`, `00`, `+0`, `-0`, `0000:1`), and containerd releases
-///   that convert with `uint32(v)` wrap multiples of 2^32 (`4294967296`) to 0. A base-prefixed
-///   zero (`0x0`, `0o0`, `0b0`, `0_0`), which a base-0 Go parse accepts, counts too.
-///
-/// Decided toward blocking: whitespace around the user part is ignored (runc would refuse to
-/// start `" 0"`, but a runtime that trims runs it as root), and a `User` that is not a string
-/// (a runtime cannot read the config) is reported.
-pub fn root_user(user: Option<&serde_json::Value>) -> Option<String> {
-    let user = match user {
-        None | Some(serde_json::Value::Null) => "",
-        Some(serde_json::Value::String(s)) => s.as_str(),
-        Some(other) => return Some(format!("config User is not a string: {other}")),
-    };
-    let name = user.split(':').next().unwrap_or("").trim();
-    let shown = if user.is_empty() {
-        "config User is empty".to_string()
-    } else {
-        format!("config User is `{user}`")
-    };
-    if name.is_empty() {
-        return Some(format!("{shown}: the runtime's default user, uid 0"));
-    }
-    if name == "root" {
-        return Some(shown);
-    }
-    numeric_zero(name).then(|| format!("{shown}: uid 0"))
-}
-
-/// Whether a user part is a number the runtime reads as uid 0 (see [`root_user`]).
-fn numeric_zero(s: &str) -> bool {
-    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if !unsigned.is_empty() && unsigned.bytes().all(|b| b.is_ascii_digit()) {
-        // The value modulo 2^32: what `uint32(v)` keeps.
-        let rem = unsigned
-            .bytes()
-            .fold(0u64, |r, b| (r * 10 + u64::from(b - b'0')) % (1 << 32));
-        return rem == 0;
-    }
-    // Go base-0 literals: 0x…, 0o…, 0b…, digits with `_` separators.
-    let lower = unsigned.to_ascii_lowercase();
-    let digits = ["0x", "0o", "0b"]
-        .iter()
-        .find_map(|p| lower.strip_prefix(p))
-        .unwrap_or(&lower);
-    digits.contains('0') && digits.bytes().all(|b| b == b'0' || b == b'_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Digest;
 
     fn img(user: &str, labels: serde_json::Value, size: u64) -> PlatformImage {
-        PlatformImage {
-            platform: None,
-            config: serde_json::json!({
-                "os": "linux", "architecture": "amd64", "created": "2026-11-01T00:00:00Z",
-                "config": {"User": user, "Labels": labels},
-                "rootfs": {"type": "layers", "diff_ids": ["sha256:x"]}
-            }),
-            config_size: 100,
-            layers: vec![ContentRef {
+        let config = serde_json::json!({
+            "os": "linux", "architecture": "amd64", "created": "2026-11-01T00:00:00Z",
+            "config": {"User": user, "Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:x"]}
+        });
+        PlatformImage::new(
+            None,
+            &serde_json::to_vec(&config).unwrap(),
+            100,
+            vec![ContentRef {
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
                 digest: Digest::of(b"l"),
                 size,
                 platform: None,
             }],
-        }
+        )
     }
 
     #[test]
@@ -313,89 +280,25 @@ mod tests {
         assert!(ok.is_empty(), "{ok:?}");
     }
 
-    /// The runtime's reading of `User`, case by case (see `root_user` for the rules).
-    #[test]
-    fn root_is_read_as_the_runtime_reads_it() {
-        let root = [
-            "",
-            "0",
-            "00",
-            "0000",
-            "+0",
-            "-0",
-            "0000:1",
-            "0:0",
-            "0:1000",
-            ":1000",
-            ":",
-            "root",
-            "root:root",
-            "root:1000",
-            " 0",
-            "0 ",
-            " root",
-            "4294967296",
-            "+4294967296",
-            "-4294967296",
-            "8589934592:5",
-            "0x0",
-            "0X00",
-            "0o0",
-            "0b0",
-            "0_0",
-            "-0x0",
-        ];
-        for user in root {
-            let v = serde_json::json!(user);
-            assert!(root_user(Some(&v)).is_some(), "`{user}` runs as root");
-        }
-        let not_root = [
-            "1000",
-            "1000:0",
-            "65534:0",
-            "nobody",
-            "nobody:root",
-            "ROOT",
-            "Root",
-            "rootless",
-            "toor",
-            "1",
-            "+1",
-            "-1",
-            "4294967295",
-            "4294967297",
-            "0x1",
-            "0_1",
-            "+",
-            "-",
-            "0x",
-            "_",
-            "1000:",
-            "10 00",
-        ];
-        for user in not_root {
-            let v = serde_json::json!(user);
-            assert_eq!(root_user(Some(&v)), None, "`{user}` is not root");
-        }
-        // Missing or null: the default user. Not a string: no runtime can read it.
-        assert!(root_user(None).unwrap().contains("empty"));
-        assert!(root_user(Some(&serde_json::Value::Null)).is_some());
-        for odd in [
-            serde_json::json!(0),
-            serde_json::json!(1000),
-            serde_json::json!(["x"]),
-        ] {
-            let why = root_user(Some(&odd)).unwrap();
-            assert!(why.contains("not a string"), "{why}");
-        }
-        assert_eq!(
-            root_user(Some(&serde_json::json!("00:1"))).unwrap(),
-            "config User is `00:1`: uid 0"
-        );
-    }
-
     #[test]
     fn forbid_root_blocks_every_spelling_of_uid_0() {
+        // A config that spells User twice: the runtime may read either.
+        let two = PlatformImage::new(
+            None,
+            br#"{"config": {"User": "1000", "user": "0"}, "rootfs": {"diff_ids": []}}"#,
+            10,
+            vec![],
+        );
+        let f = check(
+            &Policy {
+                forbid_root: true,
+                ..Policy::default()
+            },
+            &[two],
+            time::macros::datetime!(2026-11-27 0:00 UTC),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].id, ROOT_USER);
         let now = time::macros::datetime!(2026-11-27 0:00 UTC);
         let policy = Policy {
             forbid_root: true,
