@@ -2,9 +2,11 @@
 //! the last value of a repeated key, so `{"Severity": "CRITICAL", "Severity": "LOW"}` reads
 //! as LOW here and may read as CRITICAL elsewhere: a report that repeats a key in any object
 //! is refused, and the gate fails closed. Keys are compared after unescaping (`"Sev\u0065rity"`
-//! is `Severity`).
+//! is `Severity`) and as Go's `encoding/json` matches them, ignoring case (`severity`,
+//! `SEVERITY`; `ſ` is `s`, the Kelvin sign `k`): the scanners and most consumers of their
+//! reports are Go programs, and to them such keys are the same field.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -91,11 +93,18 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: HashSet<String> = HashSet::new();
+        // Folded key -> the key as first written.
+        let mut seen: HashMap<String, String> = HashMap::new();
         while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
+            let folded = fold(&key);
+            if let Some(first) = seen.get(&folded) {
+                let same = if *first == key {
+                    String::new()
+                } else {
+                    format!(" (the same as `{first}` to a case-insensitive reader)")
+                };
                 return Err(de::Error::custom(format!(
-                    "duplicate key `{key}` in {}",
+                    "duplicate key `{key}`{same} in {}",
                     match self.at {
                         Node::Root => "the top-level object".to_string(),
                         at => format!("the object at {at}"),
@@ -105,10 +114,21 @@ impl<'de> Visitor<'de> for Walk<'_> {
             map.next_value_seed(Walk {
                 at: &Node::Key(self.at, &key),
             })?;
-            seen.insert(key);
+            seen.insert(folded, key);
         }
         Ok(())
     }
+}
+
+/// A key as Go compares it to a field name: simple case folding.
+fn fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            c => c.to_lowercase().next().unwrap_or(c),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -122,7 +142,7 @@ mod tests {
             b"[]",
             b"null",
             b"\"x\"",
-            br#"{"a": 1, "b": {"a": 2, "b": [{"a": 3}, {"a": 4}]}, "A": 5}"#,
+            br#"{"a": 1, "b": {"a": 2, "b": [{"a": 3}, {"a": 4}]}, "c": 5}"#,
             br#"[{"Severity": "LOW"}, {"Severity": "HIGH"}]"#,
         ] {
             assert_eq!(check(ok), Ok(()), "{}", String::from_utf8_lossy(ok));
@@ -151,6 +171,24 @@ mod tests {
         // Escapes are decoded before comparing.
         let e = check(br#"{"matches": [], "m\u0061tches": []}"#).unwrap_err();
         assert!(e.contains("duplicate key `matches`"), "{e}");
+        // Keys a Go reader takes for the same field.
+        for (json, key) in [
+            (
+                &br#"{"Severity": "LOW", "severity": "CRITICAL"}"#[..],
+                "`severity` (the same as `Severity`",
+            ),
+            (
+                br#"{"VulnerabilityID": "a", "VULNERABILITYID": "b"}"#,
+                "`VULNERABILITYID`",
+            ),
+            (
+                "{\"Status\": 1, \"\u{17f}tatus\": 2}".as_bytes(),
+                "`\u{17f}tatus`",
+            ),
+        ] {
+            let e = check(json).unwrap_err();
+            assert!(e.contains(&format!("duplicate key {key}")), "{e}");
+        }
         let e = check(br#"[1, [{"a": {}, "a": {}}]]"#).unwrap_err();
         assert!(e.contains("the object at [1][0]"), "{e}");
     }
