@@ -17,6 +17,38 @@ pub struct ConfigError {
     snippet: Option<(String, usize)>,
 }
 
+/// The byte offsets where the lines of a source start: locating an offset is a binary
+/// search, so reporting many errors in a large file stays linear.
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(source: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { starts }
+    }
+
+    /// The 1-based line holding byte `offset`.
+    pub fn line(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset)
+    }
+
+    /// The byte range of the line holding `offset` (without its newline).
+    fn line_range(&self, source: &str, offset: usize) -> (usize, usize) {
+        let line = self.line(offset);
+        let start = self.starts[line - 1];
+        let end = self
+            .starts
+            .get(line)
+            .map(|next| next - 1)
+            .unwrap_or(source.len());
+        (start, end)
+    }
+}
+
 impl ConfigError {
     /// An error at a byte span of `source`.
     pub fn at(
@@ -26,24 +58,35 @@ impl ConfigError {
         message: impl Into<String>,
         help: Option<String>,
     ) -> ConfigError {
+        ConfigError::at_indexed(file, source, &LineIndex::new(source), span, message, help)
+    }
+
+    /// [`ConfigError::at`] with the source's line index already built.
+    pub fn at_indexed(
+        file: &Path,
+        source: &str,
+        lines: &LineIndex,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> ConfigError {
         let (line, col, snippet) = match span {
             Some(span) => {
-                let start = span.start.min(source.len());
-                let before = &source[..start];
-                let line = before.matches('\n').count() + 1;
-                let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+                let mut start = span.start.min(source.len());
+                while !source.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let line = lines.line(start);
+                let (line_start, line_end) = lines.line_range(source, start);
                 let col = source[line_start..start].chars().count() + 1;
-                let line_end = source[line_start..]
-                    .find('\n')
-                    .map(|i| line_start + i)
-                    .unwrap_or(source.len());
                 let text = source[line_start..line_end]
                     .trim_end_matches('\r')
                     .to_string();
-                let width = source[start..span.end.min(line_end).max(start)]
-                    .chars()
-                    .count()
-                    .max(1);
+                let mut end = span.end.min(line_end).max(start);
+                while !source.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let width = source[start..end].chars().count().max(1);
                 (line, col, Some((text, width)))
             }
             None => (1, 1, None),
@@ -55,6 +98,19 @@ impl ConfigError {
             message: message.into(),
             help,
             snippet,
+        }
+    }
+
+    /// Replace `secret` with stars of the same width in the message and the quoted source
+    /// line (columns and caret stay right), for an error about a value holding credentials.
+    pub fn mask(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let stars = "*".repeat(secret.chars().count());
+        self.message = self.message.replace(secret, &stars);
+        if let Some((text, _)) = &mut self.snippet {
+            *text = text.replace(secret, &stars);
         }
     }
 
@@ -124,3 +180,31 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_index_locates_offsets() {
+        let src = "ab\ncd\n\nef";
+        let idx = LineIndex::new(src);
+        let at = |o: usize| {
+            let e = ConfigError::at_indexed(Path::new("f"), src, &idx, Some(o..o + 1), "m", None);
+            (e.line, e.col)
+        };
+        assert_eq!(at(0), (1, 1));
+        assert_eq!(at(1), (1, 2));
+        assert_eq!(at(2), (1, 3), "the newline belongs to its line");
+        assert_eq!(at(3), (2, 1));
+        assert_eq!(at(6), (3, 1));
+        assert_eq!(at(7), (4, 1));
+        assert_eq!(at(9), (4, 3), "end of source");
+        assert_eq!(at(100), (4, 3), "clamped");
+        // Same answers as a scan from the start.
+        for o in 0..src.len() {
+            let e = ConfigError::at(Path::new("f"), src, Some(o..o + 1), "m", None);
+            assert_eq!((e.line, e.col), at(o), "offset {o}");
+        }
+    }
+}

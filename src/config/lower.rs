@@ -1,7 +1,7 @@
 //! Lowering: the raw serde structs become a validated `DesiredState`. Every check that can
 //! be made without a registry is made here, and every error points at the value it is about.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,8 +9,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::desired::*;
-use super::error::ConfigError;
+use super::endpoint;
+use super::error::{ConfigError, LineIndex};
 use super::schema::*;
+use crate::model::finding_id;
 use crate::model::reference::{DOCKER_HUB, valid_path};
 use crate::model::size::parse_size;
 use crate::model::{Digest, Platform, Reference, Severity};
@@ -25,6 +27,8 @@ const DEFAULT_IMPORT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 struct Lowerer<'a> {
     file: &'a Path,
     source: &'a str,
+    /// Line starts of `source`, so that each error is located in O(log n), not O(n).
+    lines: LineIndex,
     base_dir: PathBuf,
     today: time::Date,
     errors: Vec<ConfigError>,
@@ -32,13 +36,58 @@ struct Lowerer<'a> {
 
 impl Lowerer<'_> {
     fn err(&mut self, span: Range<usize>, message: impl Into<String>, help: Option<&str>) {
-        self.errors.push(ConfigError::at(
+        self.errors.push(ConfigError::at_indexed(
             self.file,
             self.source,
+            &self.lines,
             Some(span),
             message,
             help.map(str::to_string),
         ));
+    }
+}
+
+/// The registry entries by key, and which keys serve a host (by their endpoint), kept in step
+/// so that finding the entry for an image's host is a lookup, not a scan of every entry.
+#[derive(Default)]
+struct Registries {
+    by_key: BTreeMap<String, RegistrySpec>,
+    by_host: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Registries {
+    fn insert(&mut self, spec: RegistrySpec) {
+        if let Endpoint::Url(u) = &spec.endpoint
+            && let Some(host) = endpoint_host(u)
+        {
+            self.by_host
+                .entry(host.to_string())
+                .or_default()
+                .insert(spec.key.clone());
+        }
+        self.by_key.insert(spec.key.clone(), spec);
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Whether an entry serves `host` (named after it or with its endpoint).
+    fn serves(&self, host: &str) -> bool {
+        self.contains(host) || self.by_host.contains_key(host)
+    }
+
+    /// The registry key serving `host`: an entry named after it, else the first (by key) whose
+    /// endpoint has that host, else a default entry added for it.
+    fn for_host(&mut self, host: &str) -> String {
+        if self.contains(host) {
+            return host.to_string();
+        }
+        if let Some(k) = self.by_host.get(host).and_then(|keys| keys.first()) {
+            return k.clone();
+        }
+        self.insert(default_registry(host));
+        host.to_string()
     }
 }
 
@@ -89,23 +138,31 @@ pub fn lower(
     let mut l = Lowerer {
         file,
         source,
+        lines: LineIndex::new(source),
         base_dir,
         today,
         errors: Vec::new(),
     };
 
-    let mut registries = BTreeMap::new();
+    let mut registries = Registries::default();
     for (key, reg) in &raw.registries {
         if let Some(spec) = lower_registry(&mut l, key, reg) {
-            registries.insert(key.get_ref().clone(), spec);
+            registries.insert(spec);
         }
     }
 
     let mut resolve_area_registry = |l: &mut Lowerer, name: &Spanned<String>| -> String {
         let n = name.get_ref();
-        if !registries.contains_key(n) {
+        if !registries.contains(n) {
             if looks_like_host(n) {
-                registries.insert(n.clone(), default_registry(n));
+                match endpoint::check(&default_endpoint(n)) {
+                    Ok(_) => registries.insert(default_registry(n)),
+                    Err(e) => l.err(
+                        name.span(),
+                        format!("`{n}` is not a registry host: {}", e.message),
+                        Some("write an alias defined in [registries], or a host such as `myregistry.azurecr.io` or `localhost:5000`"),
+                    ),
+                }
             } else {
                 let known: Vec<&str> = raw
                     .registries
@@ -181,14 +238,16 @@ pub fn lower(
     let gate = lower_gate(&mut l, &raw.gate, &scanners);
 
     let mut images: Vec<ImageSpec> = Vec::new();
+    // Image key -> byte offset of the first entry declaring it (its line is only needed for
+    // an error).
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for img in &raw.images {
         let Some(spec) = lower_image(&mut l, img, &mut registries) else {
             continue;
         };
         let key = spec.key();
-        let line = ConfigError::at(file, source, Some(img.span()), "", None).line;
-        if let Some(first) = seen.get(&key) {
+        if let Some(&offset) = seen.get(&key) {
+            let first = l.lines.line(offset);
             l.err(
                 img.get_ref().source.span(),
                 format!(
@@ -201,10 +260,11 @@ pub fn lower(
             );
             continue;
         }
-        seen.insert(key, line);
+        seen.insert(key, img.span().start);
         images.push(spec);
     }
-    images.sort_by_key(|i| i.key());
+    images.sort_by_cached_key(|i| i.key());
+    let registries = registries.by_key;
     check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
     let admission = lower_admission(&mut l, &raw.admission);
     let azure_cloud = lower_cloud(&mut l, &raw);
@@ -391,15 +451,19 @@ fn lower_registry(
         }
         (Some(e), None) => {
             let url = e.get_ref().trim_end_matches('/').to_string();
-            if endpoint_host(&url).is_none() {
-                l.err(
-                    e.span(),
-                    format!("invalid endpoint `{}`", e.get_ref()),
-                    Some("write https://host[:port] (http:// only for a registry without TLS), with no path"),
-                );
-                None
-            } else {
-                Some(Endpoint::Url(url))
+            match endpoint::check(&url) {
+                Ok(_) => Some(Endpoint::Url(url)),
+                Err(bad) => {
+                    l.err(
+                        e.span(),
+                        format!("invalid endpoint: {}", bad.message),
+                        Some(bad.help),
+                    );
+                    if let (Some(secret), Some(last)) = (&bad.secret, l.errors.last_mut()) {
+                        last.mask(secret);
+                    }
+                    None
+                }
             }
         }
         (None, Some(layout)) => {
@@ -413,7 +477,17 @@ fn lower_registry(
         }
         (None, None) => {
             if looks_like_host(name) {
-                Some(Endpoint::Url(default_endpoint(name)))
+                match endpoint::check(&default_endpoint(name)) {
+                    Ok(_) => Some(Endpoint::Url(default_endpoint(name))),
+                    Err(bad) => {
+                        l.err(
+                            key.span(),
+                            format!("registry `{name}` is not a host and has no endpoint: {}", bad.message),
+                            Some("add endpoint = \"https://…\", or name the entry after a host such as \"myregistry.azurecr.io\""),
+                        );
+                        None
+                    }
+                }
             } else {
                 l.err(
                     reg.span(),
@@ -697,9 +771,17 @@ fn lower_scanners(
 fn lower_gate(l: &mut Lowerer, g: &RawGate, scanners: &BTreeMap<String, ScannerSpec>) -> Gate {
     let names: Vec<String> = match &g.scanners {
         None => vec!["policy".to_string()],
+        Some(list) if list.get_ref().is_empty() => {
+            l.err(
+                list.span(),
+                "scanners is empty: with no checks every image would pass the gate",
+                Some("list at least one scanner, e.g. scanners = [\"policy\"] (the built-in checks) or [\"policy\", \"trivy\"]; remove the key for the default [\"policy\"]"),
+            );
+            Vec::new()
+        }
         Some(list) => {
             let mut v = Vec::new();
-            for s in list {
+            for s in list.get_ref() {
                 let n = s.get_ref();
                 if n != "policy" && !scanners.contains_key(n) {
                     let mut known = vec!["policy".to_string()];
@@ -749,11 +831,33 @@ fn lower_gate(l: &mut Lowerer, g: &RawGate, scanners: &BTreeMap<String, ScannerS
     let mut allow = Vec::new();
     for a in &g.allow {
         let r = a.get_ref();
-        if r.id.get_ref().trim().is_empty() {
+        let id = r.id.get_ref();
+        if id.trim().is_empty() {
             l.err(
                 r.id.span(),
                 "an allow entry needs a finding id",
                 Some("e.g. id = \"CVE-2021-42378\""),
+            );
+        } else if id.trim().eq_ignore_ascii_case(finding_id::SCANNER_FAILED) {
+            l.err(
+                r.id.span(),
+                format!("`{id}` can never be allowed: a scanner that could not report blocks the image (the gate fails closed)"),
+                Some("fix the scanner (the verdict says why it failed), or remove it from gate.scanners; then remove this entry"),
+            );
+        } else if finding_id::is_airlock(id) && !finding_id::ALLOWABLE.contains(&id.as_str()) {
+            let close = finding_id::ALLOWABLE
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(id.trim()));
+            l.err(
+                r.id.span(),
+                format!("`{id}` is not a finding airlock reports, so this entry would never apply"),
+                Some(&match close {
+                    Some(k) => format!("ids are case-sensitive: write `{k}`"),
+                    None => format!(
+                        "the built-in ids an entry may name are: {}",
+                        finding_id::ALLOWABLE.join(", ")
+                    ),
+                }),
             );
         }
         if r.reason.get_ref().trim().is_empty() {
@@ -864,7 +968,7 @@ fn parse_date(v: &toml::Value) -> Option<time::Date> {
 fn lower_image(
     l: &mut Lowerer,
     img: &Spanned<RawImage>,
-    registries: &mut BTreeMap<String, RegistrySpec>,
+    registries: &mut Registries,
 ) -> Option<ImageSpec> {
     let r = img.get_ref();
     let source: Reference = match r.source.get_ref().parse() {
@@ -936,7 +1040,17 @@ fn lower_image(
             Some(v)
         }
     };
-    let source_registry = registry_for_host(registries, &source.host);
+    if !registries.serves(&source.host)
+        && let Err(e) = endpoint::check(&default_endpoint(&source.host))
+    {
+        l.err(
+            r.source.span(),
+            format!("the source host `{}` is not a registry host: {}", source.host, e.message),
+            Some("write host/path:tag with a host such as ghcr.io or localhost:5000, or an alias host defined in [registries]"),
+        );
+        return None;
+    }
+    let source_registry = registries.for_host(&source.host);
     Some(ImageSpec {
         path: source.path.clone(),
         tag,
@@ -945,20 +1059,4 @@ fn lower_image(
         platforms,
         source,
     })
-}
-
-/// The registry key serving `host`: an entry named after it, else one whose endpoint has
-/// that host, else a default entry added for it.
-fn registry_for_host(registries: &mut BTreeMap<String, RegistrySpec>, host: &str) -> String {
-    if registries.contains_key(host) {
-        return host.to_string();
-    }
-    if let Some((k, _)) = registries.iter().find(|(_, r)| match &r.endpoint {
-        Endpoint::Url(u) => endpoint_host(u) == Some(host),
-        Endpoint::Layout(_) => false,
-    }) {
-        return k.clone();
-    }
-    registries.insert(host.to_string(), default_registry(host));
-    host.to_string()
 }

@@ -3,6 +3,7 @@
 //! Loading a configuration never touches a registry.
 
 pub mod desired;
+pub mod endpoint;
 pub mod error;
 pub mod lower;
 pub mod schema;

@@ -72,7 +72,7 @@ pub struct RawLive {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGate {
-    pub scanners: Option<Vec<S<String>>>,
+    pub scanners: Option<S<Vec<S<String>>>>,
     pub fail_on: Option<S<String>>,
     pub max_verdict_age: Option<S<String>>,
     pub on_fail: Option<S<String>>,

@@ -223,3 +223,126 @@ fn defender_scanner_takes_no_command_and_needs_a_subscription() {
     let e = parse_err(&format!("{BASE}\n[scanners.trivy]\nformat = \"trivy\"\n"));
     assert!(e.contains("has an empty command"), "{e}");
 }
+
+/// The 1-based line of the first line of `src` containing `needle`.
+fn line_of(src: &str, needle: &str) -> usize {
+    src.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle} not in {src}"))
+        + 1
+}
+
+#[test]
+fn an_empty_scanner_list_is_an_error_at_the_list() {
+    let src = format!("{BASE}\n[gate]\nscanners = []\n");
+    let e = parse_err(&src);
+    let at = format!(
+        "airlock.toml:{}:12: scanners is empty",
+        line_of(&src, "scanners = []")
+    );
+    assert!(e.contains(&at), "{e}");
+    assert!(e.contains("every image would pass"), "{e}");
+    // Leaving the key out keeps the default, the built-in checks.
+    assert_eq!(parse_ok(BASE).gate.scanners, vec!["policy".to_string()]);
+}
+
+#[test]
+fn allow_entries_for_ids_that_can_never_apply_are_errors() {
+    let allow = |id: &str| {
+        format!("{BASE}\n[[gate.allow]]\nid = \"{id}\"\nexpires = 2027-01-31\nreason = \"r\"\n")
+    };
+    let src = allow("AIRLOCK-SCANNER-FAILED");
+    let e = parse_err(&src);
+    let at = format!("airlock.toml:{}:6:", line_of(&src, "id = "));
+    assert!(e.contains(&at), "{e}");
+    assert!(e.contains("can never be allowed"), "{e}");
+    assert!(e.contains("fails closed"), "{e}");
+    let e = parse_err(&allow("airlock-scanner-failed"));
+    assert!(e.contains("can never be allowed"), "{e}");
+    // A misspelt or unknown built-in id would never match.
+    let e = parse_err(&allow("airlock-root-user"));
+    assert!(e.contains("is not a finding airlock reports"), "{e}");
+    assert!(e.contains("write `AIRLOCK-ROOT-USER`"), "{e}");
+    let e = parse_err(&allow("AIRLOCK-ROOT"));
+    assert!(e.contains("AIRLOCK-ROOT-USER, AIRLOCK-SIZE"), "{e}");
+    // Built-in check findings can be allowed (an image that must run as root, say).
+    for id in crate::model::finding_id::ALLOWABLE {
+        let d = parse_ok(&allow(id));
+        assert_eq!(d.gate.allow[0].id, id);
+    }
+    parse_ok(&allow("CVE-2021-42378"));
+}
+
+#[test]
+fn bad_endpoints_are_errors_at_the_value() {
+    for (endpoint, says) in [
+        ("https://acr.example:99999", "invalid port `99999`"),
+        ("https://acr example", "contains whitespace"),
+        ("https://ci:hunter2@acr.example", "contains credentials"),
+        ("https://acr.example?tenant=x", "has a query"),
+        ("https://acr.example#x", "has a fragment"),
+        ("https://acr.example/v2/", "has a path"),
+        ("ftp://acr.example", "scheme `ftp`"),
+        ("https://acr_1.example", "invalid host"),
+    ] {
+        let src = BASE.replace("https://acraks0001.azurecr.io", endpoint);
+        let e = parse_err(&src);
+        let at = format!(
+            "airlock.toml:{}:12: invalid endpoint",
+            line_of(&src, "endpoint =")
+        );
+        assert!(e.contains(&at), "{endpoint}: {e}");
+        assert!(e.contains(says), "{endpoint}: {e}");
+        assert!(
+            !e.contains("hunter2"),
+            "the password is masked, even in the quoted line: {e}"
+        );
+    }
+    // A host written in place of an alias, and an image's source host, are checked too.
+    let src = BASE.replace(
+        "registry = \"acr\"\nprefix = \"live\"",
+        "registry = \"acr.example:0\"\nprefix = \"live\"",
+    );
+    let e = parse_err(&src);
+    let at = format!("airlock.toml:{}:12:", line_of(&src, "acr.example:0"));
+    assert!(e.contains(&at) && e.contains("invalid port `0`"), "{e}");
+    let src = format!("{BASE}\n[[images]]\nsource = \"reg.example:99999/team/app:1\"\n");
+    let e = parse_err(&src);
+    let at = format!("airlock.toml:{}:10:", line_of(&src, "reg.example:99999"));
+    assert!(e.contains(&at) && e.contains("invalid port `99999`"), "{e}");
+    // Good ones still lower: ports, IPv6, http written out.
+    for ok in [
+        "https://acr.example:5000",
+        "http://127.0.0.1:5000/",
+        "https://[::1]:5000",
+    ] {
+        parse_ok(&BASE.replace("https://acraks0001.azurecr.io", ok));
+    }
+}
+
+/// 50 000 images, all valid, and then one duplicate at the very end: validation is linear
+/// (no per-image scan of the file or of the registry table). Timing is measured by hand
+/// (README), not asserted.
+#[test]
+fn a_large_configuration_lowers_and_names_a_late_duplicate() {
+    const N: usize = 50_000;
+    let mut src = String::from(BASE);
+    for i in 0..N {
+        src.push_str(&format!(
+            "[[images]]\nsource = \"reg{}.example/team/app{i}:1.{i}\"\n",
+            i % 1000
+        ));
+    }
+    let d = parse_ok(&src);
+    assert_eq!(d.images.len(), N);
+    assert!(d.registries.contains_key("reg999.example"));
+    src.push_str("[[images]]\nsource = \"reg7.example/team/app7:1.7\"\n");
+    let e = parse_err(&src);
+    let first = line_of(&src, "source = \"reg7.example/team/app7:1.7\"") - 1;
+    assert!(
+        e.contains(&format!("the [[images]] entry at line {first}")),
+        "{e}"
+    );
+    let last = src.lines().count();
+    assert!(e.contains(&format!("airlock.toml:{last}:10:")), "{e}");
+}

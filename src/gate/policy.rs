@@ -9,12 +9,37 @@ use crate::records::Finding;
 
 pub const SCANNER: &str = "policy";
 
+pub use crate::model::finding_id::{
+    CONFIG_MISMATCH, FOREIGN_LAYER, IMAGE_AGE, LABEL_MISSING, PLATFORM_MISSING, ROOT_USER, SIZE,
+};
+
 /// What the checks look at for one platform image.
 pub struct PlatformImage {
     pub platform: Option<Platform>,
+    /// The image config (`null` when it is not JSON).
     pub config: serde_json::Value,
+    /// Every value a runtime could read as `config.User` (see `gate::user`).
+    pub users: Vec<serde_json::Value>,
     pub config_size: u64,
     pub layers: Vec<ContentRef>,
+}
+
+impl PlatformImage {
+    /// Read an image config's bytes.
+    pub fn new(
+        platform: Option<Platform>,
+        config: &[u8],
+        config_size: u64,
+        layers: Vec<ContentRef>,
+    ) -> PlatformImage {
+        PlatformImage {
+            platform,
+            config: serde_json::from_slice(config).unwrap_or(serde_json::Value::Null),
+            users: super::user::user_values(config),
+            config_size,
+            layers,
+        }
+    }
 }
 
 fn finding(id: &str, severity: Severity, message: String, platform: Option<&Platform>) -> Finding {
@@ -52,7 +77,7 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
     for want in &policy.platforms {
         if !offered.iter().any(|p| want.selects(p)) {
             out.push(finding(
-                "AIRLOCK-PLATFORM-MISSING",
+                PLATFORM_MISSING,
                 Severity::Critical,
                 format!(
                     "required platform {want} is not offered (offered: {})",
@@ -77,42 +102,37 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
             .or_else(|| config_platform(&img.config));
         let p = platform.as_ref();
         let cfg = img.config.get("config");
-        if policy.forbid_root {
-            let user = cfg
-                .and_then(|c| c.get("User"))
-                .and_then(|u| u.as_str())
-                .unwrap_or("");
-            let name = user.split(':').next().unwrap_or("");
-            if name.is_empty() || name == "0" || name == "root" {
+        if policy.forbid_root
+            && let Some(why) = super::user::root_user(&img.users)
+        {
+            out.push(finding(
+                ROOT_USER,
+                Severity::Critical,
+                format!("the image runs as root ({why})"),
+                p,
+            ));
+        }
+        if let Some(max) = policy.max_size {
+            // Checked: a descriptor claiming 2^64-1 bytes must not wrap the sum below the limit.
+            let total = crate::model::size::checked_total(
+                std::iter::once(img.config_size).chain(img.layers.iter().map(|l| l.size)),
+            );
+            let over = match total {
+                Some(size) if size > max => Some(crate::model::size::format_size(size)),
+                Some(_) => None,
+                None => Some("more than 2^64 bytes (the descriptor sizes overflow)".to_string()),
+            };
+            if let Some(size) = over {
                 out.push(finding(
-                    "AIRLOCK-ROOT-USER",
+                    SIZE,
                     Severity::Critical,
                     format!(
-                        "the image runs as root (config User is {})",
-                        if user.is_empty() {
-                            "empty".to_string()
-                        } else {
-                            format!("`{user}`")
-                        }
+                        "compressed size {size} exceeds max_size {}",
+                        crate::model::size::format_size(max)
                     ),
                     p,
                 ));
             }
-        }
-        let size: u64 = img.config_size + img.layers.iter().map(|l| l.size).sum::<u64>();
-        if let Some(max) = policy.max_size
-            && size > max
-        {
-            out.push(finding(
-                "AIRLOCK-SIZE",
-                Severity::Critical,
-                format!(
-                    "compressed size {} exceeds max_size {}",
-                    crate::model::size::format_size(size),
-                    crate::model::size::format_size(max)
-                ),
-                p,
-            ));
         }
         let labels = cfg
             .and_then(|c| c.get("Labels"))
@@ -124,7 +144,7 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                     .is_none_or(|v| v.is_empty())
             }) {
                 out.push(finding(
-                    "AIRLOCK-LABEL-MISSING",
+                    LABEL_MISSING,
                     Severity::Critical,
                     format!("required label `{label}` is missing"),
                     p,
@@ -142,7 +162,7 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                 });
             match created {
                 Some(c) if (now - c).whole_days() > days as i64 => out.push(finding(
-                    "AIRLOCK-IMAGE-AGE",
+                    IMAGE_AGE,
                     Severity::Critical,
                     format!(
                         "the image was built {} days ago (max_age {days} days)",
@@ -152,7 +172,7 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                 )),
                 Some(_) => {}
                 None => out.push(finding(
-                    "AIRLOCK-IMAGE-AGE",
+                    IMAGE_AGE,
                     Severity::Critical,
                     "the image config has no valid `created` time, so its age cannot be checked"
                         .into(),
@@ -163,7 +183,7 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
         for l in &img.layers {
             if l.media_type.contains("foreign") || l.media_type.contains("nondistributable") {
                 out.push(finding(
-                    "AIRLOCK-FOREIGN-LAYER",
+                    FOREIGN_LAYER,
                     Severity::Medium,
                     format!("layer {} is non-distributable ({}) and is fetched from elsewhere at pull time", l.digest.short(), l.media_type),
                     p,
@@ -176,7 +196,7 @@ pub fn check(policy: &Policy, images: &[PlatformImage], now: time::OffsetDateTim
                 .is_none_or(|d| d.len() != img.layers.len())
         }) {
             out.push(finding(
-                "AIRLOCK-CONFIG-MISMATCH",
+                CONFIG_MISMATCH,
                 Severity::High,
                 "the config's rootfs.diff_ids do not match the manifest's layers".into(),
                 p,
@@ -192,21 +212,22 @@ mod tests {
     use crate::model::Digest;
 
     fn img(user: &str, labels: serde_json::Value, size: u64) -> PlatformImage {
-        PlatformImage {
-            platform: None,
-            config: serde_json::json!({
-                "os": "linux", "architecture": "amd64", "created": "2026-11-01T00:00:00Z",
-                "config": {"User": user, "Labels": labels},
-                "rootfs": {"type": "layers", "diff_ids": ["sha256:x"]}
-            }),
-            config_size: 100,
-            layers: vec![ContentRef {
+        let config = serde_json::json!({
+            "os": "linux", "architecture": "amd64", "created": "2026-11-01T00:00:00Z",
+            "config": {"User": user, "Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:x"]}
+        });
+        PlatformImage::new(
+            None,
+            &serde_json::to_vec(&config).unwrap(),
+            100,
+            vec![ContentRef {
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
                 digest: Digest::of(b"l"),
                 size,
                 platform: None,
             }],
-        }
+        )
     }
 
     #[test]
@@ -257,5 +278,69 @@ mod tests {
             now,
         );
         assert!(ok.is_empty(), "{ok:?}");
+    }
+
+    #[test]
+    fn forbid_root_blocks_every_spelling_of_uid_0() {
+        // A config that spells User twice: the runtime may read either.
+        let two = PlatformImage::new(
+            None,
+            br#"{"config": {"User": "1000", "user": "0"}, "rootfs": {"diff_ids": []}}"#,
+            10,
+            vec![],
+        );
+        let f = check(
+            &Policy {
+                forbid_root: true,
+                ..Policy::default()
+            },
+            &[two],
+            time::macros::datetime!(2026-11-27 0:00 UTC),
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].id, ROOT_USER);
+        let now = time::macros::datetime!(2026-11-27 0:00 UTC);
+        let policy = Policy {
+            forbid_root: true,
+            ..Policy::default()
+        };
+        for user in ["00", "+0", "0000:1"] {
+            let f = check(&policy, &[img(user, serde_json::json!({}), 10)], now);
+            assert_eq!(f.len(), 1, "{user}: {f:?}");
+            assert_eq!(f[0].id, ROOT_USER);
+            assert_eq!(f[0].severity, Severity::Critical);
+            assert!(
+                f[0].message.contains(&format!("`{user}`")),
+                "{}",
+                f[0].message
+            );
+        }
+        assert!(check(&policy, &[img("65534:0", serde_json::json!({}), 10)], now).is_empty());
+    }
+
+    #[test]
+    fn a_size_sum_that_overflows_fails_closed() {
+        let now = time::macros::datetime!(2026-11-27 0:00 UTC);
+        let policy = Policy {
+            max_size: Some(100 << 10),
+            ..Policy::default()
+        };
+        // One layer of 2^64-1 bytes: config (100) + layer wraps to 99 without checking.
+        let mut huge = img("1000", serde_json::json!({}), u64::MAX);
+        let f = check(&policy, std::slice::from_ref(&huge), now);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].id, SIZE);
+        assert!(f[0].message.contains("overflow"), "{}", f[0].message);
+        // Two layers whose sum wraps.
+        huge.layers[0].size = u64::MAX / 2 + 1;
+        huge.layers.push(huge.layers[0].clone());
+        huge.config["rootfs"]["diff_ids"] = serde_json::json!(["sha256:x", "sha256:y"]);
+        let f = check(&policy, std::slice::from_ref(&huge), now);
+        assert_eq!(f.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), [SIZE]);
+        // The limit itself passes; one byte more fails.
+        let at = img("1000", serde_json::json!({}), (100 << 10) - 100);
+        assert!(check(&policy, &[at], now).is_empty());
+        let over = img("1000", serde_json::json!({}), (100 << 10) - 99);
+        assert_eq!(check(&policy, &[over], now).len(), 1);
     }
 }

@@ -47,6 +47,8 @@ pub enum ManifestError {
     MediaType(String),
     #[error("manifest references an invalid digest: {0}")]
     Digest(String),
+    #[error("manifest does not follow the OCI schema: {0}")]
+    Schema(String),
 }
 
 impl RawManifest {
@@ -93,12 +95,14 @@ fn detect_media_type(bytes: &[u8], content_type: Option<&str>) -> Result<String,
     }
 }
 
-fn content_ref(d: &oci_spec::image::Descriptor) -> Result<ContentRef, ManifestError> {
-    let digest: Digest = d
-        .digest()
-        .to_string()
-        .parse()
-        .map_err(|e: super::digest::DigestError| ManifestError::Digest(e.to_string()))?;
+fn content_ref(field: &str, d: &oci_spec::image::Descriptor) -> Result<ContentRef, ManifestError> {
+    let digest: Digest =
+        d.digest()
+            .to_string()
+            .parse()
+            .map_err(|e: super::digest::DigestError| {
+                ManifestError::Digest(format!("`{field}.digest`: {e}"))
+            })?;
     Ok(ContentRef {
         media_type: d.media_type().to_string(),
         digest,
@@ -116,30 +120,85 @@ fn content_ref(d: &oci_spec::image::Descriptor) -> Result<ContentRef, ManifestEr
 /// Parse manifest bytes of a known media type.
 pub fn parse(bytes: &[u8], media_type: &str) -> Result<Parsed, ManifestError> {
     if media::is_index(media_type) {
-        let idx = ImageIndex::from_reader(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let idx = ImageIndex::from_reader(bytes).map_err(|e| diagnose(bytes, e, true))?;
         let manifests = idx
             .manifests()
             .iter()
-            .map(content_ref)
+            .enumerate()
+            .map(|(i, d)| content_ref(&format!("manifests[{i}]"), d))
             .collect::<Result<Vec<_>, _>>()?;
-        let subject = idx.subject().as_ref().map(content_ref).transpose()?;
+        let subject = idx
+            .subject()
+            .as_ref()
+            .map(|d| content_ref("subject", d))
+            .transpose()?;
         Ok(Parsed::Index { manifests, subject })
     } else if media::is_manifest(media_type) {
-        let m =
-            ImageManifest::from_reader(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let m = ImageManifest::from_reader(bytes).map_err(|e| diagnose(bytes, e, false))?;
         Ok(Parsed::Image {
-            config: content_ref(m.config())?,
+            config: content_ref("config", m.config())?,
             layers: m
                 .layers()
                 .iter()
-                .map(content_ref)
+                .enumerate()
+                .map(|(i, d)| content_ref(&format!("layers[{i}]"), d))
                 .collect::<Result<Vec<_>, _>>()?,
-            subject: m.subject().as_ref().map(content_ref).transpose()?,
+            subject: m
+                .subject()
+                .as_ref()
+                .map(|d| content_ref("subject", d))
+                .transpose()?,
             artifact_type: m.artifact_type().as_ref().map(|a| a.to_string()),
         })
     } else {
         Err(ManifestError::MediaType(media_type.to_string()))
     }
+}
+
+/// Say what is wrong with bytes the OCI types refused: not JSON at all, or a descriptor whose
+/// `digest` or `size` is invalid (naming the field), or else the schema error as it is.
+fn diagnose(bytes: &[u8], e: impl std::fmt::Display, index: bool) -> ManifestError {
+    let v: serde_json::Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(json) => return ManifestError::Json(json.to_string()),
+    };
+    let mut descriptors: Vec<(String, &serde_json::Value)> = Vec::new();
+    let list = if index { "manifests" } else { "layers" };
+    if let Some(items) = v.get(list).and_then(|l| l.as_array()) {
+        descriptors.extend(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("{list}[{i}]"), d)),
+        );
+    }
+    for single in ["config", "subject"] {
+        if let Some(d) = v.get(single).filter(|d| d.is_object()) {
+            descriptors.push((single.to_string(), d));
+        }
+    }
+    descriptors.sort_by_key(|(field, _)| field != "config");
+    for (field, d) in descriptors {
+        match d.get("digest") {
+            Some(serde_json::Value::String(s)) => {
+                if let Err(e) = s.parse::<Digest>() {
+                    return ManifestError::Digest(format!("`{field}.digest`: {e}"));
+                }
+            }
+            Some(other) => {
+                return ManifestError::Digest(format!("`{field}.digest` is {other}, not a string"));
+            }
+            None => return ManifestError::Schema(format!("`{field}` has no digest")),
+        }
+        if let Some(size) = d.get("size")
+            && size.as_u64().is_none()
+        {
+            return ManifestError::Schema(format!(
+                "`{field}.size` is {size}, not a byte count (a whole number from 0 to 2^64-1)"
+            ));
+        }
+    }
+    ManifestError::Schema(e.to_string())
 }
 
 /// Build the index that keeps only the children whose platform one of `wanted` selects.
@@ -235,6 +294,66 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_bad_digest_is_named_not_called_bad_json() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        let manifest = |layer_digest: serde_json::Value, size: serde_json::Value| {
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media::OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": good, "size": 2},
+                "layers": [
+                    {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                     "digest": good, "size": 3},
+                    {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                     "digest": layer_digest, "size": size},
+                ]
+            }))
+            .unwrap()
+        };
+        let parse = |bytes: Vec<u8>| parse(&bytes, media::OCI_MANIFEST).unwrap_err().to_string();
+        for bad in ["sha256:xyz", "nonsense", "sha256:", ""] {
+            let e = parse(manifest(serde_json::json!(bad), serde_json::json!(3)));
+            assert!(!e.contains("JSON"), "{e}");
+            assert!(
+                e.contains("invalid digest") && e.contains("`layers[1].digest`"),
+                "{e}"
+            );
+        }
+        // Accepted by the OCI types, refused by airlock (sha256 only): still named.
+        let e = parse(manifest(
+            serde_json::json!(format!("sha512:{}", "b".repeat(128))),
+            serde_json::json!(3),
+        ));
+        assert!(
+            e.contains("`layers[1].digest`") && e.contains("sha256"),
+            "{e}"
+        );
+        let e = parse(manifest(serde_json::json!(42), serde_json::json!(3)));
+        assert!(e.contains("`layers[1].digest` is 42, not a string"), "{e}");
+        let e = parse(manifest(serde_json::json!(good), serde_json::json!(-1)));
+        assert!(
+            e.contains("`layers[1].size` is -1, not a byte count"),
+            "{e}"
+        );
+        let e = parse(manifest(serde_json::json!(good), serde_json::json!("3")));
+        assert!(e.contains("`layers[1].size`"), "{e}");
+        // What is not JSON is still said so.
+        let e = parse(b"{\"schemaVersion\": 2,".to_vec());
+        assert!(e.starts_with("manifest is not valid JSON"), "{e}");
+        // An index child.
+        let idx = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": media::OCI_INDEX,
+            "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": "sha256:0", "size": 1}]
+        }))
+        .unwrap();
+        let e = super::parse(&idx, media::OCI_INDEX)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`manifests[0].digest`"), "{e}");
     }
 
     #[test]

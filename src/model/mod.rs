@@ -1,8 +1,9 @@
 //! Domain values with no I/O and no internal dependencies: digests, image references,
-//! platforms, media types, manifest bytes, severities and byte sizes.
+//! platforms, media types, manifest bytes, severities, byte sizes and airlock's finding ids.
 
 pub mod cosign;
 pub mod digest;
+pub mod finding_id;
 pub mod manifest;
 pub mod media;
 pub mod platform;

@@ -30,9 +30,10 @@ impl Severity {
         }
     }
 
-    /// Lenient parse for scanner reports: NEGLIGIBLE/INFO are low, anything unrecognised unknown.
+    /// Lenient parse for scanner reports: surrounding whitespace and case do not matter
+    /// (`"CRITICAL "`, `critical`); NEGLIGIBLE/INFO are low, anything unrecognised unknown.
     pub fn from_report(s: &str) -> Severity {
-        match s.to_ascii_lowercase().as_str() {
+        match s.trim().to_ascii_lowercase().as_str() {
             "critical" => Severity::Critical,
             "high" => Severity::High,
             "medium" | "moderate" => Severity::Medium,
@@ -59,5 +60,33 @@ impl FromStr for Severity {
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_severities_are_trimmed_and_case_insensitive() {
+        for s in [
+            "CRITICAL",
+            "critical",
+            "CRITICAL ",
+            " Critical",
+            "\tcritical\n",
+            "cRiTiCaL",
+        ] {
+            assert_eq!(Severity::from_report(s), Severity::Critical, "{s:?}");
+        }
+        assert_eq!(Severity::from_report(" high "), Severity::High);
+        assert_eq!(Severity::from_report("Moderate"), Severity::Medium);
+        assert_eq!(Severity::from_report("NEGLIGIBLE "), Severity::Low);
+        for s in ["", " ", "CRIT", "critical!", "c r i t i c a l"] {
+            assert_eq!(Severity::from_report(s), Severity::Unknown, "{s:?}");
+        }
+        // Configuration stays strict.
+        assert!("Critical".parse::<Severity>().is_err());
+        assert!("critical ".parse::<Severity>().is_err());
     }
 }

@@ -26,10 +26,18 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
         "TB" => 1_000_000_000_000,
         _ => return Err(SizeError(s.to_string())),
     };
-    if n < 0.0 || !n.is_finite() {
+    let bytes = (n * mult as f64).round();
+    // 2^64 as f64: anything at or above it would saturate to u64::MAX instead of failing.
+    if n < 0.0 || !bytes.is_finite() || bytes >= 18_446_744_073_709_551_616.0 {
         return Err(SizeError(s.to_string()));
     }
-    Ok((n * mult as f64).round() as u64)
+    Ok(bytes as u64)
+}
+
+/// The sum of descriptor sizes, or None when it does not fit in 64 bits (a hostile
+/// descriptor can claim 2^64-1 bytes). Never wraps.
+pub fn checked_total(sizes: impl IntoIterator<Item = u64>) -> Option<u64> {
+    sizes.into_iter().try_fold(0u64, u64::checked_add)
 }
 
 /// Human-readable binary size: `1.5 MiB`, `812 B`.
@@ -61,5 +69,19 @@ mod tests {
         assert!(parse_size("lots").is_err());
         assert_eq!(format_size(1536), "1.5 KiB");
         assert_eq!(format_size(12), "12 B");
+        assert!(
+            parse_size("99999999999999999999 TiB").is_err(),
+            "no saturation"
+        );
+        assert_eq!(parse_size("16383PiB").ok(), None, "unknown unit");
+    }
+
+    #[test]
+    fn totals_never_wrap() {
+        assert_eq!(checked_total([1, 2, 3]), Some(6));
+        assert_eq!(checked_total([]), Some(0));
+        assert_eq!(checked_total([u64::MAX]), Some(u64::MAX));
+        assert_eq!(checked_total([100, u64::MAX]), None);
+        assert_eq!(checked_total([u64::MAX / 2 + 1, u64::MAX / 2 + 1]), None);
     }
 }

@@ -7,6 +7,7 @@ mod architecture;
 mod azure;
 mod cluster;
 mod gate;
+mod gate_hygiene;
 mod harness;
 mod interrupt;
 mod quickstart;

@@ -6,8 +6,10 @@
 //! `Err(message)`, which the gate turns into a blocking finding: scanners fail closed.
 
 mod grype;
+mod redact;
 mod run;
 mod trivy;
+mod unique_keys;
 
 use base64::Engine;
 
@@ -54,9 +56,15 @@ pub fn short_message(text: &str) -> String {
     s
 }
 
-/// The output as a JSON document; `run` says how to make the scanner print one.
+/// The output as a JSON document; `run` says how to make the scanner print one. A document
+/// that repeats a key in an object is refused (`unique_keys`).
 fn json(bytes: &[u8], run: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_slice(bytes).map_err(|e| format!("the output is not JSON ({e}): run {run}"))
+    let v = serde_json::from_slice(bytes)
+        .map_err(|e| format!("the output is not JSON ({e}): run {run}"))?;
+    unique_keys::check(bytes).map_err(|e| {
+        format!("the report is ambiguous: {e}; readers disagree on which value of a repeated key counts, so it is refused")
+    })?;
+    Ok(v)
 }
 
 /// The values of the command placeholders.
@@ -89,12 +97,28 @@ impl Placeholders<'_> {
 }
 
 /// How a scanner reaches the quarantine registry: plain HTTP or not, and with which
-/// credentials (`None`: anonymous, or the scanner's own login as for `auth = "azure"`).
+/// credentials (`None`: anonymous). With `own_login` (`auth = "azure"`) the scanner uses its
+/// own login (`az acr login` writes the docker config it inherits).
 pub struct Access {
     pub host: String,
     pub insecure: bool,
     pub credential: Option<Credential>,
+    pub own_login: bool,
 }
+
+/// Variables through which scanners read registry credentials. The scanner's environment has
+/// them only when airlock sets them, for the quarantine registry.
+const CREDENTIAL_VARIABLES: [&str; 9] = [
+    "TRIVY_USERNAME",
+    "TRIVY_PASSWORD",
+    "TRIVY_REGISTRY_TOKEN",
+    "GRYPE_REGISTRY_AUTH_USERNAME",
+    "GRYPE_REGISTRY_AUTH_PASSWORD",
+    "GRYPE_REGISTRY_AUTH_TOKEN",
+    "GRYPE_REGISTRY_AUTH_AUTHORITY",
+    "REGISTRY_AUTH_FILE",
+    "DOCKER_AUTH_CONFIG",
+];
 
 impl Access {
     /// Resolve the quarantine registry's settings and credentials from the configuration.
@@ -113,11 +137,14 @@ impl Access {
             host,
             insecure,
             credential,
+            own_login: auth == AuthSpec::Azure,
         })
     }
 
-    /// Environment for the scanner, and the `config.json` text for a private
-    /// `DOCKER_CONFIG` when there are credentials.
+    /// Environment for the scanner, and the `config.json` text for its private
+    /// `DOCKER_CONFIG`: only this registry's credentials, or none (`{"auths":{}}`), so that
+    /// the scanner cannot fall back on the user's docker login for other registries. None
+    /// with `own_login`.
     pub fn environment(&self) -> (Vec<(String, String)>, Option<String>) {
         let mut env: Vec<(String, String)> = Vec::new();
         let mut set = |k: &str, v: &str| env.push((k.to_string(), v.to_string()));
@@ -141,25 +168,65 @@ impl Access {
                 Some(serde_json::json!({ "identitytoken": token.expose() }))
             }
         };
-        let config = entry.map(|e| {
-            serde_json::json!({
-                "auths": { credentials::docker_config_key(&self.host): e }
-            })
-            .to_string()
-        });
-        (env, config)
-    }
-
-    fn secret(&self) -> Option<&str> {
-        match &self.credential {
-            Some(Credential::UsernamePassword { password, .. }) => Some(password.expose()),
-            Some(Credential::IdentityToken(t)) => Some(t.expose()),
-            None => None,
+        if self.own_login && entry.is_none() {
+            return (env, None);
         }
+        let mut auths = serde_json::Map::new();
+        if let Some(e) = entry {
+            auths.insert(credentials::docker_config_key(&self.host), e);
+        }
+        let config = serde_json::json!({ "auths": auths }).to_string();
+        (env, Some(config))
     }
 }
 
-/// Run one external scanner on the target. Errors are messages for the verdict.
+/// The inherited variables a scanner must not see: every `password_env` of a registry other
+/// than the quarantine's (unless the quarantine reads the same variable), and the scanners'
+/// own credential variables, which airlock sets itself when the quarantine has credentials.
+pub fn removed_variables(desired: &DesiredState, quarantine: &str) -> Vec<String> {
+    let password_env = |s: &crate::config::RegistrySpec| match &s.auth {
+        AuthSpec::Basic { password_env, .. } => Some(password_env.clone()),
+        _ => None,
+    };
+    let keep: Option<String> = desired.registries.get(quarantine).and_then(password_env);
+    let mut out: Vec<String> = desired
+        .registries
+        .values()
+        .filter(|s| s.key != quarantine)
+        .filter_map(password_env)
+        .filter(|v| Some(v) != keep.as_ref())
+        .chain(CREDENTIAL_VARIABLES.iter().map(|v| v.to_string()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Write the private docker config: a 0700 directory holding a 0600 `config.json`, created
+/// with those modes (never readable by others, not even for an instant).
+fn private_docker_config(json: &str) -> std::io::Result<tempfile::TempDir> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix("airlock-scanner-");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    let dir = builder.tempdir()?;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.mode(0o600);
+    }
+    let mut file = open.open(dir.path().join("config.json"))?;
+    std::io::Write::write_all(&mut file, json.as_bytes())?;
+    Ok(dir)
+}
+
+/// Run one external scanner on the target. Errors are messages for the verdict; both they
+/// and the findings have the quarantine registry's secret masked.
 pub async fn run(
     desired: &DesiredState,
     spec: &ScannerSpec,
@@ -169,6 +236,7 @@ pub async fn run(
         return Err("the defender scanner needs the azure feature, which this build lacks".into());
     }
     let access = Access::resolve(desired, t).await?;
+    let redactor = redact::Redactor::for_credential(access.credential.as_ref());
     let digest = t.digest.to_string();
     let argv = Placeholders {
         registry: &access.host,
@@ -177,35 +245,33 @@ pub async fn run(
     }
     .fill(&spec.command);
     let (mut env, docker_config) = access.environment();
+    let mut env_remove = removed_variables(desired, t.registry.key());
     // Kept alive until the scanner has finished; removed on drop.
     let _config_dir = match docker_config {
         Some(json) => {
-            let dir = tempfile::Builder::new()
-                .prefix("airlock-scanner-")
-                .tempdir()
-                .map_err(|e| format!("cannot create a docker config for the scanner: {e}"))?;
-            std::fs::write(dir.path().join("config.json"), json)
+            let dir = private_docker_config(&json)
                 .map_err(|e| format!("cannot write a docker config for the scanner: {e}"))?;
-            env.push((
-                "DOCKER_CONFIG".into(),
-                dir.path().to_string_lossy().into_owned(),
-            ));
+            let path = dir.path().to_string_lossy().into_owned();
+            env.push(("DOCKER_CONFIG".into(), path.clone()));
+            env.push(("REGISTRY_AUTH_FILE".into(), format!("{path}/config.json")));
+            env_remove.retain(|v| !env.iter().any(|(k, _)| k == v));
             Some(dir)
         }
         None => None,
     };
     tracing::info!("scanner `{}`: running {}", spec.name, argv.join(" "));
-    let secret: Vec<&str> = access.secret().into_iter().collect();
     let stdout = run::execute(&run::Invocation {
         argv: &argv,
         env: &env,
+        env_remove: &env_remove,
         timeout: spec.timeout,
-        redact: &secret,
+        redact: &redactor,
     })
     .await?;
-    let report = parse(spec, &stdout)?;
+    let mut report = parse(spec, &stdout).map_err(|e| redactor.text(&e))?;
+    report.findings.iter_mut().for_each(|f| redactor.finding(f));
     Ok(Outcome::Findings {
-        version: report.version,
+        version: report.version.map(|v| redactor.text(&v)),
         findings: report.findings,
     })
 }
@@ -257,6 +323,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::model::Severity;
     use crate::registry::credentials::Secret;
 
     fn spec(format: ScannerFormat, script: &str) -> ScannerSpec {
@@ -312,6 +379,7 @@ mod tests {
                 username: "ci".into(),
                 password: Secret::new("s3cret"),
             }),
+            own_login: false,
         };
         let (env, config) = a.environment();
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
@@ -330,17 +398,144 @@ mod tests {
             host: "acr.example".into(),
             insecure: false,
             credential: Some(Credential::IdentityToken(Secret::new("rt"))),
+            own_login: false,
         };
         let (env, config) = token.environment();
         assert!(env.is_empty(), "{env:?}");
         assert!(config.unwrap().contains("\"identitytoken\":\"rt\""));
 
+        // Anonymous: an empty private config, so the user's logins for other registries
+        // stay out of reach.
         let anonymous = Access {
             host: "h".into(),
             insecure: false,
             credential: None,
+            own_login: false,
         };
-        assert_eq!(anonymous.environment(), (vec![], None));
+        assert_eq!(
+            anonymous.environment(),
+            (vec![], Some(r#"{"auths":{}}"#.to_string()))
+        );
+        // Azure: the scanner's own `az acr login`.
+        let azure = Access {
+            own_login: true,
+            ..anonymous
+        };
+        assert_eq!(azure.environment(), (vec![], None));
+    }
+
+    fn desired(registries: &str) -> DesiredState {
+        let src = format!(
+            r#"{registries}
+[quarantine]
+registry = "q"
+[live]
+registry = "l"
+"#
+        );
+        crate::config::parse(
+            &src,
+            std::path::Path::new("airlock.toml"),
+            time::macros::date!(2026 - 11 - 27),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn scanners_do_not_inherit_other_registries_passwords() {
+        let d = desired(
+            r#"
+[registries.q]
+endpoint = "https://q.example"
+auth = "basic"
+username = "q"
+password_env = "Q_PASSWORD"
+[registries.l]
+endpoint = "https://l.example"
+auth = "basic"
+username = "l"
+password_env = "LIVE_PASSWORD"
+[registries.up]
+endpoint = "https://up.example"
+auth = "basic"
+username = "u"
+password_env = "UPSTREAM_PASSWORD"
+[registries.shared]
+endpoint = "https://shared.example"
+auth = "basic"
+username = "s"
+password_env = "Q_PASSWORD"
+"#,
+        );
+        let removed = removed_variables(&d, "q");
+        assert!(
+            removed.contains(&"LIVE_PASSWORD".to_string()),
+            "{removed:?}"
+        );
+        assert!(removed.contains(&"UPSTREAM_PASSWORD".to_string()));
+        assert!(
+            !removed.contains(&"Q_PASSWORD".to_string()),
+            "the quarantine's own variable stays"
+        );
+        for v in CREDENTIAL_VARIABLES {
+            assert!(removed.contains(&v.to_string()), "{v}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_private_docker_config_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_docker_config(r#"{"auths":{}}"#).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        let file = dir.path().join("config.json");
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), r#"{"auths":{}}"#);
+    }
+
+    #[test]
+    fn severities_are_read_trimmed_and_in_any_case() {
+        let report = br#"{"SchemaVersion": 2, "Results": [{"Target": "x", "Class": "os-pkgs",
+            "Vulnerabilities": [
+              {"VulnerabilityID": "CVE-1", "Severity": "CRITICAL "},
+              {"VulnerabilityID": "CVE-2", "Severity": "critical"},
+              {"VulnerabilityID": "CVE-3", "Severity": " High"}]}]}"#;
+        let r = parse(&spec(ScannerFormat::Trivy, ""), report).unwrap();
+        let sev: Vec<Severity> = r.findings.iter().map(|f| f.severity).collect();
+        assert_eq!(
+            sev,
+            [Severity::Critical, Severity::Critical, Severity::High]
+        );
+        let grype =
+            br#"{"matches": [{"vulnerability": {"id": "CVE-1", "severity": "Critical\t"}}]}"#;
+        let r = parse(&spec(ScannerFormat::Grype, ""), grype).unwrap();
+        assert_eq!(r.findings[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn a_report_with_a_duplicate_key_is_refused() {
+        let trivy = br#"{"SchemaVersion": 2, "Results": [{"Target": "x",
+            "Vulnerabilities": [{"VulnerabilityID": "CVE-1", "Severity": "CRITICAL", "Severity": "LOW"}]}]}"#;
+        let e = parse(&spec(ScannerFormat::Trivy, ""), trivy).unwrap_err();
+        assert!(
+            e.contains("duplicate key `Severity` in the object at Results[0].Vulnerabilities[0]"),
+            "{e}"
+        );
+        let grype = br#"{"matches": [], "matches": [{"vulnerability": {"id": "CVE-1"}}]}"#;
+        let e = parse(&spec(ScannerFormat::Grype, ""), grype).unwrap_err();
+        assert!(e.contains("duplicate key `matches`"), "{e}");
+        // The recorded fixtures have none.
+        for f in [
+            "trivy-critical.json",
+            "trivy-clean.json",
+            "trivy-misconfig.json",
+        ] {
+            parse(&spec(ScannerFormat::Trivy, ""), &fixture(f)).unwrap();
+        }
+        for f in ["grype.json", "grype-clean.json"] {
+            parse(&spec(ScannerFormat::Grype, ""), &fixture(f)).unwrap();
+        }
     }
 
     #[test]
@@ -376,8 +571,9 @@ mod tests {
         let out = run::execute(&run::Invocation {
             argv: &argv,
             env: &[],
+            env_remove: &[],
             timeout: Duration::from_secs(20),
-            redact: &[],
+            redact: &redact::Redactor::none(),
         })
         .await
         .unwrap();

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::redact::Redactor;
+
 /// A report larger than this is refused (and the rest of the output is drained, not kept).
 pub const MAX_STDOUT: usize = 64 << 20;
 /// How much of the end of stderr is kept for error messages.
@@ -17,11 +19,14 @@ const MESSAGE_TAIL: usize = 600;
 /// The command to run and what it gets besides its arguments.
 pub struct Invocation<'a> {
     pub argv: &'a [String],
-    /// Extra environment (credentials, insecure flags); the rest is inherited.
+    /// Extra environment (credentials, insecure flags); the rest is inherited but for
+    /// `env_remove`.
     pub env: &'a [(String, String)],
+    /// Inherited variables the scanner must not see (other registries' passwords).
+    pub env_remove: &'a [String],
     pub timeout: Duration,
-    /// Strings that must not appear in messages (passwords), replaced by `***`.
-    pub redact: &'a [&'a str],
+    /// Secrets that must not appear in messages (passwords and their encodings).
+    pub redact: &'a Redactor,
 }
 
 /// Run the command; its stdout when it exits 0 and printed something.
@@ -31,6 +36,9 @@ pub async fn execute(inv: &Invocation<'_>) -> Result<Vec<u8>, String> {
         .first()
         .ok_or_else(|| "the scanner command is empty".to_string())?;
     let mut cmd = tokio::process::Command::new(program);
+    for k in inv.env_remove {
+        cmd.env_remove(k);
+    }
     cmd.args(&inv.argv[1..])
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -66,7 +74,7 @@ pub async fn execute(inv: &Invocation<'_>) -> Result<Vec<u8>, String> {
             humantime::format_duration(inv.timeout)
         ));
     };
-    let tail = redact(&err.unwrap_or_default(), inv.redact);
+    let tail = inv.redact.text(&err.unwrap_or_default());
     let status = status.map_err(|e| format!("failed to wait for `{program}`: {e}"))?;
     let (stdout, overflow) =
         out.map_err(|e| format!("failed to read the output of `{program}`: {e}"))?;
@@ -119,13 +127,6 @@ fn with_tail(tail: &str) -> String {
         .unwrap_or(0);
     let shown = t[start..].split_whitespace().collect::<Vec<_>>().join(" ");
     format!(": {}{shown}", if start > 0 { "…" } else { "" })
-}
-
-fn redact(text: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|s| !s.is_empty())
-        .fold(text.to_string(), |t, s| t.replace(s, "***"))
 }
 
 /// Kill the scanner's process group (what it started too), best effort.
@@ -192,8 +193,9 @@ mod tests {
         execute(&Invocation {
             argv: &sh(script),
             env: &[("SCANNER_TEST_VALUE".into(), "from-env".into())],
+            env_remove: &[],
             timeout,
-            redact: &["hunter2"],
+            redact: &Redactor::new(&["hunter2"]),
         })
         .await
     }
@@ -223,6 +225,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn removed_variables_are_not_inherited() {
+        // HOME stands in for an inherited password variable: set here, absent there.
+        assert!(std::env::var_os("HOME").is_some());
+        let out = execute(&Invocation {
+            argv: &sh("echo \"[${HOME:-unset}]\""),
+            env: &[],
+            env_remove: &["HOME".to_string()],
+            timeout: Duration::from_secs(10),
+            redact: &Redactor::none(),
+        })
+        .await
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "[unset]\n");
+    }
+
+    #[tokio::test]
+    async fn the_stderr_tail_is_redacted_in_base64_too() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode("bot:hunter2-long-secret");
+        let r = Redactor::new(&["hunter2-long-secret"]);
+        let e = execute(&Invocation {
+            argv: &sh(&format!("echo 'auth {b64} rejected' >&2; exit 1")),
+            env: &[],
+            env_remove: &[],
+            timeout: Duration::from_secs(10),
+            redact: &r,
+        })
+        .await
+        .unwrap_err();
+        assert!(e.contains("rejected"), "{e}");
+        assert!(!e.contains(&b64[4..b64.len() - 4]), "{e}");
+    }
+
+    #[tokio::test]
     async fn silence_is_an_error() {
         let e = run(
             "echo '  '; echo 'db is downloading' >&2",
@@ -239,8 +275,9 @@ mod tests {
         let e = execute(&Invocation {
             argv: &["airlock-surely-not-a-scanner".to_string()],
             env: &[],
+            env_remove: &[],
             timeout: Duration::from_secs(10),
-            redact: &[],
+            redact: &Redactor::none(),
         })
         .await
         .unwrap_err();
