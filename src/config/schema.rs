@@ -40,6 +40,10 @@ pub struct RawRegistry {
     pub resource_name: Option<S<String>>,
     /// The longest wait for one ARM importImage operation (`transfer = "acr-import"`).
     pub import_timeout: Option<S<String>>,
+    /// The overall deadline of one request, retries included (default 30s).
+    pub timeout: Option<S<String>>,
+    /// The longest wait for any progress of a request (default 10s).
+    pub stall_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -274,6 +274,31 @@ impl Authenticator {
         }
     }
 
+    /// Whether credentials were found (and so went with requests or token requests).
+    pub fn has_credentials(&self) -> bool {
+        self.spec == AuthSpec::Azure || matches!(self.creds.get(), Some(Some(_)))
+    }
+
+    /// The hint for a 401 to a request that carried credentials: they were rejected, so
+    /// "provide credentials" would mislead.
+    pub fn rejected_hint(&self) -> String {
+        match &self.spec {
+            AuthSpec::Basic {
+                username,
+                password_env,
+            } => format!(
+                "the registry rejected the credentials sent (user `{username}`, password from                  ${password_env}): check them"
+            ),
+            AuthSpec::Docker => format!(
+                "the registry rejected the credentials from the docker configuration: check                  them, or run `docker login {}` again",
+                self.host
+            ),
+            AuthSpec::Azure | AuthSpec::Anonymous => {
+                format!("the registry rejected the credentials sent: {}", self.hint())
+            }
+        }
+    }
+
     async fn credentials(&self) -> Result<Option<Credential>, RegistryError> {
         if self.spec == AuthSpec::Azure {
             let mut held = self.azure_refresh.lock().await;
@@ -375,10 +400,28 @@ impl Authenticator {
                 error = ?error,
                 "bearer challenge"
             );
-            *self.scheme.lock().expect("auth lock") = Scheme::Bearer {
-                realm: realm.clone(),
-                service: service.clone(),
-            };
+            let previous = std::mem::replace(
+                &mut *self.scheme.lock().expect("auth lock"),
+                Scheme::Bearer {
+                    realm: realm.clone(),
+                    service: service.clone(),
+                },
+            );
+            if !matches!(&previous, Scheme::Bearer { realm: r, .. } if r == &realm) {
+                let realm_host = Url::parse(&realm)
+                    .ok()
+                    .and_then(|u| {
+                        u.host_str().map(|h| match u.port() {
+                            Some(p) => format!("{}://{h}:{p}", u.scheme()),
+                            None => format!("{}://{h}", u.scheme()),
+                        })
+                    })
+                    .unwrap_or_else(|| "(an invalid realm)".into());
+                tracing::info!(
+                    "registry `{}` asks for tokens from {realm_host}: credentials go there",
+                    self.registry
+                );
+            }
             let key = merge_scopes(scopes.iter().map(String::as_str));
             let union = merge_scopes(
                 scopes
@@ -414,9 +457,28 @@ impl Authenticator {
         let realm_url = Url::parse(realm).map_err(|e| {
             RegistryError::invalid(&self.registry, &what, format!("invalid realm: {e}"))
         })?;
+        if !matches!(realm_url.scheme(), "http" | "https") {
+            return Err(RegistryError::invalid(
+                &self.registry,
+                &what,
+                "the token realm is not an http(s) URL",
+            ));
+        }
+        // A realm may be another host (Docker Hub's is): credentials go there, but never in
+        // the clear when the registry itself is spoken to over TLS.
+        if creds.is_some() && realm_url.scheme() == "http" && self.endpoint.starts_with("https:") {
+            return Err(RegistryError::invalid(
+                &self.registry,
+                format!(
+                    "get a token from {}",
+                    realm_url.host_str().unwrap_or("the realm")
+                ),
+                "the registry is https but its token realm is plain http: refusing to send                  credentials there",
+            ));
+        }
         let resp: TokenResponse = self
             .retry
-            .run(&what, || async {
+            .run_for(&self.registry, &what, || async {
                 let post = self.prefer_post.load(Ordering::Relaxed);
                 tracing::debug!(registry = %self.registry, realm, ?scopes, post, "token request");
                 let req = self.token_request(&realm_url, service, scopes, creds.as_ref(), post);
@@ -439,7 +501,7 @@ impl Authenticator {
                         what: what.clone(),
                         code: Some(format!("token endpoint answered {}", status.as_u16())),
                         hint: if creds.is_some() {
-                            format!("the credentials were refused; check them ({})", self.hint())
+                            self.rejected_hint()
                         } else {
                             self.hint()
                         },

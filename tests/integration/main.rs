@@ -6,6 +6,7 @@ mod apply;
 mod azure;
 mod gate;
 mod harness;
+mod hostile_registry;
 mod interrupt;
 mod quickstart;
 mod registry_client;

@@ -34,6 +34,7 @@ fn spec(url: &str, auth: AuthSpec, max_concurrency: usize) -> RegistrySpec {
         auth,
         transfer: Transfer::Stream,
         max_concurrency,
+        timeouts: Default::default(),
         arm: None,
     }
 }
