@@ -236,7 +236,12 @@ impl Copier<'_> {
             }
             Parsed::Image { config, layers, .. } => {
                 for b in std::iter::once(config).chain(layers) {
-                    if dst.registry.blob_exists(dst.name, &b.digest).await?.is_none() {
+                    if dst
+                        .registry
+                        .blob_exists(dst.name, &b.digest)
+                        .await?
+                        .is_none()
+                    {
                         self.copy_blob_here(src, dst, &b.digest, b.size).await?;
                     }
                 }
@@ -360,7 +365,8 @@ impl Copier<'_> {
             let copied = if size <= SMALL_BLOB {
                 self.copy_small_blob(src, dst, digest, size).await
             } else {
-                self.stream_blob(src, dst, digest, size, moved.clone()).await
+                self.stream_blob(src, dst, digest, size, moved.clone())
+                    .await
             };
             match copied {
                 Ok(()) => return Ok(()),

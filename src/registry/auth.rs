@@ -215,6 +215,8 @@ pub struct Authenticator {
     spec: AuthSpec,
     client: reqwest::Client,
     retry: RetryPolicy,
+    /// `stall_timeout`: the longest wait for the token endpoint's headers or next bytes.
+    stall: Duration,
     creds: tokio::sync::OnceCell<Option<Credential>>,
     /// `auth = "azure"`: the ACR refresh token and when to renew it.
     azure_refresh: tokio::sync::Mutex<Option<(Secret, Instant)>>,
@@ -243,6 +245,7 @@ impl Authenticator {
         spec: AuthSpec,
         client: reqwest::Client,
         retry: RetryPolicy,
+        stall: Duration,
     ) -> Authenticator {
         Authenticator {
             registry: registry.to_string(),
@@ -251,6 +254,7 @@ impl Authenticator {
             spec,
             client,
             retry,
+            stall,
             creds: tokio::sync::OnceCell::new(),
             azure_refresh: tokio::sync::Mutex::new(None),
             scheme: Mutex::new(Scheme::Unknown),
@@ -294,7 +298,10 @@ impl Authenticator {
                 self.host
             ),
             AuthSpec::Azure | AuthSpec::Anonymous => {
-                format!("the registry rejected the credentials sent: {}", self.hint())
+                format!(
+                    "the registry rejected the credentials sent: {}",
+                    self.hint()
+                )
             }
         }
     }
@@ -482,7 +489,7 @@ impl Authenticator {
                 let post = self.prefer_post.load(Ordering::Relaxed);
                 tracing::debug!(registry = %self.registry, realm, ?scopes, post, "token request");
                 let req = self.token_request(&realm_url, service, scopes, creds.as_ref(), post);
-                let mut resp = req.send().await.map_err(|e| self.transport(&what, e))?;
+                let mut resp = self.send(req, &what).await?;
                 if matches!(
                     resp.status(),
                     StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
@@ -492,7 +499,7 @@ impl Authenticator {
                     // The token endpoint wants the OAuth2 form (password grant).
                     self.prefer_post.store(true, Ordering::Relaxed);
                     let req = self.token_request(&realm_url, service, scopes, creds.as_ref(), true);
-                    resp = req.send().await.map_err(|e| self.transport(&what, e))?;
+                    resp = self.send(req, &what).await?;
                 }
                 let status = resp.status();
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -510,7 +517,7 @@ impl Authenticator {
                 if !status.is_success() {
                     return Err(super::http::api_error(&self.registry, &what, resp).await);
                 }
-                let body = resp.bytes().await.map_err(|e| self.transport(&what, e))?;
+                let body = self.stalled(&what, resp.bytes()).await?;
                 serde_json::from_slice::<TokenResponse>(&body).map_err(|e| {
                     RegistryError::invalid(
                         &self.registry,
@@ -587,7 +594,38 @@ impl Authenticator {
         }
     }
 
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.stalled(what, req.send()).await
+    }
+
+    /// A token-endpoint step bounded by the stall timeout.
+    async fn stalled<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, reqwest::Error>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout(self.stall, fut).await {
+            Ok(r) => r.map_err(|e| self.transport(what, e)),
+            Err(_) => Err(RegistryError::Timeout {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                after: self.stall,
+            }),
+        }
+    }
+
     fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        if e.is_timeout() {
+            return RegistryError::Timeout {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                after: self.stall,
+            };
+        }
         let e = super::error::redact_url(e);
         RegistryError::Transport {
             registry: self.registry.clone(),

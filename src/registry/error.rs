@@ -43,8 +43,8 @@ pub enum RegistryError {
     },
     /// No progress within the stall timeout (`stall_timeout`).
     #[error(
-        "failed to {what} on `{registry}`: timed out: no progress for {}s (stall_timeout)",
-        .after.as_secs()
+        "failed to {what} on `{registry}`: timed out: no progress for {} (stall_timeout)",
+        humantime::format_duration(*.after)
     )]
     Timeout {
         registry: String,
@@ -53,8 +53,8 @@ pub enum RegistryError {
     },
     /// The overall deadline of one operation (`timeout`, retries included) passed.
     #[error(
-        "failed to {what} on `{registry}`: timed out: gave up after {}s (timeout){}",
-        .after.as_secs(),
+        "failed to {what} on `{registry}`: timed out: gave up after {} (timeout){}",
+        humantime::format_duration(*.after),
         last_suffix(.last)
     )]
     Deadline {
@@ -81,7 +81,9 @@ pub enum RegistryError {
     },
     /// Content whose length is not the size its descriptor gives (a lying manifest, or a
     /// registry holding other bytes): refused like a digest mismatch.
-    #[error("failed to verify {what}: its descriptor says {expected} bytes, the content has {actual}")]
+    #[error(
+        "failed to verify {what}: its descriptor says {expected} bytes, the content has {actual}"
+    )]
     SizeMismatch {
         what: String,
         expected: u64,

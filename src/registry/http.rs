@@ -35,6 +35,8 @@ use crate::model::{Digest, RawManifest, media};
 const OCTET_STREAM: &str = "application/octet-stream";
 const MAX_REDIRECTS: usize = 5;
 const MAX_RESUMES: u32 = 3;
+/// Re-reads of a manifest or blob answered 500 (see `Inner::execute_read`).
+const RACY_READS: u32 = 3;
 /// The most pages one listing (tags, catalog, referrers) may take.
 pub const MAX_PAGES: usize = 10_000;
 
@@ -445,9 +447,6 @@ impl HttpRegistry {
         let client = reqwest::Client::builder()
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(stall)
-            // Also bounds reads no code path here wraps (token requests): a stall, not a
-            // total, so big bodies still stream.
-            .read_timeout(stall)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(30))
@@ -465,6 +464,7 @@ impl HttpRegistry {
             spec.auth.clone(),
             client.clone(),
             opts.retry.clone(),
+            stall,
         );
         Ok(HttpRegistry {
             inner: Arc::new(Inner {
@@ -511,7 +511,7 @@ impl HttpRegistry {
                     &what,
                 )
                 .header(ACCEPT, media::MANIFEST_ACCEPT);
-                let (resp, _permit) = i.execute(&call, &Body::None).await?;
+                let (resp, _permit) = i.execute_read(&call).await?;
                 match resp.status() {
                     s if s.is_success() => Ok(Some(resp.headers().clone())),
                     StatusCode::NOT_FOUND => Ok(None),
@@ -577,7 +577,7 @@ impl HttpRegistry {
                     &what,
                 )
                 .header(ACCEPT, media::MANIFEST_ACCEPT);
-                let (resp, _permit) = i.execute(&call, &Body::None).await?;
+                let (resp, _permit) = i.execute_read(&call).await?;
                 match resp.status() {
                     s if s.is_success() => {
                         let headers = resp.headers().clone();
@@ -715,7 +715,7 @@ impl HttpRegistry {
                 vec![auth::pull_scope(repo)],
                 &what,
             );
-            let (resp, _permit) = i.execute(&call, &Body::None).await?;
+            let (resp, _permit) = i.execute_read(&call).await?;
             match resp.status() {
                 s if s.is_success() => Ok(Some(content_length(resp.headers()).unwrap_or(0))),
                 StatusCode::NOT_FOUND => Ok(None),
@@ -1096,6 +1096,14 @@ impl Inner {
     }
 
     fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        if e.is_timeout() {
+            // The connect timeout is the stall timeout: say so.
+            return RegistryError::Timeout {
+                registry: self.key.clone(),
+                what: what.to_string(),
+                after: self.stall,
+            };
+        }
         let e = super::error::redact_url(e);
         RegistryError::Transport {
             registry: self.key.clone(),
@@ -1245,6 +1253,30 @@ impl Inner {
             {
                 let resp = self.follow(call, resp, authz).await?;
                 return Ok((resp, permit));
+            }
+            return Ok((resp, permit));
+        }
+    }
+
+    /// A read of something another writer may be rewriting (a tag, a repository's blob
+    /// link): Distribution's filesystem storage rewrites such links in place, and a read
+    /// meanwhile finds one empty and answers 500. Sent again after a short pause, a few
+    /// times (a 500 is otherwise not retried: Distribution also answers it to malformed
+    /// requests, deterministically).
+    async fn execute_read(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<(Response, Option<OwnedSemaphorePermit>), RegistryError> {
+        let mut n: u32 = 0;
+        loop {
+            let (resp, permit) = self.execute(call, &Body::None).await?;
+            if resp.status() == StatusCode::INTERNAL_SERVER_ERROR && n < RACY_READS {
+                n += 1;
+                drop((resp, permit));
+                let pause = super::jittered(Duration::from_millis(100) * n);
+                tracing::debug!(registry = %self.key, "{}: 500, reading again in {}ms", call.what, pause.as_millis());
+                tokio::time::sleep(pause).await;
+                continue;
             }
             return Ok((resp, permit));
         }

@@ -124,7 +124,12 @@ impl LayoutRegistry {
         let root = match tokio::fs::canonicalize(&self.root).await {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dir),
-            Err(e) => return Err(RegistryError::io(format!("resolve {}", self.root.display()), e)),
+            Err(e) => {
+                return Err(RegistryError::io(
+                    format!("resolve {}", self.root.display()),
+                    e,
+                ));
+            }
         };
         // The deepest existing part of the path must resolve inside the root.
         let mut probe = dir.clone();

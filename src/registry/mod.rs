@@ -524,7 +524,7 @@ pub fn names_unknown_blob(e: &RegistryError) -> bool {
 }
 
 /// `base` stretched by a random factor in [1, 2): concurrent writers spread out.
-fn jittered(base: Duration) -> Duration {
+pub(crate) fn jittered(base: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -58,18 +58,21 @@ async fn recording_server(tag: &'static str) -> (u16, Arc<Mutex<Vec<bool>>>, imp
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
-    let task = spawn_server(listener, move |req: hyper::Request<hyper::body::Incoming>| {
-        let s = s.clone();
-        async move {
-            s.lock()
-                .unwrap()
-                .push(req.headers().contains_key(hyper::header::AUTHORIZATION));
-            let body = json!({"name": "app", "tags": [tag]}).to_string();
-            Ok(hyper::Response::builder()
-                .header("content-type", "application/json")
-                .body(full_body(body))?)
-        }
-    });
+    let task = spawn_server(
+        listener,
+        move |req: hyper::Request<hyper::body::Incoming>| {
+            let s = s.clone();
+            async move {
+                s.lock()
+                    .unwrap()
+                    .push(req.headers().contains_key(hyper::header::AUTHORIZATION));
+                let body = json!({"name": "app", "tags": [tag]}).to_string();
+                Ok(hyper::Response::builder()
+                    .header("content-type", "application/json")
+                    .body(full_body(body))?)
+            }
+        },
+    );
     (port, seen, task)
 }
 
@@ -115,7 +118,10 @@ async fn a_self_referencing_link_ends_the_listing() {
     proxy.add_fault(Fault {
         when: Match::method_path("GET", "/v2/app/tags/list"),
         times: usize::MAX,
-        kind: FaultKind::AddHeader("Link".into(), "</v2/app/tags/list?n=1>; rel=\"next\"".into()),
+        kind: FaultKind::AddHeader(
+            "Link".into(),
+            "</v2/app/tags/list?n=1>; rel=\"next\"".into(),
+        ),
     });
     let tags = r.list_tags("app").await.unwrap();
     assert_eq!(tags, vec!["one", "two"]);
@@ -263,18 +269,18 @@ async fn a_dead_registry_fails_within_its_deadline_with_the_cause_named() {
         "{}",
         run.stderr
     );
-    assert!(!run.stderr.contains("error sending request"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("error sending request"),
+        "{}",
+        run.stderr
+    );
 
     // Nothing listening at all.
     let dead = format!("http://127.0.0.1:{}", crate::support::free_port());
     w.set_config(&config_with_deadlines(&upstream.url(), &dead, &srcs));
     let run = w.run(&["plan"]).await;
     assert_ne!(run.code, 0);
-    assert!(
-        run.stderr.contains("connection refused"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("connection refused"), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -360,7 +366,11 @@ async fn a_rejected_password_is_reported_as_rejected() {
         "{}",
         run.stderr
     );
-    assert!(!run.stderr.contains("provide credentials"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("provide credentials"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("wrong-password"), "{}", run.stderr);
 }
 
@@ -439,7 +449,11 @@ async fn two_applies_on_one_layout_keep_every_tag() {
     }
     let union = Workdir::new(&layout_config(&up, &target, &all));
     union.run(&["plan", "--detailed-exitcode"]).await.expect(0);
-    let audit = union.run(&["audit", "--format", "json"]).await.expect(0).json();
+    let audit = union
+        .run(&["audit", "--format", "json"])
+        .await
+        .expect(0)
+        .json();
     assert_eq!(audit["violations"], 0, "{audit}");
 }
 
