@@ -1647,9 +1647,9 @@ fn download_stream(
                     if chunk.is_empty() {
                         continue;
                     }
-                    let room = (s.size - s.received) as usize;
-                    if chunk.len() > room {
-                        chunk = chunk.slice(..room);
+                    let room = s.size - s.received;
+                    if chunk.len() as u64 > room {
+                        chunk = chunk.slice(..room as usize);
                     }
                     s.received += chunk.len() as u64;
                     return Some((Ok(chunk), Some(s)));
@@ -1758,6 +1758,51 @@ mod tests {
         }
         assert!(c.bytes <= CACHE_BYTES);
         assert!(!c.blobs.contains_key(&("a".to_string(), d)));
+    }
+
+    #[test]
+    fn pages_end_on_a_repeated_url_and_are_bounded() {
+        let u = |q: &str| Url::parse(&format!("https://r.example/v2/x/tags/list{q}")).unwrap();
+        let mut p = Pages::new(&u(""));
+        assert_eq!(
+            p.next("r", "list", Some(u("?n=1"))).unwrap(),
+            Some(u("?n=1"))
+        );
+        // Back to a page already read (itself, or the first): the listing ends.
+        assert_eq!(p.next("r", "list", Some(u("?n=1"))).unwrap(), None);
+        assert_eq!(p.next("r", "list", Some(u(""))).unwrap(), None);
+        assert_eq!(p.next("r", "list", None).unwrap(), None);
+        let mut p = Pages::new(&u(""));
+        for i in 1..MAX_PAGES {
+            assert!(
+                p.next("r", "list", Some(u(&format!("?last={i}"))))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        let e = p
+            .next("r", "list", Some(u("?last=one-too-many")))
+            .unwrap_err();
+        assert!(e.to_string().contains("more than 10000 pages"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn transport_errors_name_their_cause() {
+        crate::registry::ensure_crypto_provider();
+        // A port nobody listens on: bind, read the port, release it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/v2/?secret=1"))
+            .send()
+            .await
+            .unwrap_err();
+        let cause = crate::registry::error::transport_cause(&e);
+        assert!(cause.starts_with("connection refused"), "{cause}");
+        assert!(!cause.contains("secret"), "{cause}");
     }
 
     #[test]

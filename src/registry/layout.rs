@@ -758,6 +758,85 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn two_writers_on_one_directory_keep_every_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        // Separate instances: only the file lock serialises them (as two processes).
+        let a = reg(&dir);
+        let b = reg(&dir);
+        let cfg = a
+            .put_blob_bytes("r", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let layer = Digest::of(b"hello world");
+        a.put_blob("r", &layer, 11, blob_stream(b"hello world"))
+            .await
+            .unwrap();
+        let m = manifest(&cfg, &layer);
+        let writes = (0..40).map(|i| {
+            let r = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let m = m.clone();
+            tokio::spawn(async move { r.put_manifest("r", &format!("t{i}"), &m).await })
+        });
+        for w in writes.collect::<Vec<_>>() {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(a.list_tags("r").await.unwrap().len(), 40);
+        assert!(dir.path().join(LOCK_FILE).is_file());
+        assert_eq!(a.catalog().await.unwrap(), vec!["r"]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn symlinks_inside_the_root_are_followed_and_outside_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = reg(&dir);
+        let cfg = r
+            .put_blob_bytes("quarantine/app", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let layer = Digest::of(b"hello world");
+        r.put_blob("quarantine/app", &layer, 11, blob_stream(b"hello world"))
+            .await
+            .unwrap();
+        r.put_manifest("quarantine/app", "1", &manifest(&cfg, &layer))
+            .await
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("live")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("quarantine/app"),
+            dir.path().join("live/app"),
+        )
+        .unwrap();
+        // What a pull of live/app sees, the catalog and the tag list see too.
+        assert_eq!(
+            r.catalog().await.unwrap(),
+            vec!["live/app", "quarantine/app"]
+        );
+        assert_eq!(r.list_tags("live/app").await.unwrap(), vec!["1"]);
+        assert!(r.get_manifest("live/app", "1").await.unwrap().is_some());
+        // A loop back up the tree is not walked forever.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("live/loop")).unwrap();
+        assert_eq!(
+            r.catalog().await.unwrap(),
+            vec!["live/app", "quarantine/app"]
+        );
+        std::fs::remove_file(dir.path().join("live/loop")).unwrap();
+        // Outside the root: refused, by name, for the repository and for the catalog.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("live/escape")).unwrap();
+        let e = r.list_tags("live/escape").await.unwrap_err();
+        assert!(e.to_string().contains("leads outside the layout"), "{e}");
+        let e = r
+            .put_blob_bytes("live/escape/deeper", Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("leads outside the layout"), "{e}");
+        let e = r.catalog().await.unwrap_err();
+        assert!(e.to_string().contains("live/escape"), "{e}");
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
+    }
+
+    #[tokio::test]
     async fn bad_blob_is_not_written() {
         let dir = tempfile::tempdir().unwrap();
         let r = reg(&dir);

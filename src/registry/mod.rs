@@ -417,7 +417,7 @@ impl Registry {
         // written its own version after it, dropping this entry: re-read after a pause
         // longer than such a read-modify-write, and merge again while the entry is missing.
         for _ in 0..REFERRERS_MERGE_ROUNDS {
-            tokio::time::sleep(jittered(Duration::from_millis(150))).await;
+            tokio::time::sleep(jittered(Duration::from_millis(100))).await;
             let current = self.get_manifest(repo, &tag).await?;
             let mut index = match current {
                 Some(c) if c.is_index() => serde_json::from_slice::<Value>(&c.bytes)

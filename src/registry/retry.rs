@@ -85,13 +85,17 @@ impl RetryPolicy {
         };
         let deadline = tokio::time::Instant::now() + budget;
         let last: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        // The deadline error already says what failed where: keep only the cause.
+        let prefix = format!("failed to {what} on `{registry}`: ");
         let guarded = || {
             let fut = op();
-            let last = &last;
+            let (last, prefix) = (&last, &prefix);
             async move {
                 match tokio::time::timeout_at(deadline, fut).await {
                     Ok(Err(e)) => {
-                        *last.lock().expect("last error") = Some(e.to_string());
+                        let msg = e.to_string();
+                        let cause = msg.strip_prefix(prefix.as_str()).unwrap_or(&msg);
+                        *last.lock().expect("last error") = Some(cause.to_string());
                         Err(e)
                     }
                     Ok(ok) => ok,
@@ -210,6 +214,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r, 2);
+    }
+
+    #[tokio::test]
+    async fn a_budget_bounds_every_attempt_and_backoff() {
+        // First attempt fails fast (transient), the second hangs: cut at the deadline, the
+        // error says so and carries the first attempt's cause.
+        let policy = RetryPolicy {
+            max_attempts: 100,
+            budget: Some(Duration::from_millis(300)),
+            ..fast()
+        };
+        let n = AtomicUsize::new(0);
+        let r: Result<(), _> = policy
+            .run_for("reg", "get manifest x:1", || async {
+                if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(api(503, None))
+                } else {
+                    std::future::pending().await
+                }
+            })
+            .await;
+        let e = r.unwrap_err();
+        assert!(matches!(e, RegistryError::Deadline { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "failed to get manifest x:1 on `reg`: timed out: gave up after 300ms (timeout); \
+             last attempt: failed to w on `r`: 503 X: "
+        );
+        assert!(!e.is_transient());
+        // Transient failures only: attempts stop when the next pause would pass the deadline,
+        // and the last error stands.
+        let policy = RetryPolicy {
+            max_attempts: 1000,
+            min_delay: Duration::from_millis(40),
+            max_delay: Duration::from_millis(40),
+            budget: Some(Duration::from_millis(200)),
+            ..fast()
+        };
+        let n = AtomicUsize::new(0);
+        let r: Result<(), _> = policy
+            .run_for("reg", "op", || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(api(503, None))
+            })
+            .await;
+        assert!(matches!(r, Err(RegistryError::Api { status: 503, .. })));
+        assert!(
+            n.load(Ordering::SeqCst) < 10,
+            "{}",
+            n.load(Ordering::SeqCst)
+        );
     }
 
     #[tokio::test]

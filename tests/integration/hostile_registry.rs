@@ -344,10 +344,7 @@ async fn a_rejected_password_is_reported_as_rejected() {
         pass: "right-password",
     })
     .await;
-    let cfg = config(&upstream.url(), &target.url(), &sources(&images[..1]), "").replace(
-        "[registries.target]\nendpoint",
-        "[registries.target]\nendpoint",
-    );
+    let cfg = config(&upstream.url(), &target.url(), &sources(&images[..1]), "");
     let cfg = cfg.replacen(
         &format!("endpoint = \"{}\"\nauth = \"anonymous\"", target.url()),
         &format!(
