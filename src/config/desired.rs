@@ -47,7 +47,8 @@ pub struct RegistrySpec {
 pub struct Timeouts {
     /// `timeout`: the overall deadline of one operation, every retry included, up to its
     /// response (for a blob download or upload: until its bytes start to flow; the body
-    /// itself is bounded by `stall_timeout` only, so big blobs take what they take).
+    /// itself is bounded by `stall_timeout` only, so big blobs take what they take; once an
+    /// upload body is sent, its answer must come within `timeout`).
     pub timeout: Duration,
     /// `stall_timeout`: the longest wait for a connection, for response headers, or for
     /// the next bytes of a body in either direction.

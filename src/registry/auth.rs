@@ -291,10 +291,12 @@ impl Authenticator {
                 username,
                 password_env,
             } => format!(
-                "the registry rejected the credentials sent (user `{username}`, password from                  ${password_env}): check them"
+                "the registry rejected the credentials sent (user `{username}`, password from \
+                 ${password_env}): check them"
             ),
             AuthSpec::Docker => format!(
-                "the registry rejected the credentials from the docker configuration: check                  them, or run `docker login {}` again",
+                "the registry rejected the credentials from the docker configuration: check \
+                 them, or run `docker login {}` again",
                 self.host
             ),
             AuthSpec::Azure | AuthSpec::Anonymous => {
@@ -480,7 +482,8 @@ impl Authenticator {
                     "get a token from {}",
                     realm_url.host_str().unwrap_or("the realm")
                 ),
-                "the registry is https but its token realm is plain http: refusing to send                  credentials there",
+                "the registry is https but its token realm is plain http: refusing to send \
+                 credentials there",
             ));
         }
         let resp: TokenResponse = self
@@ -886,6 +889,47 @@ mod tests {
         assert!(azure::renew_at(&jwt(now - 10)) <= Instant::now());
         let opaque = azure::renew_at("not-a-jwt") - Instant::now();
         assert!(opaque > Duration::from_secs(50 * 60), "{opaque:?}");
+    }
+
+    #[tokio::test]
+    async fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+        crate::registry::ensure_crypto_provider();
+        let auth = |endpoint: &str| {
+            Authenticator::new(
+                "r",
+                "r.example",
+                endpoint,
+                // HOME is set in every test process: credentials exist.
+                AuthSpec::Basic {
+                    username: "u".into(),
+                    password_env: "HOME".into(),
+                },
+                reqwest::Client::new(),
+                RetryPolicy::none(),
+                Duration::from_secs(1),
+            )
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="http://127.0.0.1:9/token",service="s""#),
+        );
+        let e = auth("https://r.example")
+            .challenged(&h, &[pull_scope("a")], None)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("refusing to send credentials"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("127.0.0.1"), "{e}");
+        // An http registry may have an http realm: the request is made (and fails here,
+        // nothing listens on port 9), not refused.
+        let e = auth("http://r.example")
+            .challenged(&h, &[pull_scope("a")], None)
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("refusing"), "{e}");
     }
 
     #[test]

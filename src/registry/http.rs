@@ -1216,7 +1216,7 @@ impl Inner {
                         waiting,
                         *len,
                         idle,
-                        idle * 5,
+                        self.opts.retry.budget.unwrap_or(idle * 5).max(idle),
                         &self.key,
                         call.what,
                         fut,

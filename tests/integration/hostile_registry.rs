@@ -108,6 +108,29 @@ async fn credentials_do_not_follow_a_link_to_another_origin() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn verbose_output_names_the_token_realm_host() {
+    let ts = TokenServer::start().await;
+    ts.allow(None, "", &["pull", "push"]);
+    let target = TestRegistry::start(Auth::Token(&ts)).await;
+    let upstream = TestRegistry::start(Auth::None).await;
+    let images = seed_walkthrough(&upstream).await;
+    let w = Workdir::new(&config(
+        &upstream.url(),
+        &target.url(),
+        &sources(&images[..1]),
+        "",
+    ));
+    let run = w.run(&["-v", "plan"]).await.expect(0);
+    let realm = reqwest::Url::parse(&ts.realm()).unwrap();
+    let host = format!("http://127.0.0.1:{}", realm.port().unwrap());
+    assert!(
+        run.stderr.contains(&format!("asks for tokens from {host}")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_self_referencing_link_ends_the_listing() {
     let reg = TestRegistry::start(Auth::None).await;
     let proxy = FaultProxy::start(&reg.url()).await;
