@@ -190,7 +190,10 @@ async fn observe_image(
 fn describe(m: &RawManifest) -> (Option<u64>, Option<usize>) {
     match m.parse() {
         Ok(Parsed::Image { config, layers, .. }) => (
-            Some(config.size + layers.iter().map(|l| l.size).sum::<u64>()),
+            // Checked: a hostile descriptor size (2^64-1) shows no size, never a wrapped one.
+            layers
+                .iter()
+                .try_fold(config.size, |sum, l| sum.checked_add(l.size)),
             None,
         ),
         Ok(Parsed::Index { manifests, .. }) => (

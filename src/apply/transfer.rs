@@ -14,12 +14,14 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::model::manifest::{ContentRef, Parsed};
 use crate::model::{Digest, RawManifest};
 use crate::registry::http::SMALL_BLOB;
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError, names_unknown_blob};
 
 /// How many blobs of one image are copied at once.
 const BLOB_CONCURRENCY: usize = 4;
 /// Attempts for one blob copy when a transient error interrupts the stream.
 const BLOB_ATTEMPTS: usize = 3;
+/// Times a manifest PUT answered "blob unknown" re-checks and re-links its content.
+const RELINK_ATTEMPTS: usize = 2;
 
 /// Counters for the report and the benchmark.
 #[derive(Default, Debug)]
@@ -147,30 +149,104 @@ impl Copier<'_> {
         match top.parse().map_err(|e| invalid(src, &top.digest, e))? {
             Parsed::Index { manifests, .. } => {
                 for child in &manifests {
-                    if dst
-                        .registry
-                        .head_manifest(dst.name, &child.digest.to_string())
-                        .await?
-                        .is_some()
-                    {
-                        continue;
-                    }
-                    let m = src
-                        .registry
-                        .get_manifest(src.name, &child.digest.to_string())
-                        .await?
-                        .ok_or_else(|| missing(src, &child.digest))?;
-                    self.copy_blobs_of(src, dst, &m).await?;
-                    dst.registry
-                        .put_manifest(dst.name, &child.digest.to_string(), &m)
-                        .await?;
-                    self.stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+                    self.copy_child(src, dst, &child.digest, child.size).await?;
                 }
             }
             Parsed::Image { .. } => self.copy_blobs_of(src, dst, top).await?,
         }
-        dst.registry.put_manifest(dst.name, tag, top).await?;
-        self.stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+        self.put_linked(src, dst, tag, top).await
+    }
+
+    /// Copy one child manifest of an index (its blobs, then itself by digest) unless the
+    /// target has it. Its bytes must be as long as the index's descriptor says.
+    async fn copy_child(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        if dst
+            .registry
+            .head_manifest(dst.name, &digest.to_string())
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let m = src
+            .registry
+            .get_manifest(src.name, &digest.to_string())
+            .await?
+            .ok_or_else(|| missing(src, digest))?;
+        if m.bytes.len() as u64 != size {
+            return Err(RegistryError::SizeMismatch {
+                what: format!("manifest {}/{}@{digest}", src.registry.key(), src.name),
+                expected: size,
+                actual: m.bytes.len() as u64,
+            });
+        }
+        self.copy_blobs_of(src, dst, &m).await?;
+        self.put_linked(src, dst, &digest.to_string(), &m).await
+    }
+
+    /// PUT a manifest whose content is in place. When the registry still says a blob or
+    /// child is unknown (after `Registry::put_manifest`'s own pauses: another apply is
+    /// writing the same content), check each one, place again what is really missing
+    /// (bypassing this apply's ledger, which believes it is there), and try again; bounded.
+    async fn put_linked(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        reference: &str,
+        m: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        let mut relinked = 0;
+        loop {
+            match dst.registry.put_manifest(dst.name, reference, m).await {
+                Ok(_) => {
+                    self.stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if names_unknown_blob(&e) && relinked < RELINK_ATTEMPTS => {
+                    relinked += 1;
+                    tracing::warn!(
+                        "{e}; checking the content of {}:{reference} and linking it again",
+                        dst.name
+                    );
+                    self.relink(src, dst, m).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Make every blob (or child manifest) of `m` present in `dst` again.
+    async fn relink(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        m: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        match m.parse().map_err(|e| invalid(src, &m.digest, e))? {
+            Parsed::Index { manifests, .. } => {
+                for child in &manifests {
+                    Box::pin(self.copy_child(src, dst, &child.digest, child.size)).await?;
+                }
+            }
+            Parsed::Image { config, layers, .. } => {
+                for b in std::iter::once(config).chain(layers) {
+                    if dst
+                        .registry
+                        .blob_exists(dst.name, &b.digest)
+                        .await?
+                        .is_none()
+                    {
+                        self.copy_blob_here(src, dst, &b.digest, b.size).await?;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -270,21 +346,37 @@ impl Copier<'_> {
         digest: &Digest,
         size: u64,
     ) -> Result<(), RegistryError> {
-        if dst.registry.blob_exists(dst.name, digest).await?.is_some() {
+        if let Some(held) = dst.registry.blob_exists(dst.name, digest).await? {
+            // A HEAD without Content-Length reads as 0: unknown, not a mismatch.
+            if held != size && held != 0 {
+                return Err(RegistryError::SizeMismatch {
+                    what: format!("blob {}/{}@{digest}", dst.registry.key(), dst.name),
+                    expected: size,
+                    actual: held,
+                });
+            }
             self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let moved = Arc::new(AtomicU64::new(0));
             let copied = if size <= SMALL_BLOB {
-                self.copy_small_blob(src, dst, digest).await
+                self.copy_small_blob(src, dst, digest, size).await
             } else {
-                self.stream_blob(src, dst, digest, size).await
+                self.stream_blob(src, dst, digest, size, moved.clone())
+                    .await
             };
             match copied {
                 Ok(()) => return Ok(()),
-                Err(e) if e.is_transient() && attempt < BLOB_ATTEMPTS => {
+                // A broken transfer is copied again; an attempt that moved no byte met a
+                // dead or stalled registry, whose client already spent its retry budget.
+                Err(e)
+                    if e.is_transient()
+                        && attempt < BLOB_ATTEMPTS
+                        && (size <= SMALL_BLOB || moved.load(Ordering::Relaxed) > 0) =>
+                {
                     tracing::warn!(
                         "retrying copy of {} to {} (attempt {attempt}): {e}",
                         digest.short(),
@@ -305,12 +397,18 @@ impl Copier<'_> {
         src: Repo<'_>,
         dst: Repo<'_>,
         digest: &Digest,
+        size: u64,
     ) -> Result<(), RegistryError> {
-        let bytes = src
-            .registry
-            .get_blob_bytes(src.name, digest, SMALL_BLOB)
-            .await?;
+        // At most the descriptor's size is read (more is refused), and no less is accepted.
+        let bytes = src.registry.get_blob_bytes(src.name, digest, size).await?;
         let n = bytes.len() as u64;
+        if n != size {
+            return Err(RegistryError::SizeMismatch {
+                what: format!("blob {}/{}@{digest}", src.registry.key(), src.name),
+                expected: size,
+                actual: n,
+            });
+        }
         if let Some(f) = &self.on_bytes {
             f(n);
         }
@@ -352,15 +450,27 @@ impl Copier<'_> {
         dst: Repo<'_>,
         digest: &Digest,
         size: u64,
+        moved: Arc<AtomicU64>,
     ) -> Result<(), RegistryError> {
         let blob = src.registry.get_blob(src.name, digest).await?;
-        let size = if blob.size > 0 { blob.size } else { size };
+        // The stream verifies exactly `blob.size` bytes (the source's length): that must be
+        // the descriptor's size, or the manifest lies about its content.
+        if blob.size != size {
+            return Err(RegistryError::SizeMismatch {
+                what: format!("blob {}/{}@{digest}", src.registry.key(), src.name),
+                expected: size,
+                actual: blob.size,
+            });
+        }
         let on_bytes = self.on_bytes.clone();
         let stream = blob
             .stream
             .inspect(move |chunk| {
-                if let (Ok(c), Some(f)) = (chunk, &on_bytes) {
-                    f(c.len() as u64);
+                if let Ok(c) = chunk {
+                    moved.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    if let Some(f) = &on_bytes {
+                        f(c.len() as u64);
+                    }
                 }
             })
             .boxed();

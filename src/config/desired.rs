@@ -116,9 +116,39 @@ pub struct RegistrySpec {
     pub auth: AuthSpec,
     pub transfer: Transfer,
     pub max_concurrency: usize,
+    /// Deadlines of every request to the registry (`timeout`, `stall_timeout`).
+    pub timeouts: Timeouts,
     /// Where the registry is in Azure Resource Manager, when the entry says so
     /// (`subscription` + `resource_group`); needed by `acr-import` and the defender scanner.
     pub arm: Option<ArmResource>,
+}
+
+/// Deadlines of every request to an HTTP registry: a dead registry (killed, a port that
+/// accepts and never answers, an answer that stalls mid-body) fails within `timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `timeout`: the overall deadline of one operation, every retry included, up to its
+    /// response (for a blob download or upload: until its bytes start to flow; the body
+    /// itself is bounded by `stall_timeout` only, so big blobs take what they take; once an
+    /// upload body is sent, its answer must come within `timeout`).
+    pub timeout: Duration,
+    /// `stall_timeout`: the longest wait for a connection, for response headers, or for
+    /// the next bytes of a body in either direction.
+    pub stall_timeout: Duration,
+}
+
+impl Timeouts {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            timeout: Timeouts::DEFAULT_TIMEOUT,
+            stall_timeout: Timeouts::DEFAULT_STALL_TIMEOUT,
+        }
+    }
 }
 
 /// An Azure Container Registry as an ARM resource.

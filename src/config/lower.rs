@@ -112,6 +112,7 @@ fn default_registry(host: &str) -> RegistrySpec {
         auth: AuthSpec::Docker,
         transfer: Transfer::Stream,
         max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        timeouts: Timeouts::default(),
         arm: None,
     }
 }
@@ -564,6 +565,7 @@ fn lower_registry(
             DEFAULT_MAX_CONCURRENCY
         }
     };
+    let timeouts = lower_timeouts(l, r);
     let arm = lower_arm(l, name, r, endpoint.as_ref(), transfer);
     if l.errors.len() > errors_before {
         return None;
@@ -574,8 +576,42 @@ fn lower_registry(
         auth,
         transfer,
         max_concurrency,
+        timeouts,
         arm,
     })
+}
+
+/// `timeout` and `stall_timeout`: durations, the stall no longer than the whole.
+fn lower_timeouts(l: &mut Lowerer, r: &RawRegistry) -> Timeouts {
+    let d = Timeouts::default();
+    let timeout = r
+        .timeout
+        .as_ref()
+        .and_then(|t| parse_duration(l, t, "timeout"))
+        .unwrap_or(d.timeout);
+    let stall_timeout = match &r.stall_timeout {
+        None => d.stall_timeout.min(timeout),
+        Some(t) => match parse_duration(l, t, "stall_timeout") {
+            Some(s) if s > timeout => {
+                l.err(
+                    t.span(),
+                    format!(
+                        "stall_timeout `{}` is longer than timeout ({})",
+                        t.get_ref(),
+                        humantime::format_duration(timeout)
+                    ),
+                    Some("make stall_timeout at most timeout"),
+                );
+                d.stall_timeout
+            }
+            Some(s) => s,
+            None => d.stall_timeout,
+        },
+    };
+    Timeouts {
+        timeout,
+        stall_timeout,
+    }
 }
 
 /// `subscription`, `resource_group`, `resource_name`, `import_timeout`: the registry as an

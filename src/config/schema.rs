@@ -51,6 +51,10 @@ pub struct RawRegistry {
     pub import_timeout: Option<S<String>>,
     /// Azure: `public`, `china` or `usgov` (authority, Resource Manager, token scopes).
     pub cloud: Option<S<String>>,
+    /// The overall deadline of one request, retries included (default 30s).
+    pub timeout: Option<S<String>>,
+    /// The longest wait for any progress of a request (default 10s).
+    pub stall_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -161,6 +161,40 @@ fn source_host_matches_an_aliased_endpoint() {
 }
 
 #[test]
+fn registry_deadlines_default_and_are_checked() {
+    let img = "\n[[images]]\nsource = \"busybox:1\"\n";
+    let d = parse_ok(&format!("{BASE}{img}"));
+    assert_eq!(d.registry("acr").timeouts, Timeouts::default());
+    assert_eq!(
+        d.registry("docker.io").timeouts.timeout,
+        Timeouts::DEFAULT_TIMEOUT
+    );
+    let with = |keys: &str| {
+        BASE.replace(
+            "auth = \"docker\"\n",
+            &format!("auth = \"docker\"\n{keys}\n"),
+        ) + img
+    };
+    let d = parse_ok(&with("timeout = \"2m\"\nstall_timeout = \"45s\""));
+    let t = d.registry("acr").timeouts;
+    assert_eq!(t.timeout, std::time::Duration::from_secs(120));
+    assert_eq!(t.stall_timeout, std::time::Duration::from_secs(45));
+    // A short overall deadline shortens the default stall.
+    let d = parse_ok(&with("timeout = \"5s\""));
+    assert_eq!(d.registry("acr").timeouts.stall_timeout.as_secs(), 5);
+    let e = parse_err(&with("timeout = \"soon\""));
+    assert!(e.contains("invalid timeout `soon`"), "{e}");
+    assert!(e.contains("airlock.toml:5:"), "{e}");
+    let e = parse_err(&with("timeout = \"5s\"\nstall_timeout = \"10s\""));
+    assert!(
+        e.contains("stall_timeout `10s` is longer than timeout (5s)"),
+        "{e}"
+    );
+    let e = parse_err(&with("stall_timeout = \"0s\""));
+    assert!(e.contains("invalid stall_timeout"), "{e}");
+}
+
+#[test]
 fn layout_paths_are_relative_to_the_file() {
     let d = parse(
         "[registries.local]\nlayout = \"reg\"\n[quarantine]\nregistry = \"local\"\n[live]\nregistry = \"local\"\n",

@@ -215,6 +215,8 @@ pub struct Authenticator {
     spec: AuthSpec,
     client: reqwest::Client,
     retry: RetryPolicy,
+    /// `stall_timeout`: the longest wait for the token endpoint's headers or next bytes.
+    stall: Duration,
     creds: tokio::sync::OnceCell<Option<Credential>>,
     /// `auth = "azure"`: the ACR refresh token and when to renew it.
     azure_refresh: tokio::sync::Mutex<Option<(Secret, Instant)>>,
@@ -243,6 +245,7 @@ impl Authenticator {
         spec: AuthSpec,
         client: reqwest::Client,
         retry: RetryPolicy,
+        stall: Duration,
     ) -> Authenticator {
         Authenticator {
             registry: registry.to_string(),
@@ -251,6 +254,7 @@ impl Authenticator {
             spec,
             client,
             retry,
+            stall,
             creds: tokio::sync::OnceCell::new(),
             azure_refresh: tokio::sync::Mutex::new(None),
             scheme: Mutex::new(Scheme::Unknown),
@@ -271,6 +275,36 @@ impl Authenticator {
                 self.host
             ),
             _ => credentials::login_hint(&self.registry, &self.host),
+        }
+    }
+
+    /// Whether credentials were found (and so went with requests or token requests).
+    pub fn has_credentials(&self) -> bool {
+        self.spec == AuthSpec::Azure || matches!(self.creds.get(), Some(Some(_)))
+    }
+
+    /// The hint for a 401 to a request that carried credentials: they were rejected, so
+    /// "provide credentials" would mislead.
+    pub fn rejected_hint(&self) -> String {
+        match &self.spec {
+            AuthSpec::Basic {
+                username,
+                password_env,
+            } => format!(
+                "the registry rejected the credentials sent (user `{username}`, password from \
+                 ${password_env}): check them"
+            ),
+            AuthSpec::Docker => format!(
+                "the registry rejected the credentials from the docker configuration: check \
+                 them, or run `docker login {}` again",
+                self.host
+            ),
+            AuthSpec::Azure | AuthSpec::Anonymous => {
+                format!(
+                    "the registry rejected the credentials sent: {}",
+                    self.hint()
+                )
+            }
         }
     }
 
@@ -375,10 +409,28 @@ impl Authenticator {
                 error = ?error,
                 "bearer challenge"
             );
-            *self.scheme.lock().expect("auth lock") = Scheme::Bearer {
-                realm: realm.clone(),
-                service: service.clone(),
-            };
+            let previous = std::mem::replace(
+                &mut *self.scheme.lock().expect("auth lock"),
+                Scheme::Bearer {
+                    realm: realm.clone(),
+                    service: service.clone(),
+                },
+            );
+            if !matches!(&previous, Scheme::Bearer { realm: r, .. } if r == &realm) {
+                let realm_host = Url::parse(&realm)
+                    .ok()
+                    .and_then(|u| {
+                        u.host_str().map(|h| match u.port() {
+                            Some(p) => format!("{}://{h}:{p}", u.scheme()),
+                            None => format!("{}://{h}", u.scheme()),
+                        })
+                    })
+                    .unwrap_or_else(|| "(an invalid realm)".into());
+                tracing::info!(
+                    "registry `{}` asks for tokens from {realm_host}: credentials go there",
+                    self.registry
+                );
+            }
             let key = merge_scopes(scopes.iter().map(String::as_str));
             let union = merge_scopes(
                 scopes
@@ -414,13 +466,33 @@ impl Authenticator {
         let realm_url = Url::parse(realm).map_err(|e| {
             RegistryError::invalid(&self.registry, &what, format!("invalid realm: {e}"))
         })?;
+        if !matches!(realm_url.scheme(), "http" | "https") {
+            return Err(RegistryError::invalid(
+                &self.registry,
+                &what,
+                "the token realm is not an http(s) URL",
+            ));
+        }
+        // A realm may be another host (Docker Hub's is): credentials go there, but never in
+        // the clear when the registry itself is spoken to over TLS.
+        if creds.is_some() && realm_url.scheme() == "http" && self.endpoint.starts_with("https:") {
+            return Err(RegistryError::invalid(
+                &self.registry,
+                format!(
+                    "get a token from {}",
+                    realm_url.host_str().unwrap_or("the realm")
+                ),
+                "the registry is https but its token realm is plain http: refusing to send \
+                 credentials there",
+            ));
+        }
         let resp: TokenResponse = self
             .retry
-            .run(&what, || async {
+            .run_for(&self.registry, &what, || async {
                 let post = self.prefer_post.load(Ordering::Relaxed);
                 tracing::debug!(registry = %self.registry, realm, ?scopes, post, "token request");
                 let req = self.token_request(&realm_url, service, scopes, creds.as_ref(), post);
-                let mut resp = req.send().await.map_err(|e| self.transport(&what, e))?;
+                let mut resp = self.send(req, &what).await?;
                 if matches!(
                     resp.status(),
                     StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
@@ -430,7 +502,7 @@ impl Authenticator {
                     // The token endpoint wants the OAuth2 form (password grant).
                     self.prefer_post.store(true, Ordering::Relaxed);
                     let req = self.token_request(&realm_url, service, scopes, creds.as_ref(), true);
-                    resp = req.send().await.map_err(|e| self.transport(&what, e))?;
+                    resp = self.send(req, &what).await?;
                 }
                 let status = resp.status();
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
@@ -439,7 +511,7 @@ impl Authenticator {
                         what: what.clone(),
                         code: Some(format!("token endpoint answered {}", status.as_u16())),
                         hint: if creds.is_some() {
-                            format!("the credentials were refused; check them ({})", self.hint())
+                            self.rejected_hint()
                         } else {
                             self.hint()
                         },
@@ -448,7 +520,7 @@ impl Authenticator {
                 if !status.is_success() {
                     return Err(super::http::api_error(&self.registry, &what, resp).await);
                 }
-                let body = resp.bytes().await.map_err(|e| self.transport(&what, e))?;
+                let body = self.stalled(&what, resp.bytes()).await?;
                 serde_json::from_slice::<TokenResponse>(&body).map_err(|e| {
                     RegistryError::invalid(
                         &self.registry,
@@ -523,7 +595,38 @@ impl Authenticator {
         }
     }
 
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.stalled(what, req.send()).await
+    }
+
+    /// A token-endpoint step bounded by the stall timeout.
+    async fn stalled<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, reqwest::Error>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout(self.stall, fut).await {
+            Ok(r) => r.map_err(|e| self.transport(what, e)),
+            Err(_) => Err(RegistryError::Timeout {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                after: self.stall,
+            }),
+        }
+    }
+
     fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        if e.is_timeout() {
+            return RegistryError::Timeout {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                after: self.stall,
+            };
+        }
         let e = super::error::redact_url(e);
         RegistryError::Transport {
             registry: self.registry.clone(),
@@ -850,6 +953,47 @@ mod tests {
         assert!(azure::renew_at(&jwt(now - 10)) <= Instant::now());
         let opaque = azure::renew_at("not-a-jwt") - Instant::now();
         assert!(opaque > Duration::from_secs(50 * 60), "{opaque:?}");
+    }
+
+    #[tokio::test]
+    async fn credentials_never_go_to_a_plain_http_realm_of_an_https_registry() {
+        crate::registry::ensure_crypto_provider();
+        let auth = |endpoint: &str| {
+            Authenticator::new(
+                "r",
+                "r.example",
+                endpoint,
+                // HOME is set in every test process: credentials exist.
+                AuthSpec::Basic {
+                    username: "u".into(),
+                    password_env: "HOME".into(),
+                },
+                reqwest::Client::new(),
+                RetryPolicy::none(),
+                Duration::from_secs(1),
+            )
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="http://127.0.0.1:9/token",service="s""#),
+        );
+        let e = auth("https://r.example")
+            .challenged(&h, &[pull_scope("a")], None)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("refusing to send credentials"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("127.0.0.1"), "{e}");
+        // An http registry may have an http realm: the request is made (and fails here,
+        // nothing listens on port 9), not refused.
+        let e = auth("http://r.example")
+            .challenged(&h, &[pull_scope("a")], None)
+            .await
+            .unwrap_err();
+        assert!(!e.to_string().contains("refusing"), "{e}");
     }
 
     #[test]

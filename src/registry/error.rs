@@ -32,20 +32,37 @@ pub enum RegistryError {
     /// Credentials could not be obtained (missing environment variable, failing helper, …).
     #[error("failed to get credentials for `{registry}`: {message}")]
     Credentials { registry: String, message: String },
-    /// Connection, TLS, reset or body errors.
-    #[error("failed to {what} on `{registry}`: {source}")]
+    /// Connection, TLS, reset or body errors; the message names the cause (connection
+    /// refused, DNS, timed out, reset) rather than reqwest's bare "error sending request".
+    #[error("failed to {what} on `{registry}`: {}", transport_cause(.source))]
     Transport {
         registry: String,
         what: String,
         #[source]
         source: reqwest::Error,
     },
-    /// No progress within the idle timeout.
-    #[error("failed to {what} on `{registry}`: no progress for {}s", .after.as_secs())]
+    /// No progress within the stall timeout (`stall_timeout`).
+    #[error(
+        "failed to {what} on `{registry}`: timed out: no progress for {} (stall_timeout)",
+        humantime::format_duration(*.after)
+    )]
     Timeout {
         registry: String,
         what: String,
         after: Duration,
+    },
+    /// The overall deadline of one operation (`timeout`, retries included) passed.
+    #[error(
+        "failed to {what} on `{registry}`: timed out: gave up after {} (timeout){}",
+        humantime::format_duration(*.after),
+        last_suffix(.last)
+    )]
+    Deadline {
+        registry: String,
+        what: String,
+        after: Duration,
+        /// The last attempt's error, if one failed before the deadline.
+        last: Option<String>,
     },
     /// A body ended before its announced length.
     #[error("failed to {what} on `{registry}`: body ended after {received} of {expected} bytes")]
@@ -61,6 +78,16 @@ pub enum RegistryError {
         what: String,
         expected: Digest,
         actual: Digest,
+    },
+    /// Content whose length is not the size its descriptor gives (a lying manifest, or a
+    /// registry holding other bytes): refused like a digest mismatch.
+    #[error(
+        "failed to verify {what}: its descriptor says {expected} bytes, the content has {actual}"
+    )]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
     },
     /// A malformed answer, an invalid argument or an unusable configuration.
     #[error("failed to {what} on `{registry}`: {message}")]
@@ -90,6 +117,60 @@ pub(crate) fn redact_url(mut e: reqwest::Error) -> reqwest::Error {
     e
 }
 
+fn last_suffix(last: &Option<String>) -> String {
+    match last {
+        Some(l) => format!("; last attempt: {l}"),
+        None => String::new(),
+    }
+}
+
+/// What went wrong in a transport error, named: "connection refused", "DNS lookup
+/// failed", "timed out", "connection reset", … followed by the innermost cause. reqwest's
+/// own message ("error sending request for url (…)") names neither cause nor fix.
+pub fn transport_cause(e: &reqwest::Error) -> String {
+    let mut innermost: &dyn std::error::Error = e;
+    let mut io_kind = None;
+    let mut chain = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(x) = cur {
+        if let Some(io) = x.downcast_ref::<std::io::Error>() {
+            io_kind = Some(io.kind());
+        }
+        chain.push(x.to_string());
+        innermost = x;
+        cur = x.source();
+    }
+    let inner = innermost.to_string();
+    let lower = chain.join(" | ").to_ascii_lowercase();
+    use std::io::ErrorKind as K;
+    let label = match io_kind {
+        Some(K::ConnectionRefused) => "connection refused",
+        Some(K::ConnectionReset) => "connection reset",
+        Some(K::ConnectionAborted) => "connection aborted",
+        Some(K::TimedOut) => "timed out",
+        Some(K::UnexpectedEof) => "connection closed early",
+        _ if lower.contains("dns error") || lower.contains("failed to lookup address") => {
+            "DNS lookup failed"
+        }
+        _ if e.is_timeout() => "timed out",
+        _ if lower.contains("certificate") || lower.contains("tls") => "TLS failed",
+        _ if e.is_connect() => "cannot connect",
+        _ if e.is_body() || e.is_decode() => "the answer broke off",
+        _ => "transport error",
+    };
+    if inner == e.to_string() {
+        // No deeper cause: reqwest's message, without its URL (it may hold signed state).
+        let top = inner
+            .split(" for url (")
+            .next()
+            .unwrap_or(&inner)
+            .to_string();
+        format!("{label} ({top})")
+    } else {
+        format!("{label} ({inner})")
+    }
+}
+
 fn code_suffix(code: &Option<String>) -> String {
     match code {
         Some(c) => format!(" ({c})"),
@@ -115,9 +196,12 @@ impl RegistryError {
                 !(source.is_builder() || source.is_redirect() || source.is_status())
             }
             RegistryError::Timeout { .. } | RegistryError::Truncated { .. } => true,
-            RegistryError::Unauthorized { .. }
+            // The operation's whole budget is spent: retrying elsewhere would overrun it.
+            RegistryError::Deadline { .. }
+            | RegistryError::Unauthorized { .. }
             | RegistryError::Credentials { .. }
             | RegistryError::DigestMismatch { .. }
+            | RegistryError::SizeMismatch { .. }
             | RegistryError::Invalid { .. }
             | RegistryError::Content { .. }
             | RegistryError::Io { .. } => false,

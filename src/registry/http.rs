@@ -35,6 +35,49 @@ use crate::model::{Digest, RawManifest, media};
 const OCTET_STREAM: &str = "application/octet-stream";
 const MAX_REDIRECTS: usize = 5;
 const MAX_RESUMES: u32 = 3;
+/// Re-reads of a manifest or blob answered 500 (see `Inner::execute_read`).
+const RACY_READS: u32 = 3;
+/// The most pages one listing (tags, catalog, referrers) may take.
+pub const MAX_PAGES: usize = 10_000;
+
+/// The pages of one listing: stops on a URL already read (a self-referencing or cyclic
+/// `Link`) and fails past [`MAX_PAGES`].
+struct Pages {
+    seen: std::collections::HashSet<Url>,
+}
+
+impl Pages {
+    fn new(first: &Url) -> Pages {
+        Pages {
+            seen: std::collections::HashSet::from([first.clone()]),
+        }
+    }
+
+    /// The next page to read, `None` when the listing is complete.
+    fn next(
+        &mut self,
+        registry: &str,
+        what: &str,
+        next: Option<Url>,
+    ) -> Result<Option<Url>, RegistryError> {
+        let Some(url) = next else { return Ok(None) };
+        if !self.seen.insert(url.clone()) {
+            tracing::warn!(
+                "{what} on `{registry}`: the registry links back to a page already read; \
+                 the listing ends there"
+            );
+            return Ok(None);
+        }
+        if self.seen.len() > MAX_PAGES {
+            return Err(RegistryError::invalid(
+                registry,
+                what,
+                format!("the listing has more than {MAX_PAGES} pages"),
+            ));
+        }
+        Ok(Some(url))
+    }
+}
 
 /// A registry spoken to over HTTP(S).
 #[derive(Clone, Debug)]
@@ -52,6 +95,9 @@ struct Inner {
     auth: Authenticator,
     permits: Arc<Semaphore>,
     opts: ClientOptions,
+    /// `stall_timeout`: the longest wait for a connection, for response headers, for the
+    /// next bytes of a body, or for an upload body to make progress.
+    stall: Duration,
     /// The registry rejected a monolithic upload: upload in chunks from now on.
     prefer_chunked: AtomicBool,
     /// Upload sessions started and not yet finished or cancelled (repository, Location):
@@ -122,8 +168,14 @@ enum Body {
     None,
     /// Replayable (retries, re-sends after a 401).
     Bytes(Bytes),
-    /// A one-shot stream with its exact length; sent once.
-    Stream(Mutex<Option<reqwest::Body>>, u64, Arc<AtomicU64>),
+    /// A one-shot stream with its exact length, its progress and whether it is waiting on
+    /// its source; sent once.
+    Stream(
+        Mutex<Option<reqwest::Body>>,
+        u64,
+        Arc<AtomicU64>,
+        Arc<AtomicBool>,
+    ),
 }
 
 /// One request to the registry, before authentication.
@@ -291,10 +343,34 @@ async fn within<T>(
     }
 }
 
-/// Time out a streaming upload when its body makes no progress for `idle`, or when the
-/// answer takes longer than `finish` after the last byte went out.
+/// A source stream that says whether its consumer is waiting on it: a stall while the
+/// source owes the next bytes is the source's (its own stall timeout names it), not the
+/// upload target's.
+struct Watched {
+    inner: BlobStream,
+    waiting: Arc<AtomicBool>,
+}
+
+impl futures_util::Stream for Watched {
+    type Item = Result<Bytes, RegistryError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let r = self.inner.as_mut().poll_next(cx);
+        self.waiting.store(r.is_pending(), Ordering::Relaxed);
+        r
+    }
+}
+
+/// Time out a streaming upload when its body makes no progress for `idle` while the
+/// target is the one holding it up, or when the answer takes longer than `finish` after
+/// the last byte went out. While `waiting_source` is set the source owes the bytes.
+#[allow(clippy::too_many_arguments)]
 async fn watched<T>(
     progress: &AtomicU64,
+    waiting_source: &AtomicBool,
     total: u64,
     idle: Duration,
     finish: Duration,
@@ -311,7 +387,7 @@ async fn watched<T>(
             r = &mut fut => return r,
             _ = tokio::time::sleep(tick) => {
                 let now = progress.load(Ordering::Relaxed);
-                if now != last {
+                if now != last || (now < total && waiting_source.load(Ordering::Relaxed)) {
                     last = now;
                     since = Instant::now();
                 }
@@ -365,9 +441,12 @@ impl HttpRegistry {
             Some(p) => format!("{host_only}:{p}"),
             None => host_only.to_string(),
         };
+        let stall = spec.timeouts.stall_timeout;
+        let mut opts = opts.clone();
+        opts.retry.budget = Some(spec.timeouts.timeout);
         let client = reqwest::Client::builder()
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(opts.connect_timeout)
+            .connect_timeout(stall)
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(30))
@@ -385,6 +464,7 @@ impl HttpRegistry {
             spec.auth.clone(),
             client.clone(),
             opts.retry.clone(),
+            stall,
         );
         Ok(HttpRegistry {
             inner: Arc::new(Inner {
@@ -394,7 +474,8 @@ impl HttpRegistry {
                 client,
                 auth,
                 permits: Arc::new(Semaphore::new(spec.max_concurrency.max(1))),
-                opts: opts.clone(),
+                opts,
+                stall,
                 prefer_chunked: AtomicBool::new(false),
                 open_uploads: std::sync::Mutex::new(Vec::new()),
                 referrers: AtomicU8::new(REFERRERS_UNKNOWN),
@@ -430,7 +511,7 @@ impl HttpRegistry {
                     &what,
                 )
                 .header(ACCEPT, media::MANIFEST_ACCEPT);
-                let (resp, _permit) = i.execute(&call, &Body::None).await?;
+                let (resp, _permit) = i.execute_read(&call).await?;
                 match resp.status() {
                     s if s.is_success() => Ok(Some(resp.headers().clone())),
                     StatusCode::NOT_FOUND => Ok(None),
@@ -496,7 +577,7 @@ impl HttpRegistry {
                     &what,
                 )
                 .header(ACCEPT, media::MANIFEST_ACCEPT);
-                let (resp, _permit) = i.execute(&call, &Body::None).await?;
+                let (resp, _permit) = i.execute_read(&call).await?;
                 match resp.status() {
                     s if s.is_success() => {
                         let headers = resp.headers().clone();
@@ -634,7 +715,7 @@ impl HttpRegistry {
                 vec![auth::pull_scope(repo)],
                 &what,
             );
-            let (resp, _permit) = i.execute(&call, &Body::None).await?;
+            let (resp, _permit) = i.execute_read(&call).await?;
             match resp.status() {
                 s if s.is_success() => Ok(Some(content_length(resp.headers()).unwrap_or(0))),
                 StatusCode::NOT_FOUND => Ok(None),
@@ -846,7 +927,8 @@ impl HttpRegistry {
         let what = format!("list tags of {repo}");
         let mut url = i.url(&format!("{repo}/tags/list"))?;
         let mut out = Vec::new();
-        for _page in 0..10_000 {
+        let mut pages = Pages::new(&url);
+        loop {
             let page = i
                 .get_page(&url, vec![auth::pull_scope(repo)], &what, true)
                 .await?;
@@ -856,7 +938,7 @@ impl HttpRegistry {
             let t: Tags = serde_json::from_slice(&body)
                 .map_err(|e| RegistryError::invalid(&i.key, &what, format!("bad tag list: {e}")))?;
             out.extend(t.tags.unwrap_or_default());
-            match next {
+            match pages.next(&i.key, &what, next)? {
                 Some(n) => url = n,
                 None => break,
             }
@@ -876,7 +958,8 @@ impl HttpRegistry {
         let mut url = i.url("_catalog")?;
         url.query_pairs_mut().append_pair("n", "1000");
         let mut out = Vec::new();
-        for _page in 0..100_000 {
+        let mut pages = Pages::new(&url);
+        loop {
             let page = i
                 .get_page(&url, vec![auth::CATALOG_SCOPE.to_string()], &what, false)
                 .await?;
@@ -884,7 +967,7 @@ impl HttpRegistry {
             let c: Catalog = serde_json::from_slice(&body)
                 .map_err(|e| RegistryError::invalid(&i.key, &what, format!("bad catalog: {e}")))?;
             out.extend(c.repositories.unwrap_or_default());
-            match next {
+            match pages.next(&i.key, &what, next)? {
                 Some(n) => url = n,
                 None => break,
             }
@@ -927,7 +1010,8 @@ impl HttpRegistry {
             None
         };
         let mut out = Vec::new();
-        for _page in 0..10_000 {
+        let mut pages = Pages::new(&url);
+        loop {
             let got = i
                 .retry(&what, || async {
                     let call = Call::new(
@@ -974,7 +1058,7 @@ impl HttpRegistry {
                 super::referrers_from_index(&body)
                     .map_err(|m| RegistryError::invalid(&i.key, &what, m))?,
             );
-            match next {
+            match pages.next(&i.key, &what, next)? {
                 Some(n) => url = n,
                 None => break,
             }
@@ -1004,10 +1088,7 @@ impl Inner {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
-        self.opts
-            .retry
-            .run(&format!("{} on `{}`", what, self.key), op)
-            .await
+        self.opts.retry.run_for(&self.key, what, op).await
     }
 
     async fn error(&self, what: &str, resp: Response) -> RegistryError {
@@ -1015,6 +1096,14 @@ impl Inner {
     }
 
     fn transport(&self, what: &str, e: reqwest::Error) -> RegistryError {
+        if e.is_timeout() {
+            // The connect timeout is the stall timeout: say so.
+            return RegistryError::Timeout {
+                registry: self.key.clone(),
+                what: what.to_string(),
+                after: self.stall,
+            };
+        }
         let e = super::error::redact_url(e);
         RegistryError::Transport {
             registry: self.key.clone(),
@@ -1023,13 +1112,19 @@ impl Inner {
         }
     }
 
-    async fn unauthorized(&self, what: &str, resp: Response) -> RegistryError {
+    /// A 401 that re-authentication cannot fix. `sent`: the request carried credentials,
+    /// so they were rejected (not missing).
+    async fn unauthorized(&self, what: &str, resp: Response, sent: bool) -> RegistryError {
         let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
         RegistryError::Unauthorized {
             registry: self.key.clone(),
             what: what.to_string(),
             code: parse_error_body(&body).map(|(c, _)| c),
-            hint: self.auth.hint(),
+            hint: if sent {
+                self.auth.rejected_hint()
+            } else {
+                self.auth.hint()
+            },
         }
     }
 
@@ -1042,8 +1137,23 @@ impl Inner {
         body: &Body,
     ) -> Result<(Response, Option<OwnedSemaphorePermit>), RegistryError> {
         let mut reauthenticated = false;
+        // Credentials stay at their origin: a registry-supplied absolute URL (a pagination
+        // `Link`, an upload `Location`) on another scheme, host or port gets no
+        // Authorization at all. Redirects are checked the same way in `follow`.
+        let own_origin = same_origin(&call.url, &self.base);
+        if !own_origin {
+            tracing::debug!(
+                registry = %self.key,
+                host = call.url.host_str(),
+                "request to another origin: sent without credentials"
+            );
+        }
         loop {
-            let authz = self.auth.header(&call.scopes).await?;
+            let authz = if own_origin {
+                self.auth.header(&call.scopes).await?
+            } else {
+                None
+            };
             let permit = if call.permit {
                 Some(
                     self.permits
@@ -1068,7 +1178,7 @@ impl Inner {
                 path = call.url.path(),
                 "request"
             );
-            let idle = self.opts.idle_timeout;
+            let idle = self.stall;
             let resp = match body {
                 Body::None => {
                     within(idle, &self.key, call.what, async {
@@ -1086,7 +1196,7 @@ impl Inner {
                     })
                     .await?
                 }
-                Body::Stream(slot, len, progress) => {
+                Body::Stream(slot, len, progress, waiting) => {
                     let Some(stream_body) = slot.lock().expect("body lock").take() else {
                         return Err(RegistryError::invalid(
                             &self.key,
@@ -1101,7 +1211,17 @@ impl Inner {
                             .await
                             .map_err(|e| self.transport(call.what, e))
                     };
-                    watched(progress, *len, idle, idle * 5, &self.key, call.what, fut).await?
+                    watched(
+                        progress,
+                        waiting,
+                        *len,
+                        idle,
+                        self.opts.retry.budget.unwrap_or(idle * 5).max(idle),
+                        &self.key,
+                        call.what,
+                        fut,
+                    )
+                    .await?
                 }
             };
             tracing::debug!(registry = %self.key, status = resp.status().as_u16(), "response");
@@ -1110,6 +1230,7 @@ impl Inner {
                 let replayable = !matches!(body, Body::Stream(..));
                 if !reauthenticated
                     && replayable
+                    && own_origin
                     && self
                         .auth
                         .challenged(resp.headers(), &call.scopes, authz.as_ref())
@@ -1118,7 +1239,13 @@ impl Inner {
                     reauthenticated = true;
                     continue;
                 }
-                return Err(self.unauthorized(call.what, resp).await);
+                return Err(self
+                    .unauthorized(
+                        call.what,
+                        resp,
+                        authz.is_some() && self.auth.has_credentials(),
+                    )
+                    .await);
             }
             if resp.status().is_redirection()
                 && matches!(call.method, Method::GET | Method::HEAD)
@@ -1126,6 +1253,30 @@ impl Inner {
             {
                 let resp = self.follow(call, resp, authz).await?;
                 return Ok((resp, permit));
+            }
+            return Ok((resp, permit));
+        }
+    }
+
+    /// A read of something another writer may be rewriting (a tag, a repository's blob
+    /// link): Distribution's filesystem storage rewrites such links in place, and a read
+    /// meanwhile finds one empty and answers 500. Sent again after a short pause, a few
+    /// times (a 500 is otherwise not retried: Distribution also answers it to malformed
+    /// requests, deterministically).
+    async fn execute_read(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<(Response, Option<OwnedSemaphorePermit>), RegistryError> {
+        let mut n: u32 = 0;
+        loop {
+            let (resp, permit) = self.execute(call, &Body::None).await?;
+            if resp.status() == StatusCode::INTERNAL_SERVER_ERROR && n < RACY_READS {
+                n += 1;
+                drop((resp, permit));
+                let pause = super::jittered(Duration::from_millis(100) * n);
+                tracing::debug!(registry = %self.key, "{}: 500, reading again in {}ms", call.what, pause.as_millis());
+                tokio::time::sleep(pause).await;
+                continue;
             }
             return Ok((resp, permit));
         }
@@ -1153,7 +1304,7 @@ impl Inner {
             {
                 rb = rb.header(AUTHORIZATION, a.clone());
             }
-            resp = within(self.opts.idle_timeout, &self.key, call.what, async {
+            resp = within(self.stall, &self.key, call.what, async {
                 rb.send().await.map_err(|e| self.transport(call.what, e))
             })
             .await?;
@@ -1197,7 +1348,7 @@ impl Inner {
         }
         let mut out = BytesMut::new();
         loop {
-            let chunk = within(self.opts.idle_timeout, &self.key, what, async {
+            let chunk = within(self.stall, &self.key, what, async {
                 resp.chunk().await.map_err(|e| self.transport(what, e))
             })
             .await?;
@@ -1355,7 +1506,12 @@ impl Inner {
     ) -> Result<(), RegistryError> {
         let failure: Arc<Mutex<Option<RegistryError>>> = Arc::new(Mutex::new(None));
         let progress = Arc::new(AtomicU64::new(0));
+        let waiting = Arc::new(AtomicBool::new(false));
         let (f, p) = (failure.clone(), progress.clone());
+        let verified = Watched {
+            inner: verified,
+            waiting: waiting.clone(),
+        };
         let body_stream = verified.map(move |r| match r {
             Ok(b) => {
                 p.fetch_add(b.len() as u64, Ordering::Relaxed);
@@ -1376,6 +1532,7 @@ impl Inner {
             Mutex::new(Some(reqwest::Body::wrap_stream(body_stream))),
             size,
             progress,
+            waiting,
         );
         let sent = self.execute(&call, &body).await;
         // An error of the source stream (or its verification) is the real cause.
@@ -1479,7 +1636,7 @@ fn download_stream(
                 // here and the verifier has already seen exactly `size` bytes.
                 return None;
             }
-            let next = tokio::time::timeout(s.inner.opts.idle_timeout, s.body.next()).await;
+            let next = tokio::time::timeout(s.inner.stall, s.body.next()).await;
             let err = match next {
                 Ok(Some(Ok(mut chunk))) => {
                     if s.skip > 0 {
@@ -1490,9 +1647,9 @@ fn download_stream(
                     if chunk.is_empty() {
                         continue;
                     }
-                    let room = (s.size - s.received) as usize;
-                    if chunk.len() > room {
-                        chunk = chunk.slice(..room);
+                    let room = s.size - s.received;
+                    if chunk.len() as u64 > room {
+                        chunk = chunk.slice(..room as usize);
                     }
                     s.received += chunk.len() as u64;
                     return Some((Ok(chunk), Some(s)));
@@ -1507,7 +1664,7 @@ fn download_stream(
                 Err(_) => RegistryError::Timeout {
                     registry: s.inner.key.clone(),
                     what: what.clone(),
-                    after: s.inner.opts.idle_timeout,
+                    after: s.inner.stall,
                 },
             };
             if s.resumes >= MAX_RESUMES || !err.is_transient() {
@@ -1601,6 +1758,51 @@ mod tests {
         }
         assert!(c.bytes <= CACHE_BYTES);
         assert!(!c.blobs.contains_key(&("a".to_string(), d)));
+    }
+
+    #[test]
+    fn pages_end_on_a_repeated_url_and_are_bounded() {
+        let u = |q: &str| Url::parse(&format!("https://r.example/v2/x/tags/list{q}")).unwrap();
+        let mut p = Pages::new(&u(""));
+        assert_eq!(
+            p.next("r", "list", Some(u("?n=1"))).unwrap(),
+            Some(u("?n=1"))
+        );
+        // Back to a page already read (itself, or the first): the listing ends.
+        assert_eq!(p.next("r", "list", Some(u("?n=1"))).unwrap(), None);
+        assert_eq!(p.next("r", "list", Some(u(""))).unwrap(), None);
+        assert_eq!(p.next("r", "list", None).unwrap(), None);
+        let mut p = Pages::new(&u(""));
+        for i in 1..MAX_PAGES {
+            assert!(
+                p.next("r", "list", Some(u(&format!("?last={i}"))))
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        let e = p
+            .next("r", "list", Some(u("?last=one-too-many")))
+            .unwrap_err();
+        assert!(e.to_string().contains("more than 10000 pages"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn transport_errors_name_their_cause() {
+        crate::registry::ensure_crypto_provider();
+        // A port nobody listens on: bind, read the port, release it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/v2/?secret=1"))
+            .send()
+            .await
+            .unwrap_err();
+        let cause = crate::registry::error::transport_cause(&e);
+        assert!(cause.starts_with("connection refused"), "{cause}");
+        assert!(!cause.contains("secret"), "{cause}");
     }
 
     #[test]

@@ -21,6 +21,15 @@ use crate::model::reference::valid_path;
 use crate::model::{Digest, RawManifest, media};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The lock file in a layout root (skipped by the catalog, like every dot name).
+const LOCK_FILE: &str = ".airlock.lock";
+
+/// The layout's lock (see `LayoutRegistry::lock`): released when dropped (closing the
+/// file releases the flock).
+struct LayoutLock {
+    _file: std::fs::File,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -100,7 +109,10 @@ impl LayoutRegistry {
         &self.root
     }
 
-    fn repo_dir(&self, repo: &str) -> Result<PathBuf, RegistryError> {
+    /// The directory of a repository. Symlinks on the way are followed while they stay
+    /// inside the layout root (a pull, `audit` and `prune` then see the same repository);
+    /// one leading outside the root is refused.
+    async fn repo_dir(&self, repo: &str) -> Result<PathBuf, RegistryError> {
         if !valid_path(repo) {
             return Err(RegistryError::invalid(
                 &self.key,
@@ -108,15 +120,80 @@ impl LayoutRegistry {
                 "not a valid repository path (lowercase components separated by `/`)",
             ));
         }
-        Ok(self.root.join(repo))
+        let dir = self.root.join(repo);
+        let root = match tokio::fs::canonicalize(&self.root).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dir),
+            Err(e) => {
+                return Err(RegistryError::io(
+                    format!("resolve {}", self.root.display()),
+                    e,
+                ));
+            }
+        };
+        // The deepest existing part of the path must resolve inside the root.
+        let mut probe = dir.clone();
+        loop {
+            match tokio::fs::canonicalize(&probe).await {
+                Ok(real) if real.starts_with(&root) => return Ok(dir),
+                Ok(real) => {
+                    return Err(RegistryError::invalid(
+                        &self.key,
+                        format!("use repository `{repo}`"),
+                        format!(
+                            "{} leads outside the layout directory (to {}): symlinks must stay \
+                             inside it",
+                            probe.display(),
+                            real.display()
+                        ),
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if !probe.pop() || !probe.starts_with(&self.root) {
+                        return Ok(dir);
+                    }
+                }
+                Err(e) => return Err(RegistryError::io(format!("resolve {}", probe.display()), e)),
+            }
+        }
     }
 
-    fn blob_path(&self, repo: &str, digest: &Digest) -> Result<PathBuf, RegistryError> {
+    async fn blob_path(&self, repo: &str, digest: &Digest) -> Result<PathBuf, RegistryError> {
         Ok(self
-            .repo_dir(repo)?
+            .repo_dir(repo)
+            .await?
             .join("blobs")
             .join("sha256")
             .join(digest.hex()))
+    }
+
+    /// Hold the layout's lock: one `index.json` read-modify-write at a time, across
+    /// processes (an exclusive `flock` on `<root>/.airlock.lock`, taken after this
+    /// process's own turn) — two applies on one layout keep every tag.
+    async fn lock(&self) -> Result<LayoutLock, RegistryError> {
+        let turn = self.index_lock.clone().lock_owned().await;
+        tokio::fs::create_dir_all(&self.root)
+            .await
+            .map_err(io(format!("create {}", self.root.display())))?;
+        let path = self.root.join(LOCK_FILE);
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)?;
+            #[cfg(unix)]
+            rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| RegistryError::invalid(&self.key, "lock the layout", e.to_string()))?
+        .map_err(io(format!("lock {}", self.root.join(LOCK_FILE).display())))?;
+        Ok(LayoutLock {
+            _file: file,
+            _turn: turn,
+        })
     }
 
     fn not_found(&self, what: String, code: &str) -> RegistryError {
@@ -132,7 +209,7 @@ impl LayoutRegistry {
 
     /// Create the layout skeleton of a repository if needed.
     async fn ensure_layout(&self, repo: &str) -> Result<PathBuf, RegistryError> {
-        let dir = self.repo_dir(repo)?;
+        let dir = self.repo_dir(repo).await?;
         let blobs = dir.join("blobs").join("sha256");
         tokio::fs::create_dir_all(&blobs)
             .await
@@ -143,7 +220,7 @@ impl LayoutRegistry {
         }
         let index = dir.join("index.json");
         if !tokio::fs::try_exists(&index).await.unwrap_or(false) {
-            let _g = self.index_lock.lock().await;
+            let _g = self.lock().await?;
             if !tokio::fs::try_exists(&index).await.unwrap_or(false) {
                 let empty =
                     json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []});
@@ -154,7 +231,7 @@ impl LayoutRegistry {
     }
 
     async fn read_index(&self, repo: &str) -> Result<Option<Value>, RegistryError> {
-        let path = self.repo_dir(repo)?.join("index.json");
+        let path = self.repo_dir(repo).await?.join("index.json");
         match tokio::fs::read(&path).await {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
                 RegistryError::invalid(&self.key, format!("read {}", path.display()), e.to_string())
@@ -171,7 +248,7 @@ impl LayoutRegistry {
         change: impl FnOnce(&mut Vec<Value>),
     ) -> Result<(), RegistryError> {
         let dir = self.ensure_layout(repo).await?;
-        let _g = self.index_lock.lock().await;
+        let _g = self.lock().await?;
         let mut index = self
             .read_index(repo)
             .await?
@@ -242,7 +319,20 @@ impl LayoutRegistry {
                 )
             }
         };
-        let path = self.blob_path(repo, &digest)?;
+        let path = self.blob_path(repo, &digest).await?;
+        if let Ok(meta) = tokio::fs::metadata(&path).await
+            && meta.len() > super::MAX_MANIFEST_SIZE as u64
+        {
+            return Err(RegistryError::invalid(
+                &self.key,
+                &what,
+                format!(
+                    "the manifest is {} bytes, more than the {} allowed",
+                    meta.len(),
+                    super::MAX_MANIFEST_SIZE
+                ),
+            ));
+        }
         let bytes = match tokio::fs::read(&path).await {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -296,7 +386,7 @@ impl LayoutRegistry {
             Err(_) => true,
         };
         self.ensure_layout(repo).await?;
-        let path = self.blob_path(repo, &m.digest)?;
+        let path = self.blob_path(repo, &m.digest).await?;
         if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
             write_atomic(&path, &m.bytes).await?;
         }
@@ -325,7 +415,7 @@ impl LayoutRegistry {
             })
             .await?;
         }
-        let path = self.blob_path(repo, digest)?;
+        let path = self.blob_path(repo, digest).await?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -338,7 +428,7 @@ impl LayoutRegistry {
         repo: &str,
         digest: &Digest,
     ) -> Result<Option<u64>, RegistryError> {
-        let path = self.blob_path(repo, digest)?;
+        let path = self.blob_path(repo, digest).await?;
         match tokio::fs::metadata(&path).await {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -347,7 +437,7 @@ impl LayoutRegistry {
     }
 
     pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob, RegistryError> {
-        let path = self.blob_path(repo, digest)?;
+        let path = self.blob_path(repo, digest).await?;
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -392,7 +482,7 @@ impl LayoutRegistry {
                 format!("blob is {size} bytes, more than the {max} expected"),
             ));
         }
-        let path = self.blob_path(repo, digest)?;
+        let path = self.blob_path(repo, digest).await?;
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(io(format!("read {}", path.display())))?;
@@ -418,7 +508,7 @@ impl LayoutRegistry {
             return Ok(());
         }
         self.ensure_layout(repo).await?;
-        let path = self.blob_path(repo, digest)?;
+        let path = self.blob_path(repo, digest).await?;
         let dir = path.parent().expect("blob path has a parent").to_path_buf();
         let tmp = tmp_path(&dir, digest.hex());
         let mut verified = Verify::new(
@@ -458,7 +548,7 @@ impl LayoutRegistry {
         let digest = Digest::of(&bytes);
         if self.blob_exists(repo, &digest).await? != Some(bytes.len() as u64) {
             self.ensure_layout(repo).await?;
-            write_atomic(&self.blob_path(repo, &digest)?, &bytes).await?;
+            write_atomic(&self.blob_path(repo, &digest).await?, &bytes).await?;
         }
         Ok(digest)
     }
@@ -470,7 +560,7 @@ impl LayoutRegistry {
         digest: &Digest,
         from_repo: &str,
     ) -> Result<bool, RegistryError> {
-        let src = self.blob_path(from_repo, digest)?;
+        let src = self.blob_path(from_repo, digest).await?;
         if !tokio::fs::try_exists(&src).await.unwrap_or(false) {
             return Ok(false);
         }
@@ -478,7 +568,7 @@ impl LayoutRegistry {
             return Ok(true);
         }
         self.ensure_layout(repo).await?;
-        let dst = self.blob_path(repo, digest)?;
+        let dst = self.blob_path(repo, digest).await?;
         let tmp = tmp_path(dst.parent().expect("blob path has a parent"), digest.hex());
         let linked = tokio::fs::hard_link(&src, &tmp).await;
         let result = match linked {
@@ -518,15 +608,23 @@ impl LayoutRegistry {
     }
 
     /// Every directory under the root holding an `oci-layout` file, as a repository path.
+    /// Symlinked directories are followed like any other (each is listed under its own
+    /// name, as a pull would reach it) while they resolve inside the root; one leading
+    /// outside is an error, never silently skipped.
     pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
         let root = self.root.clone();
+        let key = self.key.clone();
         tokio::task::spawn_blocking(move || {
+            let real_root = match std::fs::canonicalize(&root) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(RegistryError::io(format!("resolve {}", root.display()), e)),
+            };
             let mut out = Vec::new();
-            let mut stack = vec![(root.clone(), String::new())];
-            while let Some((dir, rel)) = stack.pop() {
+            let mut stack = vec![(root.clone(), String::new(), vec![real_root.clone()])];
+            while let Some((dir, rel, ancestors)) = stack.pop() {
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && rel.is_empty() => break,
                     Err(e) => return Err(RegistryError::io(format!("list {}", dir.display()), e)),
                 };
                 if !rel.is_empty() && dir.join("oci-layout").is_file() {
@@ -538,14 +636,37 @@ impl LayoutRegistry {
                     if name.starts_with('.') || name == "blobs" {
                         continue;
                     }
-                    if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                        let child = if rel.is_empty() {
-                            name
-                        } else {
-                            format!("{rel}/{name}")
-                        };
-                        stack.push((entry.path(), child));
+                    let path = entry.path();
+                    let is_link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+                    if !path.is_dir() {
+                        continue;
                     }
+                    let real = std::fs::canonicalize(&path)
+                        .map_err(io(format!("resolve {}", path.display())))?;
+                    if is_link && !real.starts_with(&real_root) {
+                        return Err(RegistryError::invalid(
+                            &key,
+                            "list repositories",
+                            format!(
+                                "{} leads outside the layout directory (to {}): symlinks \
+                                 must stay inside it",
+                                path.display(),
+                                real.display()
+                            ),
+                        ));
+                    }
+                    // A link back to a directory above it would list forever.
+                    if ancestors.contains(&real) {
+                        continue;
+                    }
+                    let child = if rel.is_empty() {
+                        name
+                    } else {
+                        format!("{rel}/{name}")
+                    };
+                    let mut chain = ancestors.clone();
+                    chain.push(real);
+                    stack.push((path, child, chain));
                 }
             }
             out.sort();
@@ -634,6 +755,85 @@ mod tests {
         r.delete_manifest("a/b", &m.digest).await.unwrap();
         assert!(r.list_tags("a/b").await.unwrap().is_empty());
         r.delete_manifest("a/b", &m.digest).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn two_writers_on_one_directory_keep_every_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        // Separate instances: only the file lock serialises them (as two processes).
+        let a = reg(&dir);
+        let b = reg(&dir);
+        let cfg = a
+            .put_blob_bytes("r", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let layer = Digest::of(b"hello world");
+        a.put_blob("r", &layer, 11, blob_stream(b"hello world"))
+            .await
+            .unwrap();
+        let m = manifest(&cfg, &layer);
+        let writes = (0..40).map(|i| {
+            let r = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let m = m.clone();
+            tokio::spawn(async move { r.put_manifest("r", &format!("t{i}"), &m).await })
+        });
+        for w in writes.collect::<Vec<_>>() {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(a.list_tags("r").await.unwrap().len(), 40);
+        assert!(dir.path().join(LOCK_FILE).is_file());
+        assert_eq!(a.catalog().await.unwrap(), vec!["r"]);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn symlinks_inside_the_root_are_followed_and_outside_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = reg(&dir);
+        let cfg = r
+            .put_blob_bytes("quarantine/app", Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let layer = Digest::of(b"hello world");
+        r.put_blob("quarantine/app", &layer, 11, blob_stream(b"hello world"))
+            .await
+            .unwrap();
+        r.put_manifest("quarantine/app", "1", &manifest(&cfg, &layer))
+            .await
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("live")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("quarantine/app"),
+            dir.path().join("live/app"),
+        )
+        .unwrap();
+        // What a pull of live/app sees, the catalog and the tag list see too.
+        assert_eq!(
+            r.catalog().await.unwrap(),
+            vec!["live/app", "quarantine/app"]
+        );
+        assert_eq!(r.list_tags("live/app").await.unwrap(), vec!["1"]);
+        assert!(r.get_manifest("live/app", "1").await.unwrap().is_some());
+        // A loop back up the tree is not walked forever.
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("live/loop")).unwrap();
+        assert_eq!(
+            r.catalog().await.unwrap(),
+            vec!["live/app", "quarantine/app"]
+        );
+        std::fs::remove_file(dir.path().join("live/loop")).unwrap();
+        // Outside the root: refused, by name, for the repository and for the catalog.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("live/escape")).unwrap();
+        let e = r.list_tags("live/escape").await.unwrap_err();
+        assert!(e.to_string().contains("leads outside the layout"), "{e}");
+        let e = r
+            .put_blob_bytes("live/escape/deeper", Bytes::from_static(b"{}"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("leads outside the layout"), "{e}");
+        let e = r.catalog().await.unwrap_err();
+        assert!(e.to_string().contains("live/escape"), "{e}");
+        assert!(std::fs::read_dir(outside.path()).unwrap().next().is_none());
     }
 
     #[tokio::test]

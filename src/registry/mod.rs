@@ -85,13 +85,14 @@ pub struct PutManifest {
     pub subject_indexed: bool,
 }
 
-/// Client tuning shared by every HTTP registry.
+/// The largest manifest read or written (Distribution's own limit): a bigger answer is
+/// refused before it is buffered.
+pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
+
+/// Client tuning shared by every HTTP registry. Deadlines are per registry entry
+/// (`timeout`, `stall_timeout`: [`crate::config::Timeouts`]), not here.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
-    pub connect_timeout: Duration,
-    /// Longest wait for response headers, for the next chunk of a body, or for progress
-    /// of an upload body. There is no total timeout: big blobs take what they take.
-    pub idle_timeout: Duration,
     /// Blobs larger than this are uploaded in chunks (PATCH); smaller ones stream in one PUT
     /// (no buffering, the fastest path, measured in BENCHMARKS.md). A registry that answers
     /// 413 to a monolithic upload gets chunks from then on.
@@ -105,11 +106,9 @@ pub struct ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
-            connect_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(120),
             chunk_threshold: 2 << 30,
             chunk_size: 16 << 20,
-            max_manifest_size: 4 << 20,
+            max_manifest_size: MAX_MANIFEST_SIZE,
             retry: RetryPolicy::default(),
         }
     }
@@ -186,7 +185,13 @@ impl Registry {
         dispatch!(self, r => r.get_manifest(repo, reference).await)
     }
 
-    /// Store `m` under a tag or under its own digest.
+    /// Store `m` under a tag or under its own digest. Refused above [`MAX_MANIFEST_SIZE`].
+    ///
+    /// An answer saying a blob or child manifest is unknown (`BLOB_UNKNOWN`,
+    /// `MANIFEST_BLOB_UNKNOWN`, `DIGEST_INVALID` about a blob) is retried a few times after a
+    /// short, growing, jittered pause: another process writing the same content (a second
+    /// apply) makes Distribution rewrite the repository's blob link non-atomically, and a
+    /// manifest PUT checking it meanwhile finds it empty. Content really missing still fails.
     pub async fn put_manifest(
         &self,
         repo: &str,
@@ -194,7 +199,31 @@ impl Registry {
         m: &RawManifest,
     ) -> Result<PutManifest, RegistryError> {
         self.check(repo, Some(reference))?;
-        dispatch!(self, r => r.put_manifest(repo, reference, m).await)
+        if m.bytes.len() > MAX_MANIFEST_SIZE {
+            return Err(RegistryError::invalid(
+                self.key(),
+                format!("put manifest {repo}:{reference}"),
+                format!(
+                    "the manifest is {} bytes, more than the {MAX_MANIFEST_SIZE} allowed",
+                    m.bytes.len()
+                ),
+            ));
+        }
+        let mut attempt: u32 = 0;
+        loop {
+            match dispatch!(self, r => r.put_manifest(repo, reference, m).await) {
+                Err(e) if names_unknown_blob(&e) && attempt < BLOB_UNKNOWN_RETRIES => {
+                    attempt += 1;
+                    let pause = jittered(Duration::from_millis(100) * 2u32.pow(attempt - 1));
+                    tracing::info!(
+                        "{e}; another writer may be linking the same content: retrying in {}ms",
+                        pause.as_millis()
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Delete by digest (and so every tag pointing at it). Already absent is success.
@@ -376,7 +405,69 @@ impl Registry {
         {
             return Ok(());
         }
-        manifests.push(entry);
+        manifests.push(entry.clone());
+        self.put_referrers_index(repo, &tag, &mut index, digest.as_str())
+            .await?;
+        // Another process (a second apply) may have read the index before this write and
+        // written its own version after it, dropping this entry: re-read after a pause
+        // longer than such a read-modify-write, and merge again while the entry is missing.
+        for _ in 0..REFERRERS_MERGE_ROUNDS {
+            tokio::time::sleep(jittered(Duration::from_millis(100))).await;
+            let current = self.get_manifest(repo, &tag).await?;
+            let mut index = match current {
+                Some(c) if c.is_index() => serde_json::from_slice::<Value>(&c.bytes)
+                    .map_err(|e| RegistryError::invalid(self.key(), &what, e.to_string()))?,
+                Some(c) => {
+                    return Err(RegistryError::invalid(
+                        self.key(),
+                        &what,
+                        format!("the tag holds a {}, not an index", c.media_type),
+                    ));
+                }
+                None => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
+            };
+            let Some(manifests) = index
+                .as_object_mut()
+                .map(|o| o.entry("manifests").or_insert_with(|| json!([])))
+                .and_then(|v| v.as_array_mut())
+            else {
+                return Err(RegistryError::invalid(
+                    self.key(),
+                    &what,
+                    "the index has no manifests list",
+                ));
+            };
+            if manifests
+                .iter()
+                .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest.as_str()))
+            {
+                return Ok(());
+            }
+            tracing::info!("{what}: another writer replaced it; merging again");
+            manifests.push(entry.clone());
+            self.put_referrers_index(repo, &tag, &mut index, digest.as_str())
+                .await?;
+        }
+        Err(RegistryError::invalid(
+            self.key(),
+            &what,
+            format!(
+                "other writers kept replacing the index ({REFERRERS_MERGE_ROUNDS} merges); \
+                 run apply again"
+            ),
+        ))
+    }
+
+    /// Write a referrers tag-schema index. An entry whose manifest was deleted makes
+    /// Distribution refuse the whole index (MANIFEST_BLOB_UNKNOWN; every later record about
+    /// this subject would fail): such entries are dropped, once, and the index written again.
+    async fn put_referrers_index(
+        &self,
+        repo: &str,
+        tag: &str,
+        index: &mut Value,
+        new_entry: &str,
+    ) -> Result<(), RegistryError> {
         let as_raw = |index: &Value| {
             let bytes = serde_json::to_vec(index).expect("json");
             RawManifest {
@@ -385,15 +476,13 @@ impl Registry {
                 media_type: media::OCI_INDEX.to_string(),
             }
         };
-        match self.put_manifest(repo, &tag, &as_raw(&index)).await {
-            // An entry whose manifest was deleted makes Distribution refuse the whole index
-            // (every later record about this subject would fail): drop such entries, once.
+        match self.put_manifest(repo, tag, &as_raw(index)).await {
             Err(e) if e.code() == Some("MANIFEST_BLOB_UNKNOWN") => {
                 let listed: Vec<Value> = index["manifests"].as_array().cloned().unwrap_or_default();
                 let mut kept = Vec::new();
                 for e in listed {
                     let gone = match e.get("digest").and_then(|d| d.as_str()) {
-                        Some(d) if d != digest => self.head_manifest(repo, d).await?.is_none(),
+                        Some(d) if d != new_entry => self.head_manifest(repo, d).await?.is_none(),
                         _ => false,
                     };
                     if !gone {
@@ -401,13 +490,12 @@ impl Registry {
                     }
                 }
                 index["manifests"] = Value::Array(kept);
-                self.put_manifest(repo, &tag, &as_raw(&index)).await?;
+                self.put_manifest(repo, tag, &as_raw(index))
+                    .await
+                    .map(|_| ())
             }
-            other => {
-                other?;
-            }
+            other => other.map(|_| ()),
         }
-        Ok(())
     }
 
     /// Refuse malformed repository names and references before any request.
@@ -445,6 +533,38 @@ impl Registry {
             .or_default()
             .clone()
     }
+}
+
+/// Retries of a manifest PUT answered "blob unknown" (see [`Registry::put_manifest`]).
+const BLOB_UNKNOWN_RETRIES: u32 = 4;
+/// Re-reads of a tag-schema referrers index after writing it (see `push_referrer`).
+const REFERRERS_MERGE_ROUNDS: usize = 5;
+
+/// Whether a manifest PUT failed because the registry did not find a blob or child
+/// manifest it references: `BLOB_UNKNOWN`, `MANIFEST_BLOB_UNKNOWN`, or Distribution's
+/// `DIGEST_INVALID` "blob unknown to registry".
+pub fn names_unknown_blob(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Api { code, message, .. } => {
+            matches!(code.as_str(), "BLOB_UNKNOWN" | "MANIFEST_BLOB_UNKNOWN")
+                || (code == "DIGEST_INVALID" && message.to_ascii_lowercase().contains("blob"))
+        }
+        _ => false,
+    }
+}
+
+/// `base` stretched by a random factor in [1, 2): concurrent writers spread out.
+pub(crate) fn jittered(base: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    let frac = (h.finish() % 1000) as f64 / 1000.0;
+    base.mul_f64(1.0 + frac)
 }
 
 /// The descriptor of a referrer for a tag-schema index: media type, digest, size,
@@ -631,6 +751,7 @@ fn default_spec(host: &str) -> Result<RegistrySpec, RegistryError> {
         auth: AuthSpec::Docker,
         transfer: Transfer::Stream,
         max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        timeouts: Default::default(),
         arm: None,
     })
 }
@@ -646,6 +767,7 @@ mod tests {
             auth: AuthSpec::Anonymous,
             transfer: Transfer::Stream,
             max_concurrency: 2,
+            timeouts: Default::default(),
             arm: None,
         }
     }

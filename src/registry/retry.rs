@@ -1,6 +1,11 @@
 //! Retries of transient registry failures: exponential backoff with jitter (backon), at
 //! most a few attempts, honouring the registry's `Retry-After` (seconds or an HTTP date).
 //!
+//! An overall deadline bounds one operation with all its attempts (the registry's
+//! `timeout`): no attempt starts, and no backoff sleeps, past it; an attempt still running
+//! at the deadline is cut off. So a dead registry fails within `timeout`, however many
+//! attempts the policy allows.
+//!
 //! Only requests whose body can be sent again are retried here (no body, manifests, small
 //! byte bodies). A streamed blob upload consumes its source stream and cannot be replayed:
 //! it fails once with a transient error, and the caller (apply) retries the whole copy.
@@ -21,6 +26,9 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// The longest `Retry-After` honoured; longer requests are capped to this.
     pub max_retry_after: Duration,
+    /// The overall deadline of one operation, every attempt and backoff included
+    /// (`None`: attempts alone bound it).
+    pub budget: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -30,6 +38,7 @@ impl Default for RetryPolicy {
             min_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            budget: None,
         }
     }
 }
@@ -43,8 +52,71 @@ impl RetryPolicy {
         }
     }
 
-    /// Run `op` until it succeeds, fails with a non-transient error, or attempts run out.
+    /// Run `op` until it succeeds, fails with a non-transient error, attempts run out, or
+    /// (with a `budget`) the deadline passes.
     pub async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        self.run_for("", what, op).await
+    }
+
+    /// [`RetryPolicy::run`] for an operation on `registry` (named by a deadline error).
+    /// When the budget runs out mid-attempt the error is `Deadline`, carrying the previous
+    /// attempt's error; when it runs out between attempts, the last error stands.
+    pub async fn run_for<T, F, Fut>(
+        &self,
+        registry: &str,
+        what: &str,
+        mut op: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RegistryError>>,
+    {
+        let label = if registry.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what} on `{registry}`")
+        };
+        let Some(budget) = self.budget else {
+            return self.attempts(&label, op, None).await;
+        };
+        let deadline = tokio::time::Instant::now() + budget;
+        let last: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        // The deadline error already says what failed where: keep only the cause.
+        let prefix = format!("failed to {what} on `{registry}`: ");
+        let guarded = || {
+            let fut = op();
+            let (last, prefix) = (&last, &prefix);
+            async move {
+                match tokio::time::timeout_at(deadline, fut).await {
+                    Ok(Err(e)) => {
+                        let msg = e.to_string();
+                        let cause = msg.strip_prefix(prefix.as_str()).unwrap_or(&msg);
+                        *last.lock().expect("last error") = Some(cause.to_string());
+                        Err(e)
+                    }
+                    Ok(ok) => ok,
+                    Err(_) => Err(RegistryError::Deadline {
+                        registry: registry.to_string(),
+                        what: what.to_string(),
+                        after: budget,
+                        last: last.lock().expect("last error").take(),
+                    }),
+                }
+            }
+        };
+        self.attempts(&label, guarded, Some(deadline)).await
+    }
+
+    async fn attempts<T, F, Fut>(
+        &self,
+        what: &str,
+        op: F,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
@@ -58,8 +130,10 @@ impl RetryPolicy {
         op.retry(backoff)
             .when(RegistryError::is_transient)
             .adjust(move |e: &RegistryError, next| {
-                // `next` is None when attempts are exhausted: keep it so.
+                // `next` is None when attempts are exhausted: keep it so. No sleep that
+                // would end past the deadline: the last error stands.
                 next.map(|d| e.retry_after().map(|ra| ra.min(cap)).unwrap_or(d))
+                    .filter(|d| deadline.is_none_or(|dl| tokio::time::Instant::now() + *d < dl))
             })
             .notify(|e: &RegistryError, d: Duration| {
                 tracing::warn!("{what}: {e}; retrying in {:.1}s", d.as_secs_f64());
@@ -93,6 +167,7 @@ mod tests {
             min_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
             max_retry_after: Duration::from_millis(5),
+            budget: None,
         }
     }
 
@@ -139,6 +214,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r, 2);
+    }
+
+    #[tokio::test]
+    async fn a_budget_bounds_every_attempt_and_backoff() {
+        // First attempt fails fast (transient), the second hangs: cut at the deadline, the
+        // error says so and carries the first attempt's cause.
+        let policy = RetryPolicy {
+            max_attempts: 100,
+            budget: Some(Duration::from_millis(300)),
+            ..fast()
+        };
+        let n = AtomicUsize::new(0);
+        let r: Result<(), _> = policy
+            .run_for("reg", "get manifest x:1", || async {
+                if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(api(503, None))
+                } else {
+                    std::future::pending().await
+                }
+            })
+            .await;
+        let e = r.unwrap_err();
+        assert!(matches!(e, RegistryError::Deadline { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "failed to get manifest x:1 on `reg`: timed out: gave up after 300ms (timeout); \
+             last attempt: failed to w on `r`: 503 X: "
+        );
+        assert!(!e.is_transient());
+        // Transient failures only: attempts stop when the next pause would pass the deadline,
+        // and the last error stands.
+        let policy = RetryPolicy {
+            max_attempts: 1000,
+            min_delay: Duration::from_millis(40),
+            max_delay: Duration::from_millis(40),
+            budget: Some(Duration::from_millis(200)),
+            ..fast()
+        };
+        let n = AtomicUsize::new(0);
+        let r: Result<(), _> = policy
+            .run_for("reg", "op", || async {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err(api(503, None))
+            })
+            .await;
+        assert!(matches!(r, Err(RegistryError::Api { status: 503, .. })));
+        assert!(
+            n.load(Ordering::SeqCst) < 10,
+            "{}",
+            n.load(Ordering::SeqCst)
+        );
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@ fn spec(port: u16, auth: AuthSpec, max_concurrency: usize) -> RegistrySpec {
         auth,
         transfer: Transfer::Stream,
         max_concurrency,
+        timeouts: Default::default(),
         arm: None,
     }
 }

@@ -81,7 +81,7 @@ impl Stream for Verify {
                         continue;
                     }
                     let len = chunk.len() as u64;
-                    if this.received + len > this.size {
+                    if this.received.checked_add(len).is_none_or(|n| n > this.size) {
                         let e = RegistryError::invalid(
                             &this.registry,
                             this.what.clone(),

@@ -9,6 +9,7 @@ mod cluster;
 mod gate;
 mod gate_hygiene;
 mod harness;
+mod hostile_registry;
 mod interrupt;
 mod quickstart;
 mod records_bound;

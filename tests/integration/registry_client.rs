@@ -34,6 +34,7 @@ fn spec(url: &str, auth: AuthSpec, max_concurrency: usize) -> RegistrySpec {
         auth,
         transfer: Transfer::Stream,
         max_concurrency,
+        timeouts: Default::default(),
         arm: None,
     }
 }
@@ -502,12 +503,21 @@ async fn plan_with_basic_auth_and_without_credentials() {
     // The password variable is missing: a credentials error naming it.
     let run = w.run(&["plan"]).await.expect(1);
     assert!(run.stderr.contains("TARGET_PASSWORD"), "{}", run.stderr);
-    // A wrong password: unauthorized, the password not echoed.
+    // A wrong password: unauthorized, said to be rejected (not missing), naming where the
+    // password came from, the password not echoed.
     let run = w
         .run_env(&["plan"], &[("TARGET_PASSWORD", "wrong-pw")])
-        .await;
-    assert!(!run.stderr.contains("wrong-pw"), "{}", run.stderr);
-    assert_unauthorized(run);
+        .await
+        .expect(1);
+    let err = &run.stderr;
+    assert!(!err.contains("wrong-pw"), "{err}");
+    assert!(
+        err.contains("unauthorized") && err.contains("`target`"),
+        "{err}"
+    );
+    assert!(err.contains("rejected the credentials"), "{err}");
+    assert!(err.contains("$TARGET_PASSWORD"), "{err}");
+    assert!(!err.contains("provide credentials"), "{err}");
     // No credentials at all (docker auth, no config.json entry).
     let docker_entry = format!("endpoint = \"{}\"\nauth = \"docker\"", target.url());
     w.set_config(&config_with_target(

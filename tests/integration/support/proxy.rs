@@ -78,6 +78,13 @@ pub enum FaultKind {
     FlipByte(u64),
     /// Wait this long, then forward.
     Delay(Duration),
+    /// Forward, and add this header to the response (a hostile `Link`, say).
+    AddHeader(String, String),
+    /// Never answer: the connection stays open and silent (a port that accepts and hangs).
+    Hang,
+    /// Forward, send the headers and the first N bytes of the body, then stall: the
+    /// connection stays open and no more bytes come.
+    StallAfter(u64),
 }
 
 /// A fault: which requests, how many times, what.
@@ -97,6 +104,8 @@ pub struct ProxyRequest {
     pub path: String,
     /// The fault injected, if any.
     pub fault: Option<FaultKind>,
+    /// Whether the request carried an Authorization header.
+    pub authorization: bool,
 }
 
 struct ActiveFault {
@@ -201,7 +210,7 @@ impl FaultProxy {
 }
 
 /// Pick the fault for a request (updating the counters) and log it.
-fn choose(shared: &Shared, method: &str, path: &str) -> Option<FaultKind> {
+fn choose(shared: &Shared, method: &str, path: &str, authorization: bool) -> Option<FaultKind> {
     let mut st = shared.state.lock().expect("proxy state lock");
     let mut chosen = None;
     for f in st.faults.iter_mut() {
@@ -218,6 +227,7 @@ fn choose(shared: &Shared, method: &str, path: &str) -> Option<FaultKind> {
         method: method.to_string(),
         path: path.to_string(),
         fault: chosen.clone(),
+        authorization,
     });
     chosen
 }
@@ -232,13 +242,15 @@ async fn forward(
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_else(|| "/".into());
-    let fault = choose(&shared, &method, &path);
+    let authorization = req.headers().contains_key(hyper::header::AUTHORIZATION);
+    let fault = choose(&shared, &method, &path, authorization);
     match &fault {
         Some(FaultKind::Status(code, retry_after)) => {
             return Ok(status_reply(*code, *retry_after));
         }
         Some(FaultKind::Reset) => return Err("injected connection reset".into()),
         Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
+        Some(FaultKind::Hang) => std::future::pending::<()>().await,
         _ => {}
     }
     *req.uri_mut() = format!("{}{}", shared.upstream, path).parse()?;
@@ -263,7 +275,14 @@ async fn forward(
             .headers
             .insert(hyper::header::LOCATION, rewritten.parse()?);
     }
+    if let Some(FaultKind::AddHeader(name, value)) = &fault {
+        parts.headers.append(
+            hyper::header::HeaderName::from_bytes(name.as_bytes())?,
+            value.parse()?,
+        );
+    }
     let body: HttpBody = match fault {
+        Some(FaultKind::StallAfter(keep)) => stalled(body, keep),
         Some(FaultKind::FlipByte(at)) => {
             let mut data = body.collect().await?.to_bytes().to_vec();
             if !data.is_empty() {
@@ -304,6 +323,28 @@ fn truncated(body: Incoming, keep: u64) -> HttpBody {
                 },
             }
         });
+    http_body_util::StreamBody::new(stream).boxed()
+}
+
+/// The body's first `keep` bytes, then silence with the connection open.
+fn stalled(body: Incoming, keep: u64) -> HttpBody {
+    let stream = futures_util::stream::unfold((body, keep), |(mut body, left)| async move {
+        if left == 0 {
+            std::future::pending::<()>().await;
+        }
+        match body.frame().await {
+            None => None,
+            Some(Err(e)) => Some((Err(Box::new(e) as BoxError), (body, 0))),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let n = (data.len() as u64).min(left);
+                    let chunk: Bytes = data.slice(..n as usize);
+                    Some((Ok(Frame::data(chunk)), (body, left - n)))
+                }
+                Err(frame) => Some((Ok(frame), (body, left))),
+            },
+        }
+    });
     http_body_util::StreamBody::new(stream).boxed()
 }
 
