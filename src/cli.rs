@@ -86,7 +86,8 @@ pub enum Command {
         /// Output format on stdout.
         #[arg(long, value_enum, default_value = "human")]
         format: PlanFormat,
-        /// Exit 2 when the plan has changes, 0 when it has none (1 on error).
+        /// Exit 2 when the plan has changes; 3 when it has none but the gate blocks images;
+        /// 0 when live is converged and nothing is blocked (1 on error).
         #[arg(long)]
         detailed_exitcode: bool,
     },

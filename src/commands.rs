@@ -178,8 +178,12 @@ pub fn plan(
             tracing::info!("plan written to {}", out.display());
         }
         render_plan(&plan, format)?;
-        Ok(if detailed_exitcode && plan.has_changes() {
+        Ok(if !detailed_exitcode {
+            Outcome::Success
+        } else if plan.has_changes() {
             Outcome::Changes
+        } else if !plan.blocked.is_empty() {
+            Outcome::Blocked
         } else {
             Outcome::Success
         })

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::{
     Action, ActionKind, Blocked, CatalogEntry, Location, Plan, PlanError, PlanParts, Precondition,
 };
-use crate::config::{DesiredState, ImageSpec, OnFail};
+use crate::config::{DesiredState, Endpoint, ImageSpec, OnFail};
 use crate::model::Digest;
 use crate::observed::{Decision, ObservedImage, ObservedState, VerdictInfo};
 
@@ -45,6 +45,21 @@ fn verdict_staleness(
         ));
     }
     None
+}
+
+/// The `host[:port]` a registry key names, as image references spell it; None for an
+/// image-layout directory (nothing can pull from it by reference).
+fn registry_host(desired: &DesiredState, key: &str) -> Option<String> {
+    match &desired.registries.get(key)?.endpoint {
+        Endpoint::Url(url) => {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or(url);
+            Some(rest.trim_end_matches('/').to_string())
+        }
+        Endpoint::Layout(_) => None,
+    }
 }
 
 struct ImagePlan<'a> {
@@ -273,6 +288,8 @@ fn plan_image(
         digest: s.clone(),
         location: ip.quarantine.clone(),
         verdict: Some(v.digest.clone()),
+        verdict_reference: registry_host(desired, &ip.quarantine.registry)
+            .map(|host| format!("{host}/{}@{}", ip.quarantine.repository, v.digest)),
         reason: if live {
             "the renewed verdict fails for an image that is live".into()
         } else {

@@ -115,6 +115,10 @@ pub struct Blocked {
     /// The verdict artifact with the full findings.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub verdict: Option<Digest>,
+    /// The verdict artifact as a pullable reference, `<registry host>/<repository>@<digest>`
+    /// (for `skopeo inspect`, `oras pull`, `crane manifest`); None for an image-layout registry.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub verdict_reference: Option<String>,
     pub reason: String,
     pub findings: Vec<FindingSummary>,
     /// True when the image is already live (a renewed verdict failed).

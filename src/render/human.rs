@@ -104,6 +104,10 @@ fn blocked_row(b: &Blocked) -> Row {
         if let Some(p) = &f.package {
             line.push_str("  ");
             line.push_str(p);
+            if let Some(v) = &f.installed_version {
+                line.push(' ');
+                line.push_str(v);
+            }
         }
         match (&f.package, &f.fixed_version) {
             (_, Some(v)) => line.push_str(&format!("  → fixed in {v}")),
@@ -111,12 +115,17 @@ fn blocked_row(b: &Blocked) -> Row {
             (None, None) => {}
         }
         extra.push(line.trim_end().to_string());
+        if let Some(m) = &f.message {
+            extra.push(format!("{:id_w$}  {m}", ""));
+        }
     }
-    if let Some(v) = &b.verdict {
-        extra.push(format!(
+    match (&b.verdict_reference, &b.verdict) {
+        (Some(r), _) => extra.push(format!("full verdict: {r}")),
+        (None, Some(v)) => extra.push(format!(
             "full verdict: {}/{}@{v}",
             b.location.registry, b.location.repository
-        ));
+        )),
+        (None, None) => {}
     }
     let mut note = b.reason.clone();
     if b.live {

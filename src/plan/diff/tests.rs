@@ -68,7 +68,9 @@ fn verdict(ds: &DesiredState, decision: Decision, created: OffsetDateTime) -> Ve
         top_findings: vec![FindingSummary {
             id: "CVE-2021-42378".into(),
             severity: Severity::Critical,
+            message: Some("busybox: use-after-free in awk".into()),
             package: Some("busybox".into()),
+            installed_version: Some("1.33.0-r0".into()),
             fixed_version: Some("1.34.0".into()),
         }],
     }
