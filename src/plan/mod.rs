@@ -145,6 +145,7 @@ impl fmt::Display for CatalogEntry {
     }
 }
 
+/// See [`Plan::summary`] for what each count means.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub import: usize,
@@ -313,11 +314,16 @@ impl Plan {
         !self.actions.is_empty()
     }
 
+    /// Counts of the plan. `import`, `scan`, `promote` and `delete` count actions of that
+    /// kind; `replace` counts images whose quarantine or live tag moves away from other
+    /// content, once per image however many of its tags move (those actions are also counted
+    /// as imports and promotions); `blocked` counts blocked images.
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
             blocked: self.blocked.len(),
             ..Summary::default()
         };
+        let mut replaced: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for a in &self.actions {
             match a.kind {
                 ActionKind::Import => s.import += 1,
@@ -326,9 +332,10 @@ impl Plan {
                 ActionKind::Delete => s.delete += 1,
             }
             if a.replaces.is_some() && a.kind != ActionKind::Delete {
-                s.replace += 1;
+                replaced.insert(a.image.as_deref().unwrap_or(&a.id));
             }
         }
+        s.replace = replaced.len();
         s
     }
 

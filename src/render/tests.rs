@@ -404,10 +404,21 @@ fn output_has_no_trailing_whitespace_and_ends_in_one_newline() {
 }
 
 #[test]
+fn summary_counts_a_replaced_image_once() {
+    // nginx's quarantine and live tags both move: one image replaced, not two.
+    let s = replace_prune_blocked().summary();
+    assert_eq!((s.import, s.promote, s.replace, s.delete), (1, 1, 1, 1));
+    // A second replaced image counts once more; a fresh one does not count.
+    let s = generated(20).summary();
+    let replaced_images = (0..20).filter(|i| i % 10 != 0 && i % 2 == 0).count();
+    assert_eq!(s.replace, replaced_images);
+}
+
+#[test]
 fn summary_line_is_worded_as_specified() {
     let text = rendered(&replace_prune_blocked(), Format::Human, false);
     assert!(text.contains(
-        "\nPlan: 1 to import, 1 to scan, 1 to promote, 2 to replace, 1 to delete, 1 blocked.\n"
+        "\nPlan: 1 to import, 1 to scan, 1 to promote, 1 to replace, 1 to delete, 1 blocked.\n"
     ));
 }
 

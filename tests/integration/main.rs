@@ -7,6 +7,7 @@ mod azure;
 mod gate;
 mod harness;
 mod interrupt;
+mod plans_ci;
 mod quickstart;
 mod registry_client;
 mod scenarios;

@@ -1,0 +1,185 @@
+//! Plans people can act on, end to end (issue 14): blocked images say why in every format,
+//! `plan --detailed-exitcode` tells changes (2) from blocked-only (3), and every JSON document
+//! airlock prints matches its schema in `schemas/` (checked with Python `jsonschema`).
+
+use std::path::{Path, PathBuf};
+
+use crate::support::airlock::{Walkthrough, config};
+use crate::support::python::{assert_schema, check_schema, check_schema_files};
+use crate::support::skopeo::skopeo_raw;
+
+/// A trivy stand-in: prints the recorded report the mode file of the image's name (last
+/// path component) asks for, or fails as a scanner that cannot reach its database.
+const SCANNER: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+repo="${1%@*}"
+name="${repo##*/}"
+echo "$1" >> "$dir/scanned.log"
+case "$(cat "$dir/modes/$name" 2>/dev/null || echo clean)" in
+  critical) cat "$dir/trivy-critical.json" ;;
+  clean) cat "$dir/trivy-clean.json" ;;
+  down) echo "FATAL: failed to download the vulnerability DB: connection refused" >&2; exit 1 ;;
+esac
+"#;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scanners")
+}
+
+/// The walkthrough's busybox and kured, gated by policy and the scanner above.
+async fn gated() -> Walkthrough {
+    let wt = Walkthrough::start().await;
+    let dir = wt.w.path();
+    std::fs::create_dir(dir.join("modes")).unwrap();
+    std::fs::write(dir.join("scanner.sh"), SCANNER).unwrap();
+    for f in ["trivy-critical.json", "trivy-clean.json"] {
+        std::fs::copy(fixtures().join(f), dir.join(f)).unwrap();
+    }
+    let sources: Vec<String> = crate::support::airlock::sources(&wt.images)
+        .into_iter()
+        .filter(|s| s.contains("/library/busybox:") || s.contains("/weaveworks/kured:"))
+        .collect();
+    assert_eq!(sources.len(), 2);
+    let gate = format!(
+        "[gate]\nscanners = [\"policy\", \"trivy\"]\nfail_on = \"high\"\n\n\
+         [scanners.trivy]\ncommand = [\"sh\", \"{}\", \"{{ref}}\"]\nformat = \"trivy\"\n",
+        dir.join("scanner.sh").display()
+    );
+    wt.w.set_config(&config(
+        &wt.upstream.url(),
+        &wt.target.url(),
+        &sources,
+        &gate,
+    ));
+    wt
+}
+
+fn mode(wt: &Walkthrough, name: &str, mode: &str) {
+    std::fs::write(wt.w.path().join("modes").join(name), mode).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blocked_images_say_why_in_every_format_and_plan_exits_3() {
+    let wt = gated().await;
+    mode(&wt, "busybox", "critical");
+    mode(&wt, "kured", "clean");
+
+    // Changes planned: 2, and the plan matches its schema.
+    let plan =
+        wt.w.run(&["plan", "--detailed-exitcode", "--format", "json"])
+            .await
+            .expect(2);
+    assert_schema("plan.schema.json", &[&plan.stdout]);
+
+    let apply =
+        wt.w.run(&["apply", "--auto-approve", "--format", "json"])
+            .await
+            .expect(3);
+    assert_schema("apply-report.schema.json", &[&apply.stdout]);
+    let report = apply.json();
+    let blocked: Vec<&serde_json::Value> = report["report"]["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "blocked")
+        .collect();
+    assert_eq!(blocked.len(), 1, "{report:#}");
+    let f = &blocked[0]["findings"][0];
+    assert_eq!(f["id"], "CVE-2021-42378", "{report:#}");
+    assert_eq!(f["installed_version"], "1.33.1-r3", "{report:#}");
+    assert_eq!(f["fixed_version"], "1.33.1-r6", "{report:#}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("busybox: use-after-free in awk applet"),
+        "{report:#}"
+    );
+
+    let audit = wt.w.run(&["audit", "--format", "json"]).await.expect(0);
+    assert_schema("audit-report.schema.json", &[&audit.stdout]);
+    assert_eq!(audit.json()["checked"], 1, "kured is live");
+
+    // Nothing can change, but busybox is blocked: 3, in every format, each naming why and
+    // where the full verdict is.
+    let host = wt.target.host();
+    let verdict_prefix = format!("{host}/quarantine/library/busybox@sha256:");
+    for format in ["human", "markdown", "json"] {
+        let run =
+            wt.w.run(&["plan", "--detailed-exitcode", "--format", format])
+                .await
+                .expect(3);
+        for needle in [
+            "CVE-2021-42378",
+            "busybox: use-after-free in awk applet",
+            "1.33.1-r3",
+            "1.33.1-r6",
+            verdict_prefix.as_str(),
+        ] {
+            assert!(
+                run.stdout.contains(needle),
+                "{format} lacks {needle}:\n{}",
+                run.stdout
+            );
+        }
+    }
+    let json = wt.w.run(&["plan", "--format", "json"]).await.expect(0);
+    assert_schema("plan.schema.json", &[&json.stdout]);
+    let v = json.json();
+    assert_eq!(v["summary"]["blocked"], 1, "{v:#}");
+    assert!(v["actions"].as_array().unwrap().is_empty(), "{v:#}");
+
+    // The verdict reference is pullable as printed: an independent client fetches it.
+    let reference = v["blocked"][0]["verdict_reference"].as_str().unwrap();
+    let image = reference.strip_prefix(&format!("{host}/")).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&skopeo_raw(&host, image).await).unwrap();
+    assert_eq!(
+        manifest["subject"]["digest"], v["blocked"][0]["digest"],
+        "the verdict is about the blocked digest: {manifest:#}"
+    );
+}
+
+/// Every JSON snapshot, and the schemas are strict: an unknown field or a malformed digest
+/// is refused (so a passing check means something).
+#[test]
+fn every_json_snapshot_matches_the_plan_schema() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".json.snap"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 17, "{files:?}");
+    if let Err(report) = check_schema_files("plan.schema.json", &files) {
+        panic!("snapshots do not match schemas/plan.schema.json:\n{report}");
+    }
+
+    let text = std::fs::read_to_string(dir.join("plan_replace_prune_blocked.json.snap")).unwrap();
+    let body = &text[text.find("\n---\n").unwrap() + 5..];
+    let good: serde_json::Value = serde_json::from_str(body).unwrap();
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), expect: &str| {
+        let mut v = good.clone();
+        edit(&mut v);
+        let report = check_schema("plan.schema.json", &[&v.to_string()])
+            .expect_err("an edited plan is refused");
+        assert!(report.contains(expect), "{expect}: {report}");
+    };
+    refused(&|v| v["surprise"] = true.into(), "surprise");
+    refused(
+        &|v| v["actions"][0]["digest"] = "sha256:abc".into(),
+        "sha256:abc",
+    );
+    refused(&|v| v["actions"][0]["kind"] = "copy".into(), "copy");
+    refused(
+        &|v| v["blocked"][0]["findings"][0]["severity"] = "dire".into(),
+        "dire",
+    );
+    refused(
+        &|v| {
+            v["summary"].as_object_mut().unwrap().remove("replace");
+        },
+        "replace",
+    );
+}
