@@ -183,3 +183,73 @@ fn every_json_snapshot_matches_the_plan_schema() {
         "replace",
     );
 }
+
+/// The README's YAML examples (CI workflows) are lint-clean: every ```` ```yaml ```` block is
+/// checked with yamllint under `tests/tools/yamllint-readme.yaml`.
+#[test]
+fn readme_yaml_examples_pass_yamllint() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.push(current.take().unwrap()),
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "an unclosed ```yaml block in README.md");
+    assert!(blocks.len() >= 3, "{} yaml blocks", blocks.len());
+    // What a team's CI needs is there: a schedule, the reviewed plan applied, the audit
+    // uploaded, one sticky comment, and an install in Azure Pipelines.
+    let all = blocks.concat();
+    for needle in [
+        "schedule:",
+        "airlock apply plan.json",
+        "audit --format json > audit.json",
+        "sticky-pull-request-comment",
+        "schedules:",
+        "task: Cache@2",
+    ] {
+        assert!(all.contains(needle), "the README's YAML lacks {needle}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let p = dir.path().join(format!("readme-block-{i}.yaml"));
+            std::fs::write(&p, b).unwrap();
+            p
+        })
+        .collect();
+    let out = std::process::Command::new(crate::support::python::python())
+        .args(["-m", "yamllint", "--strict", "-f", "parsable", "-c"])
+        .arg(root.join("tests/tools/yamllint-readme.yaml"))
+        .args(&files)
+        .output()
+        .expect("run yamllint");
+    assert!(
+        out.status.success(),
+        "yamllint ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // And the linter does catch a broken block, so passing means something.
+    std::fs::write(&files[0], "jobs:\n  a: 1\n  a: 2\n").unwrap();
+    let bad = std::process::Command::new(crate::support::python::python())
+        .args(["-m", "yamllint", "-c"])
+        .arg(root.join("tests/tools/yamllint-readme.yaml"))
+        .arg(&files[0])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "a duplicate key is an error");
+}

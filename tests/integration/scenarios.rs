@@ -235,7 +235,11 @@ fn s06_upstream_tag_moved() {
     b.source.upstream_digest = digest("busybox moved");
     b.verdict = None;
     let p = plan(&d, &o);
-    assert_eq!(p.summary().replace, 1, "one image replaced (its quarantine and live tags)");
+    assert_eq!(
+        p.summary().replace,
+        1,
+        "one image replaced (its quarantine and live tags)"
+    );
     assert!(!p.warnings.is_empty());
     snapshot("06_upstream_tag_moved", &p);
 }
