@@ -90,6 +90,10 @@ pub enum Command {
         /// 0 when live is converged and nothing is blocked (1 on error).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Only the declared images whose key (`path:tag`) matches this glob (`*`, `?`,
+        /// `[…]`); repeatable. The plan is then partial and never prunes.
+        #[arg(long = "image", value_name = "PATTERN")]
+        image: Vec<String>,
     },
 
     /// Execute a plan. With FILE (from `plan --out`), re-check its preconditions and apply
@@ -106,6 +110,11 @@ pub enum Command {
         /// On SIGINT/SIGTERM, how long in-flight transfers may take to finish.
         #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
         grace_period: std::time::Duration,
+        /// Only the declared images whose key (`path:tag`) matches this glob (`*`, `?`,
+        /// `[…]`); repeatable. Plans a partial plan (never prunes). Not with a plan FILE,
+        /// which is applied exactly as it was saved.
+        #[arg(long = "image", value_name = "PATTERN", conflicts_with = "plan")]
+        image: Vec<String>,
     },
 
     /// Prove that everything in live passed the gate: each live tag needs a promotion record
@@ -113,6 +122,9 @@ pub enum Command {
     Audit {
         #[arg(long, value_enum, default_value = "human")]
         format: ReportFormat,
+        /// Only the live tags of images whose key (`path:tag`) matches this glob; repeatable.
+        #[arg(long = "image", value_name = "PATTERN")]
+        image: Vec<String>,
     },
 
     /// Print a saved plan file.
@@ -141,26 +153,30 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             out,
             format,
             detailed_exitcode,
+            image,
         } => commands::plan(
             &cli.config,
             out.as_deref(),
             format.into(),
             detailed_exitcode,
+            &image,
         ),
         Command::Apply {
             plan,
             auto_approve,
             format,
             grace_period,
+            image,
         } => commands::apply(
             &cli.config,
             plan.as_deref(),
             auto_approve,
             matches!(format, ReportFormat::Json),
             grace_period,
+            &image,
         ),
-        Command::Audit { format } => {
-            commands::audit(&cli.config, matches!(format, ReportFormat::Json))
+        Command::Audit { format, image } => {
+            commands::audit(&cli.config, matches!(format, ReportFormat::Json), &image)
         }
         Command::Show { plan, format } => commands::show(&plan, format.into()),
         Command::Images { format } => {

@@ -14,6 +14,7 @@ use crate::observe;
 use crate::plan::{Plan, diff};
 use crate::registry::Registries;
 use crate::render::{self, Format, HumanOptions};
+use crate::select::Selection;
 use futures_util::StreamExt;
 
 fn now() -> OffsetDateTime {
@@ -22,6 +23,16 @@ fn now() -> OffsetDateTime {
 
 pub fn load(path: &Path) -> Result<DesiredState, Error> {
     Ok(config::load(path, now().date())?)
+}
+
+/// Load the configuration narrowed to the `--image` patterns; true when that made it partial.
+fn load_selected(path: &Path, images: &[String]) -> Result<(DesiredState, bool), Error> {
+    let selection = Selection::parse(images)?;
+    let mut desired = load(path)?;
+    if let Some(s) = &selection {
+        s.restrict(&mut desired)?;
+    }
+    Ok((desired, selection.is_some()))
 }
 
 /// Colour only on a terminal, and never with NO_COLOR set.
@@ -152,19 +163,21 @@ pub fn plan(
     out: Option<&Path>,
     format: Format,
     detailed_exitcode: bool,
+    images: &[String],
 ) -> Result<Outcome, Error> {
-    let desired = load(path)?;
+    let (desired, partial) = load_selected(path, images)?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
         // Biased, signals first: their handlers are installed before the first request
         // goes out (a SIGINT before that would kill the process without a report).
-        let plan = tokio::select! {
+        let mut plan = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
             p = make_plan(&desired, &registries) => p?,
         };
+        plan.partial = partial;
         if let Some(out) = out {
             let mut json = Vec::new();
             render::render(
@@ -310,8 +323,9 @@ pub fn apply(
     auto_approve: bool,
     json: bool,
     grace: std::time::Duration,
+    images: &[String],
 ) -> Result<Outcome, Error> {
-    let desired = load(path)?;
+    let (desired, partial) = load_selected(path, images)?;
     let rt = runtime()?;
     rt.block_on(async {
         let registries = Registries::from_desired(&desired);
@@ -341,10 +355,11 @@ pub fn apply(
                 plan
             }
             None => {
-                let plan = tokio::select! {
+                let mut plan = tokio::select! {
                     p = make_plan(&desired, &registries) => p?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
+                plan.partial = partial;
                 if json {
                     let mut err = std::io::stderr().lock();
                     render::render(&plan, Format::Human, &HumanOptions { color: false }, &mut err)
@@ -378,17 +393,28 @@ pub fn apply(
     })
 }
 
-pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
+pub fn audit(path: &Path, json: bool, images: &[String]) -> Result<Outcome, Error> {
+    let selection = Selection::parse(images)?;
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
-        let report = tokio::select! {
+        let mut report = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
             r = crate::audit::audit(&desired, &registries, now()) => r?,
         };
+        if let Some(s) = &selection {
+            // Live tags are keyed like images: the path under the live prefix, and the tag.
+            let prefix = format!("{}/", desired.live.prefix);
+            report.tags.retain(|t| {
+                let path = t.repository.strip_prefix(&prefix).unwrap_or(&t.repository);
+                s.matches(&format!("{path}:{}", t.tag))
+            });
+            report.checked = report.tags.len();
+            report.violations = report.tags.iter().filter(|t| t.violation.is_some()).count();
+        }
         let mut out = std::io::stdout().lock();
         if json {
             serde_json::to_writer_pretty(&mut out, &report)

@@ -22,3 +22,4 @@ pub mod plan;
 pub mod records;
 pub mod registry;
 pub mod render;
+pub mod select;

@@ -166,6 +166,8 @@ pub struct Plan {
     pub policy_hash: Digest,
     pub live_before: Vec<CatalogEntry>,
     pub live_after: Vec<CatalogEntry>,
+    /// Made for the images selected with `--image` only (never prunes).
+    pub partial: bool,
     graph: DiGraph<usize, ()>,
 }
 
@@ -188,6 +190,8 @@ pub struct PlanParts {
     pub warnings: Vec<String>,
     pub live_before: Vec<CatalogEntry>,
     pub live_after: Vec<CatalogEntry>,
+    /// Made for a subset of the images (`--image`).
+    pub partial: bool,
 }
 
 impl Plan {
@@ -201,6 +205,7 @@ impl Plan {
             mut warnings,
             mut live_before,
             mut live_after,
+            partial,
         } = parts;
         actions.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
         let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
@@ -274,6 +279,7 @@ impl Plan {
             policy_hash,
             live_before,
             live_after,
+            partial,
             graph,
         })
     }
@@ -365,6 +371,7 @@ impl Plan {
             warnings: self.warnings.clone(),
             live_before: self.live_before.clone(),
             live_after: self.live_after.clone(),
+            partial: self.partial,
         }
     }
 }

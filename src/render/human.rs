@@ -5,7 +5,8 @@
 use std::io;
 
 use super::{
-    Group, HumanOptions, PlanView, catalog_diff, groups, size_and_platforms, summary_line, symbol,
+    Group, HumanOptions, PARTIAL_NOTE, PlanView, catalog_diff, groups, size_and_platforms,
+    summary_line, symbol,
 };
 use crate::plan::{Action, ActionKind, Blocked};
 
@@ -207,6 +208,9 @@ pub(super) fn render(
     // Sections, each ending in a newline, separated by one blank line.
     let mut sections: Vec<String> = Vec::new();
 
+    if view.partial {
+        sections.push(format!("{}\n", paint.paint(Paint::YELLOW, PARTIAL_NOTE)));
+    }
     if quiet {
         sections.push(format!(
             "{} Live matches the configuration.\n",

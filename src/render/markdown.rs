@@ -5,7 +5,9 @@
 
 use std::io;
 
-use super::{Group, PlanView, catalog_diff, groups, size_and_platforms, summary_line};
+use super::{
+    Group, PARTIAL_NOTE, PlanView, catalog_diff, groups, size_and_platforms, summary_line,
+};
 use crate::observed::FindingSummary;
 use crate::plan::{ActionKind, Blocked};
 
@@ -329,6 +331,9 @@ fn unmanaged_section(view: &PlanView) -> Option<Section> {
 pub(super) fn render(view: &PlanView, out: &mut dyn io::Write) -> io::Result<()> {
     let quiet = view.actions.is_empty() && view.blocked.is_empty();
     let mut doc = "### airlock plan\n\n".to_string();
+    if view.partial {
+        doc.push_str(&format!("> **{}**\n\n", text(PARTIAL_NOTE, false)));
+    }
     if quiet {
         doc.push_str("No changes. Live matches the configuration.\n");
     } else {

@@ -792,3 +792,25 @@ fn finding_messages_are_one_short_line_without_control_characters() {
     assert_eq!(short.chars().count(), FindingSummary::MESSAGE_MAX);
     assert!(short.ends_with('…'));
 }
+
+#[test]
+fn a_partial_plan_says_so_in_every_format_and_keeps_it_in_the_file() {
+    let mut parts = fresh_import().parts();
+    parts.partial = true;
+    let plan = Plan::new(parts, policy()).unwrap();
+    for format in Format::ALL {
+        let text = rendered(&plan, format, false);
+        let needle = match format {
+            Format::Json => "\"partial\": true",
+            _ => "Partial plan: only the images selected with --image; nothing is pruned",
+        };
+        assert!(text.contains(needle), "{format}:\n{text}");
+    }
+    let json = rendered(&plan, Format::Json, false);
+    assert!(parse_plan_file(json.as_bytes()).unwrap().partial);
+    // A whole plan does not mention it at all (the field is left out).
+    for format in Format::ALL {
+        let text = rendered(&fresh_import(), format, false);
+        assert!(!text.to_lowercase().contains("partial"), "{format}");
+    }
+}

@@ -253,3 +253,99 @@ fn readme_yaml_examples_pass_yamllint() {
         .unwrap();
     assert!(!bad.status.success(), "a duplicate key is an error");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn image_patterns_make_a_partial_plan_apply_and_audit_a_subset() {
+    let wt = gated().await;
+    // Everything passes; prune is on in the configuration.
+    let text = std::fs::read_to_string(wt.w.config()).unwrap();
+    wt.w.set_config(&text.replace("prefix = \"live\"\n", "prefix = \"live\"\nprune = true\n"));
+
+    let run =
+        wt.w.run(&["plan", "--format", "json", "--image", "library/*"])
+            .await
+            .expect(0);
+    assert_schema("plan.schema.json", &[&run.stdout]);
+    let v = run.json();
+    assert_eq!(v["partial"], true, "{v:#}");
+    let images: std::collections::BTreeSet<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        images.into_iter().collect::<Vec<_>>(),
+        ["library/busybox:1.33.0"],
+        "{v:#}"
+    );
+    for format in ["human", "markdown"] {
+        let run =
+            wt.w.run(&["plan", "--format", format, "--image", "library/*"])
+                .await
+                .expect(0);
+        assert!(
+            run.stdout
+                .contains("Partial plan: only the images selected with --image"),
+            "{format}: {}",
+            run.stdout
+        );
+    }
+
+    // A pattern that selects nothing is an error, before any registry call.
+    let before = wt.target.requests().len();
+    let run = wt.w.run(&["plan", "--image", "libary/*"]).await.expect(1);
+    assert!(
+        run.stderr.contains("`libary/*` selects no declared image"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(wt.target.requests().len(), before);
+    // A saved plan is applied as it is: no --image with a FILE.
+    wt.w.run(&["apply", "plan.json", "--image", "library/*"])
+        .await
+        .expect(2);
+
+    // Apply only kured: busybox stays out of live, and nothing is pruned.
+    wt.w.run(&["apply", "--auto-approve", "--image", "weaveworks/kured:*"])
+        .await
+        .expect(0);
+    let whole =
+        wt.w.run(&["plan", "--format", "json"])
+            .await
+            .expect(0)
+            .json();
+    let ids: Vec<&str> = whole["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "import:library/busybox:1.33.0",
+            "scan:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ],
+        "{whole:#}"
+    );
+    assert!(
+        whole.get("partial").is_none(),
+        "a whole plan is not partial"
+    );
+
+    // Audit a subset: only the selected images' live tags are checked.
+    let all =
+        wt.w.run(&["audit", "--format", "json"])
+            .await
+            .expect(0)
+            .json();
+    assert_eq!(all["checked"], 1);
+    let none =
+        wt.w.run(&["audit", "--format", "json", "--image", "library/*"])
+            .await
+            .expect(0);
+    assert_schema("audit-report.schema.json", &[&none.stdout]);
+    assert_eq!(none.json()["checked"], 0);
+}
