@@ -94,6 +94,10 @@ pub enum Command {
         /// `[…]`); repeatable. The plan is then partial and never prunes.
         #[arg(long = "image", value_name = "PATTERN")]
         image: Vec<String>,
+        /// Scan again even when the verdict is current: the images whose key matches a
+        /// PATTERN, or every (selected) image when none is given.
+        #[arg(long, value_name = "PATTERN", num_args = 0..)]
+        rescan: Option<Vec<String>>,
     },
 
     /// Execute a plan. With FILE (from `plan --out`), re-check its preconditions and apply
@@ -115,6 +119,10 @@ pub enum Command {
         /// which is applied exactly as it was saved.
         #[arg(long = "image", value_name = "PATTERN", conflicts_with = "plan")]
         image: Vec<String>,
+        /// Scan again even when the verdict is current: the images whose key matches a
+        /// PATTERN, or every (selected) image when none is given. Not with a plan FILE.
+        #[arg(long, value_name = "PATTERN", num_args = 0.., conflicts_with = "plan")]
+        rescan: Option<Vec<String>>,
     },
 
     /// Prove that everything in live passed the gate: each live tag needs a promotion record
@@ -154,12 +162,14 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             format,
             detailed_exitcode,
             image,
+            rescan,
         } => commands::plan(
             &cli.config,
             out.as_deref(),
             format.into(),
             detailed_exitcode,
             &image,
+            rescan.as_deref(),
         ),
         Command::Apply {
             plan,
@@ -167,6 +177,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             format,
             grace_period,
             image,
+            rescan,
         } => commands::apply(
             &cli.config,
             plan.as_deref(),
@@ -174,6 +185,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
             matches!(format, ReportFormat::Json),
             grace_period,
             &image,
+            rescan.as_deref(),
         ),
         Command::Audit { format, image } => {
             commands::audit(&cli.config, matches!(format, ReportFormat::Json), &image)

@@ -11,7 +11,8 @@ use crate::config::{self, DesiredState};
 use crate::error::Error;
 use crate::exit::Outcome;
 use crate::observe;
-use crate::plan::{Plan, diff};
+use crate::plan::Plan;
+use crate::plan::diff::{self, PlanOptions};
 use crate::registry::Registries;
 use crate::render::{self, Format, HumanOptions};
 use crate::select::Selection;
@@ -25,14 +26,27 @@ pub fn load(path: &Path) -> Result<DesiredState, Error> {
     Ok(config::load(path, now().date())?)
 }
 
-/// Load the configuration narrowed to the `--image` patterns; true when that made it partial.
-fn load_selected(path: &Path, images: &[String]) -> Result<(DesiredState, bool), Error> {
+/// Load the configuration narrowed to the `--image` patterns (true when that made it
+/// partial), and the planner's options from `--rescan`.
+fn load_selected(
+    path: &Path,
+    images: &[String],
+    rescan: Option<&[String]>,
+) -> Result<(DesiredState, bool, PlanOptions), Error> {
     let selection = Selection::parse(images)?;
+    let rescan = match rescan {
+        None => None,
+        Some([]) => Some(Selection::all()),
+        Some(patterns) => Selection::parse(patterns)?,
+    };
     let mut desired = load(path)?;
     if let Some(s) = &selection {
         s.restrict(&mut desired)?;
     }
-    Ok((desired, selection.is_some()))
+    if let Some(r) = &rescan {
+        r.check("--rescan", &desired)?;
+    }
+    Ok((desired, selection.is_some(), PlanOptions { rescan }))
 }
 
 /// Colour only on a terminal, and never with NO_COLOR set.
@@ -117,8 +131,17 @@ pub fn validate(path: &Path) -> Result<Outcome, Error> {
 
 /// Observe and plan (shared by `plan` and `apply`).
 pub async fn make_plan(desired: &DesiredState, registries: &Registries) -> Result<Plan, Error> {
+    make_plan_with(desired, registries, &PlanOptions::default()).await
+}
+
+/// [`make_plan`] with the run's options (`--rescan`).
+pub async fn make_plan_with(
+    desired: &DesiredState,
+    registries: &Registries,
+    opts: &PlanOptions,
+) -> Result<Plan, Error> {
     let observed = observe::observe(desired, registries).await?;
-    Ok(diff::plan(desired, &observed, now())?)
+    Ok(diff::plan_with(desired, &observed, now(), opts)?)
 }
 
 /// Write `bytes` to `path` atomically: a temporary file beside it, then rename.
@@ -164,8 +187,9 @@ pub fn plan(
     format: Format,
     detailed_exitcode: bool,
     images: &[String],
+    rescan: Option<&[String]>,
 ) -> Result<Outcome, Error> {
-    let (desired, partial) = load_selected(path, images)?;
+    let (desired, partial, opts) = load_selected(path, images, rescan)?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
@@ -175,7 +199,7 @@ pub fn plan(
         let mut plan = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
-            p = make_plan(&desired, &registries) => p?,
+            p = make_plan_with(&desired, &registries, &opts) => p?,
         };
         plan.partial = partial;
         if let Some(out) = out {
@@ -324,8 +348,9 @@ pub fn apply(
     json: bool,
     grace: std::time::Duration,
     images: &[String],
+    rescan: Option<&[String]>,
 ) -> Result<Outcome, Error> {
-    let (desired, partial) = load_selected(path, images)?;
+    let (desired, partial, opts) = load_selected(path, images, rescan)?;
     let rt = runtime()?;
     rt.block_on(async {
         let registries = Registries::from_desired(&desired);
@@ -356,7 +381,7 @@ pub fn apply(
             }
             None => {
                 let mut plan = tokio::select! {
-                    p = make_plan(&desired, &registries) => p?,
+                    p = make_plan_with(&desired, &registries, &opts) => p?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
                 plan.partial = partial;

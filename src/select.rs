@@ -30,6 +30,13 @@ impl Selection {
         Ok(Some(Selection { patterns }))
     }
 
+    /// Every image (`--rescan` without a pattern).
+    pub fn all() -> Selection {
+        Selection {
+            patterns: vec![("*".into(), glob::Pattern::new("*").expect("a valid glob"))],
+        }
+    }
+
     /// Whether the image key `path:tag` is selected.
     pub fn matches(&self, key: &str) -> bool {
         self.patterns.iter().any(|(_, g)| g.matches(key))
@@ -38,6 +45,14 @@ impl Selection {
     /// Keep only the selected images and turn prune off. A pattern that selects no declared
     /// image is an error (a typo would otherwise plan nothing and look converged).
     pub fn restrict(&self, desired: &mut DesiredState) -> Result<(), Error> {
+        self.check("--image", desired)?;
+        desired.images.retain(|i| self.matches(&i.key()));
+        desired.prune = false;
+        Ok(())
+    }
+
+    /// Error when a pattern of `flag` selects no image of `desired`.
+    pub fn check(&self, flag: &str, desired: &DesiredState) -> Result<(), Error> {
         let unmatched: Vec<&str> = self
             .patterns
             .iter()
@@ -47,7 +62,7 @@ impl Selection {
         if !unmatched.is_empty() {
             let declared: Vec<String> = desired.images.iter().map(|i| i.key()).collect();
             return Err(Error::Usage(format!(
-                "--image {} selects no declared image (image keys are `path:tag`, e.g. {})",
+                "{flag} {} selects no declared image (image keys are `path:tag`, e.g. {})",
                 unmatched
                     .iter()
                     .map(|p| format!("`{p}`"))
@@ -61,8 +76,6 @@ impl Selection {
                     .join(", ")
             )));
         }
-        desired.images.retain(|i| self.matches(&i.key()));
-        desired.prune = false;
         Ok(())
     }
 }

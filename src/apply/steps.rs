@@ -239,6 +239,9 @@ fn usable(ctx: &Context<'_>, v: &VerdictInfo) -> Option<String> {
     if now() - v.created > max {
         return Some("the verdict is older than max_verdict_age".into());
     }
+    if crate::plan::diff::fails_only_because_a_scanner_could_not_run(v) {
+        return Some("the verdict failed only because a scanner could not run".into());
+    }
     None
 }
 
@@ -246,8 +249,10 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let reg = ctx.registries.get(&a.target.registry)?;
     let repo = &a.target.repository;
     let image = a.image.clone().unwrap_or_default();
+    // A current verdict stands, unless the plan renews exactly this one (`--rescan`).
     if let Some(v) = observe::find_verdict(&reg, repo, &a.digest).await?
         && usable(ctx, &v).is_none()
+        && a.replaces.as_ref() != Some(&v.digest)
     {
         let detail = format!("a current verdict exists: {:?}", v.decision).to_lowercase();
         ctx.verdicts.lock().expect("verdicts lock").insert(image, v);

@@ -89,7 +89,8 @@ pub struct Action {
     pub target: Location,
     /// The content digest the target will hold (delete: the digest removed).
     pub digest: Digest,
-    /// The digest a replaced tag pointed to.
+    /// The digest a replaced tag pointed to; for a scan, the current verdict it renews
+    /// (`--rescan`), which apply then renews even though it is current.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub replaces: Option<Digest>,
     /// Import only: the platform subset to keep.
@@ -337,7 +338,7 @@ impl Plan {
                 ActionKind::Promote => s.promote += 1,
                 ActionKind::Delete => s.delete += 1,
             }
-            if a.replaces.is_some() && a.kind != ActionKind::Delete {
+            if a.replaces.is_some() && matches!(a.kind, ActionKind::Import | ActionKind::Promote) {
                 replaced.insert(a.image.as_deref().unwrap_or(&a.id));
             }
         }

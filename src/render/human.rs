@@ -72,8 +72,10 @@ fn action_row(a: &Action) -> Row {
     {
         details.push(format!("subset of {}", src.short()));
     }
-    if let Some(old) = &a.replaces {
-        details.push(format!("replaces {}", old.short()));
+    match (&a.replaces, a.kind) {
+        (Some(old), ActionKind::Scan) => details.push(format!("renews verdict {}", old.short())),
+        (Some(old), _) => details.push(format!("replaces {}", old.short())),
+        (None, _) => {}
     }
     Row {
         symbol: symbol(a),

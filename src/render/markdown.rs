@@ -9,7 +9,7 @@ use super::{
     Group, PARTIAL_NOTE, PlanView, catalog_diff, groups, size_and_platforms, summary_line,
 };
 use crate::observed::FindingSummary;
-use crate::plan::{ActionKind, Blocked};
+use crate::plan::{Action, ActionKind, Blocked};
 
 /// Free text. Backtick spans are kept as code (their content verbatim); everywhere else
 /// each character markdown could read as syntax is backslash-escaped. `in_table` also
@@ -162,7 +162,9 @@ fn blocked_item(b: &Blocked) -> String {
 /// to the last target.
 fn image_row(g: &Group<'_>) -> String {
     let acts = &g.actions;
-    let symbol = if acts.iter().any(|a| a.replaces.is_some()) {
+    // A scan's `replaces` is the verdict it renews, not content.
+    let replaced = |a: &&&Action| a.replaces.is_some() && a.kind != ActionKind::Scan;
+    let symbol = if acts.iter().any(|a| replaced(&a)) {
         '~'
     } else if acts.iter().all(|a| a.kind == ActionKind::Delete) {
         '-'
@@ -184,7 +186,11 @@ fn image_row(g: &Group<'_>) -> String {
         .find(|a| a.kind != ActionKind::Delete)
         .unwrap_or(last);
     let mut digest = code(&main.digest.short(), true);
-    if let Some(old) = acts.iter().find_map(|a| a.replaces.as_ref()) {
+    if let Some(old) = acts
+        .iter()
+        .filter(replaced)
+        .find_map(|a| a.replaces.as_ref())
+    {
         digest.push_str(&format!(" (replaces {})", code(&old.short(), true)));
     }
     let size = acts

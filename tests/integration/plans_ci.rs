@@ -349,3 +349,100 @@ async fn image_patterns_make_a_partial_plan_apply_and_audit_a_subset() {
     assert_schema("audit-report.schema.json", &[&none.stdout]);
     assert_eq!(none.json()["checked"], 0);
 }
+
+fn scanned(wt: &Walkthrough) -> Vec<String> {
+    std::fs::read_to_string(wt.w.path().join("scanned.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn scan_reasons(plan: &serde_json::Value) -> Vec<(String, String)> {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "scan")
+        .map(|a| {
+            (
+                a["image"].as_str().unwrap().to_string(),
+                a["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Scanner down → up: the outage's verdict is no verdict on the image; the next plan scans
+/// again (and says why) and the image is promoted with no configuration change. `--rescan`
+/// renews current verdicts on demand.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scanner_outage_is_rescanned_and_rescan_renews_on_demand() {
+    let wt = gated().await;
+    mode(&wt, "busybox", "down");
+    mode(&wt, "kured", "clean");
+    let run = wt.w.run(&["apply", "--auto-approve"]).await.expect(3);
+    assert!(
+        run.stdout.contains("AIRLOCK-SCANNER-FAILED"),
+        "{}",
+        run.stdout
+    );
+
+    // The scanner is back. The next plan scans busybox again, saying why.
+    mode(&wt, "busybox", "clean");
+    let plan = wt.w.run(&["plan", "--format", "json"]).await.expect(0);
+    assert_schema("plan.schema.json", &[&plan.stdout]);
+    let v = plan.json();
+    let reasons = scan_reasons(&v);
+    assert_eq!(reasons.len(), 1, "{v:#}");
+    assert_eq!(reasons[0].0, "library/busybox:1.33.0");
+    assert!(
+        reasons[0]
+            .1
+            .contains("a scanner could not run (AIRLOCK-SCANNER-FAILED)"),
+        "{reasons:?}"
+    );
+    assert!(v["blocked"].as_array().unwrap().is_empty(), "{v:#}");
+    let human = wt.w.run(&["plan"]).await.expect(0);
+    assert!(
+        human.stdout.contains("a scanner could not run"),
+        "{}",
+        human.stdout
+    );
+
+    wt.w.run(&["apply", "--auto-approve"]).await.expect(0);
+    wt.w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    wt.w.run(&["audit"]).await.expect(0);
+
+    // --rescan PATTERN renews only the chosen current verdicts; --rescan alone renews all.
+    let v =
+        wt.w.run(&["plan", "--format", "json", "--rescan", "weaveworks/*"])
+            .await
+            .expect(0)
+            .json();
+    assert_eq!(
+        scan_reasons(&v),
+        [(
+            "weaveworks/kured:1.6.1".to_string(),
+            "rescan requested (--rescan)".to_string()
+        )],
+        "{v:#}"
+    );
+    wt.w.run(&["plan", "--rescan", "nothing/*"]).await.expect(1);
+    let before = scanned(&wt).len();
+    wt.w.run(&["apply", "--auto-approve", "--rescan"])
+        .await
+        .expect(0);
+    assert_eq!(scanned(&wt).len(), before + 2, "{:#?}", scanned(&wt));
+    wt.w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    // A saved rescan plan renews exactly the verdict it names, once.
+    wt.w.run(&["plan", "--rescan", "library/*", "--out", "rescan.json"])
+        .await
+        .expect(0);
+    wt.w.run(&["apply", "rescan.json"]).await.expect(0);
+    assert_eq!(scanned(&wt).len(), before + 3, "{:#?}", scanned(&wt));
+    // Applied again, it finds that verdict already renewed: nothing is scanned twice.
+    let again = wt.w.run(&["apply", "rescan.json"]).await.expect(0);
+    assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
+    assert_eq!(scanned(&wt).len(), before + 3, "{:#?}", scanned(&wt));
+}
