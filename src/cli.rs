@@ -36,8 +36,42 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Colour in the human plan (stdout) and the logs (stderr): `auto` colours a stream only
+    /// when it is a terminal and NO_COLOR is unset or empty.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether a stream gets ANSI colour: `always`, or `auto` on a terminal without NO_COLOR.
+    pub fn enabled(self, terminal: bool, no_color: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && !no_color,
+        }
+    }
+}
+
+/// NO_COLOR is set to something non-empty (https://no-color.org).
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -155,6 +189,10 @@ pub enum Command {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<Outcome, Error> {
+    commands::set_color_stdout(cli.color.enabled(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        no_color(),
+    ));
     match cli.command {
         Command::Validate => commands::validate(&cli.config),
         Command::Plan {

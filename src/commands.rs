@@ -49,9 +49,19 @@ fn load_selected(
     Ok((desired, selection.is_some(), PlanOptions { rescan }))
 }
 
-/// Colour only on a terminal, and never with NO_COLOR set.
+static COLOR_STDOUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Decide once whether stdout gets colour (`--color`, see [`crate::cli::ColorChoice`]).
+pub fn set_color_stdout(on: bool) {
+    let _ = COLOR_STDOUT.set(on);
+}
+
+/// The `--color` decision for stdout; without one, colour only on a terminal and never
+/// with NO_COLOR set.
 pub fn color_stdout() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    *COLOR_STDOUT.get_or_init(|| {
+        std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    })
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -295,8 +305,12 @@ fn confirm() -> Result<bool, Error> {
     Ok(line.trim() == "yes")
 }
 
-/// Progress on a terminal (bytes, rate, actions), plain log lines otherwise.
-fn progress_options(grace: std::time::Duration) -> apply::Options {
+/// Progress on a terminal (bytes, rate, actions); without one, a log line per finished
+/// action and heartbeat lines (running actions, bytes, rate, elapsed) at least every 10 s.
+fn progress_options(
+    grace: std::time::Duration,
+    plan: &Plan,
+) -> (apply::Options, Option<crate::heartbeat::Heartbeat>) {
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -308,7 +322,7 @@ fn progress_options(grace: std::time::Duration) -> apply::Options {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         let b1 = bar.clone();
         let b2 = bar.clone();
-        apply::Options {
+        let opts = apply::Options {
             grace,
             on_bytes: Some(std::sync::Arc::new(move |n| b1.inc(n))),
             on_done: Some(std::sync::Arc::new(move |r, done, total| {
@@ -320,12 +334,29 @@ fn progress_options(grace: std::time::Duration) -> apply::Options {
                     b2.finish_and_clear();
                 }
             })),
-        }
+        };
+        (opts, None)
     } else {
-        apply::Options {
+        let heartbeat = crate::heartbeat::Heartbeat::start(plan, crate::heartbeat::INTERVAL);
+        let bytes = heartbeat.progress.clone();
+        let finished = heartbeat.progress.clone();
+        let ids: std::collections::HashMap<String, usize> = plan
+            .actions()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
+        let opts = apply::Options {
             grace,
-            on_bytes: None,
-            on_done: Some(std::sync::Arc::new(|r, done, total| {
+            on_bytes: Some(std::sync::Arc::new(move |n| {
+                bytes
+                    .bytes
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })),
+            on_done: Some(std::sync::Arc::new(move |r, done, total| {
+                if let Some(&i) = ids.get(&r.id) {
+                    finished.finished.lock().expect("progress lock").insert(i);
+                }
                 let word = match &r.status {
                     apply::Status::Done { .. } => "done",
                     apply::Status::Unchanged { .. } => "unchanged",
@@ -337,7 +368,8 @@ fn progress_options(grace: std::time::Duration) -> apply::Options {
                 };
                 eprintln!("[{done}/{total}] {word} {}", r.id);
             })),
-        }
+        };
+        (opts, Some(heartbeat))
     }
 }
 
@@ -405,7 +437,11 @@ pub fn apply(
                 plan
             }
         };
-        let report = apply::execute(&plan, &desired, &registries, progress_options(grace), signals).await;
+        let (progress, mut heartbeat) = progress_options(grace, &plan);
+        let report = apply::execute(&plan, &desired, &registries, progress, signals).await;
+        if let Some(h) = &mut heartbeat {
+            h.stop();
+        }
         let mut out = std::io::stdout().lock();
         if json {
             report.write_json(&mut out)

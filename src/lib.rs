@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod exit;
 pub mod gate;
+pub mod heartbeat;
 pub mod model;
 pub mod observe;
 pub mod observed;

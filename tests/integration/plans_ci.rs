@@ -446,3 +446,74 @@ async fn a_scanner_outage_is_rescanned_and_rescan_renews_on_demand() {
     assert!(again.stdout.contains("unchanged"), "{}", again.stdout);
     assert_eq!(scanned(&wt).len(), before + 3, "{:#?}", scanned(&wt));
 }
+
+/// CI logs: no ANSI on a stream that is not a terminal (`--color auto`), ANSI on both with
+/// `--color always`; an unreachable registry's error names the cause.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_have_no_ansi_without_a_terminal_and_errors_name_their_cause() {
+    let wt = gated().await;
+    // NO_COLOR empty counts as unset: `auto` alone decides, and these streams are pipes.
+    let env = [("NO_COLOR", ""), ("RUST_LOG", "airlock=debug")];
+    let auto = wt.w.run_env(&["plan"], &env).await.expect(0);
+    assert!(!auto.stderr.is_empty(), "debug logs were asked for");
+    assert!(!auto.stderr.contains('\x1b'), "{:?}", auto.stderr);
+    assert!(!auto.stdout.contains('\x1b'), "{:?}", auto.stdout);
+    let always =
+        wt.w.run_env(&["plan", "--color", "always"], &env)
+            .await
+            .expect(0);
+    assert!(always.stderr.contains('\x1b'), "{:?}", always.stderr);
+    assert!(always.stdout.contains('\x1b'), "{:?}", always.stdout);
+    let never =
+        wt.w.run_env(&["--color", "never", "plan"], &env)
+            .await
+            .expect(0);
+    assert!(!never.stderr.contains('\x1b') && !never.stdout.contains('\x1b'));
+
+    // Nothing listens on this port: the error says so, not only "error sending request".
+    let port = crate::support::free_port();
+    let text = std::fs::read_to_string(wt.w.config()).unwrap();
+    wt.w.set_config(&text.replace(&wt.target.url(), &format!("http://127.0.0.1:{port}")));
+    let run = wt.w.run(&["plan"]).await.expect(1);
+    let last = run.stderr.lines().last().unwrap_or_default().to_lowercase();
+    assert!(last.starts_with("error: "), "{}", run.stderr);
+    assert!(last.contains("connection refused"), "{}", run.stderr);
+}
+
+/// Without a terminal, a transfer that takes longer than 10 s still prints progress: the
+/// running action, bytes copied, rate and time elapsed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_transfer_prints_progress_lines_without_a_terminal() {
+    use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
+    let wt = gated().await;
+    let proxy = FaultProxy::start(&wt.upstream.url()).await;
+    // Every blob read from upstream waits 11 s before the first byte.
+    proxy.add_fault(Fault {
+        when: Match::method_path("GET", "/blobs/sha256:"),
+        times: usize::MAX,
+        kind: FaultKind::Delay(std::time::Duration::from_secs(11)),
+    });
+    let text = std::fs::read_to_string(wt.w.config()).unwrap();
+    wt.w.set_config(&text.replace(&wt.upstream.url(), &proxy.url()));
+    let run =
+        wt.w.run(&["apply", "--auto-approve", "--image", "library/busybox:*"])
+            .await
+            .expect(0);
+    assert!(
+        run.stderr
+            .contains("Still running import:library/busybox:1.33.0"),
+        "{}",
+        run.stderr
+    );
+    let progress = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("Progress: 0/3 actions finished, "))
+        .unwrap_or_else(|| panic!("{}", run.stderr));
+    assert!(
+        progress.contains(" copied (")
+            && progress.contains("/s), ")
+            && progress.ends_with("s elapsed"),
+        "{progress}"
+    );
+}
