@@ -36,8 +36,42 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Colour in the human plan (stdout) and the logs (stderr): `auto` colours a stream only
+    /// when it is a terminal and NO_COLOR is unset or empty.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub color: ColorChoice,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether a stream gets ANSI colour: `always`, or `auto` on a terminal without NO_COLOR.
+    pub fn enabled(self, terminal: bool, no_color: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => terminal && !no_color,
+        }
+    }
+}
+
+/// NO_COLOR is set to something non-empty (https://no-color.org).
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -111,9 +145,18 @@ pub enum Command {
         /// Output format on stdout.
         #[arg(long, value_enum, default_value = "human")]
         format: PlanFormat,
-        /// Exit 2 when the plan has changes, 0 when it has none (1 on error).
+        /// Exit 2 when the plan has changes; 3 when it has none but the gate blocks images;
+        /// 0 when live is converged and nothing is blocked (1 on error).
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Only the declared images whose key (`path:tag`) matches this glob (`*`, `?`,
+        /// `[…]`); repeatable. The plan is then partial and never prunes.
+        #[arg(long = "image", value_name = "PATTERN")]
+        image: Vec<String>,
+        /// Scan again even when the verdict is current: the images whose key matches a
+        /// PATTERN, or every (selected) image when none is given.
+        #[arg(long, value_name = "PATTERN", num_args = 0..)]
+        rescan: Option<Vec<String>>,
     },
 
     /// Execute a plan. With FILE (from `plan --out`), check that every action is one the
@@ -131,6 +174,15 @@ pub enum Command {
         /// On SIGINT/SIGTERM, how long in-flight transfers may take to finish.
         #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
         grace_period: std::time::Duration,
+        /// Only the declared images whose key (`path:tag`) matches this glob (`*`, `?`,
+        /// `[…]`); repeatable. Plans a partial plan (never prunes). Not with a plan FILE,
+        /// which is applied exactly as it was saved.
+        #[arg(long = "image", value_name = "PATTERN", conflicts_with = "plan")]
+        image: Vec<String>,
+        /// Scan again even when the verdict is current: the images whose key matches a
+        /// PATTERN, or every (selected) image when none is given. Not with a plan FILE.
+        #[arg(long, value_name = "PATTERN", num_args = 0.., conflicts_with = "plan")]
+        rescan: Option<Vec<String>>,
     },
 
     /// Prove that everything in live passed the gate: each live tag needs a promotion record
@@ -138,6 +190,9 @@ pub enum Command {
     Audit {
         #[arg(long, value_enum, default_value = "human")]
         format: ReportFormat,
+        /// Only the live tags of images whose key (`path:tag`) matches this glob; repeatable.
+        #[arg(long = "image", value_name = "PATTERN")]
+        image: Vec<String>,
     },
 
     /// Print a saved plan file, after checking it against the configuration as apply does.
@@ -177,32 +232,44 @@ pub enum Command {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<Outcome, Error> {
+    commands::set_color_stdout(cli.color.enabled(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        no_color(),
+    ));
     match cli.command {
         Command::Validate => commands::validate(&cli.config),
         Command::Plan {
             out,
             format,
             detailed_exitcode,
+            image,
+            rescan,
         } => commands::plan(
             &cli.config,
             out.as_deref(),
             format.into(),
             detailed_exitcode,
+            &image,
+            rescan.as_deref(),
         ),
         Command::Apply {
             plan,
             auto_approve,
             format,
             grace_period,
+            image,
+            rescan,
         } => commands::apply(
             &cli.config,
             plan.as_deref(),
             auto_approve,
             matches!(format, ReportFormat::Json),
             grace_period,
+            &image,
+            rescan.as_deref(),
         ),
-        Command::Audit { format } => {
-            commands::audit(&cli.config, matches!(format, ReportFormat::Json))
+        Command::Audit { format, image } => {
+            commands::audit(&cli.config, matches!(format, ReportFormat::Json), &image)
         }
         Command::Show { plan, format } => commands::show(&cli.config, &plan, format.into()),
         Command::Images { format, live_host } => commands::images(

@@ -11,9 +11,11 @@ use crate::config::{self, DesiredState};
 use crate::error::Error;
 use crate::exit::Outcome;
 use crate::observe;
-use crate::plan::{Plan, diff};
+use crate::plan::Plan;
+use crate::plan::diff::{self, PlanOptions};
 use crate::registry::Registries;
 use crate::render::{self, Format, HumanOptions};
+use crate::select::Selection;
 use futures_util::StreamExt;
 
 fn now() -> OffsetDateTime {
@@ -28,9 +30,42 @@ pub fn load(path: &Path) -> Result<DesiredState, Error> {
     Ok(desired)
 }
 
-/// Colour only on a terminal, and never with NO_COLOR set.
+/// Load the configuration narrowed to the `--image` patterns (true when that made it
+/// partial), and the planner's options from `--rescan`.
+fn load_selected(
+    path: &Path,
+    images: &[String],
+    rescan: Option<&[String]>,
+) -> Result<(DesiredState, bool, PlanOptions), Error> {
+    let selection = Selection::parse(images)?;
+    let rescan = match rescan {
+        None => None,
+        Some([]) => Some(Selection::all()),
+        Some(patterns) => Selection::parse(patterns)?,
+    };
+    let mut desired = load(path)?;
+    if let Some(s) = &selection {
+        s.restrict(&mut desired)?;
+    }
+    if let Some(r) = &rescan {
+        r.check("--rescan", &desired)?;
+    }
+    Ok((desired, selection.is_some(), PlanOptions { rescan }))
+}
+
+static COLOR_STDOUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Decide once whether stdout gets colour (`--color`, see [`crate::cli::ColorChoice`]).
+pub fn set_color_stdout(on: bool) {
+    let _ = COLOR_STDOUT.set(on);
+}
+
+/// The `--color` decision for stdout; without one, colour only on a terminal and never
+/// with NO_COLOR set.
 pub fn color_stdout() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    *COLOR_STDOUT.get_or_init(|| {
+        std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    })
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -110,10 +145,19 @@ pub fn validate(path: &Path) -> Result<Outcome, Error> {
 
 /// Observe and plan (shared by `plan` and `apply`).
 pub async fn make_plan(desired: &DesiredState, registries: &Registries) -> Result<Plan, Error> {
+    make_plan_with(desired, registries, &PlanOptions::default()).await
+}
+
+/// [`make_plan`] with the run's options (`--rescan`).
+pub async fn make_plan_with(
+    desired: &DesiredState,
+    registries: &Registries,
+    opts: &PlanOptions,
+) -> Result<Plan, Error> {
     let observed = observe::observe(desired, registries).await?;
     // ACR's import limits, before a plan offers what ARM would refuse.
     crate::apply::acr::check_import_limits(desired, registries, &observed).await?;
-    Ok(diff::plan(desired, &observed, now())?)
+    Ok(diff::plan_with(desired, &observed, now(), opts)?)
 }
 
 /// Write `bytes` to `path` atomically: a temporary file beside it, then rename.
@@ -158,19 +202,22 @@ pub fn plan(
     out: Option<&Path>,
     format: Format,
     detailed_exitcode: bool,
+    images: &[String],
+    rescan: Option<&[String]>,
 ) -> Result<Outcome, Error> {
-    let desired = load(path)?;
+    let (desired, partial, opts) = load_selected(path, images, rescan)?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
         // Biased, signals first: their handlers are installed before the first request
         // goes out (a SIGINT before that would kill the process without a report).
-        let plan = tokio::select! {
+        let mut plan = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
-            p = make_plan(&desired, &registries) => p?,
+            p = make_plan_with(&desired, &registries, &opts) => p?,
         };
+        plan.partial = partial;
         if let Some(out) = out {
             let mut json = Vec::new();
             render::render(
@@ -184,8 +231,12 @@ pub fn plan(
             tracing::info!("plan written to {}", out.display());
         }
         render_plan(&plan, format)?;
-        Ok(if detailed_exitcode && plan.has_changes() {
+        Ok(if !detailed_exitcode {
+            Outcome::Success
+        } else if plan.has_changes() {
             Outcome::Changes
+        } else if !plan.blocked.is_empty() {
+            Outcome::Blocked
         } else {
             Outcome::Success
         })
@@ -297,8 +348,12 @@ fn confirm() -> Result<bool, Error> {
     Ok(line.trim() == "yes")
 }
 
-/// Progress on a terminal (bytes, rate, actions), plain log lines otherwise.
-fn progress_options(grace: std::time::Duration) -> apply::Options {
+/// Progress on a terminal (bytes, rate, actions); without one, a log line per finished
+/// action and heartbeat lines (running actions, bytes, rate, elapsed) at least every 10 s.
+fn progress_options(
+    grace: std::time::Duration,
+    plan: &Plan,
+) -> (apply::Options, Option<crate::heartbeat::Heartbeat>) {
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -310,7 +365,7 @@ fn progress_options(grace: std::time::Duration) -> apply::Options {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         let b1 = bar.clone();
         let b2 = bar.clone();
-        apply::Options {
+        let opts = apply::Options {
             grace,
             on_bytes: Some(std::sync::Arc::new(move |n| b1.inc(n))),
             on_done: Some(std::sync::Arc::new(move |r, done, total| {
@@ -322,12 +377,29 @@ fn progress_options(grace: std::time::Duration) -> apply::Options {
                     b2.finish_and_clear();
                 }
             })),
-        }
+        };
+        (opts, None)
     } else {
-        apply::Options {
+        let heartbeat = crate::heartbeat::Heartbeat::start(plan, crate::heartbeat::INTERVAL);
+        let bytes = heartbeat.progress.clone();
+        let finished = heartbeat.progress.clone();
+        let ids: std::collections::HashMap<String, usize> = plan
+            .actions()
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
+        let opts = apply::Options {
             grace,
-            on_bytes: None,
-            on_done: Some(std::sync::Arc::new(|r, done, total| {
+            on_bytes: Some(std::sync::Arc::new(move |n| {
+                bytes
+                    .bytes
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            })),
+            on_done: Some(std::sync::Arc::new(move |r, done, total| {
+                if let Some(&i) = ids.get(&r.id) {
+                    finished.finished.lock().expect("progress lock").insert(i);
+                }
                 let word = match &r.status {
                     apply::Status::Done { .. } => "done",
                     apply::Status::Unchanged { .. } => "unchanged",
@@ -339,7 +411,8 @@ fn progress_options(grace: std::time::Duration) -> apply::Options {
                 };
                 eprintln!("[{done}/{total}] {word} {}", r.id);
             })),
-        }
+        };
+        (opts, Some(heartbeat))
     }
 }
 
@@ -349,8 +422,10 @@ pub fn apply(
     auto_approve: bool,
     json: bool,
     grace: std::time::Duration,
+    images: &[String],
+    rescan: Option<&[String]>,
 ) -> Result<Outcome, Error> {
-    let desired = load(path)?;
+    let (desired, partial, opts) = load_selected(path, images, rescan)?;
     let rt = runtime()?;
     rt.block_on(async {
         let registries = Registries::from_desired(&desired);
@@ -383,10 +458,11 @@ pub fn apply(
                 plan
             }
             None => {
-                let plan = tokio::select! {
-                    p = make_plan(&desired, &registries) => p?,
+                let mut plan = tokio::select! {
+                    p = make_plan_with(&desired, &registries, &opts) => p?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
+                plan.partial = partial;
                 if json {
                     let mut err = std::io::stderr().lock();
                     render::render(&plan, Format::Human, &HumanOptions { color: false }, &mut err)
@@ -407,7 +483,11 @@ pub fn apply(
                 plan
             }
         };
-        let report = apply::execute(&plan, &desired, &registries, progress_options(grace), signals).await;
+        let (progress, mut heartbeat) = progress_options(grace, &plan);
+        let report = apply::execute(&plan, &desired, &registries, progress, signals).await;
+        if let Some(h) = &mut heartbeat {
+            h.stop();
+        }
         let mut out = std::io::stdout().lock();
         if json {
             report.write_json(&mut out)
@@ -420,17 +500,28 @@ pub fn apply(
     })
 }
 
-pub fn audit(path: &Path, json: bool) -> Result<Outcome, Error> {
+pub fn audit(path: &Path, json: bool, images: &[String]) -> Result<Outcome, Error> {
+    let selection = Selection::parse(images)?;
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
         let registries = Registries::from_desired(&desired);
-        let report = tokio::select! {
+        let mut report = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
             r = crate::audit::audit(&desired, &registries, now()) => r?,
         };
+        if let Some(s) = &selection {
+            // Live tags are keyed like images: the path under the live prefix, and the tag.
+            let prefix = format!("{}/", desired.live.prefix);
+            report.tags.retain(|t| {
+                let path = t.repository.strip_prefix(&prefix).unwrap_or(&t.repository);
+                s.matches(&format!("{path}:{}", t.tag))
+            });
+            report.checked = report.tags.len();
+            report.violations = report.tags.iter().filter(|t| t.violation.is_some()).count();
+        }
         let mut out = std::io::stdout().lock();
         if json {
             serde_json::to_writer_pretty(&mut out, &report)

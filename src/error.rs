@@ -49,3 +49,47 @@ impl Error {
         }
     }
 }
+
+/// An error and its causes on one line, `outer: cause: root cause`, each cause once (a
+/// message that already quotes its source does not repeat it). `error sending request` alone
+/// says nothing; its root cause (`Connection refused`, a DNS failure) says what to fix.
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() && !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to read the manifest on `acr`: {0}")]
+    struct Outer(#[source] Middle);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error sending request")]
+    struct Middle(#[source] std::io::Error);
+
+    #[test]
+    fn the_whole_cause_chain_is_printed_once() {
+        let e = Outer(Middle(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        )));
+        assert_eq!(
+            with_causes(&e),
+            "failed to read the manifest on `acr`: error sending request: Connection refused (os error 111)"
+        );
+        let plain = Error::Other("nothing below".into());
+        assert_eq!(with_causes(&plain), "nothing below");
+    }
+}

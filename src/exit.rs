@@ -10,6 +10,7 @@ pub enum Outcome {
     /// plan --detailed-exitcode: changes present.
     Changes,
     /// apply: the gate blocked at least one promotion and nothing failed.
+    /// plan --detailed-exitcode: nothing can change, but the gate blocks images.
     Blocked,
     /// audit: violations found.
     Violations,

@@ -87,10 +87,40 @@ pub struct VerdictInfo {
 pub struct FindingSummary {
     pub id: String,
     pub severity: Severity,
+    /// What the scanner or policy said, shortened to [`FindingSummary::MESSAGE_MAX`]
+    /// characters (the verdict artifact has it in full).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub package: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub installed_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fixed_version: Option<String>,
+}
+
+impl FindingSummary {
+    /// The longest message a summary carries, in characters.
+    pub const MESSAGE_MAX: usize = 200;
+
+    /// `message` on one line without control characters, at most [`Self::MESSAGE_MAX`]
+    /// characters (`…` when cut); None when empty.
+    pub fn short_message(message: &str) -> Option<String> {
+        let printable: String = message
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let one_line: String = printable.split_whitespace().collect::<Vec<_>>().join(" ");
+        if one_line.is_empty() {
+            return None;
+        }
+        if one_line.chars().count() <= Self::MESSAGE_MAX {
+            return Some(one_line);
+        }
+        let mut cut: String = one_line.chars().take(Self::MESSAGE_MAX - 1).collect();
+        cut.push('…');
+        Some(cut)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -115,7 +115,9 @@ impl VerdictDocument {
             .map(|f| FindingSummary {
                 id: f.id.clone(),
                 severity: f.severity,
+                message: FindingSummary::short_message(&f.message),
                 package: f.package.clone(),
+                installed_version: f.installed_version.clone(),
                 fixed_version: f.fixed_version.clone(),
             })
             .collect()

@@ -105,13 +105,21 @@ impl Report {
                         findings
                             .iter()
                             .map(|f| format!(
-                                "\n      {} {} {}{}",
+                                "\n      {} {} {}{}{}{}",
                                 f.id,
                                 f.severity,
                                 f.package.as_deref().unwrap_or(""),
+                                f.installed_version
+                                    .as_deref()
+                                    .map(|v| format!(" {v}"))
+                                    .unwrap_or_default(),
                                 f.fixed_version
                                     .as_deref()
                                     .map(|v| format!(" (fixed in {v})"))
+                                    .unwrap_or_default(),
+                                f.message
+                                    .as_deref()
+                                    .map(|m| format!(": {m}"))
                                     .unwrap_or_default()
                             ))
                             .collect::<String>()

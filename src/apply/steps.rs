@@ -236,7 +236,9 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     let reg = ctx.registries.get(&a.target.registry)?;
     let repo = &a.target.repository;
     let image = a.image.clone().unwrap_or_default();
-    // A current verdict, judged from its document (not its annotations): nothing to do.
+    // A current verdict, judged from its document (not its annotations): nothing to do —
+    // unless the plan renews exactly this one (`--rescan`), or it failed only because a
+    // scanner could not run (no verdict on the image).
     match verdict_gate::judge(
         ctx.desired,
         &reg,
@@ -247,17 +249,21 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     )
     .await?
     {
-        Judgement::Pass { verdict } => {
+        Judgement::Pass { verdict } if a.replaces.as_ref() != Some(&verdict) => {
             return Ok(Status::Unchanged {
                 detail: format!("a current verdict exists: pass ({})", verdict.short()),
             });
         }
-        Judgement::Fails { verdict, .. } => {
+        Judgement::Fails {
+            verdict,
+            outage: false,
+            ..
+        } if a.replaces.as_ref() != Some(&verdict) => {
             return Ok(Status::Unchanged {
                 detail: format!("a current verdict exists: fail ({})", verdict.short()),
             });
         }
-        Judgement::Unusable { .. } => {}
+        _ => {}
     }
     let top = reg
         .get_manifest(repo, &a.digest.to_string())
@@ -415,6 +421,7 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
             verdict,
             detail,
             findings,
+            ..
         } => {
             return Ok(Status::Blocked {
                 detail: format!(
@@ -578,7 +585,12 @@ async fn demote_allowed(ctx: &Context<'_>, a: &Action) -> Result<(), RegistryErr
     let q = ctx.registries.get(&ctx.desired.quarantine.registry)?;
     let repo = ctx.desired.quarantine.repository(&path);
     match verdict_gate::judge(ctx.desired, &q, &repo, &a.digest, &path, now()).await? {
-        Judgement::Fails { .. } => Ok(()),
+        Judgement::Fails { outage: false, .. } => Ok(()),
+        Judgement::Fails { outage: true, .. } => Err(RegistryError::Content {
+            what: a.target.to_string(),
+            message: "not demoted: the current verdict failed only because a scanner could not run"
+                .into(),
+        }),
         Judgement::Pass { verdict } => Err(RegistryError::Content {
             what: a.target.to_string(),
             message: format!(

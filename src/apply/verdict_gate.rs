@@ -12,7 +12,7 @@
 use time::OffsetDateTime;
 
 use crate::config::DesiredState;
-use crate::gate;
+use crate::gate::{self, SCANNER_FAILED};
 use crate::model::manifest::Parsed;
 use crate::model::{Digest, media};
 use crate::observed::{Decision, FindingSummary};
@@ -36,6 +36,9 @@ pub enum Judgement {
         verdict: Digest,
         detail: String,
         findings: Vec<FindingSummary>,
+        /// The verdict failed only because a scanner could not run: no verdict on the image,
+        /// so a scan makes a new one (a promotion stays blocked).
+        outage: bool,
     },
     /// No verdict can be used: none, unreadable, pending, expired, or another configuration.
     Unusable { detail: String },
@@ -207,20 +210,27 @@ pub fn evaluate(
         },
         now,
     );
-    let fails = |detail: String| Judgement::Fails {
+    let top = recomputed.top_findings(TOP_FINDINGS);
+    let only_outage = top.iter().all(|f| f.id == SCANNER_FAILED);
+    let fails_as = |detail: String, outage: bool| Judgement::Fails {
         verdict: artifact.clone(),
         detail: format!("verdict {}: {detail}", artifact.short()),
-        findings: recomputed.top_findings(TOP_FINDINGS),
+        findings: top.clone(),
+        outage,
     };
+    let fails = |detail: String| fails_as(detail, false);
     if let Some(s) = doc.scanners.iter().find(|s| !s.ok) {
-        return fails(format!(
-            "scanner `{}` could not report{}",
-            s.name,
-            s.error
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default()
-        ));
+        return fails_as(
+            format!(
+                "scanner `{}` could not report{}",
+                s.name,
+                s.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+            only_outage,
+        );
     }
     for name in &desired.gate.scanners {
         if !doc.scanners.iter().any(|s| &s.name == name) {

@@ -15,9 +15,11 @@ use time::OffsetDateTime;
 use super::{
     Action, ActionKind, Blocked, CatalogEntry, Location, Plan, PlanError, PlanParts, Precondition,
 };
-use crate::config::{DesiredState, ImageSpec, OnFail};
+use crate::config::{DesiredState, Endpoint, ImageSpec, OnFail};
+use crate::gate::SCANNER_FAILED;
 use crate::model::Digest;
 use crate::observed::{Decision, ObservedImage, ObservedState, RecordCheck, VerdictInfo};
+use crate::select::Selection;
 
 /// Why a verdict cannot be used as it is.
 fn verdict_staleness(
@@ -47,7 +49,43 @@ fn verdict_staleness(
             humantime::format_duration(max)
         ));
     }
+    if fails_only_because_a_scanner_could_not_run(v) {
+        return Some(format!(
+            "the last scan failed only because a scanner could not run ({SCANNER_FAILED}): \
+             that is no verdict on the image, so it is scanned again"
+        ));
+    }
     None
+}
+
+/// A failing verdict whose only counting finding is [`SCANNER_FAILED`]. `top_findings` holds
+/// the counting findings deduplicated by id and package, worst first, up to a handful; all
+/// scanner failures collapse into one entry, so a single entry means nothing else counted.
+pub fn fails_only_because_a_scanner_could_not_run(v: &VerdictInfo) -> bool {
+    v.decision == Decision::Fail
+        && matches!(v.top_findings.as_slice(), [only] if only.id == SCANNER_FAILED)
+}
+
+/// Choices of the person running the plan (not configuration).
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--rescan`: scan these images again even when their verdict is current.
+    pub rescan: Option<Selection>,
+}
+
+/// The `host[:port]` a registry key names, as image references spell it; None for an
+/// image-layout directory (nothing can pull from it by reference).
+fn registry_host(desired: &DesiredState, key: &str) -> Option<String> {
+    match &desired.registries.get(key)?.endpoint {
+        Endpoint::Url(url) => {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or(url);
+            Some(rest.trim_end_matches('/').to_string())
+        }
+        Endpoint::Layout(_) => None,
+    }
 }
 
 struct ImagePlan<'a> {
@@ -63,6 +101,16 @@ pub fn plan(
     desired: &DesiredState,
     observed: &ObservedState,
     now: OffsetDateTime,
+) -> Result<Plan, PlanError> {
+    plan_with(desired, observed, now, &PlanOptions::default())
+}
+
+/// [`plan`] with the run's options (`--rescan`).
+pub fn plan_with(
+    desired: &DesiredState,
+    observed: &ObservedState,
+    now: OffsetDateTime,
+    opts: &PlanOptions,
 ) -> Result<Plan, PlanError> {
     let policy_hash = desired.policy_hash();
     let mut parts = PlanParts::default();
@@ -106,7 +154,7 @@ pub fn plan(
                 digest: l.clone(),
             });
         }
-        let live_after = plan_image(desired, &ip, &policy_hash, now, &mut parts);
+        let live_after = plan_image(desired, &ip, &policy_hash, now, opts, &mut parts);
         if let Some(d) = live_after {
             after.push(CatalogEntry {
                 repository: live_repo,
@@ -172,6 +220,7 @@ fn plan_image(
     ip: &ImagePlan,
     policy_hash: &Digest,
     now: OffsetDateTime,
+    opts: &PlanOptions,
     parts: &mut PlanParts,
 ) -> Option<Digest> {
     let key = ip.spec.key();
@@ -237,15 +286,22 @@ fn plan_image(
     }
 
     // scan
+    let rescan = opts.rescan.as_ref().is_some_and(|r| r.matches(&key));
     let usable_verdict = obs
         .verdict
         .as_ref()
-        .filter(|v| verdict_staleness(v, desired, policy_hash, now).is_none());
+        .filter(|v| !rescan && verdict_staleness(v, desired, policy_hash, now).is_none());
     let mut scan_id = None;
     if usable_verdict.is_none() {
+        // A current verdict renewed on request is named in `replaces`: apply renews exactly
+        // that one (and skips if another apply renewed it meanwhile).
+        let mut renews = None;
         let reason = match &obs.verdict {
             None => format!("no verdict for {}", s.short()),
-            Some(v) => verdict_staleness(v, desired, policy_hash, now).unwrap_or_default(),
+            Some(v) => verdict_staleness(v, desired, policy_hash, now).unwrap_or_else(|| {
+                renews = Some(v.digest.clone());
+                "rescan requested (--rescan)".to_string()
+            }),
         };
         let id = format!("scan:{key}");
         parts.actions.push(Action {
@@ -256,7 +312,7 @@ fn plan_image(
             source_digest: None,
             target: ip.quarantine.clone(),
             digest: s.clone(),
-            replaces: None,
+            replaces: renews,
             platforms: None,
             size: obs.source.size,
             platform_count: obs.source.platforms,
@@ -276,6 +332,8 @@ fn plan_image(
         digest: s.clone(),
         location: ip.quarantine.clone(),
         verdict: Some(v.digest.clone()),
+        verdict_reference: registry_host(desired, &ip.quarantine.registry)
+            .map(|host| format!("{host}/{}@{}", ip.quarantine.repository, v.digest)),
         reason: if live {
             "the renewed verdict fails for an image that is live".into()
         } else {

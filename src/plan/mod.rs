@@ -94,7 +94,8 @@ pub struct Action {
     pub target: Location,
     /// The content digest the target will hold (delete: the digest removed).
     pub digest: Digest,
-    /// The digest a replaced tag pointed to.
+    /// The digest a replaced tag pointed to; for a scan, the current verdict it renews
+    /// (`--rescan`), which apply then renews even though it is current.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub replaces: Option<Digest>,
     /// Import only: the platform subset to keep.
@@ -121,6 +122,10 @@ pub struct Blocked {
     /// The verdict artifact with the full findings.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub verdict: Option<Digest>,
+    /// The verdict artifact as a pullable reference, `<registry host>/<repository>@<digest>`
+    /// (for `skopeo inspect`, `oras pull`, `crane manifest`); None for an image-layout registry.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub verdict_reference: Option<String>,
     pub reason: String,
     pub findings: Vec<FindingSummary>,
     /// True when the image is already live (a renewed verdict failed).
@@ -148,6 +153,7 @@ impl fmt::Display for CatalogEntry {
     }
 }
 
+/// See [`Plan::summary`] for what each count means.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
@@ -169,6 +175,8 @@ pub struct Plan {
     pub policy_hash: Digest,
     pub live_before: Vec<CatalogEntry>,
     pub live_after: Vec<CatalogEntry>,
+    /// Made for the images selected with `--image` only (never prunes).
+    pub partial: bool,
     graph: DiGraph<usize, ()>,
 }
 
@@ -191,6 +199,8 @@ pub struct PlanParts {
     pub warnings: Vec<String>,
     pub live_before: Vec<CatalogEntry>,
     pub live_after: Vec<CatalogEntry>,
+    /// Made for a subset of the images (`--image`).
+    pub partial: bool,
 }
 
 impl Plan {
@@ -204,6 +214,7 @@ impl Plan {
             mut warnings,
             mut live_before,
             mut live_after,
+            partial,
         } = parts;
         actions.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
         let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
@@ -277,6 +288,7 @@ impl Plan {
             policy_hash,
             live_before,
             live_after,
+            partial,
             graph,
         })
     }
@@ -317,11 +329,16 @@ impl Plan {
         !self.actions.is_empty()
     }
 
+    /// Counts of the plan. `import`, `scan`, `promote` and `delete` count actions of that
+    /// kind; `replace` counts images whose quarantine or live tag moves away from other
+    /// content, once per image however many of its tags move (those actions are also counted
+    /// as imports and promotions); `blocked` counts blocked images.
     pub fn summary(&self) -> Summary {
         let mut s = Summary {
             blocked: self.blocked.len(),
             ..Summary::default()
         };
+        let mut replaced: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for a in &self.actions {
             match a.kind {
                 ActionKind::Import => s.import += 1,
@@ -329,10 +346,11 @@ impl Plan {
                 ActionKind::Promote => s.promote += 1,
                 ActionKind::Delete => s.delete += 1,
             }
-            if a.replaces.is_some() && a.kind != ActionKind::Delete {
-                s.replace += 1;
+            if a.replaces.is_some() && matches!(a.kind, ActionKind::Import | ActionKind::Promote) {
+                replaced.insert(a.image.as_deref().unwrap_or(&a.id));
             }
         }
+        s.replace = replaced.len();
         s
     }
 
@@ -362,6 +380,7 @@ impl Plan {
             warnings: self.warnings.clone(),
             live_before: self.live_before.clone(),
             live_after: self.live_after.clone(),
+            partial: self.partial,
         }
     }
 }

@@ -5,7 +5,8 @@
 use std::io;
 
 use super::{
-    Group, HumanOptions, PlanView, catalog_diff, groups, size_and_platforms, summary_line, symbol,
+    Group, HumanOptions, PARTIAL_NOTE, PlanView, catalog_diff, groups, size_and_platforms,
+    summary_line, symbol,
 };
 use crate::plan::{Action, ActionKind, Blocked};
 
@@ -71,8 +72,10 @@ fn action_row(a: &Action) -> Row {
     {
         details.push(format!("subset of {}", src.short()));
     }
-    if let Some(old) = &a.replaces {
-        details.push(format!("replaces {}", old.short()));
+    match (&a.replaces, a.kind) {
+        (Some(old), ActionKind::Scan) => details.push(format!("renews verdict {}", old.short())),
+        (Some(old), _) => details.push(format!("replaces {}", old.short())),
+        (None, _) => {}
     }
     Row {
         symbol: symbol(a),
@@ -104,6 +107,10 @@ fn blocked_row(b: &Blocked) -> Row {
         if let Some(p) = &f.package {
             line.push_str("  ");
             line.push_str(p);
+            if let Some(v) = &f.installed_version {
+                line.push(' ');
+                line.push_str(v);
+            }
         }
         match (&f.package, &f.fixed_version) {
             (_, Some(v)) => line.push_str(&format!("  → fixed in {v}")),
@@ -111,12 +118,17 @@ fn blocked_row(b: &Blocked) -> Row {
             (None, None) => {}
         }
         extra.push(line.trim_end().to_string());
+        if let Some(m) = &f.message {
+            extra.push(format!("{:id_w$}  {m}", ""));
+        }
     }
-    if let Some(v) = &b.verdict {
-        extra.push(format!(
+    match (&b.verdict_reference, &b.verdict) {
+        (Some(r), _) => extra.push(format!("full verdict: {r}")),
+        (None, Some(v)) => extra.push(format!(
             "full verdict: {}/{}@{v}",
             b.location.registry, b.location.repository
-        ));
+        )),
+        (None, None) => {}
     }
     let mut note = b.reason.clone();
     if b.live {
@@ -198,6 +210,9 @@ pub(super) fn render(
     // Sections, each ending in a newline, separated by one blank line.
     let mut sections: Vec<String> = Vec::new();
 
+    if view.partial {
+        sections.push(format!("{}\n", paint.paint(Paint::YELLOW, PARTIAL_NOTE)));
+    }
     if quiet {
         sections.push(format!(
             "{} Live matches the configuration.\n",

@@ -38,6 +38,10 @@ pub struct PlanView {
     pub policy_hash: Digest,
     /// Hash of the actions ([`Plan::hash`]); checked again when the file is read back.
     pub plan_hash: Digest,
+    /// True when the plan covers only the images selected with `--image` (it then never
+    /// prunes); left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
     /// Counts of the actions (derived; recomputed when the file is read back).
     pub summary: Summary,
     /// Every action, in a deterministic topological order, with its dependencies and
@@ -89,12 +93,14 @@ impl PlanView {
             warnings,
             live_before,
             live_after,
+            partial,
         } = plan.parts();
         PlanView {
             format_version: FORMAT_VERSION,
             airlock_version: env!("CARGO_PKG_VERSION").to_string(),
             policy_hash: plan.policy_hash.clone(),
             plan_hash: plan.hash(),
+            partial,
             summary: plan.summary(),
             actions,
             blocked,
@@ -119,6 +125,7 @@ impl PlanView {
                 warnings: self.warnings,
                 live_before: self.live_before,
                 live_after: self.live_after,
+                partial: self.partial,
             },
             self.policy_hash,
         )?;
@@ -255,6 +262,9 @@ pub fn render(
         Format::Markdown => markdown::render(&view, out),
     }
 }
+
+/// What a partial plan says about itself, in every format.
+const PARTIAL_NOTE: &str = "Partial plan: only the images selected with --image; nothing is pruned, and other images and live tags were not looked at.";
 
 /// The summary line, exactly as the specification words it.
 fn summary_line(s: &Summary) -> String {

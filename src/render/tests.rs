@@ -181,24 +181,34 @@ fn replace_prune_blocked() -> Plan {
         digest: dg("busybox-1.33.0"),
         location: loc("acr", "quarantine/library/busybox", "1.33.0"),
         verdict: Some(dg("verdict-busybox-1.33.0")),
+        verdict_reference: Some(format!(
+            "acraks0001.azurecr.io/quarantine/library/busybox@{}",
+            dg("verdict-busybox-1.33.0")
+        )),
         reason: "verdict fail".to_string(),
         findings: vec![
             FindingSummary {
                 id: "CVE-2021-42378".to_string(),
                 severity: Severity::Critical,
+                message: Some("busybox: use-after-free in awk leads to denial of service".into()),
                 package: Some("busybox".to_string()),
+                installed_version: Some("1.33.0-r0".to_string()),
                 fixed_version: Some("1.34.0".to_string()),
             },
             FindingSummary {
                 id: "CVE-2021-42386".to_string(),
                 severity: Severity::High,
+                message: Some("busybox: use-after-free in awk (nvalloc)".into()),
                 package: Some("busybox".to_string()),
+                installed_version: Some("1.33.0-r0".to_string()),
                 fixed_version: Some("1.34.0".to_string()),
             },
             FindingSummary {
                 id: "policy/forbid_root".to_string(),
                 severity: Severity::High,
+                message: Some("the image runs as root (user is empty) | set `USER`".into()),
                 package: None,
+                installed_version: None,
                 fixed_version: None,
             },
         ],
@@ -394,10 +404,21 @@ fn output_has_no_trailing_whitespace_and_ends_in_one_newline() {
 }
 
 #[test]
+fn summary_counts_a_replaced_image_once() {
+    // nginx's quarantine and live tags both move: one image replaced, not two.
+    let s = replace_prune_blocked().summary();
+    assert_eq!((s.import, s.promote, s.replace, s.delete), (1, 1, 1, 1));
+    // A second replaced image counts once more; a fresh one does not count.
+    let s = generated(20).summary();
+    let replaced_images = (0..20).filter(|i| i % 10 != 0 && i % 2 == 0).count();
+    assert_eq!(s.replace, replaced_images);
+}
+
+#[test]
 fn summary_line_is_worded_as_specified() {
     let text = rendered(&replace_prune_blocked(), Format::Human, false);
     assert!(text.contains(
-        "\nPlan: 1 to import, 1 to scan, 1 to promote, 2 to replace, 1 to delete, 1 blocked.\n"
+        "\nPlan: 1 to import, 1 to scan, 1 to promote, 1 to replace, 1 to delete, 1 blocked.\n"
     ));
 }
 
@@ -550,4 +571,276 @@ fn plan_files_with_unknown_fields_or_control_characters_are_refused() {
     let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
     assert!(matches!(err, ViewError::ControlCharacter(_)), "{err:?}");
     assert!(err.to_string().contains("actions[0].reason"), "{err}");
+}
+
+/// `n` images: every tenth blocked by the gate (three findings each, no actions), every
+/// seventh with a warning, the rest a fresh import → scan → promote; live holds the old
+/// half, so the catalog diff is long too.
+fn generated(n: usize) -> Plan {
+    let mut parts = PlanParts::default();
+    for i in 0..n {
+        let path = format!("team-{}/service-{i:04}", i % 13);
+        let tag = format!("1.{}.{}", i % 7, i % 3);
+        let key = format!("{path}:{tag}");
+        if i % 10 == 0 {
+            parts.blocked.push(Blocked {
+                image: key.clone(),
+                digest: dg(&key),
+                location: loc("acr", &format!("quarantine/{path}"), &tag),
+                verdict: Some(dg(&format!("verdict {key}"))),
+                verdict_reference: Some(format!(
+                    "acraks0001.azurecr.io/quarantine/{path}@{}",
+                    dg(&format!("verdict {key}"))
+                )),
+                reason: "the verdict fails".to_string(),
+                findings: (0..3)
+                    .map(|k| FindingSummary {
+                        id: format!("CVE-2024-{:05}", i * 3 + k),
+                        severity: Severity::Critical,
+                        message: Some(format!(
+                            "openssl: a crafted certificate makes the parser read out of bounds ({k})"
+                        )),
+                        package: Some("libssl3".to_string()),
+                        installed_version: Some("3.0.11-1~deb12u1".to_string()),
+                        fixed_version: Some("3.0.13-1~deb12u1".to_string()),
+                    })
+                    .collect(),
+                live: false,
+            });
+            continue;
+        }
+        if i % 7 == 0 {
+            parts.warnings.push(format!(
+                "upstream tag docker.io/{key} moved since the last plan"
+            ));
+        }
+        let old = (i % 2 == 0).then(|| dg(&format!("old {key}")));
+        if old.is_some() {
+            parts
+                .live_before
+                .push(entry(&format!("live/{path}"), &tag, &format!("old {key}")));
+        }
+        parts
+            .live_after
+            .push(entry(&format!("live/{path}"), &tag, &key));
+        parts.actions.extend(chain(Chain {
+            host: "docker.io",
+            path: &path,
+            tag: &tag,
+            digest: dg(&key),
+            size: Some(10_000_000 + i as u64),
+            platform_count: Some(1 + i % 3),
+            replaces: (old.clone(), old),
+        }));
+    }
+    Plan::new(parts, policy()).expect("valid plan")
+}
+
+/// The count in a section's "… and N more" line (0 when none).
+fn omitted_after(text: &str, heading: &str) -> usize {
+    let rest = &text[text.find(heading).unwrap_or_else(|| panic!("no {heading}"))..];
+    let end = rest[1..]
+        .find("\n#### ")
+        .into_iter()
+        .chain(rest[1..].find("\n<details>"))
+        .min()
+        .map_or(rest.len(), |e| e + 1);
+    let section = &rest[..end];
+    section
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("… and ")?
+                .strip_suffix(" more; the full plan is in the artifact.")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn markdown_of_large_plans_stays_within_budget_and_accounts_for_every_image() {
+    for n in [200, 1000] {
+        let plan = generated(n);
+        let text = rendered(&plan, Format::Markdown, false);
+        assert!(
+            text.len() <= markdown::BUDGET,
+            "{n} images: {} bytes",
+            text.len()
+        );
+        // Deterministic, whatever order the parts came in.
+        let mut parts = plan.parts();
+        parts.actions.reverse();
+        parts.blocked.reverse();
+        parts.warnings.reverse();
+        let again = Plan::new(parts, policy()).unwrap();
+        assert_eq!(rendered(&again, Format::Markdown, false), text, "{n}");
+
+        // Blocked images and warnings come first, in plain view; the rest is folded.
+        let blocked_at = text.find("#### Blocked by the gate (").unwrap();
+        let warnings_at = text.find("#### Warnings (").unwrap();
+        let changes_at = text.find("<details><summary>Changes: ").unwrap();
+        assert!(blocked_at < warnings_at && warnings_at < changes_at, "{n}");
+        assert!(!text[..changes_at].contains("<details>"), "{n}");
+
+        // Every image is either a row or counted: one row per image, never three.
+        let view = PlanView::from_plan(&plan);
+        let images: std::collections::BTreeSet<&str> = view
+            .actions
+            .iter()
+            .filter_map(|a| a.image.as_deref())
+            .collect();
+        let rows = text
+            .lines()
+            .filter(|l| l.starts_with("| `+` |") || l.starts_with("| `~` |"))
+            .count();
+        assert!(
+            text.lines()
+                .filter(|l| l.contains("| import → scan → promote |"))
+                .count()
+                == rows,
+            "{n}: one row per image"
+        );
+        assert_eq!(
+            rows + omitted_after(&text, "<details><summary>Changes: "),
+            images.len(),
+            "{n}"
+        );
+        let blocked_shown = text.lines().filter(|l| l.starts_with("- **`")).count();
+        assert_eq!(
+            blocked_shown + omitted_after(&text, "#### Blocked by the gate ("),
+            view.blocked.len(),
+            "{n}"
+        );
+        let warnings_shown = text[warnings_at..changes_at]
+            .lines()
+            .filter(|l| l.starts_with("- "))
+            .count();
+        assert_eq!(
+            warnings_shown + omitted_after(&text, "#### Warnings ("),
+            view.warnings.len(),
+            "{n}"
+        );
+        // The folds are closed, whatever was cut.
+        assert_eq!(
+            text.matches("<details>").count(),
+            text.matches("</details>").count(),
+            "{n}"
+        );
+        assert_eq!(text.matches("```").count() % 2, 0, "{n}");
+        for line in text.lines() {
+            assert_eq!(line, line.trim_end(), "{n}: {line:?}");
+        }
+    }
+    // 1000 images cannot fit: the cut is said where it happens.
+    let text = rendered(&generated(1000), Format::Markdown, false);
+    assert!(text.contains(" more; the full plan is in the artifact.\n"));
+}
+
+#[test]
+fn markdown_blocked_image_rows_come_first() {
+    // A live image whose renewed verdict fails is demoted (a delete in its row).
+    let mut parts = fresh_import().parts();
+    let l = loc("acr", "live/zzz/last", "1");
+    parts.actions.push(Action {
+        id: "delete:live/zzz/last:1".to_string(),
+        kind: ActionKind::Delete,
+        image: Some("zzz/last:1".to_string()),
+        source: None,
+        source_digest: None,
+        target: l.clone(),
+        digest: dg("zzz"),
+        replaces: None,
+        platforms: None,
+        size: None,
+        platform_count: None,
+        preconditions: vec![Precondition {
+            location: l.clone(),
+            digest: Some(dg("zzz")),
+        }],
+        depends_on: vec![],
+        reason: "demoted: the renewed verdict fails".to_string(),
+    });
+    parts.blocked.push(Blocked {
+        image: "zzz/last:1".to_string(),
+        digest: dg("zzz"),
+        location: loc("acr", "quarantine/zzz/last", "1"),
+        verdict: None,
+        verdict_reference: None,
+        reason: "the renewed verdict fails for an image that is live".to_string(),
+        findings: vec![],
+        live: true,
+    });
+    let text = rendered(
+        &Plan::new(parts, policy()).unwrap(),
+        Format::Markdown,
+        false,
+    );
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("| `")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(
+        rows[0].starts_with("| `-` | `zzz/last:1` | delete |"),
+        "{text}"
+    );
+}
+
+#[test]
+fn blocked_reasons_are_in_every_format() {
+    let plan = replace_prune_blocked();
+    let reference = format!(
+        "acraks0001.azurecr.io/quarantine/library/busybox@{}",
+        dg("verdict-busybox-1.33.0")
+    );
+    for format in Format::ALL {
+        let text = rendered(&plan, format, false);
+        for needle in [
+            reference.as_str(),
+            "busybox: use-after-free in awk leads to denial of service",
+            "1.33.0-r0",
+            "1.34.0",
+            "CVE-2021-42386",
+        ] {
+            assert!(text.contains(needle), "{format} lacks {needle}:\n{text}");
+        }
+    }
+    let v = json_value(&plan);
+    let f = &v["blocked"][0]["findings"][0];
+    assert_eq!(f["package"], "busybox");
+    assert_eq!(f["installed_version"], "1.33.0-r0");
+    assert_eq!(f["fixed_version"], "1.34.0");
+    assert_eq!(v["blocked"][0]["verdict_reference"], reference.as_str());
+}
+
+#[test]
+fn finding_messages_are_one_short_line_without_control_characters() {
+    assert_eq!(FindingSummary::short_message(" \n "), None);
+    assert_eq!(
+        FindingSummary::short_message("a\x1b[31m red\nline\tand\r\n more").as_deref(),
+        Some("a [31m red line and more")
+    );
+    let long = "x".repeat(5_000);
+    let short = FindingSummary::short_message(&long).unwrap();
+    assert_eq!(short.chars().count(), FindingSummary::MESSAGE_MAX);
+    assert!(short.ends_with('…'));
+}
+
+#[test]
+fn a_partial_plan_says_so_in_every_format_and_keeps_it_in_the_file() {
+    let mut parts = fresh_import().parts();
+    parts.partial = true;
+    let plan = Plan::new(parts, policy()).unwrap();
+    for format in Format::ALL {
+        let text = rendered(&plan, format, false);
+        let needle = match format {
+            Format::Json => "\"partial\": true",
+            _ => "Partial plan: only the images selected with --image; nothing is pruned",
+        };
+        assert!(text.contains(needle), "{format}:\n{text}");
+    }
+    let json = rendered(&plan, Format::Json, false);
+    assert!(parse_plan_file(json.as_bytes()).unwrap().partial);
+    // A whole plan does not mention it at all (the field is left out).
+    for format in Format::ALL {
+        let text = rendered(&fresh_import(), format, false);
+        assert!(!text.to_lowercase().contains("partial"), "{format}");
+    }
 }

@@ -11,6 +11,7 @@ mod gate_hygiene;
 mod harness;
 mod hostile_registry;
 mod interrupt;
+mod plans_ci;
 mod quickstart;
 mod records_bound;
 mod registry_client;

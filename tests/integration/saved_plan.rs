@@ -30,6 +30,7 @@ fn rewrite(dir: &Path, from: &str, to: &str, edit: impl FnOnce(&mut Vec<Action>)
             warnings: view.warnings,
             live_before: view.live_before,
             live_after: view.live_after,
+            partial: view.partial,
         },
         view.policy_hash,
     )

@@ -70,7 +70,9 @@ fn verdict(ds: &DesiredState, decision: Decision, created: OffsetDateTime) -> Ve
         top_findings: vec![FindingSummary {
             id: "CVE-2021-42378".into(),
             severity: Severity::Critical,
+            message: Some("busybox: use-after-free in awk".into()),
             package: Some("busybox".into()),
+            installed_version: Some("1.33.0-r0".into()),
             fixed_version: Some("1.34.0".into()),
         }],
     }
@@ -153,7 +155,7 @@ fn upstream_move_replaces_with_warning() {
         .find(|a| a.kind == ActionKind::Promote)
         .unwrap();
     assert_eq!(promote.replaces, Some(d('b')));
-    assert_eq!(p.summary().replace, 2);
+    assert_eq!(p.summary().replace, 1, "one image, counted once");
     assert!(p.warnings.iter().any(|w| w.contains("moved")));
 }
 
@@ -308,6 +310,104 @@ fn a_record_repair_waits_for_a_renewed_verdict_and_the_gate() {
         kinds(&p),
         vec![
             "import:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ]
+    );
+}
+
+fn scanner_failed(ds: &DesiredState, also: Option<&str>) -> VerdictInfo {
+    let mut v = verdict(ds, Decision::Fail, now() - time::Duration::hours(1));
+    v.top_findings = vec![FindingSummary {
+        id: SCANNER_FAILED.into(),
+        severity: Severity::Critical,
+        message: Some("trivy: exit status 1: failed to download the vulnerability DB".into()),
+        package: None,
+        installed_version: None,
+        fixed_version: None,
+    }];
+    if let Some(id) = also {
+        v.top_findings.push(FindingSummary {
+            id: id.into(),
+            severity: Severity::High,
+            message: None,
+            package: None,
+            installed_version: None,
+            fixed_version: None,
+        });
+    }
+    v
+}
+
+#[test]
+fn a_verdict_that_failed_only_for_a_scanner_outage_is_scanned_again() {
+    let ds = desired("");
+    let p = plan(
+        &ds,
+        &observed(Some('a'), None, Some(scanner_failed(&ds, None))),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec![
+            "scan:library/busybox:1.33.0",
+            "promote:library/busybox:1.33.0"
+        ]
+    );
+    assert!(p.blocked.is_empty(), "not a verdict on the image");
+    let reason = &p.actions()[0].reason;
+    assert!(
+        reason.contains("a scanner could not run") && reason.contains(SCANNER_FAILED),
+        "{reason}"
+    );
+
+    // A real finding besides the outage is a verdict: blocked, no rescan.
+    let p = plan(
+        &ds,
+        &observed(
+            Some('a'),
+            None,
+            Some(scanner_failed(&ds, Some("policy/forbid_root"))),
+        ),
+        now(),
+    )
+    .unwrap();
+    assert!(p.is_empty(), "{:?}", kinds(&p));
+    assert_eq!(p.blocked.len(), 1);
+}
+
+#[test]
+fn rescan_renews_chosen_current_verdicts_only() {
+    let ds = desired("");
+    let fresh = verdict(&ds, Decision::Pass, now() - time::Duration::hours(1));
+    let o = observed(Some('a'), Some('a'), Some(fresh));
+    let opts = |patterns: &[&str]| PlanOptions {
+        rescan: crate::select::Selection::parse(
+            &patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap(),
+    };
+    let p = plan_with(&ds, &o, now(), &opts(&["library/*"])).unwrap();
+    assert_eq!(kinds(&p), vec!["scan:library/busybox:1.33.0"]);
+    assert_eq!(p.actions()[0].reason, "rescan requested (--rescan)");
+    // It names the verdict it renews, so apply renews that one although it is current; a
+    // renewed verdict is not a replaced image.
+    assert_eq!(p.actions()[0].replaces, Some(d('f')));
+    assert_eq!(p.summary().replace, 0);
+    let p = plan_with(&ds, &o, now(), &opts(&["other/*"])).unwrap();
+    assert!(p.is_empty(), "{:?}", kinds(&p));
+    let all = PlanOptions {
+        rescan: Some(crate::select::Selection::all()),
+    };
+    assert_eq!(kinds(&plan_with(&ds, &o, now(), &all).unwrap()).len(), 1);
+    // A failing current verdict renewed on request: the image is no longer blocked by the old
+    // verdict; its promotion waits on the new scan.
+    let failing = verdict(&ds, Decision::Fail, now() - time::Duration::hours(1));
+    let p = plan_with(&ds, &observed(Some('a'), None, Some(failing)), now(), &all).unwrap();
+    assert_eq!(
+        kinds(&p),
+        vec![
+            "scan:library/busybox:1.33.0",
             "promote:library/busybox:1.33.0"
         ]
     );

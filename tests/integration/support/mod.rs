@@ -16,6 +16,7 @@ pub mod airlock;
 pub mod client;
 pub mod images;
 pub mod proxy;
+pub mod python;
 pub mod registry;
 pub mod skopeo;
 pub mod token;
