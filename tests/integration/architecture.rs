@@ -17,7 +17,18 @@ const PURE: &[&str] = &[
 ];
 
 /// Words that mean I/O or an async runtime crept in.
-const FORBIDDEN: &[&str] = &["tokio", "reqwest", "async ", "async{", ".await", "std::net"];
+/// (`std::net` address types are pure parsing; sockets and name lookups are not.)
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "reqwest",
+    "async ",
+    "async{",
+    ".await",
+    "TcpStream",
+    "TcpListener",
+    "UdpSocket",
+    "ToSocketAddrs",
+];
 
 fn rust_files(path: &Path, out: &mut Vec<PathBuf>) {
     if path.is_dir() {

@@ -494,7 +494,14 @@ async fn a_long_transfer_prints_progress_lines_without_a_terminal() {
         kind: FaultKind::Delay(std::time::Duration::from_secs(11)),
     });
     let text = std::fs::read_to_string(wt.w.config()).unwrap();
-    wt.w.set_config(&text.replace(&wt.upstream.url(), &proxy.url()));
+    // A slow registry, not a dead one: deadlines longer than the delay.
+    wt.w.set_config(&text.replace(
+        &format!("endpoint = \"{}\"", wt.upstream.url()),
+        &format!(
+            "endpoint = \"{}\"\ntimeout = \"2m\"\nstall_timeout = \"30s\"",
+            proxy.url()
+        ),
+    ));
     let run =
         wt.w.run(&["apply", "--auto-approve", "--image", "library/busybox:*"])
             .await
