@@ -16,6 +16,9 @@ use crate::registry::Registries;
 use crate::render::{self, Format, HumanOptions};
 use futures_util::StreamExt;
 
+mod day_two;
+pub use day_two::{outdated, pin};
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
@@ -88,6 +91,7 @@ impl Signals {
 
 pub fn validate(path: &Path) -> Result<Outcome, Error> {
     let d = load(path)?;
+    day_two::print_warnings(&d);
     println!(
         "{} is valid: {} image{}; quarantine {}/{}, live {}/{}{}; gate: {} (fail on {}).",
         path.display(),
@@ -154,6 +158,7 @@ pub fn plan(
     detailed_exitcode: bool,
 ) -> Result<Outcome, Error> {
     let desired = load(path)?;
+    day_two::print_warnings(&desired);
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
