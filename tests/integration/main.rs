@@ -5,6 +5,7 @@ mod apply;
 mod architecture;
 #[cfg(feature = "azure")]
 mod azure;
+mod day_two;
 mod gate;
 mod harness;
 mod interrupt;
