@@ -17,7 +17,7 @@ use crate::render::{self, Format, HumanOptions};
 use futures_util::StreamExt;
 
 mod day_two;
-pub use day_two::{outdated, pin};
+pub use day_two::{outdated, pin, resolve_tracks};
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
@@ -105,11 +105,21 @@ pub fn validate(path: &Path) -> Result<Outcome, Error> {
         d.gate.scanners.join(", "),
         d.gate.fail_on
     );
+    for t in &d.tracks {
+        println!(
+            "  tracks {} ({}, keep {}, {} pinned)",
+            t.source.repository(),
+            t.track,
+            t.keep,
+            t.pins.len()
+        );
+    }
     Ok(Outcome::Success)
 }
 
 /// Observe and plan (shared by `plan` and `apply`).
 pub async fn make_plan(desired: &DesiredState, registries: &Registries) -> Result<Plan, Error> {
+    let desired = &resolve_tracks(desired, registries).await?;
     let observed = observe::observe(desired, registries).await?;
     Ok(diff::plan(desired, &observed, now())?)
 }
@@ -211,6 +221,7 @@ pub fn images(path: &Path, kustomize: bool) -> Result<Outcome, Error> {
     let rt = runtime()?;
     rt.block_on(async {
         let registries = Registries::from_desired(&desired);
+        let desired = resolve_tracks(&desired, &registries).await?;
         let live = registries.get(&desired.live.registry)?;
         let host = live.host();
         let mut out = String::new();

@@ -24,4 +24,5 @@ pub mod plan;
 pub mod records;
 pub mod registry;
 pub mod render;
+pub mod track;
 pub mod versions;

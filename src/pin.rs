@@ -7,11 +7,12 @@ use std::path::Path;
 
 use toml_edit::{DocumentMut, Item, Value};
 
-use crate::config::{DesiredState, ImageSpec};
+use crate::config::{DesiredState, ImageSpec, TrackSpec};
 use crate::model::{Digest, Reference};
 
-/// One line per mutable reference: an unpinned tag (the upstream tag can move), and `latest`
-/// even when pinned (it names no version: `outdated` cannot compare it).
+/// One line per mutable reference: an unpinned tag (the upstream tag can move), `latest`
+/// even when pinned (it names no version: `outdated` cannot compare it), and a tracked
+/// repository without any pin.
 pub fn mutable_tag_warnings(desired: &DesiredState) -> Vec<String> {
     let file = desired.file.display();
     desired
@@ -32,6 +33,13 @@ pub fn mutable_tag_warnings(desired: &DesiredState) -> Vec<String> {
             )),
             (Some(_), _) => None,
         })
+        .chain(desired.tracks.iter().filter(|t| t.pins.is_empty()).map(|t| {
+            format!(
+                "{} (track {}) has no pins: its versions' upstream tags can move; `airlock pin` writes pins ({file})",
+                t.source.repository(),
+                t.track
+            )
+        }))
         .collect()
 }
 
@@ -47,6 +55,12 @@ pub fn matches(pattern: &str, spec: &ImageSpec) -> bool {
     ]
     .iter()
     .any(|s| glob(pattern, s))
+}
+
+/// Does `pattern` select the tracked repository `t`? Matched against `path` and
+/// `host/path`.
+pub fn matches_track(pattern: &str, t: &TrackSpec) -> bool {
+    glob(pattern, &t.path) || glob(pattern, &t.source.repository())
 }
 
 /// `*` wildcards only; everything else literal.
@@ -116,6 +130,82 @@ pub fn rewrite(text: &str, edits: &BTreeMap<String, Digest>) -> Result<String, S
     Ok(doc.to_string())
 }
 
+/// Write `"<tag>" = "<digest>"` into the `pins` of the tracked entries (`track` set) whose
+/// repository (`host/path`) is a key of `edits`; `pins` is created as an inline table after
+/// the entry's last key when missing. Existing pins of other versions are kept.
+pub fn rewrite_track_pins(
+    text: &str,
+    edits: &BTreeMap<String, BTreeMap<String, Digest>>,
+) -> Result<String, String> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| format!("cannot parse: {}", e.message()))?;
+    let mut done = 0;
+    let tables: Vec<&mut dyn toml_edit::TableLike> = match doc.get_mut("images") {
+        Some(Item::ArrayOfTables(a)) => a
+            .iter_mut()
+            .map(|t| t as &mut dyn toml_edit::TableLike)
+            .collect(),
+        Some(Item::Value(Value::Array(list))) => list
+            .iter_mut()
+            .filter_map(|v| v.as_inline_table_mut())
+            .map(|t| t as &mut dyn toml_edit::TableLike)
+            .collect(),
+        _ => return Err("no [[images]] entries".into()),
+    };
+    for t in tables {
+        if t.get("track").is_none() {
+            continue;
+        }
+        let Some(source) = t.get("source").and_then(|s| s.as_str()).map(str::to_string) else {
+            continue;
+        };
+        let r: Reference = source.parse().map_err(|e| format!("{e}"))?;
+        let Some(pins) = edits.get(&r.repository()) else {
+            continue;
+        };
+        let item = t
+            .entry("pins")
+            .or_insert(Item::Value(Value::InlineTable(Default::default())));
+        let inline = item.is_inline_table();
+        let table = item
+            .as_table_like_mut()
+            .ok_or_else(|| format!("{source}: pins is not a table"))?;
+        for (tag, d) in pins {
+            match table.get_mut(tag).and_then(|i| i.as_value_mut()) {
+                Some(v) => replace_value(v, d),
+                None => {
+                    // In an inline table the space before `}` is the last value's suffix:
+                    // hand it on to the new last value (`{ a = 1, b = 2 }`, not `1 , b`).
+                    let mut suffix = None;
+                    if inline
+                        && let Some((_, last)) = table.iter_mut().last()
+                        && let Some(v) = last.as_value_mut()
+                        && let Some(s) = v.decor().suffix().cloned()
+                    {
+                        v.decor_mut().set_suffix("");
+                        suffix = Some(s);
+                    }
+                    table.insert(tag, toml_edit::value(d.to_string()));
+                    if let Some(s) = suffix
+                        && let Some(v) = table.get_mut(tag).and_then(|i| i.as_value_mut())
+                    {
+                        v.decor_mut().set_suffix(s);
+                    }
+                }
+            }
+        }
+        done += 1;
+    }
+    if done != edits.len() {
+        return Err(format!(
+            "found {done} of the {} tracked entries to pin",
+            edits.len()
+        ));
+    }
+    Ok(doc.to_string())
+}
+
 /// The digest to write for the entry with this `source`, if any.
 fn edit_for(
     source: Option<&str>,
@@ -163,6 +253,7 @@ pub fn check_rewrite(
     today: time::Date,
     before: &DesiredState,
     edits: &BTreeMap<String, Digest>,
+    track_edits: &BTreeMap<String, BTreeMap<String, Digest>>,
 ) -> Result<(), String> {
     let after = crate::config::parse(text, path, today)
         .map_err(|e| format!("the rewritten configuration does not validate:\n{e}"))?;
@@ -179,6 +270,20 @@ pub fn check_rewrite(
         .collect();
     if after.images != want {
         return Err("the rewritten configuration declares different images".into());
+    }
+    let want: Vec<TrackSpec> = before
+        .tracks
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            if let Some(p) = track_edits.get(&t.source.repository()) {
+                t.pins.extend(p.clone());
+            }
+            t
+        })
+        .collect();
+    if after.tracks != want {
+        return Err("the rewritten configuration tracks different repositories".into());
     }
     Ok(())
 }
@@ -250,6 +355,7 @@ source = "docker.io/library/alpine:latest"
             time::macros::date!(2026 - 01 - 01),
             &before,
             &edits,
+            &BTreeMap::new(),
         )
         .unwrap();
         let after = load(&out);
@@ -285,10 +391,59 @@ source = "docker.io/library/alpine:latest"
                 Path::new("airlock.toml"),
                 time::macros::date!(2026 - 01 - 01),
                 &before,
-                &edits
+                &edits,
+                &BTreeMap::new()
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn track_pins_are_added_to_the_pins_table() {
+        let text = "[registries.r]\nendpoint = \"http://127.0.0.1:9\"\n[quarantine]\nregistry = \"r\"\n[live]\nregistry = \"r\"\n\n[[images]]\nsource = \"docker.io/library/busybox\"  # tracked\ntrack = \">=1.33, <2\"\nkeep = 2\n\n[[images]]\nsource = \"ghcr.io/x/y\"\ntrack = \"^1\"\npins = { \"1.0.0\" = \"sha256:1111111111111111111111111111111111111111111111111111111111111111\" }  # old\n";
+        let before = load(text);
+        let mut edits = BTreeMap::new();
+        edits.insert(
+            "docker.io/library/busybox".to_string(),
+            BTreeMap::from([
+                ("1.36.1".to_string(), d('a')),
+                ("1.34.0".to_string(), d('b')),
+            ]),
+        );
+        edits.insert(
+            "ghcr.io/x/y".to_string(),
+            BTreeMap::from([("1.1.0".to_string(), d('c'))]),
+        );
+        let out = rewrite_track_pins(text, &edits).unwrap();
+        check_rewrite(
+            &out,
+            Path::new("airlock.toml"),
+            time::macros::date!(2026 - 01 - 01),
+            &before,
+            &BTreeMap::new(),
+            &edits,
+        )
+        .unwrap();
+        assert!(
+            out.contains(&format!(
+                "keep = 2\npins = {{ \"1.34.0\" = \"{}\", \"1.36.1\" = \"{}\" }}\n",
+                d('b'),
+                d('a')
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "\"1.0.0\" = \"{}\", \"1.1.0\" = \"{}\" }}  # old\n",
+                d('1'),
+                d('c')
+            )),
+            "{out}"
+        );
+        assert!(out.contains("source = \"docker.io/library/busybox\"  # tracked\n"));
+        let after = load(&out);
+        assert_eq!(after.tracks[0].pins.len(), 2);
+        assert_eq!(after.tracks[1].pins.len(), 2);
     }
 
     #[test]

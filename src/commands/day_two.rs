@@ -9,7 +9,7 @@ use std::path::Path;
 use futures_util::future::join_all;
 
 use super::{Signals, load, runtime};
-use crate::config::{DesiredState, ImageSpec};
+use crate::config::{DesiredState, ImageSpec, TrackSpec};
 use crate::error::Error;
 use crate::exit::Outcome;
 use crate::model::Digest;
@@ -70,6 +70,29 @@ async fn list_source_tags(
     lists.into_iter().collect()
 }
 
+/// The configuration with its tracked repositories (`track`) resolved into images: their
+/// tags are listed now (each repository once). Without tracks, a copy of `desired`.
+pub async fn resolve_tracks(
+    desired: &DesiredState,
+    registries: &Registries,
+) -> Result<DesiredState, Error> {
+    if desired.tracks.is_empty() {
+        return Ok(desired.clone());
+    }
+    let lists = join_all(desired.tracks.iter().map(|t| async move {
+        let reg = registries.get(&t.source_registry)?;
+        let tags = reg.list_tags(&t.path).await?;
+        Ok::<_, Error>((t.source.repository(), tags))
+    }))
+    .await;
+    let tags: BTreeMap<String, Vec<String>> = lists.into_iter().collect::<Result<_, _>>()?;
+    let (expanded, warnings) = crate::track::expand(desired, &tags);
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(expanded)
+}
+
 /// `validate`, `plan` and `outdated`: a warning line on stderr per mutable reference.
 pub fn print_warnings(desired: &DesiredState) {
     for w in pin::mutable_tag_warnings(desired) {
@@ -77,73 +100,152 @@ pub fn print_warnings(desired: &DesiredState) {
     }
 }
 
-/// The images `--image` patterns select (all when none); an error when a pattern selects
-/// nothing (a typo must not pass silently).
-fn select<'a>(desired: &'a DesiredState, patterns: &[String]) -> Result<Vec<&'a ImageSpec>, Error> {
+/// The images and tracked repositories `--image` patterns select (all when none); an error
+/// when a pattern selects nothing (a typo must not pass silently).
+fn select<'a>(
+    desired: &'a DesiredState,
+    patterns: &[String],
+) -> Result<(Vec<&'a ImageSpec>, Vec<&'a TrackSpec>), Error> {
     for p in patterns {
-        if !desired.images.iter().any(|s| pin::matches(p, s)) {
+        if !desired.images.iter().any(|s| pin::matches(p, s))
+            && !desired.tracks.iter().any(|t| pin::matches_track(p, t))
+        {
             return Err(Error::Usage(format!(
                 "--image {p}: no declared image matches (patterns match `path:tag`, `path`, `host/path:tag` or `host/path`; `*` is a wildcard)"
             )));
         }
     }
-    Ok(desired
-        .images
-        .iter()
-        .filter(|s| patterns.is_empty() || patterns.iter().any(|p| pin::matches(p, s)))
-        .collect())
+    let all = patterns.is_empty();
+    Ok((
+        desired
+            .images
+            .iter()
+            .filter(|s| all || patterns.iter().any(|p| pin::matches(p, s)))
+            .collect(),
+        desired
+            .tracks
+            .iter()
+            .filter(|t| all || patterns.iter().any(|p| pin::matches_track(p, t)))
+            .collect(),
+    ))
 }
 
-/// `airlock pin`: resolve each selected tag by HEAD and write `digest = "…"` into the file.
-/// `--check` only reports (exit 1 when an image is unpinned); `--update` re-resolves pins.
+/// The versions each selected track declares now (its tags listed).
+async fn tracked_versions<'a>(
+    tracks: &[&'a TrackSpec],
+    registries: &Registries,
+) -> Result<Vec<(&'a TrackSpec, Vec<String>)>, Error> {
+    join_all(tracks.iter().map(|t| async move {
+        let reg = registries.get(&t.source_registry)?;
+        let tags = reg.list_tags(&t.path).await?;
+        Ok::<_, Error>((*t, crate::track::select(t, &tags)))
+    }))
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// HEAD `path:tag` at the source registry: the digest, or an error naming the image.
+async fn resolve(
+    registries: &Registries,
+    key: &str,
+    path: &str,
+    tag: &str,
+    shown: &str,
+) -> Result<Digest, Error> {
+    let reg = registries.get(key)?;
+    match reg.head_manifest(path, tag).await? {
+        Some(d) => Ok(d.digest),
+        None => Err(Error::Other(format!(
+            "source {shown} not found in registry `{key}` (MANIFEST_UNKNOWN): nothing was written"
+        ))),
+    }
+}
+
+/// `airlock pin`: resolve each selected tag by HEAD and write `digest = "…"` into the file
+/// (for a tracked repository: each version it declares now, into `pins`). `--check` only
+/// reports (exit 1 when something is unpinned); `--update` re-resolves existing pins.
 pub fn pin(path: &Path, patterns: &[String], check: bool, update: bool) -> Result<Outcome, Error> {
     let desired = load(path)?;
-    let selected = select(&desired, patterns)?;
+    let (images, tracks) = select(&desired, patterns)?;
+    let rt = runtime()?;
+    let registries = Registries::from_desired(&desired);
     if check {
-        let unpinned: Vec<&&ImageSpec> = selected.iter().filter(|s| s.pin.is_none()).collect();
-        for s in &unpinned {
-            println!("unpinned: {}", s.source);
+        let mut unpinned: Vec<String> = images
+            .iter()
+            .filter(|s| s.pin.is_none())
+            .map(|s| s.source.to_string())
+            .collect();
+        // Tracked repositories: their tags are read to know which versions they declare.
+        if !tracks.is_empty() {
+            for (t, versions) in rt.block_on(tracked_versions(&tracks, &registries))? {
+                for v in versions.iter().filter(|v| !t.pins.contains_key(*v)) {
+                    unpinned.push(format!("{}:{v} (track {})", t.source.repository(), t.track));
+                }
+            }
+        }
+        for u in &unpinned {
+            println!("unpinned: {u}");
         }
         if unpinned.is_empty() {
-            println!(
-                "{} image{} pinned.",
-                selected.len(),
-                if selected.len() == 1 { "" } else { "s" }
-            );
+            println!("Everything selected is pinned.");
             return Ok(Outcome::Success);
         }
         return Err(Error::Other(format!(
-            "{} of {} images are not pinned to a digest (run `airlock pin`)",
+            "{} image{} not pinned to a digest (run `airlock pin`)",
             unpinned.len(),
-            selected.len()
+            if unpinned.len() == 1 { " is" } else { "s are" }
         )));
     }
     let original = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("failed to read {}", path.display()), e))?;
-    let rt = runtime()?;
-    let resolved: Vec<(&ImageSpec, Option<Digest>)> = rt.block_on(async {
+    type Resolved<'a> = (
+        Vec<(&'a ImageSpec, Option<Digest>)>,
+        Vec<(&'a TrackSpec, Vec<(String, Option<Digest>)>)>,
+    );
+    let (resolved, resolved_tracks): Resolved<'_> = rt.block_on(async {
         let mut signals = Signals::install()?;
-        let registries = Registries::from_desired(&desired);
-        let work = join_all(selected.iter().map(|spec| {
-            let registries = &registries;
-            async move {
+        let registries = &registries;
+        let work = async {
+            let fixed = join_all(images.iter().map(|spec| async move {
                 if spec.pin.is_some() && !update {
                     return Ok((*spec, None));
                 }
-                let reg = registries.get(&spec.source_registry)?;
-                match reg.head_manifest(&spec.source.path, &spec.tag).await? {
-                    Some(d) => Ok((*spec, Some(d.digest))),
-                    None => Err(Error::Other(format!(
-                        "source {} not found in registry `{}` (MANIFEST_UNKNOWN): nothing was written",
-                        spec.source, spec.source_registry
-                    ))),
-                }
+                let shown = spec.source.to_string();
+                let d = resolve(
+                    registries,
+                    &spec.source_registry,
+                    &spec.source.path,
+                    &spec.tag,
+                    &shown,
+                )
+                .await?;
+                Ok::<_, Error>((*spec, Some(d)))
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, Error>>()?;
+            let mut tracked = Vec::new();
+            for (t, versions) in tracked_versions(&tracks, registries).await? {
+                let got = join_all(versions.into_iter().map(|v| async move {
+                    if t.pins.contains_key(&v) && !update {
+                        return Ok((v, None));
+                    }
+                    let shown = format!("{}:{v}", t.source.repository());
+                    let d = resolve(registries, &t.source_registry, &t.path, &v, &shown).await?;
+                    Ok::<_, Error>((v, Some(d)))
+                }))
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, Error>>()?;
+                tracked.push((t, got));
             }
-        }));
+            Ok::<_, Error>((fixed, tracked))
+        };
         tokio::select! {
             biased;
             _ = signals.recv() => Err(Error::Other("interrupted: nothing was written".into())),
-            r = work => r.into_iter().collect::<Result<Vec<_>, Error>>(),
+            r = work => r,
         }
     })?;
 
@@ -175,11 +277,51 @@ pub fn pin(path: &Path, patterns: &[String], check: bool, update: bool) -> Resul
             }
         }
     }
-    if !edits.is_empty() {
-        let text = pin::rewrite(&original, &edits)
-            .map_err(|e| Error::Other(format!("{}: {e}; nothing was written", path.display())))?;
-        pin::check_rewrite(&text, path, super::now().date(), &desired, &edits)
-            .map_err(|e| Error::Other(format!("{e}; nothing was written")))?;
+    let mut track_edits: BTreeMap<String, BTreeMap<String, Digest>> = BTreeMap::new();
+    for (t, versions) in &resolved_tracks {
+        let repo = t.source.repository();
+        for (v, digest) in versions {
+            match (digest, t.pins.get(v)) {
+                (None, old) => lines.push(format!(
+                    "kept     {repo}:{v} (pinned to {}; --update re-resolves)",
+                    old.map(|d| d.to_string()).unwrap_or_default()
+                )),
+                (Some(d), Some(old)) if d == old => {
+                    lines.push(format!("current  {repo}:{v} {d}"));
+                }
+                (Some(d), old) => {
+                    lines.push(match old {
+                        Some(old) => format!("updated  {repo}:{v} {old} → {d}"),
+                        None => format!("pinned   {repo}:{v} {d}"),
+                    });
+                    track_edits
+                        .entry(repo.clone())
+                        .or_default()
+                        .insert(v.clone(), d.clone());
+                }
+            }
+        }
+    }
+    let written = edits.len() + track_edits.values().map(BTreeMap::len).sum::<usize>();
+    if written > 0 {
+        let fail =
+            |e: String| Error::Other(format!("{}: {e}; nothing was written", path.display()));
+        let mut text = original.clone();
+        if !edits.is_empty() {
+            text = pin::rewrite(&text, &edits).map_err(fail)?;
+        }
+        if !track_edits.is_empty() {
+            text = pin::rewrite_track_pins(&text, &track_edits).map_err(fail)?;
+        }
+        pin::check_rewrite(
+            &text,
+            path,
+            super::now().date(),
+            &desired,
+            &edits,
+            &track_edits,
+        )
+        .map_err(|e| Error::Other(format!("{e}; nothing was written")))?;
         write_config(path, &original, &text)?;
     }
     let mut out = std::io::stdout().lock();
@@ -188,10 +330,9 @@ pub fn pin(path: &Path, patterns: &[String], check: bool, update: bool) -> Resul
     }
     let _ = writeln!(
         out,
-        "{}: {} digest{} written.",
+        "{}: {written} digest{} written.",
         path.display(),
-        edits.len(),
-        if edits.len() == 1 { "" } else { "s" }
+        if written == 1 { "" } else { "s" }
     );
     Ok(Outcome::Success)
 }

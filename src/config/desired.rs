@@ -23,6 +23,26 @@ pub struct DesiredState {
     pub scanners: BTreeMap<String, ScannerSpec>,
     /// Declared images, sorted by live path and tag.
     pub images: Vec<ImageSpec>,
+    /// Tracked repositories (`track = ">=1.33, <2"`), sorted by source; each run resolves
+    /// them into images (`track::expand`).
+    pub tracks: Vec<TrackSpec>,
+}
+
+/// A repository whose newest `keep` version tags matching `requirement` are declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackSpec {
+    /// `host/path`, no tag.
+    pub source: Reference,
+    pub source_registry: String,
+    /// Source path without host.
+    pub path: String,
+    pub requirement: semver::VersionReq,
+    /// The requirement as written.
+    pub track: String,
+    pub keep: usize,
+    /// Pinned versions: tag → digest.
+    pub pins: BTreeMap<String, Digest>,
+    pub platforms: Option<Vec<Platform>>,
 }
 
 /// Where a registry is and how to talk to it.

@@ -15,6 +15,8 @@ use crate::model::reference::{DOCKER_HUB, valid_path};
 use crate::model::size::parse_size;
 use crate::model::{Digest, Platform, Reference, Severity};
 
+mod track;
+
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
 const DEFAULT_MAX_VERDICT_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -180,7 +182,15 @@ pub fn lower(
 
     let mut images: Vec<ImageSpec> = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tracks: Vec<TrackSpec> = Vec::new();
     for img in &raw.images {
+        if img.get_ref().track.is_some() {
+            if let Some(t) = track::lower_track(&mut l, img, &mut registries, &tracks) {
+                tracks.push(t);
+            }
+            continue;
+        }
+        track::check_untracked(&mut l, img);
         let Some(spec) = lower_image(&mut l, img, &mut registries) else {
             continue;
         };
@@ -203,6 +213,7 @@ pub fn lower(
         images.push(spec);
     }
     images.sort_by_key(|i| i.key());
+    tracks.sort_by_key(|t| t.source.repository());
     check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
 
     if !l.errors.is_empty() {
@@ -217,6 +228,7 @@ pub fn lower(
         gate,
         scanners,
         images,
+        tracks,
     })
 }
 

@@ -17,6 +17,7 @@ const PURE: &[&str] = &[
     "versions.rs",
     "outdated.rs",
     "pin.rs",
+    "track.rs",
 ];
 
 /// Words that mean I/O or an async runtime crept in.

@@ -311,7 +311,7 @@ async fn pin_writes_digests_and_a_moved_tag_no_longer_moves_the_image() {
         "{}",
         check.stdout
     );
-    assert!(check.stderr.contains("2 of 2 images are not pinned"));
+    assert!(check.stderr.contains("2 images are not pinned"));
     assert_eq!(
         upstream.requests().len(),
         before,
@@ -537,4 +537,128 @@ digest = "{d2}"
     let got = read(&text);
     assert_eq!(got, airlock_reads(&text, Path::new(".")));
     assert_eq!(got.iter().filter(|(_, d)| d.is_some()).count(), 2);
+}
+
+/// The ids of a JSON plan's actions, sorted.
+fn action_ids(plan: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `track` + `keep` across runs: the first plan imports the newest two matching versions
+/// (not `latest`, a prerelease, a variant or 2.0.0); a new version upstream is an import in
+/// the next plan and, with prune, the oldest leaves live; `pin` writes a pin per version
+/// into `pins`, after which a moved upstream tag no longer moves that version.
+#[tokio::test(flavor = "multi_thread")]
+async fn track_follows_a_range_and_keep_with_prune_retires_the_oldest() {
+    let upstream = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let (a, b, c, moved) = (image(30), image(31), image(32), image(33));
+    push_tags(&upstream, "library/busybox", &["1.33.0", "latest"], &a).await;
+    push_tags(&upstream, "library/busybox", &["1.34.0", "1.35.0-rc.1"], &b).await;
+    push_tags(
+        &upstream,
+        "library/busybox",
+        &["2.0.0", "1.34.0-alpine"],
+        &c,
+    )
+    .await;
+    let text = format!(
+        "{}[[images]]\nsource = \"docker.io/library/busybox\"   # follows 1.x\ntrack = \">=1.33, <2\"\nkeep = 2\n",
+        config(&upstream.url(), &target.url(), &[], "prune = true\n")
+    );
+    let w = Workdir::new(&text);
+    w.run(&["validate"]).await.expect(0);
+
+    let plan = w
+        .run(&["plan", "--format", "json", "--detailed-exitcode"])
+        .await
+        .expect(2)
+        .json();
+    let imports: Vec<String> = action_ids(&plan)
+        .into_iter()
+        .filter(|i| i.starts_with("import:"))
+        .collect();
+    assert_eq!(
+        imports,
+        [
+            "import:library/busybox:1.33.0",
+            "import:library/busybox:1.34.0"
+        ]
+    );
+    w.run(&["apply", "--auto-approve"]).await.expect(0);
+    let live = RawClient::new(&target.url(), None);
+    // Version tags in live (promotion records hang off `sha256-…` referrer tags).
+    let live_versions = || async {
+        live.tags("live/library/busybox")
+            .await
+            .into_iter()
+            .filter(|t| !t.starts_with("sha256-"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(live_versions().await, ["1.33.0", "1.34.0"]);
+
+    // A new version appears upstream: imported, and 1.33.0 falls out of keep = 2.
+    push_tags(&upstream, "library/busybox", &["1.36.1"], &c).await;
+    let plan = w
+        .run(&["plan", "--format", "json", "--detailed-exitcode"])
+        .await
+        .expect(2)
+        .json();
+    let ids = action_ids(&plan);
+    assert!(
+        ids.contains(&"import:library/busybox:1.36.1".to_string()),
+        "{ids:?}"
+    );
+    assert!(
+        ids.contains(&"delete:live/library/busybox:1.33.0".to_string()),
+        "{ids:?}"
+    );
+    assert!(!ids.iter().any(|i| i.contains("1.34.0")), "{ids:?}");
+    let import = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "import:library/busybox:1.36.1")
+        .unwrap();
+    assert_eq!(
+        import["source_digest"],
+        json!(c.manifest.digest.to_string())
+    );
+    w.run(&["apply", "--auto-approve"]).await.expect(0);
+    assert_eq!(live_versions().await, ["1.34.0", "1.36.1"]);
+    w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+
+    // Pins per version, written into `pins`; the file still validates.
+    let check = w.run(&["pin", "--check"]).await.expect(1);
+    assert!(
+        check
+            .stdout
+            .contains("unpinned: docker.io/library/busybox:1.36.1 (track >=1.33, <2)"),
+        "{}",
+        check.stdout
+    );
+    let run = w.run(&["pin"]).await.expect(0);
+    assert!(run.stdout.contains("2 digests written"), "{}", run.stdout);
+    let pinned = std::fs::read_to_string(w.config()).unwrap();
+    assert!(
+        pinned.contains(&format!(
+            "keep = 2\npins = {{ \"1.34.0\" = \"{}\", \"1.36.1\" = \"{}\" }}\n",
+            b.manifest.digest, c.manifest.digest
+        )),
+        "{pinned}"
+    );
+    assert!(pinned.contains("source = \"docker.io/library/busybox\"   # follows 1.x\n"));
+    w.run(&["validate"]).await.expect(0);
+    w.run(&["pin", "--check"]).await.expect(0);
+
+    // 1.36.1 moves upstream: the pinned version does not.
+    push_tags(&upstream, "library/busybox", &["1.36.1"], &moved).await;
+    w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
 }
