@@ -1,8 +1,9 @@
 //! Which upstream tags are newer versions of a declared tag (pure; `airlock outdated`).
 //!
-//! A tag is a version when it reads `[v]MAJOR[.MINOR[.PATCH]][SUFFIX]`: one to three numeric
-//! components (no leading zeros, as in semver), optionally prefixed by `v`, then nothing or a
-//! suffix starting with `-` or `+`. Everything else (`latest`, `stable`, `main`, `1.2.3.4`,
+//! A tag is a version when it is a well-formed tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`) and
+//! reads `[v]MAJOR[.MINOR[.PATCH]][-SUFFIX]`: one to three numeric components (no leading
+//! zeros, as in semver), optionally prefixed by `v`, then nothing or a suffix starting with
+//! `-`. Everything else (`latest`, `stable`, `main`, `1.2.3.4`,
 //! `sha-1a2b3c`) is not a version and is never offered as an upgrade.
 //!
 //! Rules, decided for `outdated` and documented in README.md ("Day two"):
@@ -12,15 +13,15 @@
 //! - **`v` is spelling, not meaning.** `v1.2.3` and `1.2.3` are the same version; when both
 //!   exist, the spelling of the declared tag wins.
 //! - **Suffixes.** A suffix that reads like a prerelease (`-rc.1`, `-beta2`, `-alpha`,
-//!   `-pre`, `-dev`…) is a prerelease; any other suffix (`-alpine`, `-slim-bookworm`,
-//!   `+build`) is a variant. A stable declared tag gets stable candidates only; a variant gets
+//!   `-pre`, `-dev`…) is a prerelease; any other suffix (`-alpine`, `-slim-bookworm`) is a
+//!   variant. A stable declared tag gets stable candidates only; a variant gets
 //!   candidates with exactly the same suffix (`-alpine` stays `-alpine`, `-alpine3.18` is a
 //!   different variant); a prerelease gets stable and prerelease candidates, ordered by semver
 //!   (`1.0.0-rc.2` < `1.0.0`; identifiers with letters compare as text, so `rc10` < `rc2`).
 
 use std::cmp::Ordering;
 
-use semver::{BuildMetadata, Prerelease, Version};
+use semver::{Prerelease, Version};
 
 /// A tag read as a version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct VersionTag {
     /// The semver reading: missing components are 0; the prerelease only for a prerelease
     /// suffix.
     pub version: Version,
-    /// Everything after the numeric components (`""`, `-alpine`, `-rc.1`, `+build`).
+    /// Everything after the numeric components (`""`, `-alpine`, `-rc.1`).
     pub suffix: String,
     pub kind: SuffixKind,
 }
@@ -48,6 +49,10 @@ pub enum SuffixKind {
 
 /// `None` when the tag is not a version (see the module documentation).
 pub fn parse(tag: &str) -> Option<VersionTag> {
+    // Registry answers are untrusted: only well-formed tags are ever read (and shown).
+    if !crate::model::reference::valid_tag(tag) {
+        return None;
+    }
     let (v, rest) = match tag.strip_prefix('v') {
         Some(r) => (true, r),
         None => (false, tag),
@@ -56,7 +61,7 @@ pub fn parse(tag: &str) -> Option<VersionTag> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(rest.len());
     let (numbers, suffix) = rest.split_at(end);
-    if !(suffix.is_empty() || suffix.starts_with('-') || suffix.starts_with('+')) {
+    if !(suffix.is_empty() || suffix.starts_with('-')) {
         return None;
     }
     let parts: Vec<&str> = numbers.split('.').collect();
@@ -73,11 +78,8 @@ pub fn parse(tag: &str) -> Option<VersionTag> {
     let kind = classify(suffix);
     let mut version = Version::new(nums[0], nums[1], nums[2]);
     if kind == SuffixKind::Prerelease {
-        // `-rc.1+build`: semver's prerelease is the part before `+`.
-        let pre = suffix[1..].split('+').next().unwrap_or("");
-        version.pre = Prerelease::new(pre).ok()?;
+        version.pre = Prerelease::new(&suffix[1..]).ok()?;
     }
-    version.build = BuildMetadata::EMPTY;
     Some(VersionTag {
         tag: tag.to_string(),
         v,
@@ -98,7 +100,7 @@ fn classify(suffix: &str) -> SuffixKind {
             SuffixKind::Variant
         };
     };
-    let body = body.split('+').next().unwrap_or("").to_ascii_lowercase();
+    let body = body.to_ascii_lowercase();
     const WORDS: [&str; 12] = [
         "alpha", "beta", "rc", "pre", "preview", "dev", "snapshot", "nightly", "canary", "test",
         "a", "b",
@@ -263,6 +265,9 @@ mod tests {
             "1.2.",
             "1.2.3_x",
             "vv1.2",
+            "1.2.3-a|b",
+            "1.2.3-alpine\n",
+            "1.2.3-`x`",
         ] {
             assert_eq!(
                 newer(declared, &tags(REPO)),
@@ -279,10 +284,11 @@ mod tests {
         assert_eq!(t.precision, 2);
         assert_eq!(t.version, Version::new(1, 2, 0));
         assert_eq!(t.kind, SuffixKind::Stable);
-        let t = parse("1.2.3-rc.1+build.5").unwrap();
+        let t = parse("1.2.3-rc.1").unwrap();
         assert_eq!(t.kind, SuffixKind::Prerelease);
         assert_eq!(t.version, Version::parse("1.2.3-rc.1").unwrap());
-        assert_eq!(parse("1.2.3+build").unwrap().kind, SuffixKind::Variant);
+        // `+` is not allowed in a tag (semver build metadata cannot be a tag)
+        assert!(parse("1.2.3+build").is_none());
         assert_eq!(parse("1.2.3-alpine").unwrap().kind, SuffixKind::Variant);
         assert_eq!(parse("1.2.3-beta2").unwrap().kind, SuffixKind::Prerelease);
         assert_eq!(parse("1.2.3-a1").unwrap().kind, SuffixKind::Prerelease);
@@ -292,6 +298,7 @@ mod tests {
         assert_eq!(parse("1.2.3-rc1-alpine").unwrap().kind, SuffixKind::Variant);
         assert!(parse("18446744073709551616.0.0").is_none());
         assert!(parse("").is_none());
+        assert!(parse(&format!("1.2.3-{}", "x".repeat(200))).is_none());
     }
 
     #[test]
