@@ -226,6 +226,32 @@ pub enum Command {
         live_host: Option<String>,
     },
 
+    /// List newer upstream versions of each declared image (semver tags with the same
+    /// variant; prereleases only for a prerelease). Changes nothing.
+    Outdated {
+        #[arg(long, value_enum, default_value = "human")]
+        format: PlanFormat,
+        /// Exit 2 when any image has a newer version, 0 when none has (1 on error).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+
+    /// Resolve each declared tag to its upstream digest and write `digest = "sha256:…"`
+    /// into the configuration (comments and formatting kept). Pinned images are kept.
+    Pin {
+        /// Only images matching this pattern (`path:tag`, `path`, `host/path[:tag]`; `*`
+        /// wildcard). Repeatable.
+        #[arg(long = "image", value_name = "PATTERN")]
+        images: Vec<String>,
+        /// Write nothing, contact no registry: exit 1 when any selected image is unpinned.
+        #[arg(long, conflicts_with = "update")]
+        check: bool,
+        /// Also re-resolve images that already have a `digest` (moves the pin to where the
+        /// upstream tag is now).
+        #[arg(long)]
+        update: bool,
+    },
+
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
 }
@@ -280,6 +306,15 @@ pub fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Admission { format, live_host } => {
             commands::admission(&cli.config, format.into(), live_host.as_deref())
         }
+        Command::Outdated {
+            format,
+            detailed_exitcode,
+        } => commands::outdated(&cli.config, format.into(), detailed_exitcode),
+        Command::Pin {
+            images,
+            check,
+            update,
+        } => commands::pin(&cli.config, &images, check, update),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "airlock", &mut std::io::stdout());

@@ -18,6 +18,9 @@ use crate::render::{self, Format, HumanOptions};
 use crate::select::Selection;
 use futures_util::StreamExt;
 
+mod day_two;
+pub use day_two::{outdated, pin, resolve_tracks};
+
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
@@ -127,6 +130,7 @@ impl Signals {
 
 pub fn validate(path: &Path) -> Result<Outcome, Error> {
     let d = load(path)?;
+    day_two::print_warnings(&d);
     println!(
         "{} is valid: {} image{}; quarantine {}/{}, live {}/{}{}; gate: {} (fail on {}).",
         path.display(),
@@ -140,6 +144,15 @@ pub fn validate(path: &Path) -> Result<Outcome, Error> {
         d.gate.scanners.join(", "),
         d.gate.fail_on
     );
+    for t in &d.tracks {
+        println!(
+            "  tracks {} ({}, keep {}, {} pinned)",
+            t.source.repository(),
+            t.track,
+            t.keep,
+            t.pins.len()
+        );
+    }
     Ok(Outcome::Success)
 }
 
@@ -154,6 +167,7 @@ pub async fn make_plan_with(
     registries: &Registries,
     opts: &PlanOptions,
 ) -> Result<Plan, Error> {
+    let desired = &resolve_tracks(desired, registries).await?;
     let observed = observe::observe(desired, registries).await?;
     // ACR's import limits, before a plan offers what ARM would refuse.
     crate::apply::acr::check_import_limits(desired, registries, &observed).await?;
@@ -206,6 +220,7 @@ pub fn plan(
     rescan: Option<&[String]>,
 ) -> Result<Outcome, Error> {
     let (desired, partial, opts) = load_selected(path, images, rescan)?;
+    day_two::print_warnings(&desired);
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
@@ -280,6 +295,7 @@ fn read_live_set(
     let rt = runtime()?;
     rt.block_on(async {
         let registries = Registries::from_desired(desired);
+        let desired = &resolve_tracks(desired, &registries).await?;
         let host = crate::cluster::read::live_host(desired, &registries, live_host)?;
         crate::cluster::read::read(desired, &registries, host).await
     })

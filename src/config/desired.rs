@@ -26,6 +26,9 @@ pub struct DesiredState {
     pub admission: Admission,
     /// The Azure cloud of the Azure registry entries (`cloud = "…"`; one per configuration).
     pub azure_cloud: AzureCloud,
+    /// Tracked repositories (`track = ">=1.33, <2"`), sorted by source; each run resolves
+    /// them into images (`track::expand`).
+    pub tracks: Vec<TrackSpec>,
 }
 
 /// `[admission]`: settings of the policies `airlock admission` prints.
@@ -105,6 +108,23 @@ impl AzureCloud {
             _ => self.arm_scope(),
         }
     }
+}
+
+/// A repository whose newest `keep` version tags matching `requirement` are declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackSpec {
+    /// `host/path`, no tag.
+    pub source: Reference,
+    pub source_registry: String,
+    /// Source path without host.
+    pub path: String,
+    pub requirement: semver::VersionReq,
+    /// The requirement as written.
+    pub track: String,
+    pub keep: usize,
+    /// Pinned versions: tag → digest.
+    pub pins: BTreeMap<String, Digest>,
+    pub platforms: Option<Vec<Platform>>,
 }
 
 /// Where a registry is and how to talk to it.

@@ -17,6 +17,8 @@ use crate::model::reference::{DOCKER_HUB, valid_path};
 use crate::model::size::parse_size;
 use crate::model::{Digest, Platform, Reference, Severity};
 
+mod track;
+
 const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Defender scans an image within hours of its push; a day without results fails closed.
@@ -50,7 +52,7 @@ impl Lowerer<'_> {
 /// The registry entries by key, and which keys serve a host (by their endpoint), kept in step
 /// so that finding the entry for an image's host is a lookup, not a scan of every entry.
 #[derive(Default)]
-struct Registries {
+pub(super) struct Registries {
     by_key: BTreeMap<String, RegistrySpec>,
     by_host: BTreeMap<String, BTreeSet<String>>,
 }
@@ -242,7 +244,15 @@ pub fn lower(
     // Image key -> byte offset of the first entry declaring it (its line is only needed for
     // an error).
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tracks: Vec<TrackSpec> = Vec::new();
     for img in &raw.images {
+        if img.get_ref().track.is_some() {
+            if let Some(t) = track::lower_track(&mut l, img, &mut registries, &tracks) {
+                tracks.push(t);
+            }
+            continue;
+        }
+        track::check_untracked(&mut l, img);
         let Some(spec) = lower_image(&mut l, img, &mut registries) else {
             continue;
         };
@@ -266,6 +276,7 @@ pub fn lower(
     }
     images.sort_by_cached_key(|i| i.key());
     let registries = registries.by_key;
+    tracks.sort_by_key(|t| t.source.repository());
     check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
     let admission = lower_admission(&mut l, &raw.admission);
     let azure_cloud = lower_cloud(&mut l, &raw);
@@ -284,6 +295,7 @@ pub fn lower(
         images,
         admission,
         azure_cloud,
+        tracks,
     })
 }
 

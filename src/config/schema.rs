@@ -126,4 +126,10 @@ pub struct RawImage {
     pub source: S<String>,
     pub digest: Option<S<String>>,
     pub platforms: Option<Vec<S<String>>>,
+    /// Tag tracking: a semver requirement over the repository's version tags.
+    pub track: Option<S<String>>,
+    /// With `track`: how many of the newest matching versions are kept (default 1).
+    pub keep: Option<S<i64>>,
+    /// With `track`: pinned versions, tag → digest (written by `airlock pin`).
+    pub pins: Option<S<BTreeMap<S<String>, S<String>>>>,
 }

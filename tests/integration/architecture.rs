@@ -14,6 +14,10 @@ const PURE: &[&str] = &[
     "model",
     "observed.rs",
     "records.rs",
+    "versions.rs",
+    "outdated.rs",
+    "pin.rs",
+    "track.rs",
 ];
 
 /// Words that mean I/O or an async runtime crept in.

@@ -6,6 +6,7 @@ mod architecture;
 #[cfg(feature = "azure")]
 mod azure;
 mod cluster;
+mod day_two;
 mod gate;
 mod gate_hygiene;
 mod harness;

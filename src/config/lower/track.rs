@@ -1,0 +1,161 @@
+//! Lowering of tracked entries: `source = "host/path"` (no tag) with `track` (a semver
+//! requirement), `keep` (how many of the newest matching versions) and `pins`
+//! (tag → digest). Kept apart from `lower_image` so fixed images stay as they were.
+
+use std::collections::BTreeMap;
+
+use toml::Spanned;
+
+use super::{Lowerer, Registries};
+use crate::config::desired::TrackSpec;
+use crate::config::schema::RawImage;
+use crate::model::{Digest, Platform, Reference};
+
+/// `keep`, `pins` without `track` are errors (they would silently do nothing).
+pub(super) fn check_untracked(l: &mut Lowerer<'_>, img: &Spanned<RawImage>) {
+    let r = img.get_ref();
+    if let Some(k) = &r.keep {
+        l.err(
+            k.span(),
+            "keep needs track",
+            Some("add track = \">=1.33, <2\" (a semver requirement), or remove keep"),
+        );
+    }
+    if let Some(p) = &r.pins {
+        l.err(
+            p.span(),
+            "pins needs track",
+            Some("a fixed image is pinned with digest = \"sha256:…\""),
+        );
+    }
+}
+
+pub(super) fn lower_track(
+    l: &mut Lowerer<'_>,
+    img: &Spanned<RawImage>,
+    registries: &mut Registries,
+    earlier: &[TrackSpec],
+) -> Option<TrackSpec> {
+    let r = img.get_ref();
+    let track = r.track.as_ref()?;
+    let source: Reference = match r.source.get_ref().parse() {
+        Ok(s) => s,
+        Err(e) => {
+            l.err(
+                r.source.span(),
+                e.to_string(),
+                Some("a tracked source is host/path, e.g. \"docker.io/library/busybox\""),
+            );
+            return None;
+        }
+    };
+    if source.tag.is_some() || source.digest.is_some() {
+        l.err(
+            r.source.span(),
+            format!("tracked source `{}` has a tag or digest", r.source.get_ref()),
+            Some("with track, write the repository only (\"docker.io/library/busybox\"): the versions come from track"),
+        );
+        return None;
+    }
+    if let Some(d) = &r.digest {
+        l.err(
+            d.span(),
+            "digest cannot pin a tracked repository",
+            Some("pin versions in pins = { \"1.36.1\" = \"sha256:…\" } (`airlock pin` writes it)"),
+        );
+    }
+    let requirement = match semver::VersionReq::parse(track.get_ref()) {
+        Ok(q) => q,
+        Err(e) => {
+            l.err(
+                track.span(),
+                format!("track is not a semver requirement: {e}"),
+                Some("e.g. track = \">=1.33, <2\", \"~1.36\" or \"^1\""),
+            );
+            return None;
+        }
+    };
+    let keep = match &r.keep {
+        None => 1,
+        Some(k) if (1..=100).contains(k.get_ref()) => *k.get_ref() as usize,
+        Some(k) => {
+            l.err(
+                k.span(),
+                format!("keep {} is out of range", k.get_ref()),
+                Some("keep 1 to 100 of the newest matching versions"),
+            );
+            return None;
+        }
+    };
+    let mut pins = BTreeMap::new();
+    for (tag, digest) in r.pins.iter().flat_map(|p| p.get_ref().iter()) {
+        if crate::versions::parse(tag.get_ref()).is_none() {
+            l.err(
+                tag.span(),
+                format!("pins: `{}` is not a version tag", tag.get_ref()),
+                Some("pins maps version tags to digests, e.g. \"1.36.1\" = \"sha256:…\""),
+            );
+        }
+        match digest.get_ref().parse::<Digest>() {
+            Ok(d) => {
+                pins.insert(tag.get_ref().clone(), d);
+            }
+            Err(e) => l.err(
+                digest.span(),
+                format!("the pin is not a digest: {e}"),
+                Some("pin with \"sha256:<64 hex>\""),
+            ),
+        }
+    }
+    let platforms = match &r.platforms {
+        None => None,
+        Some(list) => {
+            let mut v = Vec::new();
+            for s in list {
+                match s.get_ref().parse::<Platform>() {
+                    Ok(p) => v.push(p),
+                    Err(e) => l.err(s.span(), e.to_string(), None),
+                }
+            }
+            if v.is_empty() {
+                l.err(
+                    img.span(),
+                    "platforms is empty",
+                    Some("remove it to keep every platform, or list some, e.g. [\"linux/amd64\"]"),
+                );
+            }
+            v.sort();
+            v.dedup();
+            Some(v)
+        }
+    };
+    if earlier.iter().any(|t| t.source == source) {
+        l.err(
+            r.source.span(),
+            format!("`{}` is tracked twice", source.repository()),
+            Some("merge the two entries into one requirement"),
+        );
+        return None;
+    }
+    if !registries.serves(&source.host)
+        && let Err(e) = super::endpoint::check(&super::default_endpoint(&source.host))
+    {
+        l.err(
+            r.source.span(),
+            format!("the source host `{}` is not a registry host: {}", source.host, e.message),
+            Some("write host/path with a host such as ghcr.io or localhost:5000, or an alias host defined in [registries]"),
+        );
+        return None;
+    }
+    let source_registry = registries.for_host(&source.host);
+    Some(TrackSpec {
+        path: source.path.clone(),
+        source_registry,
+        requirement,
+        track: track.get_ref().clone(),
+        keep,
+        pins,
+        platforms,
+        source,
+    })
+}
