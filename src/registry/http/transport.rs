@@ -714,10 +714,13 @@ impl Inner {
         req: &Request<'_>,
         body: &Body,
     ) -> Result<Answer, RegistryError> {
+        // Boxed: every endpoint's future holds this one, and a request's state (auth,
+        // redirects, the upload watchdog) would otherwise sit inline in all of them.
         if req.retry && !matches!(body, Body::Stream(..)) {
-            self.retry(req.what, || self.send_once(req, body)).await
+            self.retry(req.what, || Box::pin(self.send_once(req, body)))
+                .await
         } else {
-            self.send_once(req, body).await
+            Box::pin(self.send_once(req, body)).await
         }
     }
 
