@@ -47,6 +47,7 @@ const REFERRERS_UNKNOWN: u8 = 0;
 const REFERRERS_SUPPORTED: u8 = 1;
 const REFERRERS_UNSUPPORTED: u8 = 2;
 
+/// A registry spoken to over HTTP(S).
 #[derive(Clone, Debug)]
 pub struct HttpRegistry {
     inner: Arc<Inner>,

@@ -191,8 +191,6 @@ impl Pages {
     }
 }
 
-/// A registry spoken to over HTTP(S).
-
 /// What a request sends as body.
 pub(super) enum Body {
     None,
