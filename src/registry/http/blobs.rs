@@ -1,0 +1,91 @@
+//! Blob existence, small blobs read whole (cached), and cross-repository mounts.
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use reqwest::header::CONTENT_LENGTH;
+use reqwest::{Method, StatusCode};
+
+use super::transport::{Body, Request};
+use super::{HttpRegistry, content_length};
+use crate::model::Digest;
+use crate::registry::auth;
+use crate::registry::error::RegistryError;
+
+impl HttpRegistry {
+    pub async fn blob_exists(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<u64>, RegistryError> {
+        let i = &self.inner;
+        let what = format!("check blob {repo}@{digest}");
+        let url = i.url(&format!("{repo}/blobs/{digest}"))?;
+        let req = Request::new(Method::HEAD, url, vec![auth::pull_scope(repo)], &what)
+            .racy()
+            .missing_is_none();
+        Ok(i.send(&req, &Body::None)
+            .await?
+            .map(|head| content_length(&head.headers).unwrap_or(0)))
+    }
+
+    pub async fn get_blob_bytes(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if let Some(b) = self.inner.cached_blob(repo, digest, max) {
+            return Ok(b);
+        }
+        let what = format!("get blob {repo}@{digest}");
+        let bytes = self
+            .inner
+            .retry(&what, || async {
+                let blob = self.get_blob(repo, digest).await?;
+                if blob.size > max {
+                    return Err(RegistryError::invalid(
+                        &self.inner.key,
+                        &what,
+                        format!("blob is {} bytes, more than the {max} expected", blob.size),
+                    ));
+                }
+                let chunks: Vec<Bytes> = blob.stream.try_collect().await?;
+                Ok(chunks.concat())
+            })
+            .await?;
+        self.inner
+            .cache_blob(repo, digest, &Bytes::copy_from_slice(&bytes));
+        Ok(bytes)
+    }
+
+    pub async fn mount_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from_repo: &str,
+    ) -> Result<bool, RegistryError> {
+        let i = &self.inner;
+        let what = format!("mount blob {digest} from {from_repo} into {repo}");
+        let mut url = i.url(&format!("{repo}/blobs/uploads/"))?;
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from_repo);
+        let req = Request::new(
+            Method::POST,
+            url,
+            vec![auth::push_scope(repo), auth::pull_scope(from_repo)],
+            &what,
+        )
+        .header(CONTENT_LENGTH, "0")
+        .accept(|s| matches!(s, StatusCode::CREATED | StatusCode::ACCEPTED));
+        let answer = i.answer(&req, &Body::None).await?;
+        if answer.status == StatusCode::CREATED {
+            return Ok(true);
+        }
+        // Not mounted: the registry opened an upload session instead; close it.
+        let location = i.location(&answer, &what)?;
+        drop(answer);
+        i.cancel_upload(repo, &location).await;
+        Ok(false)
+    }
+}
