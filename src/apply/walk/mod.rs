@@ -1,7 +1,7 @@
 //! The walker: runs the actions of a DAG in dependency order, knowing nothing of what an action
 //! does. The step runner is a parameter (so the walk is unit-tested with fake steps) and
 //! everything worth showing leaves as an [`ApplyEvent`] to an observer (progress bars,
-//! heartbeat lines, log lines are the observer's business, see `crate::progress`).
+//! heartbeat lines, log lines are the observer's business, see `apply::progress`).
 //!
 //! Rules: an action starts when every dependency ended Done or Unchanged; any other end skips
 //! its transitive dependents, each reported once and naming the root cause; independent
@@ -222,10 +222,10 @@ where
         tokio::select! {
             Some((i, st)) = running.next() => {
                 finished += 1;
-                if let Some(g) = &dag.groups[i] {
-                    if let Some(c) = in_group.get_mut(g.as_str()) {
-                        *c -= 1;
-                    }
+                if let Some(g) = &dag.groups[i]
+                    && let Some(c) = in_group.get_mut(g.as_str())
+                {
+                    *c -= 1;
                 }
                 if st.succeeded() {
                     for &j in &dag.dependents[i] {

@@ -309,23 +309,31 @@ fn a_full_group_does_not_hold_up_other_groups() {
     };
     let release = Arc::new(tokio::sync::Notify::new());
     let r = release.clone();
-    let w = rt().block_on(walk(
-        &dag,
-        &limits,
-        quiet(),
-        move |i| {
-            let r = r.clone();
-            async move {
-                match i {
-                    0 => r.notified().await,
-                    2 => r.notify_one(),
-                    _ => {}
-                }
-                done()
-            }
-        },
-        &|_: &ApplyEvent<'_>| {},
-    ));
+    let w = rt()
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                walk(
+                    &dag,
+                    &limits,
+                    quiet(),
+                    move |i| {
+                        let r = r.clone();
+                        async move {
+                            match i {
+                                0 => r.notified().await,
+                                2 => r.notify_one(),
+                                _ => {}
+                            }
+                            done()
+                        }
+                    },
+                    &|_: &ApplyEvent<'_>| {},
+                ),
+            )
+            .await
+        })
+        .expect("a2 ran while a0 held group x");
     assert!(w.status.iter().all(|s| *s == done()), "{:?}", w.status);
 }
 
