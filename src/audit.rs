@@ -6,11 +6,10 @@
 //! the digest, read from its document, must pass and be younger than `max_verdict_age`.
 //! Anything else — an image pushed straight into live, copied from elsewhere, carrying
 //! another tag's or another image's record, or whose verdict failed or expired — is a
-//! violation. Undeclared tags are judged the same way (and marked undeclared).
+//! violation. Undeclared tags are judged the same way (and marked undeclared). The report is
+//! written by `render::reports`.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-
 use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
@@ -80,7 +79,7 @@ pub async fn audit(
         .collect::<Result<_, _>>()?;
     findings.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
     Ok(AuditReport {
-        format_version: 1,
+        format_version: crate::render::reports::AUDIT_REPORT_FORMAT_VERSION,
         live: format!("{}/{}", desired.live.registry, desired.live.prefix),
         checked: findings.len(),
         violations: findings.iter().filter(|f| f.violation.is_some()).count(),
@@ -139,35 +138,4 @@ async fn check_tag(
         f.violation = Some(why.to_string());
     }
     Ok(f)
-}
-
-impl AuditReport {
-    pub fn write_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        for t in &self.tags {
-            match &t.violation {
-                None => writeln!(
-                    out,
-                    "ok         {}:{} @ {} (from {}){}",
-                    t.repository,
-                    t.tag,
-                    t.digest.short(),
-                    t.promoted_from.as_deref().unwrap_or("?"),
-                    if t.declared { "" } else { " (undeclared)" }
-                )?,
-                Some(v) => writeln!(
-                    out,
-                    "VIOLATION  {}:{} @ {}{}: {v}",
-                    t.repository,
-                    t.tag,
-                    t.digest.short(),
-                    if t.declared { "" } else { " (undeclared)" }
-                )?,
-            }
-        }
-        writeln!(
-            out,
-            "\nAudit of {}: {} tag(s) checked, {} violation(s).",
-            self.live, self.checked, self.violations
-        )
-    }
 }

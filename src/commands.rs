@@ -364,74 +364,6 @@ fn confirm() -> Result<bool, Error> {
     Ok(line.trim() == "yes")
 }
 
-/// Progress on a terminal (bytes, rate, actions); without one, a log line per finished
-/// action and heartbeat lines (running actions, bytes, rate, elapsed) at least every 10 s.
-fn progress_options(
-    grace: std::time::Duration,
-    plan: &Plan,
-) -> (apply::Options, Option<crate::heartbeat::Heartbeat>) {
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {msg} {binary_bytes} copied ({binary_bytes_per_sec}) {elapsed}",
-            )
-            .expect("valid template"),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        let b1 = bar.clone();
-        let b2 = bar.clone();
-        let opts = apply::Options {
-            grace,
-            on_bytes: Some(std::sync::Arc::new(move |n| b1.inc(n))),
-            on_done: Some(std::sync::Arc::new(move |r, done, total| {
-                b2.set_message(format!("[{done}/{total}] {}", r.id));
-                if matches!(r.status, apply::Status::Failed { .. }) {
-                    b2.println(format!("failed: {}", r.id));
-                }
-                if done == total {
-                    b2.finish_and_clear();
-                }
-            })),
-        };
-        (opts, None)
-    } else {
-        let heartbeat = crate::heartbeat::Heartbeat::start(plan, crate::heartbeat::INTERVAL);
-        let bytes = heartbeat.progress.clone();
-        let finished = heartbeat.progress.clone();
-        let ids: std::collections::HashMap<String, usize> = plan
-            .actions()
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.id.clone(), i))
-            .collect();
-        let opts = apply::Options {
-            grace,
-            on_bytes: Some(std::sync::Arc::new(move |n| {
-                bytes
-                    .bytes
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-            })),
-            on_done: Some(std::sync::Arc::new(move |r, done, total| {
-                if let Some(&i) = ids.get(&r.id) {
-                    finished.finished.lock().expect("progress lock").insert(i);
-                }
-                let word = match &r.status {
-                    apply::Status::Done { .. } => "done",
-                    apply::Status::Unchanged { .. } => "unchanged",
-                    apply::Status::Failed { .. } => "FAILED",
-                    apply::Status::Blocked { .. } => "BLOCKED",
-                    apply::Status::Skipped { .. } => "skipped",
-                    apply::Status::Interrupted => "interrupted",
-                    apply::Status::NotStarted => "not started",
-                };
-                eprintln!("[{done}/{total}] {word} {}", r.id);
-            })),
-        };
-        (opts, Some(heartbeat))
-    }
-}
-
 pub fn apply(
     path: &Path,
     plan_file: Option<&Path>,
@@ -499,16 +431,18 @@ pub fn apply(
                 plan
             }
         };
-        let (progress, mut heartbeat) = progress_options(grace, &plan);
-        let report = apply::execute(&plan, &desired, &registries, progress, signals).await;
+        let (observer, mut heartbeat) = apply::progress::for_stderr(&plan);
+        let limits = apply::Limits::of(&desired, grace);
+        let report =
+            apply::execute(&plan, &desired, &registries, &limits, observer, signals).await;
         if let Some(h) = &mut heartbeat {
             h.stop();
         }
         let mut out = std::io::stdout().lock();
         if json {
-            report.write_json(&mut out)
+            render::reports::apply_json(&report, &mut out)
         } else {
-            report.write_human(&mut out)
+            render::reports::apply_human(&report, &mut out)
         }
         .and_then(|_| out.flush())
         .map_err(|e| Error::io("failed to write the report", e))?;
@@ -540,11 +474,9 @@ pub fn audit(path: &Path, json: bool, images: &[String]) -> Result<Outcome, Erro
         }
         let mut out = std::io::stdout().lock();
         if json {
-            serde_json::to_writer_pretty(&mut out, &report)
-                .map_err(std::io::Error::other)
-                .and_then(|_| writeln!(out))
+            render::reports::audit_json(&report, &mut out)
         } else {
-            report.write_human(&mut out)
+            render::reports::audit_human(&report, &mut out)
         }
         .map_err(|e| Error::io("failed to write the audit report", e))?;
         Ok(if report.violations > 0 {

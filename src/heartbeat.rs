@@ -1,13 +1,15 @@
 //! Progress without a terminal (CI logs), like Terraform's "Still creating… [10s elapsed]":
 //! at least every [`INTERVAL`] while actions run, one line on stderr per running action with
 //! its size, then the bytes copied so far, the rate and the time elapsed. The lines are built
-//! by a pure function from a snapshot; a thread only prints them.
+//! by a pure function from a snapshot; a thread hands them to the apply's observer as an
+//! [`ApplyEvent::Heartbeat`], which prints them.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::apply::walk::{ApplyEvent, Observer};
 use crate::model::size::format_size;
 use crate::plan::Plan;
 
@@ -76,14 +78,14 @@ fn running(plan: &Plan, finished: &BTreeSet<usize>) -> Vec<Running> {
         .collect()
 }
 
-/// Print heartbeat lines on stderr every `interval` until [`Heartbeat::stop`] (or drop).
+/// Send heartbeat lines to `sink` every `interval` until [`Heartbeat::stop`] (or drop).
 pub struct Heartbeat {
     pub progress: Arc<Progress>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Heartbeat {
-    pub fn start(plan: &Plan, interval: Duration) -> Heartbeat {
+    pub fn start(plan: &Plan, interval: Duration, sink: Observer) -> Heartbeat {
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
         let plan = plan.clone();
@@ -108,7 +110,7 @@ impl Heartbeat {
                     p.bytes.load(Ordering::Relaxed),
                     start.elapsed(),
                 );
-                eprintln!("{}", text.join("\n"));
+                sink(&ApplyEvent::Heartbeat { lines: &text });
             }
         });
         Heartbeat {

@@ -1,10 +1,9 @@
-//! The apply report: each action's status, counts, and the exit outcome it implies.
-
-use std::io::Write;
+//! The apply report: each action's status, counts, and the exit outcome it implies. It is
+//! written by `render::reports` (human text, JSON with a `format_version`).
 
 use serde::Serialize;
 
-use super::steps::Status;
+use super::result::{Status, Tally};
 use super::transfer::StatsSnapshot;
 use crate::exit::Outcome;
 use crate::plan::{Action, ActionKind};
@@ -62,14 +61,14 @@ impl Report {
             ..Counts::default()
         };
         for r in &self.results {
-            match r.status {
-                Status::Done { .. } => c.done += 1,
-                Status::Unchanged { .. } => c.unchanged += 1,
-                Status::Failed { .. } => c.failed += 1,
-                Status::Skipped { .. } => c.skipped += 1,
-                Status::Blocked { .. } => c.blocked += 1,
-                Status::Interrupted => c.interrupted += 1,
-                Status::NotStarted => c.not_started += 1,
+            match r.status.tally() {
+                Tally::Done => c.done += 1,
+                Tally::Unchanged => c.unchanged += 1,
+                Tally::Failed => c.failed += 1,
+                Tally::Skipped => c.skipped += 1,
+                Tally::Blocked => c.blocked += 1,
+                Tally::Interrupted => c.interrupted += 1,
+                Tally::NotStarted => c.not_started += 1,
             }
         }
         c
@@ -89,94 +88,5 @@ impl Report {
         } else {
             Outcome::Success
         }
-    }
-
-    pub fn write_human(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        for r in &self.results {
-            let (mark, text) = match &r.status {
-                Status::Done { detail } => ("✓", detail.clone()),
-                Status::Unchanged { detail } => ("=", format!("unchanged: {detail}")),
-                Status::Failed { error } => ("✗", format!("FAILED: {error}")),
-                Status::Skipped { because } => ("-", format!("skipped: {because} did not succeed")),
-                Status::Blocked { detail, findings } => (
-                    "!",
-                    format!(
-                        "BLOCKED by the gate: {detail}{}",
-                        findings
-                            .iter()
-                            .map(|f| format!(
-                                "\n      {} {} {}{}{}{}",
-                                f.id,
-                                f.severity,
-                                f.package.as_deref().unwrap_or(""),
-                                f.installed_version
-                                    .as_deref()
-                                    .map(|v| format!(" {v}"))
-                                    .unwrap_or_default(),
-                                f.fixed_version
-                                    .as_deref()
-                                    .map(|v| format!(" (fixed in {v})"))
-                                    .unwrap_or_default(),
-                                f.message
-                                    .as_deref()
-                                    .map(|m| format!(": {m}"))
-                                    .unwrap_or_default()
-                            ))
-                            .collect::<String>()
-                    ),
-                ),
-                Status::Interrupted => (
-                    "~",
-                    "interrupted before it finished (nothing tagged)".to_string(),
-                ),
-                Status::NotStarted => ("·", "not started".to_string()),
-            };
-            writeln!(
-                out,
-                "{mark} {:<8} {}: {text}",
-                r.kind.as_str(),
-                r.image.as_deref().unwrap_or(&r.target)
-            )?;
-        }
-        for img in &self.live_failing {
-            writeln!(
-                out,
-                "! LIVE IMAGE FAILS THE GATE: {img} (see `airlock plan`; on_fail = \"demote\" removes it)"
-            )?;
-        }
-        let c = self.counts();
-        if let Some(sig) = self.interrupted {
-            writeln!(
-                out,
-                "\nInterrupted by {}: {} completed, {} interrupted, {} not started. Run `airlock plan` to see what remains.",
-                if sig == 2 { "SIGINT" } else { "SIGTERM" },
-                c.done + c.unchanged,
-                c.interrupted,
-                c.not_started
-            )?;
-        }
-        writeln!(
-            out,
-            "\nApply: {} done, {} unchanged, {} failed, {} skipped, {} blocked. ({} blob(s) uploaded, {} mounted, {} already present)",
-            c.done,
-            c.unchanged,
-            c.failed,
-            c.skipped,
-            c.blocked,
-            self.stats.blobs_uploaded,
-            self.stats.blobs_mounted,
-            self.stats.blobs_present
-        )
-    }
-
-    pub fn write_json(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        let doc = serde_json::json!({
-            "format_version": 1,
-            "counts": self.counts(),
-            "outcome": format!("{:?}", self.outcome()).to_lowercase(),
-            "report": self,
-        });
-        serde_json::to_writer_pretty(&mut *out, &doc)?;
-        writeln!(out)
     }
 }

@@ -188,8 +188,7 @@ pub fn evaluate(
             doc.created
         ));
     }
-    let max = time::Duration::try_from(desired.gate.max_verdict_age).unwrap_or(time::Duration::MAX);
-    if now - doc.created > max {
+    if crate::model::freshness::expired(doc.created, now, desired.gate.max_verdict_age) {
         return unusable("older than max_verdict_age; run `airlock plan` to scan again".into());
     }
     // Recompute from the findings: the document's allow marks and counts are not believed.

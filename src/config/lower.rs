@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::defaults::{DEFAULT_MAX_CONCURRENCY, default_endpoint, default_registry};
 use super::desired::*;
 use super::endpoint;
 use super::error::{ConfigError, LineIndex};
 use super::schema::*;
 use crate::model::finding_id;
-use crate::model::reference::{DOCKER_HUB, valid_path};
+use crate::model::reference::valid_path;
 use crate::model::size::parse_size;
 use crate::model::{Digest, Platform, Reference, Severity};
 
 mod track;
 
-const DEFAULT_MAX_CONCURRENCY: usize = 8;
 const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Defender scans an image within hours of its push; a day without results fails closed.
 const DEFAULT_DEFENDER_MAX_PENDING: Duration = Duration::from_secs(24 * 3600);
@@ -96,27 +96,6 @@ impl Registries {
 /// Whether a registry name is written as a host (has a dot or port, or is localhost).
 fn looks_like_host(s: &str) -> bool {
     s.contains('.') || s.contains(':') || s == "localhost"
-}
-
-/// The endpoint a host with no entry uses.
-pub fn default_endpoint(host: &str) -> String {
-    if host == DOCKER_HUB {
-        "https://registry-1.docker.io".to_string()
-    } else {
-        format!("https://{host}")
-    }
-}
-
-fn default_registry(host: &str) -> RegistrySpec {
-    RegistrySpec {
-        key: host.to_string(),
-        endpoint: Endpoint::Url(default_endpoint(host)),
-        auth: AuthSpec::Docker,
-        transfer: Transfer::Stream,
-        max_concurrency: DEFAULT_MAX_CONCURRENCY,
-        timeouts: Timeouts::default(),
-        arm: None,
-    }
 }
 
 /// The host part of an `http(s)://host[:port][/]` endpoint.

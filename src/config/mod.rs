@@ -2,6 +2,7 @@
 //! `DesiredState` (`lower`), and errors that name file, line and column (`error`).
 //! Loading a configuration never touches a registry.
 
+pub mod defaults;
 pub mod desired;
 pub mod endpoint;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod schema;
 
 use std::path::Path;
 
+pub use defaults::{default_endpoint, default_registry};
 pub use desired::*;
 pub use error::{ConfigError, ConfigErrors};
 

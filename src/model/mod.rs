@@ -1,9 +1,11 @@
 //! Domain values with no I/O and no internal dependencies: digests, image references,
-//! platforms, media types, manifest bytes, severities, byte sizes and airlock's finding ids.
+//! platforms, media types, manifest bytes, severities, byte sizes, airlock's finding ids and
+//! the verdict-freshness rule.
 
 pub mod cosign;
 pub mod digest;
 pub mod finding_id;
+pub mod freshness;
 pub mod manifest;
 pub mod media;
 pub mod platform;

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::config::{DesiredState, Endpoint, ImageSpec, OnFail};
 use crate::gate::SCANNER_FAILED;
-use crate::model::Digest;
+use crate::model::{Digest, freshness};
 use crate::observed::{Decision, ObservedImage, ObservedState, RecordCheck, VerdictInfo};
 use crate::select::Selection;
 
@@ -38,14 +38,11 @@ fn verdict_staleness(
             policy_hash.short()
         ));
     }
-    let age = now - v.created;
     let max = desired.gate.max_verdict_age;
-    if age > time::Duration::try_from(max).unwrap_or(time::Duration::MAX) {
+    if freshness::expired(v.created, now, max) {
         return Some(format!(
             "the verdict is {} old (max_verdict_age {})",
-            humantime::format_duration(std::time::Duration::from_secs(
-                age.whole_seconds().max(0) as u64
-            )),
+            humantime::format_duration(freshness::age(v.created, now)),
             humantime::format_duration(max)
         ));
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::{PromotionRecord, VerdictDocument};
-use crate::model::{Digest, media};
+use crate::model::{Digest, freshness, media};
 use crate::observed::Decision;
 
 /// What a record must say to vouch for one live tag.
@@ -165,14 +165,6 @@ fn shown(d: Option<&Digest>) -> String {
     d.map(|d| d.short()).unwrap_or_else(|| "missing".into())
 }
 
-fn age(d: time::Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.whole_seconds().max(0) as u64)).to_string()
-}
-
-fn max_age(want: &Binding) -> time::Duration {
-    time::Duration::try_from(want.max_verdict_age).unwrap_or(time::Duration::MAX)
-}
-
 /// What the record claims, checked without any further read: kind, subject, digests, the live
 /// tag and the quarantine it came from. A record failing this needs no more requests.
 pub fn check_claims<'r>(
@@ -278,11 +270,10 @@ pub fn check<'r>(
             decision: decision_str(&vdoc.decision).into(),
         });
     }
-    let at_promotion = doc.created - vdoc.created;
-    if at_promotion > max_age(want) {
+    if freshness::expired(vdoc.created, doc.created, want.max_verdict_age) {
         return Err(RecordProblem::VerdictExpired {
             verdict: doc.verdict.short(),
-            age: age(at_promotion),
+            age: humantime::format_duration(freshness::age(vdoc.created, doc.created)).to_string(),
             max: humantime::format_duration(want.max_verdict_age).to_string(),
         });
     }
@@ -346,7 +337,7 @@ pub fn check_current(
         }
         Decision::Pass => {}
     }
-    if now - doc.created > max_age(want) {
+    if freshness::expired(doc.created, now, want.max_verdict_age) {
         return Err(VerdictProblem::Expired {
             made: doc.created.date().to_string(),
             max: humantime::format_duration(want.max_verdict_age).to_string(),

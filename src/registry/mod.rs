@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::config::{AuthSpec, DesiredState, Endpoint, RegistrySpec, Transfer};
-use crate::model::reference::{DOCKER_HUB, valid_path, valid_tag};
+use crate::config::{DesiredState, Endpoint, RegistrySpec};
+use crate::model::reference::{valid_path, valid_tag};
 use crate::model::{Digest, RawManifest, media};
 
 pub use error::RegistryError;
@@ -666,7 +666,7 @@ impl fmt::Debug for Registries {
 }
 
 /// Concurrency for registries without an entry.
-pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+pub use crate::config::defaults::DEFAULT_MAX_CONCURRENCY;
 
 impl Registries {
     pub fn new(specs: &BTreeMap<String, RegistrySpec>) -> Registries {
@@ -727,7 +727,7 @@ fn endpoint_host(e: &Endpoint) -> Option<String> {
     })
 }
 
-/// `https://<host>` with docker credentials; Docker Hub's API host for `docker.io`.
+/// A host without an entry: [`crate::config::default_registry`], once the key is a host name.
 fn default_spec(host: &str) -> Result<RegistrySpec, RegistryError> {
     let valid = !host.is_empty()
         && host
@@ -740,25 +740,13 @@ fn default_spec(host: &str) -> Result<RegistrySpec, RegistryError> {
             "no [registries] entry has this key and it is not a host name",
         ));
     }
-    let endpoint = if host == DOCKER_HUB || host == "index.docker.io" {
-        "https://registry-1.docker.io".to_string()
-    } else {
-        format!("https://{host}")
-    };
-    Ok(RegistrySpec {
-        key: host.to_string(),
-        endpoint: Endpoint::Url(endpoint),
-        auth: AuthSpec::Docker,
-        transfer: Transfer::Stream,
-        max_concurrency: DEFAULT_MAX_CONCURRENCY,
-        timeouts: Default::default(),
-        arm: None,
-    })
+    Ok(crate::config::default_registry(host))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AuthSpec, Transfer};
 
     fn spec(key: &str, endpoint: Endpoint) -> RegistrySpec {
         RegistrySpec {

@@ -1,4 +1,5 @@
-//! PlanView, the one serialisable model of a plan, and its renderers: human, JSON, markdown.
+//! PlanView, the one serialisable model of a plan, and its renderers: human, JSON, markdown;
+//! and the apply and audit reports (`reports`).
 //!
 //! Everything here is pure: a renderer takes a [`PlanView`] and writes to any `io::Write`,
 //! never reads a clock or the environment, and sorts what it prints, so output is
@@ -8,6 +9,7 @@
 mod human;
 mod json;
 mod markdown;
+pub mod reports;
 #[cfg(test)]
 mod tests;
 
