@@ -25,4 +25,5 @@ pub mod plan;
 pub mod records;
 pub mod registry;
 pub mod render;
+pub mod secret;
 pub mod select;

@@ -42,6 +42,8 @@ pub struct Options {
     pub on_bytes: Option<OnBytes>,
     /// Called when an action ends (progress display / log lines).
     pub on_done: Option<OnDone>,
+    /// The gate's scanners (built-ins and plug-ins, wired in by `commands`).
+    pub scanners: crate::gate::Scanners,
 }
 
 /// Execute `plan`. `signals` yields each SIGINT/SIGTERM (its number) as it arrives.
@@ -64,6 +66,7 @@ where
         verdicts: Mutex::new(HashMap::new()),
         live_failing: Mutex::new(Vec::new()),
         on_bytes: opts.on_bytes.clone(),
+        scanners: opts.scanners.clone(),
     };
     let actions = plan.actions();
     let n = actions.len();

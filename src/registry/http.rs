@@ -465,6 +465,7 @@ impl HttpRegistry {
             client.clone(),
             opts.retry.clone(),
             stall,
+            opts.identity.clone(),
         );
         Ok(HttpRegistry {
             inner: Arc::new(Inner {
