@@ -386,10 +386,12 @@ fn a_large_configuration_lowers_and_names_a_late_duplicate() {
 #[test]
 fn azure_keys_are_found_where_they_are_written() {
     let src = format!(
-        "{}subscription = \"s\"\nresource_group = \"rg\"\ntransfer = \"acr-import\"\ncloud = \"china\"\n\
-         [registries.plain]\nendpoint = \"https://r.example\"\ntransfer = \"stream\"\n\
+        "{}[registries.plain]\nendpoint = \"https://r.example\"\ntransfer = \"stream\"\n\
          [scanners.defender]\nformat = \"defender\"\n[scanners.trivy]\nformat = \"trivy\"\ncommand = [\"trivy\"]\n",
-        BASE.replace("auth = \"docker\"", "auth = \"azure\"")
+        BASE.replace(
+            "auth = \"docker\"\n",
+            "auth = \"azure\"\nsubscription = \"s\"\nresource_group = \"rg\"\ntransfer = \"acr-import\"\ncloud = \"china\"\n"
+        )
     );
     let raw: super::schema::RawConfig = toml::from_str(&src).unwrap();
     let found: Vec<(String, String)> = super::lower::azure_keys(&raw)

@@ -251,7 +251,6 @@ impl Authenticator {
         client: reqwest::Client,
         retry: RetryPolicy,
         stall: Duration,
-        identity: Option<Arc<dyn IdentitySource>>,
     ) -> Authenticator {
         Authenticator {
             registry: registry.to_string(),
@@ -262,13 +261,19 @@ impl Authenticator {
             retry,
             stall,
             creds: tokio::sync::OnceCell::new(),
-            identity,
+            identity: None,
             identity_token: tokio::sync::Mutex::new(None),
             scheme: Mutex::new(Scheme::Unknown),
             tokens: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
             prefer_post: AtomicBool::new(false),
         }
+    }
+
+    /// Take `auth = "azure"` identity tokens from `identity`.
+    pub fn with_identity(mut self, identity: Option<Arc<dyn IdentitySource>>) -> Authenticator {
+        self.identity = identity;
+        self
     }
 
     /// The hint for an Unauthorized error.
@@ -826,7 +831,6 @@ mod tests {
                 reqwest::Client::new(),
                 RetryPolicy::none(),
                 Duration::from_secs(1),
-                None,
             )
         };
         let mut h = HeaderMap::new();

@@ -465,8 +465,8 @@ impl HttpRegistry {
             client.clone(),
             opts.retry.clone(),
             stall,
-            opts.identity.clone(),
-        );
+        )
+        .with_identity(opts.identity.clone());
         Ok(HttpRegistry {
             inner: Arc::new(Inner {
                 key: spec.key.clone(),

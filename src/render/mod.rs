@@ -8,6 +8,8 @@
 mod human;
 mod json;
 mod markdown;
+mod snapshot;
+pub use snapshot::redact_version;
 #[cfg(test)]
 mod tests;
 
