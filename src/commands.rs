@@ -33,6 +33,31 @@ pub fn load(path: &Path) -> Result<DesiredState, Error> {
     Ok(desired)
 }
 
+/// The registries of `desired`, with the plug-in for `auth = "azure"` entries when this
+/// build has one (src/azure: the ACR token exchange).
+pub(crate) fn registries(desired: &DesiredState) -> Registries {
+    #[cfg(feature = "azure")]
+    let identity: Option<std::sync::Arc<dyn crate::registry::auth::IdentitySource>> =
+        Some(std::sync::Arc::new(crate::azure::acr::AcrExchange::new(
+            crate::azure::credential::Chain::shared(),
+        )));
+    #[cfg(not(feature = "azure"))]
+    let identity = None;
+    Registries::with_identity(desired, identity)
+}
+
+/// The gate's scanners: the built-ins, and the plug-ins this build has (src/azure: the
+/// `defender` format).
+pub(crate) fn scanners() -> crate::gate::Scanners {
+    let s = crate::gate::Scanners::builtin();
+    #[cfg(feature = "azure")]
+    let s = s.with(
+        config::ScannerFormat::Defender,
+        std::sync::Arc::new(crate::azure::defender::Defender::new()),
+    );
+    s
+}
+
 /// Load the configuration narrowed to the `--image` patterns (true when that made it
 /// partial), and the planner's options from `--rescan`.
 fn load_selected(
@@ -224,7 +249,7 @@ pub fn plan(
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
-        let registries = Registries::from_desired(&desired);
+        let registries = registries(&desired);
         // Biased, signals first: their handlers are installed before the first request
         // goes out (a SIGINT before that would kill the process without a report).
         let mut plan = tokio::select! {
@@ -294,7 +319,7 @@ fn read_live_set(
 ) -> Result<crate::cluster::LiveSet, Error> {
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = Registries::from_desired(desired);
+        let registries = registries(desired);
         let desired = &resolve_tracks(desired, &registries).await?;
         let host = crate::cluster::read::live_host(desired, &registries, live_host)?;
         crate::cluster::read::read(desired, &registries, host).await
@@ -376,7 +401,7 @@ pub fn apply(
     let (desired, partial, opts) = load_selected(path, images, rescan)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = Registries::from_desired(&desired);
+        let registries = registries(&desired);
         let mut signals = Signals::install()?.into_stream();
         let plan = match plan_file {
             Some(f) => {
@@ -434,7 +459,16 @@ pub fn apply(
         let (observer, mut heartbeat) = apply::progress::for_stderr(&plan);
         let limits = apply::Limits::of(&desired, grace);
         let report =
-            apply::execute(&plan, &desired, &registries, &limits, observer, signals).await;
+            apply::execute(
+                &plan,
+                &desired,
+                &registries,
+                &limits,
+                scanners(),
+                observer,
+                signals,
+            )
+            .await;
         if let Some(h) = &mut heartbeat {
             h.stop();
         }
@@ -456,7 +490,7 @@ pub fn audit(path: &Path, json: bool, images: &[String]) -> Result<Outcome, Erro
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
-        let registries = Registries::from_desired(&desired);
+        let registries = registries(&desired);
         let mut report = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),

@@ -138,6 +138,7 @@ pub mod plan;
 pub mod records;
 pub mod registry;
 pub mod render;
+pub mod secret;
 pub mod select;
 pub mod track;
 pub mod versions;

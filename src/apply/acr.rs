@@ -183,20 +183,24 @@ pub async fn import_image(
                     crate::config::Endpoint::Url(u) => u.clone(),
                     crate::config::Endpoint::Layout(_) => format!("https://{host}"),
                 };
-                let token =
-                    crate::registry::auth::acr_refresh_token(&src_spec.key, &endpoint, &host)
-                        .await
-                        .map_err(|e| RegistryError::Credentials {
-                            registry: src_spec.key.clone(),
-                            message: format!(
-                                "registry `{}` is an Azure registry without subscription (another \
+                let token = crate::azure::acr::refresh_token_for(
+                    crate::azure::credential::Chain::shared(),
+                    &src_spec.key,
+                    &endpoint,
+                    &host,
+                )
+                .await
+                .map_err(|e| RegistryError::Credentials {
+                    registry: src_spec.key.clone(),
+                    message: format!(
+                        "registry `{}` is an Azure registry without subscription (another \
                              tenant?), so importImage needs credentials for it, and none could be \
                              obtained: {e}. Give the identity AcrPull there (or set \
                              AIRLOCK_ACR_REFRESH_TOKEN), add subscription and resource_group if \
                              it is in the same tenant, or use transfer = \"stream\"",
-                                src_spec.key
-                            ),
-                        })?;
+                        src_spec.key
+                    ),
+                })?;
                 Some(("00000000-0000-0000-0000-000000000000".to_string(), token))
             } else {
                 match credentials::resolve(&src_spec.key, &host, &src_spec.auth).await? {

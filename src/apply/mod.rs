@@ -33,6 +33,7 @@ pub async fn execute<S>(
     desired: &DesiredState,
     registries: &Registries,
     limits: &Limits,
+    scanners: crate::gate::Scanners,
     observer: Observer,
     signals: S,
 ) -> Report
@@ -51,6 +52,7 @@ where
         on_bytes: Some(std::sync::Arc::new(move |bytes| {
             progress(&ApplyEvent::Progress { bytes })
         })),
+        scanners,
     };
     let actions = plan.actions();
     let ctx = &ctx;

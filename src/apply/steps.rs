@@ -63,6 +63,7 @@ pub struct Context<'a> {
     /// Images already live whose renewed verdict failed in this apply (reported loudly).
     pub live_failing: Mutex<Vec<String>>,
     pub on_bytes: Option<OnBytes>,
+    pub scanners: gate::Scanners,
 }
 
 impl Context<'_> {
@@ -278,7 +279,7 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
         repository: repo,
         digest: &a.digest,
     };
-    let doc = gate::scan(ctx.desired, &target, &top, &path, now()).await?;
+    let doc = gate::scan(ctx.desired, &ctx.scanners, &target, &top, &path, now()).await?;
     let artifact = records::verdict_artifact(&doc, &top.media_type, top.bytes.len() as u64);
     push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {

@@ -17,8 +17,8 @@ use serde_json::{Value, json};
 use super::transport::ReqwestTransport;
 use crate::config::ArmResource;
 use crate::registry::RegistryError;
-use crate::registry::credentials::Secret;
 use crate::registry::retry::parse_retry_after;
+use crate::secret::Secret;
 
 pub const IMPORT_API_VERSION: &str = "2025-04-01";
 pub const RESOURCE_GRAPH_API_VERSION: &str = "2024-04-01";

@@ -38,7 +38,7 @@ use azure_identity::{
 use time::OffsetDateTime;
 
 use super::transport::{ReqwestTransport, client_options};
-use crate::registry::credentials::Secret;
+use crate::secret::Secret;
 
 /// Renew a cached token this long before it expires.
 const RENEW_EARLY: time::Duration = time::Duration::minutes(5);

@@ -29,10 +29,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use super::arm::Arm;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::arm::{Arm, ChainTokens};
 use crate::config::{ArmResource, DesiredState, ScannerSpec};
 use crate::gate::Target;
 use crate::gate::scanners::Outcome;
+use crate::gate::{ScanError, ScanInput, Scanner};
 use crate::model::manifest::Parsed;
 use crate::model::{Digest, RawManifest, Severity, media};
 use crate::observed::Decision;
@@ -73,57 +78,96 @@ impl ImageDigests {
     }
 }
 
-/// Read Defender's results for the target. Errors are messages for the verdict.
-pub async fn scan(
-    desired: &DesiredState,
-    spec: &ScannerSpec,
-    t: &Target<'_>,
-    top: &RawManifest,
-    now: OffsetDateTime,
-) -> Result<Outcome, String> {
-    let arm_resource = desired
-        .registries
-        .get(t.registry.key())
-        .and_then(|r| r.arm.as_ref())
-        .ok_or_else(|| {
-            format!(
-                "registry `{}` has no subscription: the defender scanner cannot query Azure",
-                t.registry.key()
-            )
-        })?;
-    let arm = Arm::shared().map_err(|e| e.to_string())?;
-    preflight(arm, t.registry.key(), &arm_resource.subscription).await?;
-    let digests = image_digests(t.digest, top);
-    let host = t.registry.host();
-    let mut body = query_body(arm_resource, &host, &digests);
-    let mut rows: Vec<Value> = Vec::new();
-    for _ in 0..MAX_PAGES {
-        let page = arm
-            .resource_graph(t.registry.key(), &body)
-            .await
-            .map_err(|e| e.to_string())?;
-        rows.extend(page_rows(&page)?);
-        match page.get("$skipToken").and_then(Value::as_str) {
-            Some(tok) if !tok.is_empty() => body["options"]["$skipToken"] = json!(tok),
-            _ => break,
-        }
+/// Defender results read through Azure Resource Manager: the gate's [`Scanner`] for
+/// `format = "defender"` (registered by `commands`). It holds its ARM client (built on first
+/// use) and the pre-flight answers per subscription, for the life of one command.
+#[derive(Default)]
+pub struct Defender {
+    arm: tokio::sync::OnceCell<Arm>,
+    /// Pre-flight answers by subscription (failures to read the plans are not kept).
+    checked: tokio::sync::Mutex<BTreeMap<String, Result<(), String>>>,
+}
+
+impl Scanner for Defender {
+    fn scan<'a>(&'a self, input: &'a ScanInput<'a>) -> BoxFuture<'a, Result<Outcome, ScanError>> {
+        Box::pin(async move {
+            let spec = input
+                .spec
+                .ok_or_else(|| "the defender scanner needs its [scanners] entry".to_string())?;
+            Ok(self
+                .scan(input.desired, spec, input.target, input.top, input.now)
+                .await?)
+        })
     }
-    let since = pending_since(t, now).await?;
-    let max_pending = spec.max_pending.unwrap_or(Duration::from_secs(24 * 3600));
-    Ok(outcome(
-        &spec.name,
-        &Scope {
-            registry: arm_resource,
-            host: &host,
-        },
-        &digests,
-        &rows,
-        &Clock {
-            now,
-            pending_since: since,
-            max_pending,
-        },
-    ))
+}
+
+impl Defender {
+    pub fn new() -> Defender {
+        Defender::default()
+    }
+
+    async fn arm(&self) -> Result<&Arm, String> {
+        self.arm
+            .get_or_try_init(|| async {
+                Arm::new(&super::arm_endpoint(), Arc::new(ChainTokens)).map_err(|e| e.to_string())
+            })
+            .await
+    }
+
+    /// Read Defender's results for the target. Errors are messages for the verdict.
+    pub async fn scan(
+        &self,
+        desired: &DesiredState,
+        spec: &ScannerSpec,
+        t: &Target<'_>,
+        top: &RawManifest,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, String> {
+        let arm_resource = desired
+            .registries
+            .get(t.registry.key())
+            .and_then(|r| r.arm.as_ref())
+            .ok_or_else(|| {
+                format!(
+                    "registry `{}` has no subscription: the defender scanner cannot query Azure",
+                    t.registry.key()
+                )
+            })?;
+        let arm = self.arm().await?;
+        self.preflight(arm, t.registry.key(), &arm_resource.subscription)
+            .await?;
+        let digests = image_digests(t.digest, top);
+        let host = t.registry.host();
+        let mut body = query_body(arm_resource, &host, &digests);
+        let mut rows: Vec<Value> = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let page = arm
+                .resource_graph(t.registry.key(), &body)
+                .await
+                .map_err(|e| e.to_string())?;
+            rows.extend(page_rows(&page)?);
+            match page.get("$skipToken").and_then(Value::as_str) {
+                Some(tok) if !tok.is_empty() => body["options"]["$skipToken"] = json!(tok),
+                _ => break,
+            }
+        }
+        let since = pending_since(t, now).await?;
+        let max_pending = spec.max_pending.unwrap_or(Duration::from_secs(24 * 3600));
+        Ok(outcome(
+            &spec.name,
+            &Scope {
+                registry: arm_resource,
+                host: &host,
+            },
+            &digests,
+            &rows,
+            &Clock {
+                now,
+                pending_since: since,
+                max_pending,
+            },
+        ))
+    }
 }
 
 /// When the digest was first found pending: the oldest pending verdict recorded for it
@@ -424,47 +468,47 @@ pub fn plan_gap(pricing: &Value) -> Option<String> {
     off.then(|| format!("its {REGISTRY_EXTENSION} extension is off"))
 }
 
-/// Pre-flight: Defender for Containers (or Defender CSPM) with registry vulnerability
-/// assessment must be on for the subscription, else no result will ever come. Checked once
-/// per subscription and process (a failure to read the plans is not remembered).
-async fn preflight(arm: &Arm, key: &str, subscription: &str) -> Result<(), String> {
-    // Held across the check: concurrent scans of one subscription share one answer.
-    static CHECKED: tokio::sync::Mutex<BTreeMap<String, Result<(), String>>> =
-        tokio::sync::Mutex::const_new(BTreeMap::new());
-    let mut checked = CHECKED.lock().await;
-    if let Some(r) = checked.get(subscription) {
-        return r.clone();
-    }
-    let mut gaps = Vec::new();
-    let mut result = Err(String::new());
-    for (plan, label) in [
-        ("Containers", "Defender for Containers"),
-        ("CloudPosture", "Defender CSPM"),
-    ] {
-        let path = format!(
-            "/subscriptions/{subscription}/providers/Microsoft.Security/pricings/{plan}?api-version={PRICINGS_API_VERSION}"
-        );
-        let what = format!("read the {label} plan of subscription {subscription}");
-        let answer = arm.get(key, &what, &path).await.map_err(|e| {
+impl Defender {
+    /// Pre-flight: Defender for Containers (or Defender CSPM) with registry vulnerability
+    /// assessment must be on for the subscription, else no result will ever come. Checked once
+    /// per subscription and command (a failure to read the plans is not remembered).
+    async fn preflight(&self, arm: &Arm, key: &str, subscription: &str) -> Result<(), String> {
+        // Held across the check: concurrent scans of one subscription share one answer.
+        let mut checked = self.checked.lock().await;
+        if let Some(r) = checked.get(subscription) {
+            return r.clone();
+        }
+        let mut gaps = Vec::new();
+        let mut result = Err(String::new());
+        for (plan, label) in [
+            ("Containers", "Defender for Containers"),
+            ("CloudPosture", "Defender CSPM"),
+        ] {
+            let path = format!(
+                "/subscriptions/{subscription}/providers/Microsoft.Security/pricings/{plan}?api-version={PRICINGS_API_VERSION}"
+            );
+            let what = format!("read the {label} plan of subscription {subscription}");
+            let answer = arm.get(key, &what, &path).await.map_err(|e| {
             format!("{e} (the pre-flight check of the defender scanner needs Microsoft.Security/pricings/read, e.g. Security Reader)")
         })?;
-        match answer.as_ref().map(plan_gap) {
-            Some(None) => {
-                result = Ok(());
-                break;
+            match answer.as_ref().map(plan_gap) {
+                Some(None) => {
+                    result = Ok(());
+                    break;
+                }
+                Some(Some(gap)) => gaps.push(format!("{label} ({plan}): {gap}")),
+                None => gaps.push(format!("{label} ({plan}): not found")),
             }
-            Some(Some(gap)) => gaps.push(format!("{label} ({plan}): {gap}")),
-            None => gaps.push(format!("{label} ({plan}): not found")),
         }
+        if result.is_err() {
+            result = Err(format!(
+                "Microsoft Defender for Cloud does not scan the images of registry `{key}`: in subscription {subscription}, {}. Enable Defender for Containers with registry vulnerability assessment (az security pricing create -n Containers --tier Standard --extensions name={REGISTRY_EXTENSION} isEnabled=True, or Defender for Cloud → Environment settings → Defender plans), or remove `defender` from [gate] scanners",
+                gaps.join("; ")
+            ));
+        }
+        checked.insert(subscription.to_string(), result.clone());
+        result
     }
-    if result.is_err() {
-        result = Err(format!(
-            "Microsoft Defender for Cloud does not scan the images of registry `{key}`: in subscription {subscription}, {}. Enable Defender for Containers with registry vulnerability assessment (az security pricing create -n Containers --tier Standard --extensions name={REGISTRY_EXTENSION} isEnabled=True, or Defender for Cloud → Environment settings → Defender plans), or remove `defender` from [gate] scanners",
-            gaps.join("; ")
-        ));
-    }
-    checked.insert(subscription.to_string(), result.clone());
-    result
 }
 
 #[cfg(test)]

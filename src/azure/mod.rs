@@ -17,6 +17,7 @@
 //! `AIRLOCK_ARM_SCOPE`, `AIRLOCK_ACR_SCOPE` (tests and clouds not listed).
 //! Nothing here prints a token, a secret or a request body holding one.
 
+pub mod acr;
 pub mod arm;
 pub mod credential;
 pub mod defender;

@@ -25,7 +25,7 @@ pub fn outdated(path: &Path, format: Format, detailed_exitcode: bool) -> Result<
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
-        let registries = Registries::from_desired(&desired);
+        let registries = super::registries(&desired);
         let tags = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
@@ -169,7 +169,7 @@ pub fn pin(path: &Path, patterns: &[String], check: bool, update: bool) -> Resul
     let desired = load(path)?;
     let (images, tracks) = select(&desired, patterns)?;
     let rt = runtime()?;
-    let registries = Registries::from_desired(&desired);
+    let registries = super::registries(&desired);
     if check {
         let mut unpinned: Vec<String> = images
             .iter()

@@ -257,6 +257,15 @@ pub fn lower(
     let registries = registries.by_key;
     tracks.sort_by_key(|t| t.source.repository());
     check_azure_uses(&mut l, &raw, &registries, &quarantine, &gate);
+    if !cfg!(feature = "azure") {
+        for (span, key) in azure_keys(&raw) {
+            l.err(
+                span,
+                format!("{key} needs Azure support: this airlock was built without Azure support"),
+                Some("build airlock with the `azure` cargo feature (on by default), or remove the key"),
+            );
+        }
+    }
     let admission = lower_admission(&mut l, &raw.admission);
     let azure_cloud = lower_cloud(&mut l, &raw);
 
@@ -361,6 +370,47 @@ fn lower_cloud(l: &mut Lowerer, raw: &RawConfig) -> AzureCloud {
         }
     }
     chosen.map(|(c, _)| c).unwrap_or_default()
+}
+
+/// The values that use Azure (src/azure), in file order: `auth = "azure"`,
+/// `transfer = "acr-import"`, `format = "defender"`, and the Azure-only registry keys
+/// (`subscription`, `resource_group`, `resource_name`, `import_timeout`, `cloud`). A build
+/// without the `azure` feature rejects each at its place.
+pub(super) fn azure_keys(raw: &RawConfig) -> Vec<(Range<usize>, String)> {
+    let mut out: Vec<(Range<usize>, String)> = Vec::new();
+    for (key, reg) in &raw.registries {
+        let r = reg.get_ref();
+        let name = key.get_ref();
+        let mut push = |v: &Spanned<String>, what: String| out.push((v.span(), what));
+        if let Some(a) = r.auth.as_ref().filter(|a| a.get_ref() == "azure") {
+            push(a, format!("registry `{name}`: auth = \"azure\""));
+        }
+        if let Some(t) = r.transfer.as_ref().filter(|t| t.get_ref() == "acr-import") {
+            push(t, format!("registry `{name}`: transfer = \"acr-import\""));
+        }
+        for (field, v) in [
+            ("subscription", &r.subscription),
+            ("resource_group", &r.resource_group),
+            ("resource_name", &r.resource_name),
+            ("import_timeout", &r.import_timeout),
+            ("cloud", &r.cloud),
+        ] {
+            if let Some(v) = v {
+                push(v, format!("registry `{name}`: {field}"));
+            }
+        }
+    }
+    for (name, sc) in &raw.scanners {
+        let f = &sc.get_ref().format;
+        if f.get_ref() == "defender" {
+            out.push((
+                f.span(),
+                format!("scanner `{}`: format = \"defender\"", name.get_ref()),
+            ));
+        }
+    }
+    out.sort_by_key(|(span, _)| span.start);
+    out
 }
 
 /// What Azure features need from the entries they use: the defender scanner reads results

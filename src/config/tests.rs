@@ -208,6 +208,7 @@ fn layout_paths_are_relative_to_the_file() {
     );
 }
 
+#[cfg(feature = "azure")]
 #[test]
 fn azure_registry_keys_lower_and_are_checked() {
     let acr =
@@ -379,4 +380,55 @@ fn a_large_configuration_lowers_and_names_a_late_duplicate() {
     );
     let last = src.lines().count();
     assert!(e.contains(&format!("airlock.toml:{last}:10:")), "{e}");
+}
+
+/// The values a build without the `azure` feature rejects, each at its place.
+#[test]
+fn azure_keys_are_found_where_they_are_written() {
+    let src = format!(
+        "{}[registries.plain]\nendpoint = \"https://r.example\"\ntransfer = \"stream\"\n\
+         [scanners.defender]\nformat = \"defender\"\n[scanners.trivy]\nformat = \"trivy\"\ncommand = [\"trivy\"]\n",
+        BASE.replace(
+            "auth = \"docker\"\n",
+            "auth = \"azure\"\nsubscription = \"s\"\nresource_group = \"rg\"\ntransfer = \"acr-import\"\ncloud = \"china\"\n"
+        )
+    );
+    let raw: super::schema::RawConfig = toml::from_str(&src).unwrap();
+    let found: Vec<(String, String)> = super::lower::azure_keys(&raw)
+        .into_iter()
+        .map(|(span, what)| (src[span].to_string(), what))
+        .collect();
+    let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        found,
+        vec![
+            s("\"azure\"", "registry `acr`: auth = \"azure\""),
+            s("\"s\"", "registry `acr`: subscription"),
+            s("\"rg\"", "registry `acr`: resource_group"),
+            s(
+                "\"acr-import\"",
+                "registry `acr`: transfer = \"acr-import\""
+            ),
+            s("\"china\"", "registry `acr`: cloud"),
+            s("\"defender\"", "scanner `defender`: format = \"defender\""),
+        ]
+    );
+    let plain: super::schema::RawConfig = toml::from_str(BASE).unwrap();
+    assert!(super::lower::azure_keys(&plain).is_empty());
+}
+
+/// Without the `azure` feature, Azure keys are configuration errors at file:line:col.
+#[cfg(not(feature = "azure"))]
+#[test]
+fn azure_keys_are_errors_in_a_build_without_azure() {
+    let e = parse_err(&BASE.replace("auth = \"docker\"", "auth = \"azure\""));
+    assert!(e.contains("airlock.toml:4:8"), "{e}");
+    assert!(e.contains("built without Azure support"), "{e}");
+    let e = parse_err(&format!(
+        "{BASE}[gate]\nscanners = [\"policy\", \"defender\"]\n[scanners.defender]\nformat = \"defender\"\n"
+    ));
+    assert!(
+        e.contains("format = \"defender\" needs Azure support"),
+        "{e}"
+    );
 }

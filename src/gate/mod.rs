@@ -3,6 +3,7 @@
 //! command and parse its report. A scanner that fails fails closed: the verdict is `fail`.
 
 pub mod policy;
+pub mod scanner;
 pub mod scanners;
 pub mod user;
 
@@ -16,6 +17,7 @@ use crate::model::{Digest, RawManifest, Severity};
 use crate::observed::Decision;
 use crate::records::{Finding, ScannerRun, VERDICT_FORMAT, VerdictDocument};
 use crate::registry::{Registry, RegistryError};
+pub use scanner::{ScanError, ScanInput, Scanner, Scanners};
 
 /// Image configs larger than this are not read.
 const MAX_CONFIG: u64 = 8 << 20;
@@ -72,9 +74,11 @@ pub async fn platform_images(
     Ok(out)
 }
 
-/// Scan a quarantined digest with every configured scanner and decide.
+/// Scan a quarantined digest with every configured scanner (the built-in policy, or the
+/// scanner `scanners` has for the entry's format) and decide.
 pub async fn scan(
     desired: &DesiredState,
+    scanners: &Scanners,
     t: &Target<'_>,
     top: &RawManifest,
     image_path: &str,
@@ -82,27 +86,31 @@ pub async fn scan(
 ) -> Result<VerdictDocument, RegistryError> {
     let mut ev = Evidence::default();
     for name in &desired.gate.scanners {
-        if name == policy::SCANNER {
-            let images = platform_images(t, top).await?;
-            ev.findings
-                .extend(policy::check(&desired.gate.policy, &images, now));
-            ev.scanners.push(ScannerRun {
-                name: name.clone(),
-                version: Some(env!("CARGO_PKG_VERSION").to_string()),
-                ok: true,
-                error: None,
-                coverage: Vec::new(),
-            });
-            continue;
-        }
-        let result = match desired.scanners.get(name) {
-            // Azure (feature `azure`): Defender results are read from Resource Graph, not
-            // from a command's report — src/azure/defender.rs.
-            Some(spec) if spec.format == crate::config::ScannerFormat::Defender => {
-                defender(desired, spec, t, top, now).await
+        let chosen: Result<(&dyn Scanner, Option<&crate::config::ScannerSpec>), String> =
+            if name == policy::SCANNER {
+                Ok((&scanner::Policy, None))
+            } else {
+                match desired.scanners.get(name) {
+                    Some(spec) => scanners.for_spec(spec).map(|s| (s, Some(spec))),
+                    None => Err(format!("scanner `{name}` is not defined")),
+                }
+            };
+        let result = match chosen {
+            Ok((s, spec)) => {
+                let input = ScanInput {
+                    desired,
+                    spec,
+                    target: t,
+                    top,
+                    now,
+                };
+                match s.scan(&input).await {
+                    Ok(o) => Ok(o),
+                    Err(ScanError::Registry(e)) => return Err(e),
+                    Err(ScanError::Failed(e)) => Err(e),
+                }
             }
-            Some(spec) => scanners::run(desired, spec, t).await,
-            None => Err(format!("scanner `{name}` is not defined")),
+            Err(e) => Err(e),
         };
         match result {
             Ok(scanners::Outcome::Findings { version, findings }) => {
@@ -168,31 +176,6 @@ pub async fn scan(
         }
     }
     Ok(decide(desired, t.digest, t.repository, image_path, ev, now))
-}
-
-#[cfg(feature = "azure")]
-async fn defender(
-    desired: &DesiredState,
-    spec: &crate::config::ScannerSpec,
-    t: &Target<'_>,
-    top: &RawManifest,
-    now: OffsetDateTime,
-) -> Result<scanners::Outcome, String> {
-    crate::azure::defender::scan(desired, spec, t, top, now).await
-}
-
-#[cfg(not(feature = "azure"))]
-async fn defender(
-    _desired: &DesiredState,
-    spec: &crate::config::ScannerSpec,
-    _t: &Target<'_>,
-    _top: &RawManifest,
-    _now: OffsetDateTime,
-) -> Result<scanners::Outcome, String> {
-    Err(format!(
-        "scanner `{}` (defender) needs airlock built with the `azure` feature",
-        spec.name
-    ))
 }
 
 /// What the scanners said about one digest.

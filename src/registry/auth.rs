@@ -3,14 +3,16 @@
 //! with Basic credentials or anonymously; OAuth2 POST with `grant_type=refresh_token` for
 //! identity tokens or `grant_type=password` for registries that refuse the GET), a token
 //! cache per scope set renewed ahead of expiry, and the scope union on `insufficient_scope`.
-//! For `auth = "azure"` it also obtains and renews the ACR refresh token (see `azure`).
+//! For `auth = "azure"` it asks an [`IdentitySource`] plug-in for the identity token and
+//! renews it when due.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use futures_util::future::BoxFuture;
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -218,8 +220,11 @@ pub struct Authenticator {
     /// `stall_timeout`: the longest wait for the token endpoint's headers or next bytes.
     stall: Duration,
     creds: tokio::sync::OnceCell<Option<Credential>>,
-    /// `auth = "azure"`: the ACR refresh token and when to renew it.
-    azure_refresh: tokio::sync::Mutex<Option<(Secret, Instant)>>,
+    /// `auth = "azure"`: where the identity token comes from (None: this build or wiring
+    /// has no plug-in for it).
+    identity: Option<Arc<dyn IdentitySource>>,
+    /// `auth = "azure"`: the identity token and when to renew it.
+    identity_token: tokio::sync::Mutex<Option<(Secret, Instant)>>,
     scheme: Mutex<Scheme>,
     tokens: Mutex<HashMap<Vec<String>, CachedToken>>,
     /// Serialises token fetches so concurrent requests share one token.
@@ -256,12 +261,19 @@ impl Authenticator {
             retry,
             stall,
             creds: tokio::sync::OnceCell::new(),
-            azure_refresh: tokio::sync::Mutex::new(None),
+            identity: None,
+            identity_token: tokio::sync::Mutex::new(None),
             scheme: Mutex::new(Scheme::Unknown),
             tokens: Mutex::new(HashMap::new()),
             fetching: tokio::sync::Mutex::new(()),
             prefer_post: AtomicBool::new(false),
         }
+    }
+
+    /// Take `auth = "azure"` identity tokens from `identity`.
+    pub fn with_identity(mut self, identity: Option<Arc<dyn IdentitySource>>) -> Authenticator {
+        self.identity = identity;
+        self
     }
 
     /// The hint for an Unauthorized error.
@@ -310,7 +322,13 @@ impl Authenticator {
 
     async fn credentials(&self) -> Result<Option<Credential>, RegistryError> {
         if self.spec == AuthSpec::Azure {
-            let mut held = self.azure_refresh.lock().await;
+            let Some(source) = &self.identity else {
+                return Err(RegistryError::Credentials {
+                    registry: self.registry.clone(),
+                    message: "auth = \"azure\" has no identity source in this build".into(),
+                });
+            };
+            let mut held = self.identity_token.lock().await;
             if let Some((rt, renew_at)) = held.as_ref()
                 && Instant::now() < *renew_at
             {
@@ -325,8 +343,10 @@ impl Authenticator {
                 _ => None,
             };
             let base = realm_origin.unwrap_or_else(|| self.endpoint.clone());
-            let rt = azure::refresh_token(&self.client, &self.registry, &base, &self.host).await?;
-            *held = Some((rt.clone(), azure::renew_at(rt.expose())));
+            let (rt, renew_at) = source
+                .identity_token(&self.client, &self.registry, &base, &self.host)
+                .await?;
+            *held = Some((rt.clone(), renew_at));
             return Ok(Some(Credential::IdentityToken(rt)));
         }
         self.creds
@@ -682,26 +702,6 @@ fn renew_margin(lifetime: Duration) -> Duration {
     (lifetime / 10).min(Duration::from_secs(5 * 60))
 }
 
-/// An ACR refresh token for the registry at `endpoint` (`auth = "azure"`): from
-/// `AIRLOCK_ACR_REFRESH_TOKEN`, else an Entra ID token exchanged at `<endpoint>/oauth2/exchange`.
-/// For ARM importImage from an ACR in another tenant (its `source.credentials`).
-pub async fn acr_refresh_token(
-    registry: &str,
-    endpoint: &str,
-    host: &str,
-) -> Result<Secret, RegistryError> {
-    crate::registry::ensure_crypto_provider();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| RegistryError::Transport {
-            registry: registry.to_string(),
-            what: "set up an HTTP client".into(),
-            source: e,
-        })?;
-    azure::refresh_token(&client, registry, endpoint.trim_end_matches('/'), host).await
-}
-
 fn bearer_header(t: &Secret) -> HeaderValue {
     let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
         .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
@@ -720,144 +720,21 @@ fn basic_header(c: &Credential) -> Option<HeaderValue> {
     Some(v)
 }
 
-/// `auth = "azure"`: an ACR refresh token, renewed before it expires. From
-/// `AIRLOCK_ACR_REFRESH_TOKEN` when set (e.g. `az acr login --expose-token`), else an Azure AD
-/// token from the credential chain (`crate::azure::credential`, feature `azure`) exchanged at
-/// `/oauth2/exchange` on the origin of the registry's token realm (ACR's own host). Scoped access tokens then come from `/oauth2/token`
-/// with `grant_type=refresh_token`, like any identity token.
-mod azure {
-    use super::*;
-
-    /// An ACR refresh token given directly.
-    pub const REFRESH_TOKEN_ENV: &str = "AIRLOCK_ACR_REFRESH_TOKEN";
-
-    /// Renew a refresh token this long before its `exp`.
-    const RENEW_EARLY: Duration = Duration::from_secs(5 * 60);
-    /// When a refresh token's lifetime cannot be read (ACR's last three hours).
-    const DEFAULT_LIFETIME: Duration = Duration::from_secs(60 * 60);
-
-    pub(super) fn fail(registry: &str, message: String) -> RegistryError {
-        RegistryError::Credentials {
-            registry: registry.to_string(),
-            message,
-        }
-    }
-
-    /// When to renew a refresh token: its JWT `exp` less five minutes, else in an hour.
-    /// The token is not verified here (the registry does that); only its expiry is read.
-    pub fn renew_at(token: &str) -> Instant {
-        #[derive(Deserialize)]
-        struct Claims {
-            exp: Option<u64>,
-        }
-        let exp = token
-            .split('.')
-            .nth(1)
-            .and_then(|p| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(p.trim_end_matches('='))
-                    .ok()
-            })
-            .and_then(|b| serde_json::from_slice::<Claims>(&b).ok())
-            .and_then(|c| c.exp);
-        let now_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let lifetime = match exp {
-            Some(exp) => Duration::from_secs(exp.saturating_sub(now_unix)),
-            None => DEFAULT_LIFETIME,
-        };
-        Instant::now() + lifetime.saturating_sub(RENEW_EARLY.min(lifetime / 2))
-    }
-
-    /// A fresh ACR refresh token for the registry at `endpoint`.
-    pub async fn refresh_token(
-        client: &reqwest::Client,
-        registry: &str,
-        endpoint: &str,
-        host: &str,
-    ) -> Result<Secret, RegistryError> {
-        if let Some(t) = std::env::var(REFRESH_TOKEN_ENV)
-            .ok()
-            .filter(|t| !t.is_empty())
-        {
-            return Ok(Secret::new(t));
-        }
-        exchange(client, registry, endpoint, host).await
-    }
-
-    #[cfg(not(feature = "azure"))]
-    async fn exchange(
-        _client: &reqwest::Client,
-        registry: &str,
-        _endpoint: &str,
-        _host: &str,
-    ) -> Result<Secret, RegistryError> {
-        Err(fail(
-            registry,
-            format!(
-                "auth = \"azure\" needs airlock built with the `azure` feature (this build has \
-                 none); set {REFRESH_TOKEN_ENV} to an ACR refresh token, or use auth = \"docker\" \
-                 after `az acr login`"
-            ),
-        ))
-    }
-
-    /// Exchange an AAD token for an ACR refresh token at `<endpoint>/oauth2/exchange`.
-    #[cfg(feature = "azure")]
-    async fn exchange(
-        client: &reqwest::Client,
-        registry: &str,
-        endpoint: &str,
-        host: &str,
-    ) -> Result<Secret, RegistryError> {
-        let aad = crate::azure::credential::Chain::shared()
-            .token(&crate::azure::acr_scope())
-            .await
-            .map_err(|e| fail(registry, e.to_string()))?;
-        let mut form = vec![
-            ("grant_type", "access_token".to_string()),
-            ("service", host.to_string()),
-            ("access_token", aad.token.expose().to_string()),
-        ];
-        if let Some(t) = std::env::var("AZURE_TENANT_ID")
-            .ok()
-            .filter(|t| !t.is_empty())
-        {
-            form.push(("tenant", t));
-        }
-        let what = "exchange an Azure AD token for an ACR refresh token";
-        let resp = client
-            .post(format!("{endpoint}/oauth2/exchange"))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| RegistryError::Transport {
-                registry: registry.to_string(),
-                what: what.into(),
-                source: crate::registry::error::redact_url(e),
-            })?;
-        if !resp.status().is_success() {
-            return Err(fail(
-                registry,
-                format!(
-                    "failed to {what}: {} answered {} (does the identity have AcrPull/AcrPush on it?)",
-                    host,
-                    resp.status()
-                ),
-            ));
-        }
-        #[derive(Deserialize)]
-        struct Exchange {
-            refresh_token: String,
-        }
-        let ex: Exchange = resp
-            .json()
-            .await
-            .map_err(|e| fail(registry, format!("failed to {what}: bad answer: {e}")))?;
-        Ok(Secret::new(ex.refresh_token))
-    }
+/// `auth = "azure"`: where a registry's identity token (an OAuth2 refresh token) comes from.
+/// A plug-in, wired in by `commands` through [`super::ClientOptions::identity`]: Azure's ACR
+/// exchange (src/azure/acr.rs) implements it. The registry client asks it when it has no
+/// token or the one it holds is due for renewal, and then gets scoped access tokens from the
+/// realm with `grant_type=refresh_token`, like any identity token.
+pub trait IdentitySource: Send + Sync {
+    /// A fresh identity token for `registry` (host `host`), exchanged at `origin` (the origin
+    /// of the registry's token realm, else its endpoint), and when to renew it.
+    fn identity_token<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        registry: &'a str,
+        origin: &'a str,
+        host: &'a str,
+    ) -> BoxFuture<'a, Result<(Secret, Instant), RegistryError>>;
 }
 
 #[cfg(test)]
@@ -936,23 +813,6 @@ mod tests {
                 "repository:b:pull".to_string()
             ]
         );
-    }
-
-    #[test]
-    fn refresh_tokens_are_renewed_before_their_exp() {
-        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let jwt = |exp: u64| format!("{}.{}.sig", b64("{}"), b64(&format!("{{\"exp\":{exp}}}")));
-        let in_3h = azure::renew_at(&jwt(now + 3 * 3600)) - Instant::now();
-        assert!(in_3h > Duration::from_secs(3 * 3600 - 6 * 60), "{in_3h:?}");
-        assert!(in_3h < Duration::from_secs(3 * 3600 - 4 * 60), "{in_3h:?}");
-        // Expired or unreadable: renew now, or after the default hour.
-        assert!(azure::renew_at(&jwt(now - 10)) <= Instant::now());
-        let opaque = azure::renew_at("not-a-jwt") - Instant::now();
-        assert!(opaque > Duration::from_secs(50 * 60), "{opaque:?}");
     }
 
     #[tokio::test]

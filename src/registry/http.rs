@@ -155,7 +155,8 @@ impl HttpRegistry {
             client.clone(),
             opts.retry.clone(),
             stall,
-        );
+        )
+        .with_identity(opts.identity.clone());
         Ok(HttpRegistry {
             inner: Arc::new(Inner {
                 key: spec.key.clone(),

@@ -91,7 +91,7 @@ pub const MAX_MANIFEST_SIZE: usize = 4 << 20;
 
 /// Client tuning shared by every HTTP registry. Deadlines are per registry entry
 /// (`timeout`, `stall_timeout`: [`crate::config::Timeouts`]), not here.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// Blobs larger than this are uploaded in chunks (PATCH); smaller ones stream in one PUT
     /// (no buffering, the fastest path, measured in BENCHMARKS.md). A registry that answers
@@ -101,6 +101,21 @@ pub struct ClientOptions {
     pub chunk_size: u64,
     pub max_manifest_size: usize,
     pub retry: RetryPolicy,
+    /// Where `auth = "azure"` registries get their identity token (a plug-in wired in by
+    /// `commands`; None: such registries fail with a credentials error).
+    pub identity: Option<Arc<dyn auth::IdentitySource>>,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("chunk_threshold", &self.chunk_threshold)
+            .field("chunk_size", &self.chunk_size)
+            .field("max_manifest_size", &self.max_manifest_size)
+            .field("retry", &self.retry)
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
@@ -110,6 +125,7 @@ impl Default for ClientOptions {
             chunk_size: 16 << 20,
             max_manifest_size: MAX_MANIFEST_SIZE,
             retry: RetryPolicy::default(),
+            identity: None,
         }
     }
 }
@@ -683,6 +699,20 @@ impl Registries {
 
     pub fn from_desired(desired: &DesiredState) -> Registries {
         Registries::new(&desired.registries)
+    }
+
+    /// The registries of `desired`, with `identity` for `auth = "azure"` entries.
+    pub fn with_identity(
+        desired: &DesiredState,
+        identity: Option<Arc<dyn auth::IdentitySource>>,
+    ) -> Registries {
+        Registries::with_options(
+            &desired.registries,
+            ClientOptions {
+                identity,
+                ..ClientOptions::default()
+            },
+        )
     }
 
     /// The entry for `key`, or the on-demand default for a host without one.

@@ -10,6 +10,8 @@ mod human;
 mod json;
 mod markdown;
 pub mod reports;
+mod snapshot;
+pub use snapshot::redact_version;
 #[cfg(test)]
 mod tests;
 

@@ -401,41 +401,23 @@ impl Setup {
 
     /// A configuration with the target as `acr` (`auth`), `extra` appended.
     fn config(&self, auth: &str, extra: &str) -> String {
-        let mut s = format!(
-            r#"[registries."ghcr.io"]
-endpoint = "{up}"
-auth = "anonymous"
-
-[registries."docker.io"]
-endpoint = "{up}"
-auth = "anonymous"
-
-[registries.acr]
-endpoint = "{target}"
-auth = "{auth}"
-subscription = "00000000-1111-2222-3333-444444444444"
-resource_group = "rg-aks"
-
-[quarantine]
-registry = "acr"
-prefix = "quarantine"
-
-[live]
-registry = "acr"
-prefix = "live"
-
-{extra}
-"#,
-            up = self.upstream.url(),
-            target = self.target.url(),
-        );
-        for w in &self.images {
-            s.push_str(&format!(
-                "[[images]]\nsource = \"{}/{}:{}\"\n\n",
-                w.upstream_host, w.path, w.tag
-            ));
-        }
-        s
+        let sources: Vec<String> = self
+            .images
+            .iter()
+            .map(|w| format!("{}/{}:{}", w.upstream_host, w.path, w.tag))
+            .collect();
+        crate::support::config::Config::new("acr")
+            .mirror(&self.upstream.url())
+            .registry(
+                "acr",
+                &format!(
+                    "endpoint = \"{}\"\nauth = \"{auth}\"\nsubscription = \"00000000-1111-2222-3333-444444444444\"\nresource_group = \"rg-aks\"",
+                    self.target.url()
+                ),
+            )
+            .extra(extra)
+            .images(&sources)
+            .build()
     }
 
     /// Managed identity pointed at the local endpoint.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use airlock::model::Digest;
 
 use crate::support::client::{RawClient, push_raw};
+use crate::support::config::Config;
 use crate::support::images::{Content, ImageBuilder, TestImage};
 use crate::support::registry::{Auth, TestRegistry};
 use crate::support::skopeo::{skopeo_digest, skopeo_push};
@@ -141,57 +142,35 @@ impl World {
 
     /// Write airlock.toml for these gate settings; returns the text.
     fn configure(&self, g: &Gate<'_>) -> String {
-        let mut images = String::new();
-        for (path, _) in &self.images {
-            images.push_str(&format!(
-                "\n[[images]]\nsource = \"{}/{path}:1.0\"\n",
-                self.upstream.host()
-            ));
-        }
-        let text = format!(
-            r#"[registries.upstream]
-endpoint = "{upstream}"
-auth = "anonymous"
-
-[registries.target]
-endpoint = "{target}"
-{target_auth}
-
-[quarantine]
-registry = "target"
-prefix = "quarantine"
-
-[live]
-registry = "target"
-prefix = "live"
-prune = {prune}
-
-[gate]
-scanners = ["policy", "trivy"]
-fail_on = "{fail_on}"
-max_verdict_age = "{age}"
-{extra}
-[scanners.trivy]
-command = ["sh", "{script}", "{{ref}}"]
-format = "trivy"
-timeout = "60s"
-{images}"#,
-            upstream = self.upstream.url(),
-            target = self.target.url(),
-            target_auth = match self.creds {
-                Some((user, _)) => {
-                    format!(
-                        "auth = \"basic\"\nusername = \"{user}\"\npassword_env = \"{PASSWORD_ENV}\""
-                    )
-                }
-                None => "auth = \"anonymous\"".to_string(),
-            },
-            prune = g.prune,
-            fail_on = g.fail_on,
-            age = g.max_verdict_age,
-            extra = g.extra,
-            script = self.dir.path().join("scanner.sh").display(),
-        );
+        let sources: Vec<String> = self
+            .images
+            .iter()
+            .map(|(path, _)| format!("{}/{path}:1.0", self.upstream.host()))
+            .collect();
+        let target_auth = match self.creds {
+            Some((user, _)) => {
+                format!(
+                    "auth = \"basic\"\nusername = \"{user}\"\npassword_env = \"{PASSWORD_ENV}\""
+                )
+            }
+            None => "auth = \"anonymous\"".to_string(),
+        };
+        let text = Config::new("target")
+            .anonymous("upstream", &self.upstream.url())
+            .registry(
+                "target",
+                &format!("endpoint = \"{}\"\n{target_auth}", self.target.url()),
+            )
+            .live(&format!("prune = {}", g.prune))
+            .extra(&format!(
+                "[gate]\nscanners = [\"policy\", \"trivy\"]\nfail_on = \"{}\"\nmax_verdict_age = \"{}\"\n{}\n[scanners.trivy]\ncommand = [\"sh\", \"{}\", \"{{ref}}\"]\nformat = \"trivy\"\ntimeout = \"60s\"",
+                g.fail_on,
+                g.max_verdict_age,
+                g.extra,
+                self.dir.path().join("scanner.sh").display(),
+            ))
+            .images(&sources)
+            .build();
         std::fs::write(self.config_path(), &text).unwrap();
         text
     }

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::support::airlock::{Run, Workdir};
 use crate::support::client::{RawClient, push_raw};
+use crate::support::config::Config;
 use crate::support::images::ImageBuilder;
 use crate::support::registry::{Auth, TestRegistry};
 
@@ -71,7 +72,7 @@ impl World {
         let w = Workdir::new("");
         std::fs::create_dir(w.path().join("modes")).unwrap();
         std::fs::write(w.path().join("scanner.sh"), SCANNER).unwrap();
-        let mut sources = String::new();
+        let mut sources: Vec<String> = Vec::new();
         for (name, user, mode) in images {
             let img = ImageBuilder::new(&format!("library/{name}"))
                 .user(user)
@@ -85,33 +86,19 @@ impl World {
             )
             .await;
             std::fs::write(w.path().join("modes").join(name), mode).unwrap();
-            sources.push_str(&format!(
-                "\n[[images]]\nsource = \"{}/library/{name}:1.0\"\n",
-                upstream.host()
-            ));
+            sources.push(format!("{}/library/{name}:1.0", upstream.host()));
         }
-        w.set_config(&format!(
-            r#"[registries.upstream]
-endpoint = "{upstream}"
-auth = "basic"
-username = "{uu}"
-password_env = "{UPSTREAM_ENV}"
-
-[registries.target]
-endpoint = "{target}"
-auth = "basic"
-username = "{tu}"
-password_env = "{TARGET_ENV}"
-
-[quarantine]
-registry = "target"
-prefix = "quarantine"
-
-[live]
-registry = "target"
-prefix = "live"
-
-[gate]
+        let basic = |url: String, user: &str, env: &str| {
+            format!(
+                "endpoint = \"{url}\"\nauth = \"basic\"\nusername = \"{user}\"\npassword_env = \"{env}\""
+            )
+        };
+        w.set_config(
+            &Config::new("target")
+                .registry("upstream", &basic(upstream.url(), UPSTREAM.0, UPSTREAM_ENV))
+                .registry("target", &basic(target.url(), TARGET.0, TARGET_ENV))
+                .extra(&format!(
+                    r#"[gate]
 scanners = ["policy", "trivy"]
 fail_on = "high"
 
@@ -122,13 +109,12 @@ forbid_root = true
 command = ["sh", "{script}", "{{ref}}"]
 format = "trivy"
 timeout = "60s"
-{sources}"#,
-            upstream = upstream.url(),
-            target = target.url(),
-            uu = UPSTREAM.0,
-            tu = TARGET.0,
-            script = w.path().join("scanner.sh").display(),
-        ));
+"#,
+                    script = w.path().join("scanner.sh").display(),
+                ))
+                .images(&sources)
+                .build(),
+        );
         World {
             _upstream: upstream,
             target,

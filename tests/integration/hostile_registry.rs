@@ -210,34 +210,18 @@ async fn descriptors_that_lie_about_sizes_fail_and_tag_nothing() {
     write_lying_layout(&up.path().join("sizes/short"), "1", &short, short_real + 1);
     assert!(huge_real > 0);
 
-    let cfg = format!(
-        r#"[registries."up.example"]
-layout = "{up}"
-
-[registries.target]
-endpoint = "{tgt}"
-auth = "anonymous"
-
-[quarantine]
-registry = "target"
-prefix = "quarantine"
-
-[live]
-registry = "target"
-prefix = "live"
-
-[[images]]
-source = "up.example/sizes/huge:1"
-
-[[images]]
-source = "up.example/sizes/long:1"
-
-[[images]]
-source = "up.example/sizes/short:1"
-"#,
-        up = up.path().display(),
-        tgt = target.url()
-    );
+    let cfg = crate::support::config::Config::new("target")
+        .registry(
+            "up.example",
+            &format!("layout = \"{}\"", up.path().display()),
+        )
+        .anonymous("target", &target.url())
+        .images(&[
+            "up.example/sizes/huge:1",
+            "up.example/sizes/long:1",
+            "up.example/sizes/short:1",
+        ])
+        .build();
     let w = Workdir::new(&cfg);
     let run = w.run(&["apply", "--auto-approve"]).await;
     assert_ne!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
@@ -406,29 +390,11 @@ fn layout_images(dir: &std::path::Path, n: usize) -> Vec<String> {
 }
 
 fn layout_config(up: &std::path::Path, target: &std::path::Path, images: &[String]) -> String {
-    let mut s = format!(
-        r#"[registries."up.example"]
-layout = "{}"
-
-[registries.local]
-layout = "{}"
-
-[quarantine]
-registry = "local"
-prefix = "quarantine"
-
-[live]
-registry = "local"
-prefix = "live"
-
-"#,
-        up.display(),
-        target.display()
-    );
-    for i in images {
-        s.push_str(&format!("[[images]]\nsource = \"{i}\"\n\n"));
-    }
-    s
+    crate::support::config::Config::new("local")
+        .registry("up.example", &format!("layout = \"{}\"", up.display()))
+        .registry("local", &format!("layout = \"{}\"", target.display()))
+        .images(images)
+        .build()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -392,32 +392,11 @@ async fn client_token_auth_scopes_and_mounts() {
 /// and whose quarantine and live are in `target`, described by `target_entry` (the body of
 /// `[registries.target]`).
 fn config_with_target(upstream: &str, target_entry: &str, images: &[String]) -> String {
-    let mut s = format!(
-        r#"[registries."ghcr.io"]
-endpoint = "{upstream}"
-auth = "anonymous"
-
-[registries."docker.io"]
-endpoint = "{upstream}"
-auth = "anonymous"
-
-[registries.target]
-{target_entry}
-
-[quarantine]
-registry = "target"
-prefix = "quarantine"
-
-[live]
-registry = "target"
-prefix = "live"
-
-"#
-    );
-    for i in images {
-        s.push_str(&format!("[[images]]\nsource = \"{i}\"\n\n"));
-    }
-    s
+    crate::support::config::Config::new("target")
+        .mirror(upstream)
+        .registry("target", target_entry)
+        .images(images)
+        .build()
 }
 
 /// The plan's actions of one kind.
@@ -875,30 +854,11 @@ async fn plan_and_apply_between_layout_directories() {
     let multi = TestIndex::two_platform("layout/multi", Format::Oci);
     write_oci_layout(&upstream.join("library/single"), "1.0", &single);
     write_oci_layout(&upstream.join("team/multi"), "2.0", &multi);
-    let cfg = format!(
-        r#"[registries."docker.io"]
-layout = "{up}"
-
-[registries.local]
-layout = "{tgt}"
-
-[quarantine]
-registry = "local"
-prefix = "quarantine"
-
-[live]
-registry = "local"
-prefix = "live"
-
-[[images]]
-source = "docker.io/library/single:1.0"
-
-[[images]]
-source = "docker.io/team/multi:2.0"
-"#,
-        up = upstream.display(),
-        tgt = target.display()
-    );
+    let cfg = crate::support::config::Config::new("local")
+        .registry("docker.io", &format!("layout = \"{}\"", upstream.display()))
+        .registry("local", &format!("layout = \"{}\"", target.display()))
+        .images(&["docker.io/library/single:1.0", "docker.io/team/multi:2.0"])
+        .build();
     let w = Workdir::new(&cfg);
     let plan = w.run(&["plan", "--format", "json"]).await.expect(0);
     assert_full_plan(&plan, 2);

@@ -145,10 +145,7 @@ fn snapshot(name: &str, plan: &Plan) {
         render::render(plan, format, &HumanOptions { color: false }, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         // Keep the snapshots stable across releases.
-        let text = text.replace(
-            &format!("\"airlock_version\": \"{}\"", env!("CARGO_PKG_VERSION")),
-            "\"airlock_version\": \"[version]\"",
-        );
+        let text = render::redact_version(&text);
         insta::with_settings!({
             snapshot_path => "../../snapshots",
             prepend_module_to_snapshot => false,

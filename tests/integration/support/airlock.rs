@@ -96,34 +96,12 @@ impl Workdir {
 /// A configuration mapping the public hosts `ghcr.io` and `docker.io` (mirror entries) to a
 /// local upstream registry, with quarantine and live in `target`.
 pub fn config(upstream: &str, target: &str, images: &[String], extra: &str) -> String {
-    let mut s = format!(
-        r#"[registries."ghcr.io"]
-endpoint = "{upstream}"
-auth = "anonymous"
-
-[registries."docker.io"]
-endpoint = "{upstream}"
-auth = "anonymous"
-
-[registries.target]
-endpoint = "{target}"
-auth = "anonymous"
-
-[quarantine]
-registry = "target"
-prefix = "quarantine"
-
-[live]
-registry = "target"
-prefix = "live"
-
-{extra}
-"#
-    );
-    for i in images {
-        s.push_str(&format!("[[images]]\nsource = \"{i}\"\n\n"));
-    }
-    s
+    super::config::Config::new("target")
+        .mirror(upstream)
+        .anonymous("target", target)
+        .extra(extra)
+        .images(images)
+        .build()
 }
 
 /// Push the walkthrough's six images into `upstream` under their paths; returns them.

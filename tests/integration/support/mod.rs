@@ -14,6 +14,7 @@
 
 pub mod airlock;
 pub mod client;
+pub mod config;
 pub mod images;
 pub mod proxy;
 pub mod python;
