@@ -26,3 +26,4 @@ pub mod records;
 pub mod registry;
 pub mod render;
 pub mod select;
+pub mod signing;

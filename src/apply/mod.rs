@@ -64,6 +64,7 @@ where
         verdicts: Mutex::new(HashMap::new()),
         live_failing: Mutex::new(Vec::new()),
         on_bytes: opts.on_bytes.clone(),
+        signer: desired.signing.signer().map_err(|e| e.to_string()),
     };
     let actions = plan.actions();
     let n = actions.len();

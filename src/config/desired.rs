@@ -26,6 +26,8 @@ pub struct DesiredState {
     pub admission: Admission,
     /// The Azure cloud of the Azure registry entries (`cloud = "…"`; one per configuration).
     pub azure_cloud: AzureCloud,
+    /// `[signing]`: how records are signed and verified.
+    pub signing: crate::signing::Signing,
 }
 
 /// `[admission]`: settings of the policies `airlock admission` prints.
