@@ -16,5 +16,6 @@ mod quickstart;
 mod records_bound;
 mod registry_client;
 mod saved_plan;
+mod signed_records;
 mod scenarios;
 mod support;
