@@ -311,7 +311,7 @@ async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on() {
     let m = artifact(records::DSSE_ENVELOPE, records::DSSE_ENVELOPE, &k_env, &b_top);
     push_only(&c, &live_b, &b, &m, &k_env).await;
     let (run, report) = world.audit().await;
-    run.expect(1);
+    run.expect(3);
     let v = violation(&report, &live_b, "1.33.0");
     assert!(v.contains(&k.short()) || v.contains("not the live digest"), "{v}");
     assert!(finding(&report, &live_k, "1.6.1")["violation"].is_null());
@@ -364,7 +364,7 @@ async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
         "{reasons:#?}"
     );
     let (run, _) = world.audit().await;
-    run.expect(1);
+    run.expect(3);
     world.run(&["apply", "--auto-approve"]).await.expect(0);
     let (run, report) = world.audit().await;
     run.expect(0);
