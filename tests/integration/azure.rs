@@ -1583,7 +1583,9 @@ async fn verdict_documents(s: &Setup, repo: &str, digest: &Digest) -> Vec<Value>
             .unwrap();
         let doc = airlock::records::decode::<airlock::records::VerdictDocument>(
             manifest["artifactType"].as_str(),
-            manifest["layers"][0]["mediaType"].as_str().unwrap_or_default(),
+            manifest["layers"][0]["mediaType"]
+                .as_str()
+                .unwrap_or_default(),
             &bytes,
         )
         .document

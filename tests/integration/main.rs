@@ -16,6 +16,6 @@ mod quickstart;
 mod records_bound;
 mod registry_client;
 mod saved_plan;
-mod signed_records;
 mod scenarios;
+mod signed_records;
 mod support;

@@ -151,18 +151,20 @@ async fn push_record_only(c: &RawClient, repo: &str, rec: &PromotionRecord, subj
     let a = records::promotion_artifact(rec, None, &subject.media_type, subject.bytes.len() as u64);
     c.push_blob(repo, &Blob::memory(media::OCI_EMPTY, a.config.clone()))
         .await;
-    c.push_blob(
-        repo,
-        &Blob::memory(records::DSSE_ENVELOPE, a.layer.clone()),
-    )
-    .await;
+    c.push_blob(repo, &Blob::memory(records::DSSE_ENVELOPE, a.layer.clone()))
+        .await;
     c.put_manifest(repo, &a.manifest.digest.to_string(), &a.manifest)
         .await;
     list_only(c, repo, &subject.digest, &[&a.manifest]).await;
 }
 
 /// Make `repo:sha256-<subject>` an index listing exactly `entries` (artifact type kept).
-pub(crate) async fn list_only(c: &RawClient, repo: &str, subject: &Digest, entries: &[&RawManifest]) {
+pub(crate) async fn list_only(
+    c: &RawClient,
+    repo: &str,
+    subject: &Digest,
+    entries: &[&RawManifest],
+) {
     let manifests: Vec<serde_json::Value> = entries
         .iter()
         .map(|m| {

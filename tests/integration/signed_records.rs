@@ -21,7 +21,8 @@ use crate::support::registry::{Auth, TestRegistry};
 const BUSYBOX: &str = "library/busybox";
 const KURED: &str = "weaveworks/kured";
 const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";
-const SIGNING: &str = "[signing]\nkey = \"env://AIRLOCK_TEST_SIGNING_KEY\"\npublic_key = \"airlock.pub\"\n";
+const SIGNING: &str =
+    "[signing]\nkey = \"env://AIRLOCK_TEST_SIGNING_KEY\"\npublic_key = \"airlock.pub\"\n";
 
 struct World {
     _upstream: TestRegistry,
@@ -37,7 +38,14 @@ struct World {
 fn openssl_keys(dir: &Path) -> String {
     let key = dir.join("airlock.key");
     let ok = Command::new("openssl")
-        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
         .arg(&key)
         .status()
         .unwrap()
@@ -79,8 +87,11 @@ impl World {
 
     /// Turn `[signing]` on.
     fn sign(&self) {
-        self.w
-            .set_config(&world_config(&self.upstream_url, &self.target.url(), SIGNING));
+        self.w.set_config(&world_config(
+            &self.upstream_url,
+            &self.target.url(),
+            SIGNING,
+        ));
     }
 
     async fn run(&self, args: &[&str]) -> Run {
@@ -232,10 +243,7 @@ async fn a_signed_apply_writes_envelopes_an_independent_verifier_accepts() {
     e["payload"] = STANDARD.encode(body).into();
     assert!(python_verify(world.w.path(), &serde_json::to_vec(&e).unwrap()).is_err());
     // Converged.
-    world
-        .run(&["plan", "--detailed-exitcode"])
-        .await
-        .expect(0);
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
 }
 
 /// Push `m` with its blobs (config `{}` and `layer`) into `repo`, listed alone for `subject`.
@@ -245,7 +253,10 @@ async fn push_only(c: &RawClient, repo: &str, subject: &Digest, m: &RawManifest,
         .await;
     c.push_blob(
         repo,
-        &Blob::memory(v["layers"][0]["mediaType"].as_str().unwrap(), layer.to_vec()),
+        &Blob::memory(
+            v["layers"][0]["mediaType"].as_str().unwrap(),
+            layer.to_vec(),
+        ),
     )
     .await;
     c.put_manifest(repo, &m.digest.to_string(), m).await;
@@ -253,7 +264,12 @@ async fn push_only(c: &RawClient, repo: &str, subject: &Digest, m: &RawManifest,
 }
 
 /// A record artifact about `subject` whose one layer is `layer` (of `layer_type`).
-fn artifact(artifact_type: &str, layer_type: &str, layer: &[u8], subject: &RawManifest) -> RawManifest {
+fn artifact(
+    artifact_type: &str,
+    layer_type: &str,
+    layer: &[u8],
+    subject: &RawManifest,
+) -> RawManifest {
     let body = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
@@ -287,7 +303,12 @@ async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on() {
     st["predicate"]["plan_hash"] = Digest::of(b"another plan").to_string().into();
     e["payload"] = STANDARD.encode(serde_json::to_vec(&st).unwrap()).into();
     let edited = serde_json::to_vec(&e).unwrap();
-    let m = artifact(records::DSSE_ENVELOPE, records::DSSE_ENVELOPE, &edited, &b_top);
+    let m = artifact(
+        records::DSSE_ENVELOPE,
+        records::DSSE_ENVELOPE,
+        &edited,
+        &b_top,
+    );
     push_only(&c, &live_b, &b, &m, &edited).await;
     let (_, report) = world.audit().await;
     let v = violation(&report, &live_b, "1.33.0");
@@ -295,11 +316,24 @@ async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on() {
 
     // Unsigned: the same honest statement without signatures.
     e["payload"] = STANDARD
-        .encode(STANDARD.decode(serde_json::from_slice::<serde_json::Value>(&b_env).unwrap()["payload"].as_str().unwrap()).unwrap())
+        .encode(
+            STANDARD
+                .decode(
+                    serde_json::from_slice::<serde_json::Value>(&b_env).unwrap()["payload"]
+                        .as_str()
+                        .unwrap(),
+                )
+                .unwrap(),
+        )
         .into();
     e["signatures"] = serde_json::json!([]);
     let unsigned = serde_json::to_vec(&e).unwrap();
-    let m = artifact(records::DSSE_ENVELOPE, records::DSSE_ENVELOPE, &unsigned, &b_top);
+    let m = artifact(
+        records::DSSE_ENVELOPE,
+        records::DSSE_ENVELOPE,
+        &unsigned,
+        &b_top,
+    );
     push_only(&c, &live_b, &b, &m, &unsigned).await;
     let (_, report) = world.audit().await;
     let v = violation(&report, &live_b, "1.33.0");
@@ -308,19 +342,24 @@ async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on() {
     // Swapped: kured's signed record (its envelope, untouched) made a referrer of busybox.
     let k_rec = listed_records(&c, &live_k, &k).await.remove(0);
     let k_env = envelope_of(&c, &live_k, &k_rec, &k).await;
-    let m = artifact(records::DSSE_ENVELOPE, records::DSSE_ENVELOPE, &k_env, &b_top);
+    let m = artifact(
+        records::DSSE_ENVELOPE,
+        records::DSSE_ENVELOPE,
+        &k_env,
+        &b_top,
+    );
     push_only(&c, &live_b, &b, &m, &k_env).await;
     let (run, report) = world.audit().await;
     run.expect(3);
     let v = violation(&report, &live_b, "1.33.0");
-    assert!(v.contains(&k.short()) || v.contains("not the live digest"), "{v}");
+    assert!(
+        v.contains(&k.short()) || v.contains("not the live digest"),
+        "{v}"
+    );
     assert!(finding(&report, &live_k, "1.6.1")["violation"].is_null());
 
     // The plan sees it too and apply re-records; then audit is clean.
-    world
-        .run(&["plan", "--detailed-exitcode"])
-        .await
-        .expect(2);
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(2);
     world.run(&["apply", "--auto-approve"]).await.expect(0);
     let (_, report) = world.audit().await;
     assert_eq!(report["violations"], 0, "{report:#}");
@@ -337,11 +376,17 @@ async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
     // Replace busybox's record with the same document as 0.1 wrote it: plain JSON.
     let rec = listed_records(&c, &live_b, &b).await.remove(0);
     let env = envelope_of(&c, &live_b, &rec, &b).await;
-    let doc: PromotionRecord = records::decode(Some(records::DSSE_ENVELOPE), records::DSSE_ENVELOPE, &env)
-        .document
-        .unwrap();
+    let doc: PromotionRecord =
+        records::decode(Some(records::DSSE_ENVELOPE), records::DSSE_ENVELOPE, &env)
+            .document
+            .unwrap();
     let plain = serde_json::to_vec_pretty(&doc).unwrap();
-    let m = artifact(media::PROMOTION_ARTIFACT, media::PROMOTION_ARTIFACT, &plain, &b_top);
+    let m = artifact(
+        media::PROMOTION_ARTIFACT,
+        media::PROMOTION_ARTIFACT,
+        &plain,
+        &b_top,
+    );
     push_only(&c, &live_b, &b, &m, &plain).await;
     // Still read, shown unsigned.
     let (run, report) = world.audit().await;
@@ -352,7 +397,11 @@ async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
 
     // Signing on: the plan offers to re-record (and to rescan: the verdicts are unsigned).
     world.sign();
-    let plan = world.run(&["plan", "--format", "json"]).await.expect(0).json();
+    let plan = world
+        .run(&["plan", "--format", "json"])
+        .await
+        .expect(0)
+        .json();
     let reasons: Vec<String> = plan["actions"]
         .as_array()
         .unwrap()
@@ -360,7 +409,9 @@ async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
         .map(|a| format!("{} {}", a["id"], a["reason"]))
         .collect();
     assert!(
-        reasons.iter().any(|r| r.contains("busybox") && r.contains("unsigned")),
+        reasons
+            .iter()
+            .any(|r| r.contains("busybox") && r.contains("unsigned")),
         "{reasons:#?}"
     );
     let (run, _) = world.audit().await;
@@ -369,8 +420,5 @@ async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
     let (run, report) = world.audit().await;
     run.expect(0);
     assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "verified");
-    world
-        .run(&["plan", "--detailed-exitcode"])
-        .await
-        .expect(0);
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
 }
