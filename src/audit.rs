@@ -38,6 +38,11 @@ pub struct Finding {
     pub promoted_from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Digest>,
+    /// The promotion record's signature: `verified` (by `[signing] public_key`), `signed (not
+    /// verified: no public_key)` or `unsigned`. With a public_key, unsigned and badly signed
+    /// records are violations instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -103,6 +108,7 @@ async fn check_tag(
         violation: None,
         promoted_from: None,
         verdict: None,
+        signature: None,
     };
     let want = observe::binding_for(desired, &t.repository, &t.tag, &t.digest);
     let (record, verdict) = match observe::record_status(live, quarantine, &want, None).await? {
@@ -116,7 +122,21 @@ async fn check_tag(
             f.violation = Some(format!("no valid promotion record: {why}"));
             return Ok(f);
         }
-        RecordStatus::Valid { record, verdict } => (record, verdict),
+        RecordStatus::Valid {
+            record,
+            verdict,
+            signed,
+        } => {
+            f.signature = Some(
+                match (signed, &desired.signing.public_key) {
+                    (true, Some(_)) => "verified",
+                    (true, None) => "signed (not verified: no public_key)",
+                    (false, _) => "unsigned",
+                }
+                .to_string(),
+            );
+            (record, verdict)
+        }
     };
     f.promoted_from = Some(record.from.clone());
     f.verdict = Some(record.verdict.clone());

@@ -399,6 +399,11 @@ pub fn apply(
     rescan: Option<&[String]>,
 ) -> Result<Outcome, Error> {
     let (desired, partial, opts) = load_selected(path, images, rescan)?;
+    // The signing key must load before anything changes (apply loads it again to sign).
+    desired
+        .signing
+        .signer()
+        .map_err(|e| Error::Other(format!("{e}; nothing was applied")))?;
     let rt = runtime()?;
     rt.block_on(async {
         let registries = registries(&desired);

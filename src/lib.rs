@@ -140,5 +140,6 @@ pub mod registry;
 pub mod render;
 pub mod secret;
 pub mod select;
+pub mod signing;
 pub mod track;
 pub mod versions;

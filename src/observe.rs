@@ -12,8 +12,6 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use serde::de::DeserializeOwned;
-
 use crate::config::{DesiredState, ImageSpec};
 use crate::error::Error;
 use crate::model::manifest::{Parsed, subset_index};
@@ -24,6 +22,8 @@ use crate::observed::{
 use crate::records::binding::{self, Binding, ReadArtifact, ReadRecord, ReadVerdict};
 use crate::records::{self, PromotionRecord, VerdictDocument};
 use crate::registry::{Registries, Registry, RegistryError};
+use crate::signing::Verifier;
+use crate::signing::dsse::SignatureCheck;
 
 /// How many images are observed at once (each registry also bounds its own requests).
 const IMAGE_CONCURRENCY: usize = 64;
@@ -158,7 +158,12 @@ async fn observe_image(
         .or(head_media_type)
         .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
 
-    let verdict = find_verdict(&q_reg, &q_repo, &digest);
+    let verdict = find_verdict(
+        &q_reg,
+        &q_repo,
+        &digest,
+        desired.signing.public_key.as_deref(),
+    );
     let record = async {
         if live.as_ref() != Some(&digest) {
             return Ok(None);
@@ -210,49 +215,67 @@ fn describe(m: &RawManifest) -> (Option<u64>, Option<usize>) {
 }
 
 /// The newest verdict recorded for `digest` in the quarantine repository; for a failing one,
-/// its worst findings are read from the document.
+/// its worst findings are read from the document. With a `public_key`, only verdicts signed by
+/// it count (each candidate's document is read and checked, newest first): an unsigned or
+/// badly signed verdict is as good as none, so the plan scans again.
 pub async fn find_verdict(
     reg: &Arc<Registry>,
     repo: &str,
     digest: &Digest,
+    key: Option<&Verifier>,
 ) -> Result<Option<VerdictInfo>, RegistryError> {
-    let referrers = reg
-        .referrers(repo, digest, Some(media::VERDICT_ARTIFACT))
-        .await?;
-    let infos: Vec<VerdictInfo> = referrers
+    let referrers = reg.referrers(repo, digest, None).await?;
+    let mut infos: Vec<VerdictInfo> = referrers
         .iter()
+        .filter(|r| records::is_listed_as::<VerdictDocument>(r))
         .filter_map(|r| records::verdict_from_annotations(&r.digest, &r.annotations))
         .collect();
-    let Some(mut newest) = records::newest(infos) else {
-        return Ok(None);
+    let Some(key) = key else {
+        let Some(mut newest) = records::newest(infos) else {
+            return Ok(None);
+        };
+        if newest.decision == Decision::Fail
+            && let Some(doc) = read_verdict(reg, repo, &newest.digest).await?
+        {
+            newest.top_findings = doc.top_findings(TOP_FINDINGS);
+        }
+        return Ok(Some(newest));
     };
-    if newest.decision == Decision::Fail
-        && let Some(doc) = read_verdict(reg, repo, &newest.digest).await?
-    {
-        newest.top_findings = doc.top_findings(TOP_FINDINGS);
+    infos.sort_by(|a, b| b.created.cmp(&a.created).then(b.digest.cmp(&a.digest)));
+    for info in infos.into_iter().take(MAX_RECORDS) {
+        let Some(read) = read_verdict_artifact(reg, repo, &info.digest).await? else {
+            continue;
+        };
+        let Some(doc) = read.document.as_ref() else {
+            continue;
+        };
+        if read.signature(key) != SignatureCheck::Verified
+            || read.subject.as_ref() != Some(digest)
+            || &doc.digest != digest
+        {
+            continue;
+        }
+        // The signed document, not the hints, says what it decided.
+        return Ok(Some(VerdictInfo {
+            digest: info.digest,
+            decision: doc.decision.clone(),
+            created: doc.created,
+            policy_hash: doc.policy_hash.clone(),
+            top_findings: doc.top_findings(TOP_FINDINGS),
+        }));
     }
-    Ok(Some(newest))
+    Ok(None)
 }
 
-/// Read a verdict document by its artifact manifest digest.
+/// Read a verdict document by its artifact manifest digest (for display: unverified).
 pub async fn read_verdict(
     reg: &Registry,
     repo: &str,
     artifact: &Digest,
 ) -> Result<Option<VerdictDocument>, RegistryError> {
-    let Some(m) = reg.get_manifest(repo, &artifact.to_string()).await? else {
-        return Ok(None);
-    };
-    let Ok(Parsed::Image { layers, .. }) = m.parse() else {
-        return Ok(None);
-    };
-    let Some(layer) = layers.first() else {
-        return Ok(None);
-    };
-    let bytes = reg
-        .get_blob_bytes(repo, &layer.digest, MAX_DOCUMENT)
-        .await?;
-    Ok(serde_json::from_slice(&bytes).ok())
+    Ok(read_verdict_artifact(reg, repo, artifact)
+        .await?
+        .and_then(|r| r.document))
 }
 
 /// What a record must say to vouch for `repository:tag` at `digest` in live: the quarantine
@@ -279,6 +302,7 @@ pub fn binding_for(
         quarantine_registry: desired.quarantine.registry.clone(),
         quarantine_repository: desired.quarantine.repository(path),
         max_verdict_age: desired.gate.max_verdict_age,
+        public_key: desired.signing.public_key.clone(),
     }
 }
 
@@ -289,6 +313,8 @@ pub enum RecordStatus {
     Valid {
         record: Box<PromotionRecord>,
         verdict: Box<ReadVerdict>,
+        /// Whether the record carries signatures (verified ones when a public_key is set).
+        signed: bool,
     },
     Missing,
     /// Why the newest record does not vouch for the tag.
@@ -317,13 +343,12 @@ pub async fn record_status(
     want: &Binding,
     quarantined: Option<bool>,
 ) -> Result<RecordStatus, RegistryError> {
-    let mut listed = live
-        .referrers(
-            &want.live_repository,
-            &want.digest,
-            Some(media::PROMOTION_ARTIFACT),
-        )
-        .await?;
+    let mut listed: Vec<_> = live
+        .referrers(&want.live_repository, &want.digest, None)
+        .await?
+        .into_iter()
+        .filter(records::is_listed_as::<PromotionRecord>)
+        .collect();
     listed.sort_by(|a, b| {
         let created =
             |r: &crate::registry::Referrer| r.annotations.get(records::ANN_CREATED).cloned();
@@ -365,7 +390,15 @@ pub async fn record_status(
                         let record = Box::new(doc.clone());
                         let verdict =
                             Box::new(verdict.expect("a record that binds names a verdict read"));
-                        return Ok(RecordStatus::Valid { record, verdict });
+                        let signed = rec
+                            .envelope
+                            .as_ref()
+                            .is_some_and(|e| !e.signatures.is_empty());
+                        return Ok(RecordStatus::Valid {
+                            record,
+                            verdict,
+                            signed,
+                        });
                     }
                     Err(p) => p,
                 }
@@ -382,7 +415,7 @@ pub async fn record_status(
 /// Read an artifact (manifest by digest, then its one layer as a JSON document), verified
 /// against its digests. None when the manifest is gone; `document` None when it is not an
 /// artifact with a readable document of type `D`.
-async fn read_artifact<D: DeserializeOwned>(
+async fn read_artifact<D: records::Document>(
     reg: &Registry,
     repo: &str,
     artifact: &Digest,
@@ -398,6 +431,7 @@ async fn read_artifact<D: DeserializeOwned>(
                 artifact_type: None,
                 subject: None,
                 document: None,
+                envelope: None,
             }));
         }
         Err(e) => return Err(e),
@@ -415,19 +449,28 @@ async fn read_artifact<D: DeserializeOwned>(
         ),
         _ => (None, None, None),
     };
-    let document = match layer {
+    let decoded = match layer {
         Some(l) if l.size <= max => match reg.get_blob_bytes(repo, &l.digest, max).await {
-            Ok(bytes) => serde_json::from_slice(&bytes).ok(),
-            Err(RegistryError::Invalid { .. } | RegistryError::DigestMismatch { .. }) => None,
+            Ok(bytes) => records::decode::<D>(artifact_type.as_deref(), &l.media_type, &bytes),
+            Err(RegistryError::Invalid { .. } | RegistryError::DigestMismatch { .. }) => {
+                records::Decoded {
+                    document: None,
+                    envelope: None,
+                }
+            }
             Err(e) => return Err(e),
         },
-        _ => None,
+        _ => records::Decoded {
+            document: None,
+            envelope: None,
+        },
     };
     Ok(Some(ReadArtifact {
         artifact: m.digest,
         artifact_type,
         subject,
-        document,
+        document: decoded.document,
+        envelope: decoded.envelope,
     }))
 }
 
@@ -457,11 +500,10 @@ pub async fn newest_decided_verdict_digest(
     repo: &str,
     digest: &Digest,
 ) -> Result<Option<Digest>, RegistryError> {
-    let referrers = reg
-        .referrers(repo, digest, Some(media::VERDICT_ARTIFACT))
-        .await?;
+    let referrers = reg.referrers(repo, digest, None).await?;
     let infos: Vec<VerdictInfo> = referrers
         .iter()
+        .filter(|r| records::is_listed_as::<VerdictDocument>(r))
         .filter_map(|r| records::verdict_from_annotations(&r.digest, &r.annotations))
         .filter(|v| v.decision != Decision::Pending)
         .collect();

@@ -1,7 +1,15 @@
 //! Verdicts and promotion records as OCI artifacts: pure builders and readers. A record is an
-//! OCI image manifest with an `artifactType` of airlock's own, an empty config, one JSON layer
-//! holding the document, a `subject` (the scanned or live digest), and the facts the planner
-//! needs copied into annotations so that a referrers listing alone answers most questions.
+//! in-toto Statement v1 (`subject` = the scanned or live digest, `predicateType`
+//! [`VERDICT_PREDICATE`] or [`PROMOTION_PREDICATE`], the document as `predicate`) in a DSSE
+//! envelope, signed when a `[signing] key` is configured, stored the way cosign 2.x stores
+//! attestations as OCI 1.1 referrers: an image manifest with `artifactType`
+//! `application/vnd.dsse.envelope.v1+json`, the OCI empty config, one layer holding the
+//! envelope, and `subject` = the digest. Annotations carry hints for the planner (which kind,
+//! when, which decision) that nothing trusts: the document is what counts, and with a
+//! `public_key` only a verified one.
+//!
+//! Records written by airlock 0.1 (the plain JSON document as the layer, `artifactType`
+//! [`media::VERDICT_ARTIFACT`] / [`media::PROMOTION_ARTIFACT`]) are still read: unsigned.
 
 pub mod binding;
 
@@ -12,6 +20,8 @@ use time::OffsetDateTime;
 
 use crate::model::{Digest, RawManifest, Severity, media};
 use crate::observed::{Decision, FindingSummary, VerdictInfo};
+use crate::signing::Signer;
+use crate::signing::dsse::{self, Envelope};
 
 pub const ANN_CREATED: &str = "org.opencontainers.image.created";
 pub const ANN_DECISION: &str = "dev.airlock.verdict.decision";
@@ -19,6 +29,14 @@ pub const ANN_POLICY_HASH: &str = "dev.airlock.verdict.policy-hash";
 pub const ANN_FROM: &str = "dev.airlock.promotion.from";
 pub const ANN_VERDICT: &str = "dev.airlock.promotion.verdict";
 pub const ANN_PLAN: &str = "dev.airlock.promotion.plan";
+/// Hint: the statement's predicate type (listing filters by it; reading checks the statement).
+pub const ANN_PREDICATE: &str = "dev.airlock.predicate-type";
+
+/// The artifact type and layer media type of a DSSE envelope (cosign 2.x attestations).
+pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
+pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub const VERDICT_PREDICATE: &str = "https://airlock.dev/verdict/v1";
+pub const PROMOTION_PREDICATE: &str = "https://airlock.dev/promotion/v1";
 
 pub const VERDICT_FORMAT: u32 = 1;
 pub const PROMOTION_FORMAT: u32 = 1;
@@ -153,12 +171,145 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .expect("a valid time formats")
 }
 
-fn build(
-    artifact_type: &str,
-    document: Vec<u8>,
+/// A document airlock records: a verdict or a promotion record.
+pub trait Document: Serialize + serde::de::DeserializeOwned {
+    /// The `predicateType` of its statement.
+    const PREDICATE: &'static str;
+    /// The `artifactType` airlock 0.1 wrote it with (plain JSON layer).
+    const LEGACY_ARTIFACT: &'static str;
+    /// The digest it is about (the statement's subject).
+    fn subject(&self) -> &Digest;
+    /// The statement subject's `name`.
+    fn subject_name(&self) -> &str;
+}
+
+impl Document for VerdictDocument {
+    const PREDICATE: &'static str = VERDICT_PREDICATE;
+    const LEGACY_ARTIFACT: &'static str = media::VERDICT_ARTIFACT;
+    fn subject(&self) -> &Digest {
+        &self.digest
+    }
+    fn subject_name(&self) -> &str {
+        &self.repository
+    }
+}
+
+impl Document for PromotionRecord {
+    const PREDICATE: &'static str = PROMOTION_PREDICATE;
+    const LEGACY_ARTIFACT: &'static str = media::PROMOTION_ARTIFACT;
+    fn subject(&self) -> &Digest {
+        &self.digest
+    }
+    fn subject_name(&self) -> &str {
+        &self.live
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StatementSubject {
+    name: String,
+    digest: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Statement<P> {
+    #[serde(rename = "_type")]
+    type_: String,
+    subject: Vec<StatementSubject>,
+    predicate_type: String,
+    predicate: P,
+}
+
+/// The in-toto statement of `doc` (JSON bytes).
+pub fn statement<D: Document>(doc: &D) -> Vec<u8> {
+    let subject = doc.subject();
+    let st = Statement {
+        type_: STATEMENT_TYPE.into(),
+        subject: vec![StatementSubject {
+            name: doc.subject_name().to_string(),
+            digest: BTreeMap::from([("sha256".to_string(), subject.hex().to_string())]),
+        }],
+        predicate_type: D::PREDICATE.into(),
+        predicate: doc,
+    };
+    serde_json::to_vec(&st).expect("a statement serialises")
+}
+
+/// The document of a statement: None unless it is an in-toto Statement v1 with exactly one
+/// subject, of predicate type `D::PREDICATE`, whose subject digest is the document's.
+pub fn from_statement<D: Document>(bytes: &[u8]) -> Option<D> {
+    let st: Statement<D> = serde_json::from_slice(bytes).ok()?;
+    if st.type_ != STATEMENT_TYPE || st.predicate_type != D::PREDICATE || st.subject.len() != 1 {
+        return None;
+    }
+    let want = st.predicate.subject();
+    let digests = &st.subject[0].digest;
+    (digests.len() == 1 && digests.get("sha256").map(String::as_str) == Some(want.hex()))
+        .then_some(st.predicate)
+}
+
+/// A document as read from an artifact: what it says (when it is one of type `D`) and the
+/// envelope it came in (None for a 0.1 plain-JSON document, which is unsigned).
+pub struct Decoded<D> {
+    pub document: Option<D>,
+    pub envelope: Option<Envelope>,
+}
+
+/// Decode the one layer of an artifact of `artifact_type` (whose layer has `layer_media_type`):
+/// a DSSE envelope holding a statement about a `D`, or a 0.1 plain-JSON `D`.
+pub fn decode<D: Document>(
+    artifact_type: Option<&str>,
+    layer_media_type: &str,
+    bytes: &[u8],
+) -> Decoded<D> {
+    if artifact_type == Some(DSSE_ENVELOPE) && layer_media_type == DSSE_ENVELOPE {
+        let Ok(envelope) = serde_json::from_slice::<Envelope>(bytes) else {
+            return Decoded {
+                document: None,
+                envelope: None,
+            };
+        };
+        let document = (envelope.payload_type == dsse::IN_TOTO)
+            .then(|| envelope.payload_bytes())
+            .flatten()
+            .and_then(|p| from_statement::<D>(&p));
+        return Decoded {
+            document,
+            envelope: Some(envelope),
+        };
+    }
+    let document = (artifact_type == Some(D::LEGACY_ARTIFACT))
+        .then(|| serde_json::from_slice(bytes).ok())
+        .flatten();
+    Decoded {
+        document,
+        envelope: None,
+    }
+}
+
+/// Whether a listed referrer is (by its hints) an airlock document of type `D`: the DSSE
+/// artifact type with `D`'s predicate hint, or 0.1's artifact type.
+pub fn is_listed_as<D: Document>(r: &crate::registry::Referrer) -> bool {
+    match r.artifact_type.as_deref() {
+        Some(DSSE_ENVELOPE) => {
+            r.annotations.get(ANN_PREDICATE).map(String::as_str) == Some(D::PREDICATE)
+        }
+        Some(t) => t == D::LEGACY_ARTIFACT,
+        None => false,
+    }
+}
+
+fn build<D: Document>(
+    doc: &D,
+    signer: Option<&Signer>,
     subject: (&Digest, &str, u64),
-    annotations: BTreeMap<String, String>,
+    mut annotations: BTreeMap<String, String>,
 ) -> Artifact {
+    let envelope = Envelope::seal(dsse::IN_TOTO, &statement(doc), signer);
+    let document = serde_json::to_vec(&envelope).expect("an envelope serialises");
+    annotations.insert(ANN_PREDICATE.to_string(), D::PREDICATE.to_string());
+    let artifact_type = DSSE_ENVELOPE;
     let config = b"{}".to_vec();
     let body = serde_json::json!({
         "schemaVersion": 2,
@@ -192,6 +343,7 @@ fn build(
 /// The verdict artifact for `doc`, whose subject is the scanned manifest.
 pub fn verdict_artifact(
     doc: &VerdictDocument,
+    signer: Option<&Signer>,
     subject_media_type: &str,
     subject_size: u64,
 ) -> Artifact {
@@ -206,8 +358,8 @@ pub fn verdict_artifact(
     );
     ann.insert(ANN_POLICY_HASH.to_string(), doc.policy_hash.to_string());
     build(
-        media::VERDICT_ARTIFACT,
-        serde_json::to_vec_pretty(doc).expect("verdict serialises"),
+        doc,
+        signer,
         (&doc.digest, subject_media_type, subject_size),
         ann,
     )
@@ -216,6 +368,7 @@ pub fn verdict_artifact(
 /// The promotion record artifact, whose subject is the live manifest.
 pub fn promotion_artifact(
     rec: &PromotionRecord,
+    signer: Option<&Signer>,
     subject_media_type: &str,
     subject_size: u64,
 ) -> Artifact {
@@ -225,8 +378,8 @@ pub fn promotion_artifact(
     ann.insert(ANN_VERDICT.to_string(), rec.verdict.to_string());
     ann.insert(ANN_PLAN.to_string(), rec.plan_hash.to_string());
     build(
-        media::PROMOTION_ARTIFACT,
-        serde_json::to_vec_pretty(rec).expect("record serialises"),
+        rec,
+        signer,
         (&rec.digest, subject_media_type, subject_size),
         ann,
     )
@@ -296,7 +449,7 @@ mod tests {
             }],
             airlock_version: "0".into(),
         };
-        let a = verdict_artifact(&doc, media::OCI_MANIFEST, 100);
+        let a = verdict_artifact(&doc, None, media::OCI_MANIFEST, 100);
         let Parsed::Image {
             subject,
             artifact_type,
@@ -307,7 +460,10 @@ mod tests {
             panic!()
         };
         assert_eq!(subject.unwrap().digest, doc.digest);
-        assert_eq!(artifact_type.as_deref(), Some(media::VERDICT_ARTIFACT));
+        assert_eq!(artifact_type.as_deref(), Some(DSSE_ENVELOPE));
+        let back: Decoded<VerdictDocument> = decode(Some(DSSE_ENVELOPE), DSSE_ENVELOPE, &a.layer);
+        assert_eq!(back.document.as_ref(), Some(&doc));
+        assert!(back.envelope.unwrap().signatures.is_empty());
         assert_eq!(layers[0].digest, Digest::of(&a.layer));
         let v: serde_json::Value = serde_json::from_slice(&a.manifest.bytes).unwrap();
         let ann: BTreeMap<String, String> =

@@ -53,6 +53,7 @@ where
             progress(&ApplyEvent::Progress { bytes })
         })),
         scanners,
+        signer: desired.signing.signer().map_err(|e| e.to_string()),
     };
     let actions = plan.actions();
     let ctx = &ctx;

@@ -64,9 +64,22 @@ pub struct Context<'a> {
     pub live_failing: Mutex<Vec<String>>,
     pub on_bytes: Option<OnBytes>,
     pub scanners: gate::Scanners,
+    /// `[signing] key`, loaded once per apply (an error fails every record write).
+    pub signer: Result<Option<crate::signing::Signer>, String>,
 }
 
 impl Context<'_> {
+    /// The key records are signed with, if one is configured.
+    fn signer(&self) -> Result<Option<&crate::signing::Signer>, RegistryError> {
+        match &self.signer {
+            Ok(s) => Ok(s.as_ref()),
+            Err(message) => Err(RegistryError::Content {
+                what: "[signing] key".into(),
+                message: message.clone(),
+            }),
+        }
+    }
+
     /// A copier counting into `stats` (one step's own counts; added to the apply's after).
     fn copier<'s>(&'s self, stats: &'s Stats) -> Copier<'s> {
         Copier {
@@ -280,7 +293,8 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
         digest: &a.digest,
     };
     let doc = gate::scan(ctx.desired, &ctx.scanners, &target, &top, &path, now()).await?;
-    let artifact = records::verdict_artifact(&doc, &top.media_type, top.bytes.len() as u64);
+    let artifact =
+        records::verdict_artifact(&doc, ctx.signer()?, &top.media_type, top.bytes.len() as u64);
     push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
@@ -384,6 +398,7 @@ fn promote_binding(ctx: &Context<'_>, a: &Action, q: &Location, tag: &str) -> Bi
         quarantine_registry: q.registry.clone(),
         quarantine_repository: q.repository.clone(),
         max_verdict_age: ctx.desired.gate.max_verdict_age,
+        public_key: ctx.desired.signing.public_key.clone(),
     }
 }
 
@@ -457,7 +472,12 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         created: now(),
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let artifact = records::promotion_artifact(&record, &top.media_type, top.bytes.len() as u64);
+    let artifact = records::promotion_artifact(
+        &record,
+        ctx.signer()?,
+        &top.media_type,
+        top.bytes.len() as u64,
+    );
     if tag_holds.is_some() {
         // The content and the tag are live already: only the record was missing or invalid.
         push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;

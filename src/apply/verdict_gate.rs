@@ -16,8 +16,9 @@ use crate::gate::{self, SCANNER_FAILED};
 use crate::model::manifest::Parsed;
 use crate::model::{Digest, media};
 use crate::observed::{Decision, FindingSummary};
-use crate::records::{VERDICT_FORMAT, VerdictDocument};
+use crate::records::{self, VERDICT_FORMAT, VerdictDocument};
 use crate::registry::{Registry, RegistryError};
+use crate::signing::{self, Verifier, dsse::Envelope, dsse::SignatureCheck};
 
 /// Verdict documents larger than this are not read.
 const MAX_DOCUMENT: u64 = 16 << 20;
@@ -54,19 +55,23 @@ pub async fn judge(
     image_path: &str,
     now: OffsetDateTime,
 ) -> Result<Judgement, RegistryError> {
-    let referrers = reg
-        .referrers(repo, digest, Some(media::VERDICT_ARTIFACT))
-        .await?;
+    let referrers = reg.referrers(repo, digest, None).await?;
+    let key = desired.signing.public_key.as_deref();
     let mut docs: Vec<(Digest, VerdictDocument)> = Vec::new();
-    for r in referrers {
-        match read(reg, repo, &r.digest, digest).await? {
-            Ok(doc) => docs.push((r.digest, doc)),
-            // Fail closed: an unreadable verdict may be the newest, failing one.
-            Err(why) => {
+    for r in referrers
+        .into_iter()
+        .filter(records::is_listed_as::<VerdictDocument>)
+    {
+        match read(reg, repo, &r.digest, digest, key).await? {
+            // With a public_key, an unsigned or badly signed verdict is as good as none: it
+            // neither vouches nor accuses (anyone who can push could have written it).
+            Err(Unbelieved::Unsigned) => continue,
+            Err(Unbelieved::Bad(why)) => {
                 return Ok(Judgement::Unusable {
                     detail: format!("verdict {}: {why}", r.digest.short()),
                 });
             }
+            Ok(doc) => docs.push((r.digest, doc)),
         }
     }
     // Newest first; on a tie, a verdict that does not pass wins, then the digest decides.
@@ -86,13 +91,43 @@ pub async fn judge(
     ))
 }
 
+/// Why a verdict artifact cannot be believed.
+enum Unbelieved {
+    /// Not signed by the public_key (none or another key's signatures).
+    Unsigned,
+    /// Unreadable or not a verdict about this digest (fail closed).
+    Bad(String),
+}
+
 /// Read one verdict artifact and its document; `Err` says why it cannot be believed.
 async fn read(
     reg: &Registry,
     repo: &str,
     artifact: &Digest,
     subject: &Digest,
-) -> Result<Result<VerdictDocument, String>, RegistryError> {
+    key: Option<&Verifier>,
+) -> Result<Result<VerdictDocument, Unbelieved>, RegistryError> {
+    let read = read_document(reg, repo, artifact, subject).await?;
+    let (document, envelope) = match read {
+        Ok(d) => d,
+        Err(why) => return Ok(Err(Unbelieved::Bad(why))),
+    };
+    if let Some(key) = key
+        && signing::dsse::check(envelope.as_ref(), key) != SignatureCheck::Verified
+    {
+        return Ok(Err(Unbelieved::Unsigned));
+    }
+    Ok(Ok(document))
+}
+
+/// Read one verdict artifact: its document and the envelope it came in (None for 0.1's plain
+/// JSON); `Err` says why it cannot be believed.
+async fn read_document(
+    reg: &Registry,
+    repo: &str,
+    artifact: &Digest,
+    subject: &Digest,
+) -> Result<Result<(VerdictDocument, Option<Envelope>), String>, RegistryError> {
     // get_manifest by digest verifies the bytes against the digest.
     let Some(m) = reg.get_manifest(repo, &artifact.to_string()).await? else {
         return Ok(Err("the artifact is listed but missing".into()));
@@ -113,7 +148,11 @@ async fn read(
             subject.short()
         )));
     }
-    if artifact_type.as_deref() != Some(media::VERDICT_ARTIFACT) || layers.len() != 1 {
+    let known = matches!(
+        artifact_type.as_deref(),
+        Some(records::DSSE_ENVELOPE | media::VERDICT_ARTIFACT)
+    );
+    if !known || layers.len() != 1 {
         return Ok(Err(
             "not a verdict artifact (artifactType, one document layer)".into(),
         ));
@@ -138,8 +177,17 @@ async fn read(
             layer.size
         )));
     }
-    Ok(serde_json::from_slice::<VerdictDocument>(&bytes)
-        .map_err(|e| format!("the document is not a verdict: {e}")))
+    let decoded =
+        records::decode::<VerdictDocument>(artifact_type.as_deref(), &layer.media_type, &bytes);
+    Ok(match decoded.document {
+        Some(doc) if &doc.digest == subject => Ok((doc, decoded.envelope)),
+        Some(doc) => Err(format!(
+            "its statement is about {}, not {}",
+            doc.digest.short(),
+            subject.short()
+        )),
+        None => Err("the document is not a verdict statement".into()),
+    })
 }
 
 /// Decide from the document alone, under the current configuration (pure).

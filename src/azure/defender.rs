@@ -39,7 +39,7 @@ use crate::gate::Target;
 use crate::gate::scanners::Outcome;
 use crate::gate::{ScanError, ScanInput, Scanner};
 use crate::model::manifest::Parsed;
-use crate::model::{Digest, RawManifest, Severity, media};
+use crate::model::{Digest, RawManifest, Severity};
 use crate::observed::Decision;
 use crate::records::{CoverageStatus, Finding, PlatformCoverage};
 
@@ -175,13 +175,14 @@ impl Defender {
 async fn pending_since(t: &Target<'_>, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
     let referrers = t
         .registry
-        .referrers(t.repository, t.digest, Some(media::VERDICT_ARTIFACT))
+        .referrers(t.repository, t.digest, None)
         .await
         .map_err(|e| {
             format!("cannot read earlier verdicts to tell how long Defender has been pending: {e}")
         })?;
     Ok(referrers
         .iter()
+        .filter(|r| crate::records::is_listed_as::<crate::records::VerdictDocument>(r))
         .filter_map(|r| crate::records::verdict_from_annotations(&r.digest, &r.annotations))
         .filter(|v| v.decision == Decision::Pending)
         .map(|v| v.created)

@@ -82,7 +82,14 @@ async fn why_missing(
         return Ok(Missing::NotImported);
     };
     Ok(
-        match observe::find_verdict(&q, &repo, &head.digest).await? {
+        match observe::find_verdict(
+            &q,
+            &repo,
+            &head.digest,
+            desired.signing.public_key.as_deref(),
+        )
+        .await?
+        {
             None => Missing::NotScanned,
             Some(v) => match v.decision {
                 Decision::Fail => Missing::Blocked {

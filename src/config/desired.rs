@@ -29,6 +29,8 @@ pub struct DesiredState {
     /// Tracked repositories (`track = ">=1.33, <2"`), sorted by source; each run resolves
     /// them into images (`track::expand`).
     pub tracks: Vec<TrackSpec>,
+    /// `[signing]`: how records are signed and verified.
+    pub signing: crate::signing::Signing,
 }
 
 /// `[admission]`: settings of the policies `airlock admission` prints.

@@ -17,6 +17,7 @@ use crate::model::finding_id;
 use crate::model::reference::valid_path;
 use crate::model::size::parse_size;
 use crate::model::{Digest, Platform, Reference, Severity};
+use crate::signing::{KeyRef, Signing, Verifier};
 
 mod track;
 
@@ -268,6 +269,7 @@ pub fn lower(
     }
     let admission = lower_admission(&mut l, &raw.admission);
     let azure_cloud = lower_cloud(&mut l, &raw);
+    let signing = lower_signing(&mut l, &raw.signing);
 
     if !l.errors.is_empty() {
         return Err(l.errors);
@@ -284,7 +286,36 @@ pub fn lower(
         admission,
         azure_cloud,
         tracks,
+        signing,
     })
+}
+
+/// `[signing]`: the key reference must parse (the key itself is read when apply signs, so
+/// plan and audit run without it); the public key is read and parsed now.
+fn lower_signing(l: &mut Lowerer, raw: &RawSigning) -> Signing {
+    let mut out = Signing::default();
+    if let Some(k) = &raw.key {
+        match KeyRef::parse(k.get_ref(), &l.base_dir) {
+            Ok(r) => out.key = Some(r),
+            Err(e) => l.err(
+                k.span(),
+                e.to_string(),
+                Some("e.g. key = \"env://AIRLOCK_SIGNING_KEY\" or key = \"file://airlock.key\""),
+            ),
+        }
+    }
+    if let Some(p) = &raw.public_key {
+        let path = l.base_dir.join(p.get_ref());
+        match Verifier::load(&path) {
+            Ok(v) => out.public_key = Some(std::sync::Arc::new(v)),
+            Err(e) => l.err(
+                p.span(),
+                e.to_string(),
+                Some("a PEM `PUBLIC KEY` file: openssl pkey -in airlock.key -pubout -out airlock.pub"),
+            ),
+        }
+    }
+    out
 }
 
 /// `[admission]`: every exempt namespace must be a valid namespace name (a DNS-1123 label).

@@ -23,6 +23,18 @@ pub struct RawConfig {
     pub images: Vec<S<RawImage>>,
     #[serde(default)]
     pub admission: RawAdmission,
+    #[serde(default)]
+    pub signing: RawSigning,
+}
+
+/// `[signing]`: the key records are signed with and the public key they are verified with.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigning {
+    /// `env://VAR` or `file://path`: a PKCS#8 PEM ECDSA P-256 private key.
+    pub key: Option<S<String>>,
+    /// A PEM public key file (relative to the configuration file).
+    pub public_key: Option<S<String>>,
 }
 
 /// `[admission]`: what `airlock admission` policies leave alone.

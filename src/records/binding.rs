@@ -12,9 +12,16 @@
 //! - the verdict it names, read from its document in Q, is a verdict artifact about L made in
 //!   Q, passed, and was no older than `max_verdict_age` when the record was made.
 //!
+//! With a `[signing] public_key` (`Binding::public_key`), the record and its verdict must also
+//! carry a DSSE signature by that key over exactly the statement these checks read: an
+//! unsigned record (0.1's plain JSON included) or a badly signed one vouches for nothing, and
+//! since the subject, `live` and `from` are inside the signed statement, a record copied to
+//! another digest or tag fails the checks above.
+//!
 //! Whether the image is still vouched for today (the newest decided verdict passes and is
 //! younger than `max_verdict_age`) is [`check_current`]: renewal is the planner's `scan`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -22,6 +29,8 @@ use time::OffsetDateTime;
 use super::{PromotionRecord, VerdictDocument};
 use crate::model::{Digest, freshness, media};
 use crate::observed::Decision;
+use crate::signing::Verifier;
+use crate::signing::dsse::{self, Envelope, SignatureCheck};
 
 /// What a record must say to vouch for one live tag.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +45,8 @@ pub struct Binding {
     /// Q: the quarantine repository of the image that maps to this live repository.
     pub quarantine_repository: String,
     pub max_verdict_age: Duration,
+    /// `[signing] public_key`: records and verdicts must be signed by it.
+    pub public_key: Option<Arc<Verifier>>,
 }
 
 impl Binding {
@@ -74,6 +85,38 @@ pub struct ReadArtifact<D> {
     /// The manifest's `subject`, if it has one.
     pub subject: Option<Digest>,
     pub document: Option<D>,
+    /// The DSSE envelope the document came in; None for a 0.1 plain-JSON document.
+    pub envelope: Option<Envelope>,
+}
+
+impl<D> ReadArtifact<D> {
+    /// Its signature under `key`.
+    pub fn signature(&self, key: &Verifier) -> SignatureCheck {
+        dsse::check(self.envelope.as_ref(), key)
+    }
+}
+
+/// Whether `v` is a verdict airlock believes: a verdict document, signed by `key` when set.
+fn verdict_document<'v>(
+    v: &'v ReadVerdict,
+    key: Option<&Verifier>,
+) -> Result<&'v VerdictDocument, &'static str> {
+    let Some(doc) = v
+        .document
+        .as_ref()
+        .filter(|_| is_artifact_type::<VerdictDocument>(v.artifact_type.as_deref()))
+    else {
+        return Err("not an airlock verdict");
+    };
+    match key.map(|k| v.signature(k)) {
+        None | Some(SignatureCheck::Verified) => Ok(doc),
+        Some(SignatureCheck::Unsigned) => Err("unsigned"),
+        Some(SignatureCheck::Bad) => Err("bad signature"),
+    }
+}
+
+fn is_artifact_type<D: crate::records::Document>(t: Option<&str>) -> bool {
+    t == Some(crate::records::DSSE_ENVELOPE) || t == Some(D::LEGACY_ARTIFACT)
 }
 
 pub type ReadRecord = ReadArtifact<PromotionRecord>;
@@ -84,6 +127,10 @@ pub type ReadVerdict = ReadArtifact<VerdictDocument>;
 pub enum RecordProblem {
     #[error("{artifact} is not an airlock promotion record")]
     NotARecord { artifact: String },
+    #[error("unsigned: the record {artifact} is not signed (public_key {keyid})")]
+    Unsigned { artifact: String, keyid: String },
+    #[error("bad signature: the record {artifact} is not signed by public_key {keyid}")]
+    BadSignature { artifact: String, keyid: String },
     #[error("the record's subject is {found}, not the live digest {want}")]
     Subject { found: String, want: String },
     #[error("the record is about {found}, not the live digest {want}")]
@@ -98,8 +145,8 @@ pub enum RecordProblem {
     NotQuarantined { digest: String, repository: String },
     #[error("the verdict {verdict} named by the record is missing from {repository}")]
     VerdictMissing { verdict: String, repository: String },
-    #[error("{verdict}, named by the record as its verdict, is not an airlock verdict")]
-    NotAVerdict { verdict: String },
+    #[error("{verdict}, named by the record as its verdict, is {why}")]
+    NotAVerdict { verdict: String, why: String },
     #[error("the verdict {verdict} named by the record is about {found}, not {want}")]
     VerdictSubject {
         verdict: String,
@@ -129,8 +176,8 @@ pub enum RecordProblem {
 pub enum VerdictProblem {
     #[error("no verdict found for the quarantined digest {digest} in {repository}")]
     Missing { digest: String, repository: String },
-    #[error("{verdict}, the newest verdict, is not an airlock verdict")]
-    NotAVerdict { verdict: String },
+    #[error("{verdict}, the newest verdict, is {why}")]
+    NotAVerdict { verdict: String, why: String },
     #[error("the newest verdict {verdict} is about {found}, not {want}")]
     Subject {
         verdict: String,
@@ -171,14 +218,22 @@ pub fn check_claims<'r>(
     rec: &'r ReadRecord,
     want: &Binding,
 ) -> Result<&'r PromotionRecord, RecordProblem> {
-    let doc = match (&rec.document, rec.artifact_type.as_deref()) {
-        (Some(doc), Some(media::PROMOTION_ARTIFACT)) => doc,
+    let doc = match &rec.document {
+        Some(doc) if is_artifact_type::<PromotionRecord>(rec.artifact_type.as_deref()) => doc,
         _ => {
             return Err(RecordProblem::NotARecord {
                 artifact: rec.artifact.short(),
             });
         }
     };
+    if let Some(key) = &want.public_key {
+        let (artifact, keyid) = (rec.artifact.short(), key.keyid().to_string());
+        match rec.signature(key) {
+            SignatureCheck::Verified => {}
+            SignatureCheck::Unsigned => return Err(RecordProblem::Unsigned { artifact, keyid }),
+            SignatureCheck::Bad => return Err(RecordProblem::BadSignature { artifact, keyid }),
+        }
+    }
     if rec.subject.as_ref() != Some(&want.digest) {
         return Err(RecordProblem::Subject {
             found: shown(rec.subject.as_ref()),
@@ -240,14 +295,12 @@ pub fn check<'r>(
             ),
         });
     };
-    let vdoc = match (&v.document, v.artifact_type.as_deref()) {
-        (Some(d), Some(media::VERDICT_ARTIFACT)) => d,
-        _ => {
-            return Err(RecordProblem::NotAVerdict {
-                verdict: doc.verdict.short(),
-            });
+    let vdoc = verdict_document(v, want.public_key.as_deref()).map_err(|why| {
+        RecordProblem::NotAVerdict {
+            verdict: doc.verdict.short(),
+            why: why.into(),
         }
-    };
+    })?;
     for found in [v.subject.as_ref(), Some(&vdoc.digest)] {
         if found != Some(&want.digest) {
             return Err(RecordProblem::VerdictSubject {
@@ -296,14 +349,12 @@ pub fn check_current(
             ),
         });
     };
-    let doc = match (&v.document, v.artifact_type.as_deref()) {
-        (Some(d), Some(media::VERDICT_ARTIFACT)) => d,
-        _ => {
-            return Err(VerdictProblem::NotAVerdict {
-                verdict: v.artifact.short(),
-            });
+    let doc = verdict_document(v, want.public_key.as_deref()).map_err(|why| {
+        VerdictProblem::NotAVerdict {
+            verdict: v.artifact.short(),
+            why: why.into(),
         }
-    };
+    })?;
     for found in [v.subject.as_ref(), Some(&doc.digest)] {
         if found != Some(&want.digest) {
             return Err(VerdictProblem::Subject {

@@ -109,11 +109,12 @@ pub fn audit_human(report: &AuditReport, out: &mut dyn Write) -> std::io::Result
         match &t.violation {
             None => writeln!(
                 out,
-                "ok         {}:{} @ {} (from {}){}",
+                "ok         {}:{} @ {} (from {}, {}){}",
                 t.repository,
                 t.tag,
                 t.digest.short(),
                 t.promoted_from.as_deref().unwrap_or("?"),
+                t.signature.as_deref().unwrap_or("unsigned"),
                 if t.declared { "" } else { " (undeclared)" }
             )?,
             Some(v) => writeln!(

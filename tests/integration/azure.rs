@@ -1543,7 +1543,8 @@ async fn verdict_documents(s: &Setup, repo: &str, digest: &Digest) -> Vec<Value>
     let index: Value = resp.json().await.unwrap();
     let mut out = Vec::new();
     for m in index["manifests"].as_array().cloned().unwrap_or_default() {
-        if m["artifactType"] != airlock::model::media::VERDICT_ARTIFACT {
+        if m["annotations"][airlock::records::ANN_PREDICATE] != airlock::records::VERDICT_PREDICATE
+        {
             continue;
         }
         let manifest: Value = get(format!("manifests/{}", m["digest"].as_str().unwrap()))
@@ -1556,13 +1557,22 @@ async fn verdict_documents(s: &Setup, repo: &str, digest: &Digest) -> Vec<Value>
             .as_str()
             .unwrap()
             .to_string();
-        let doc: Value = get(format!("blobs/{layer}"))
+        let bytes = get(format!("blobs/{layer}"))
             .await
             .unwrap()
-            .json()
+            .bytes()
             .await
             .unwrap();
-        out.push(doc);
+        let doc = airlock::records::decode::<airlock::records::VerdictDocument>(
+            manifest["artifactType"].as_str(),
+            manifest["layers"][0]["mediaType"]
+                .as_str()
+                .unwrap_or_default(),
+            &bytes,
+        )
+        .document
+        .expect("a verdict statement");
+        out.push(serde_json::to_value(doc).unwrap());
     }
     out
 }

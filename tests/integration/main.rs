@@ -18,4 +18,5 @@ mod records_bound;
 mod registry_client;
 mod saved_plan;
 mod scenarios;
+mod signed_records;
 mod support;

@@ -114,14 +114,14 @@ fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
 }
 
 /// The promotion records listed for `digest` in `repo` (the tag-schema index), by manifest.
-async fn listed_records(c: &RawClient, repo: &str, digest: &Digest) -> Vec<RawManifest> {
+pub(crate) async fn listed_records(c: &RawClient, repo: &str, digest: &Digest) -> Vec<RawManifest> {
     let Some(index) = c.get_manifest(repo, &digest.referrers_tag()).await else {
         return vec![];
     };
     let v: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
     let mut out = Vec::new();
     for e in v["manifests"].as_array().unwrap() {
-        if e["artifactType"] != media::PROMOTION_ARTIFACT {
+        if e["annotations"][records::ANN_PREDICATE] != records::PROMOTION_PREDICATE {
             continue;
         }
         if let Some(m) = c.get_manifest(repo, e["digest"].as_str().unwrap()).await {
@@ -135,27 +135,36 @@ async fn listed_records(c: &RawClient, repo: &str, digest: &Digest) -> Vec<RawMa
 async fn record_doc(c: &RawClient, repo: &str, m: &RawManifest) -> PromotionRecord {
     let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
     let layer: Digest = v["layers"][0]["digest"].as_str().unwrap().parse().unwrap();
-    serde_json::from_slice(&c.get_blob(repo, &layer).await).unwrap()
+    let mt = v["layers"][0]["mediaType"].as_str().unwrap();
+    records::decode::<PromotionRecord>(
+        v["artifactType"].as_str(),
+        mt,
+        &c.get_blob(repo, &layer).await,
+    )
+    .document
+    .expect("a promotion record")
 }
 
 /// Push `rec` as a promotion record artifact about `subject` into `repo` and make the
 /// tag-schema index `sha256-<subject>` list only it (hiding whatever was listed before).
 async fn push_record_only(c: &RawClient, repo: &str, rec: &PromotionRecord, subject: &RawManifest) {
-    let a = records::promotion_artifact(rec, &subject.media_type, subject.bytes.len() as u64);
+    let a = records::promotion_artifact(rec, None, &subject.media_type, subject.bytes.len() as u64);
     c.push_blob(repo, &Blob::memory(media::OCI_EMPTY, a.config.clone()))
         .await;
-    c.push_blob(
-        repo,
-        &Blob::memory(media::PROMOTION_ARTIFACT, a.layer.clone()),
-    )
-    .await;
+    c.push_blob(repo, &Blob::memory(records::DSSE_ENVELOPE, a.layer.clone()))
+        .await;
     c.put_manifest(repo, &a.manifest.digest.to_string(), &a.manifest)
         .await;
     list_only(c, repo, &subject.digest, &[&a.manifest]).await;
 }
 
 /// Make `repo:sha256-<subject>` an index listing exactly `entries` (artifact type kept).
-async fn list_only(c: &RawClient, repo: &str, subject: &Digest, entries: &[&RawManifest]) {
+pub(crate) async fn list_only(
+    c: &RawClient,
+    repo: &str,
+    subject: &Digest,
+    entries: &[&RawManifest],
+) {
     let manifests: Vec<serde_json::Value> = entries
         .iter()
         .map(|m| {

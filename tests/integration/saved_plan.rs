@@ -233,7 +233,9 @@ async fn edit_verdict_annotations(client: &RawClient, repo: &str, subject: &Dige
     let mut index: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
     let mut edited = 0;
     for entry in index["manifests"].as_array_mut().unwrap() {
-        if entry["artifactType"] != media::VERDICT_ARTIFACT {
+        if entry["annotations"][airlock::records::ANN_PREDICATE]
+            != airlock::records::VERDICT_PREDICATE
+        {
             continue;
         }
         let m = client

@@ -25,6 +25,7 @@ fn want() -> Binding {
         quarantine_registry: "acr".into(),
         quarantine_repository: "quarantine/library/busybox".into(),
         max_verdict_age: Duration::from_secs(7 * 86400),
+        public_key: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn record() -> ReadRecord {
             created: NOW - time::Duration::hours(1),
             airlock_version: "0".into(),
         }),
+        envelope: None,
     }
 }
 
@@ -77,6 +79,7 @@ fn verdict(decision: Decision, created: OffsetDateTime) -> ReadVerdict {
             }],
             airlock_version: "0".into(),
         }),
+        envelope: None,
     }
 }
 
@@ -324,6 +327,7 @@ fn only_non_runnable_artifacts_about_the_subject_are_referrers() {
     let w = want();
     let rec = promotion_artifact(
         record().document.as_ref().unwrap(),
+        None,
         media::OCI_MANIFEST,
         100,
     );
@@ -356,4 +360,175 @@ fn only_non_runnable_artifacts_about_the_subject_are_referrers() {
         "subject": desc(media::OCI_MANIFEST, 'a'),
     }));
     assert!(!is_artifact_referrer_of(&index, &w.digest));
+}
+
+/// What a registry read of `a` gives (the manifest's subject, the decoded envelope).
+fn read_back<D: crate::records::Document>(a: &crate::records::Artifact) -> ReadArtifact<D> {
+    let crate::model::manifest::Parsed::Image {
+        artifact_type,
+        subject,
+        layers,
+        ..
+    } = a.manifest.parse().unwrap()
+    else {
+        panic!("an image manifest")
+    };
+    let decoded =
+        crate::records::decode::<D>(artifact_type.as_deref(), &layers[0].media_type, &a.layer);
+    ReadArtifact {
+        artifact: a.manifest.digest.clone(),
+        artifact_type,
+        subject: subject.map(|s| s.digest),
+        document: decoded.document,
+        envelope: decoded.envelope,
+    }
+}
+
+fn signed_pair(signer: Option<&crate::signing::Signer>) -> (ReadRecord, ReadVerdict) {
+    let v = crate::records::verdict_artifact(
+        passing().document.as_ref().unwrap(),
+        signer,
+        media::OCI_MANIFEST,
+        100,
+    );
+    let mut rec = record().document.unwrap();
+    rec.verdict = v.manifest.digest.clone();
+    let r = promotion_artifact(&rec, signer, media::OCI_MANIFEST, 100);
+    (read_back(&r), read_back(&v))
+}
+
+fn keyed() -> Binding {
+    Binding {
+        public_key: Some(std::sync::Arc::new(
+            crate::signing::Signer::for_tests(7).verifier(),
+        )),
+        ..want()
+    }
+}
+
+#[test]
+fn with_a_public_key_only_signed_records_and_verdicts_bind() {
+    let key = crate::signing::Signer::for_tests(7);
+    let (r, v) = signed_pair(Some(&key));
+    check(&r, true, Some(&v), &keyed()).unwrap();
+    check_current(Some(&v), &keyed(), NOW).unwrap();
+    // Without a public key the same record binds too (signatures unchecked).
+    check(&r, true, Some(&v), &want()).unwrap();
+
+    // Unsigned (an envelope without signatures, or 0.1's plain JSON).
+    let (ur, uv) = signed_pair(None);
+    check(&ur, true, Some(&uv), &want()).unwrap();
+    assert!(matches!(
+        check(&ur, true, Some(&uv), &keyed()),
+        Err(RecordProblem::Unsigned { .. })
+    ));
+    assert!(matches!(
+        check(&record(), true, Some(&passing()), &keyed()),
+        Err(RecordProblem::Unsigned { .. })
+    ));
+    assert!(
+        check(&ur, true, Some(&uv), &keyed())
+            .unwrap_err()
+            .to_string()
+            .starts_with("unsigned")
+    );
+    // A signed record naming an unsigned verdict does not bind either.
+    let mut rec_only = r.clone();
+    rec_only.document.as_mut().unwrap().verdict = uv.artifact.clone();
+    let (r2, _) = {
+        let mut doc = r.document.clone().unwrap();
+        doc.verdict = uv.artifact.clone();
+        let a = promotion_artifact(&doc, Some(&key), media::OCI_MANIFEST, 100);
+        (read_back::<PromotionRecord>(&a), ())
+    };
+    let p = check(&r2, true, Some(&uv), &keyed()).unwrap_err();
+    assert!(p.to_string().contains("unsigned"), "{p}");
+    let p = check_current(Some(&uv), &keyed(), NOW).unwrap_err();
+    assert!(p.to_string().contains("unsigned"), "{p}");
+
+    // Another key's signature.
+    let other = crate::signing::Signer::for_tests(9);
+    let (or, ov) = signed_pair(Some(&other));
+    let p = check(&or, true, Some(&ov), &keyed()).unwrap_err();
+    assert!(matches!(p, RecordProblem::BadSignature { .. }), "{p}");
+    assert!(p.to_string().starts_with("bad signature"));
+    let p = check_current(Some(&ov), &keyed(), NOW).unwrap_err();
+    assert!(p.to_string().contains("bad signature"), "{p}");
+    let _ = rec_only;
+}
+
+#[test]
+fn an_edited_signed_record_does_not_verify() {
+    use base64::Engine as _;
+    let key = crate::signing::Signer::for_tests(7);
+    let (r, v) = signed_pair(Some(&key));
+    // Edit the signed statement: point it at another tag, keep the signature.
+    let mut edited = r.clone();
+    let env = edited.envelope.as_mut().unwrap();
+    let body = String::from_utf8(env.payload_bytes().unwrap()).unwrap();
+    let body = body.replace(":1.33.0", ":latest");
+    env.payload = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
+    // (what the reader would decode from the edited envelope)
+    edited.document = crate::records::from_statement(body.as_bytes());
+    let p = check(&edited, true, Some(&v), &keyed()).unwrap_err();
+    assert!(matches!(p, RecordProblem::BadSignature { .. }), "{p}");
+}
+
+#[test]
+fn a_signed_record_copied_to_another_digest_or_tag_does_not_bind() {
+    let key = crate::signing::Signer::for_tests(7);
+    let (r, v) = signed_pair(Some(&key));
+    // Copied as a referrer of another digest: the manifest subject changes, the signed
+    // statement still names the original.
+    let mut copied = r.clone();
+    copied.subject = Some(d('b'));
+    let other = Binding {
+        digest: d('b'),
+        ..keyed()
+    };
+    assert!(matches!(
+        check(&copied, true, Some(&v), &other),
+        Err(RecordProblem::Digest { .. })
+    ));
+    // Swapped onto another tag of the same digest: `live` is signed.
+    let swapped = Binding {
+        tag: "latest".into(),
+        ..keyed()
+    };
+    assert!(matches!(
+        check(&r, true, Some(&v), &swapped),
+        Err(RecordProblem::Live { .. })
+    ));
+}
+
+#[test]
+fn statements_are_in_toto_v1_with_one_subject() {
+    let rec = record().document.unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&crate::records::statement(&rec)).unwrap();
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["predicateType"], crate::records::PROMOTION_PREDICATE);
+    assert_eq!(st["subject"][0]["digest"]["sha256"], d('a').hex());
+    assert_eq!(st["predicate"]["live"], rec.live);
+    // A statement whose subject is not the predicate's digest is not a record.
+    let mut bad = st.clone();
+    bad["subject"][0]["digest"]["sha256"] = serde_json::json!(d('b').hex());
+    let bytes = serde_json::to_vec(&bad).unwrap();
+    assert!(crate::records::from_statement::<PromotionRecord>(&bytes).is_none());
+    // Nor is a verdict statement read as a record, or two subjects.
+    let mut kind = st.clone();
+    kind["predicateType"] = serde_json::json!(crate::records::VERDICT_PREDICATE);
+    assert!(
+        crate::records::from_statement::<PromotionRecord>(&serde_json::to_vec(&kind).unwrap())
+            .is_none()
+    );
+    let mut two = st.clone();
+    two["subject"] = serde_json::json!([st["subject"][0], st["subject"][0]]);
+    assert!(
+        crate::records::from_statement::<PromotionRecord>(&serde_json::to_vec(&two).unwrap())
+            .is_none()
+    );
+    assert!(
+        crate::records::from_statement::<PromotionRecord>(&serde_json::to_vec(&st).unwrap())
+            .is_some()
+    );
 }

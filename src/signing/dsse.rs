@@ -1,0 +1,102 @@
+//! DSSE envelopes (<https://github.com/secure-systems-lab/dsse>): the payload, its type, and
+//! signatures over the pre-authentication encoding (PAE) of both. Pure.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use super::{Signer, Verifier};
+
+/// The payload type of an in-toto statement.
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+
+/// `"DSSEv1" SP len(type) SP type SP len(body) SP body` (lengths as ASCII decimal).
+pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    #[serde(default)]
+    pub keyid: String,
+    /// Base64 of the ASN.1 DER ECDSA signature.
+    pub sig: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope {
+    pub payload_type: String,
+    /// Base64 (standard alphabet, padded) of the payload.
+    pub payload: String,
+    pub signatures: Vec<Signature>,
+}
+
+/// What a signature check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureCheck {
+    /// A signature by the key verifies over the PAE.
+    Verified,
+    /// No signatures at all (or a record written before envelopes: 0.1's plain JSON).
+    Unsigned,
+    /// Signatures, none of which verifies with the key.
+    Bad,
+}
+
+impl Envelope {
+    /// Wrap `payload` (of `payload_type`), signed by `signer` when there is one.
+    pub fn seal(payload_type: &str, payload: &[u8], signer: Option<&Signer>) -> Envelope {
+        let signatures = signer
+            .map(|s| {
+                vec![Signature {
+                    keyid: s.keyid().to_string(),
+                    sig: STANDARD.encode(s.sign(&pae(payload_type, payload))),
+                }]
+            })
+            .unwrap_or_default();
+        Envelope {
+            payload_type: payload_type.to_string(),
+            payload: STANDARD.encode(payload),
+            signatures,
+        }
+    }
+
+    /// The decoded payload; None when it is not valid base64.
+    pub fn payload_bytes(&self) -> Option<Vec<u8>> {
+        STANDARD.decode(self.payload.as_bytes()).ok()
+    }
+
+    /// Whether a signature by `key` verifies over the PAE of this envelope's type and payload.
+    pub fn check(&self, key: &Verifier) -> SignatureCheck {
+        if self.signatures.is_empty() {
+            return SignatureCheck::Unsigned;
+        }
+        let Some(body) = self.payload_bytes() else {
+            return SignatureCheck::Bad;
+        };
+        let message = pae(&self.payload_type, &body);
+        let ok = self.signatures.iter().any(|s| {
+            STANDARD
+                .decode(s.sig.as_bytes())
+                .is_ok_and(|der| key.verify(&message, &der))
+        });
+        if ok {
+            SignatureCheck::Verified
+        } else {
+            SignatureCheck::Bad
+        }
+    }
+}
+
+/// Whether an artifact read with `envelope` (None: a 0.1 plain-JSON document) is signed by `key`.
+pub fn check(envelope: Option<&Envelope>, key: &Verifier) -> SignatureCheck {
+    envelope.map_or(SignatureCheck::Unsigned, |e| e.check(key))
+}

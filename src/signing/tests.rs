@@ -1,0 +1,163 @@
+use std::process::Command;
+
+use super::dsse::{Envelope, IN_TOTO, SignatureCheck, pae};
+use super::*;
+
+/// A P-256 key written by `openssl genpkey`, and its public key as `openssl pkey -pubout`
+/// writes it.
+fn openssl_key(dir: &Path) -> (String, String) {
+    let key = dir.join("key.pem");
+    let st = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
+        .expect("openssl runs");
+    assert!(st.success());
+    let out = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success());
+    (
+        std::fs::read_to_string(&key).unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+#[test]
+fn pae_is_the_dsse_encoding() {
+    assert_eq!(
+        pae("http://example.com/HelloWorld", b"hello world"),
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world".to_vec()
+    );
+    assert_eq!(pae("", b""), b"DSSEv1 0  0 ".to_vec());
+    // Lengths are bytes, not characters.
+    assert_eq!(
+        pae("t", "é".as_bytes()),
+        "DSSEv1 1 t 2 é".as_bytes().to_vec()
+    );
+}
+
+#[test]
+fn openssl_keys_load_and_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = openssl_key(dir.path());
+    std::fs::write(dir.path().join("pub.pem"), &public).unwrap();
+    let s = Signer::load(&KeyRef::parse("file://key.pem", dir.path()).unwrap()).unwrap();
+    let v = Verifier::load(&dir.path().join("pub.pem")).unwrap();
+    assert_eq!(s.verifier(), v);
+    assert_eq!(s.keyid(), v.keyid());
+    let e = Envelope::seal(IN_TOTO, b"{\"a\":1}", Some(&s));
+    assert_eq!(e.check(&v), SignatureCheck::Verified);
+    assert_eq!(e.payload_bytes().unwrap(), b"{\"a\":1}");
+    // The key never shows in Debug.
+    let shown = format!("{s:?}");
+    assert!(shown.contains("<redacted>"));
+    let d = s.key.to_bytes();
+    assert!(!shown.contains(&hex::encode(d)));
+    assert!(!shown.to_lowercase().contains("private"));
+    // env:// holds the same PEM.
+    assert!(private.contains("BEGIN PRIVATE KEY"));
+}
+
+#[test]
+fn tampering_breaks_the_signature() {
+    let s = Signer::from_pem(&test_key()).unwrap();
+    let v = s.verifier();
+    let e = Envelope::seal(IN_TOTO, b"{\"live\":\"a\"}", Some(&s));
+    let mut edited = e.clone();
+    edited.payload = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"{\"live\":\"b\"}",
+    );
+    assert_eq!(edited.check(&v), SignatureCheck::Bad);
+    let mut retyped = e.clone();
+    retyped.payload_type = "application/json".into();
+    assert_eq!(retyped.check(&v), SignatureCheck::Bad);
+    let mut garbage = e.clone();
+    garbage.signatures[0].sig = "!!".into();
+    assert_eq!(garbage.check(&v), SignatureCheck::Bad);
+    let unsigned = Envelope::seal(IN_TOTO, b"{}", None);
+    assert_eq!(unsigned.check(&v), SignatureCheck::Unsigned);
+    assert_eq!(dsse::check(None, &v), SignatureCheck::Unsigned);
+    // Another key's signature does not verify.
+    let other = Signer::from_pem(&test_key()).unwrap();
+    assert_eq!(
+        Envelope::seal(IN_TOTO, b"{}", Some(&other)).check(&v),
+        SignatureCheck::Bad
+    );
+}
+
+#[test]
+fn key_references() {
+    let base = Path::new("/etc/airlock");
+    assert_eq!(
+        KeyRef::parse("env://AIRLOCK_KEY", base).unwrap(),
+        KeyRef::Env("AIRLOCK_KEY".into())
+    );
+    assert_eq!(
+        KeyRef::parse("file://k.pem", base).unwrap(),
+        KeyRef::File("/etc/airlock/k.pem".into())
+    );
+    for bad in [
+        "env://",
+        "file://",
+        "k.pem",
+        "azurekms://v.vault.azure.net/k",
+        "ENV://X",
+    ] {
+        assert!(KeyRef::parse(bad, base).is_err(), "{bad}");
+    }
+    let missing = Signer::load(&KeyRef::Env("AIRLOCK_TEST_NO_SUCH_VAR_9".into())).unwrap_err();
+    assert!(missing.to_string().contains("AIRLOCK_TEST_NO_SUCH_VAR_9"));
+    assert!(
+        Signer::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----").is_err()
+    );
+    // A public key is not a private key and the other way round.
+    let s = Signer::from_pem(&test_key()).unwrap();
+    assert!(Verifier::from_pem(&test_key()).is_err());
+    let _ = s;
+}
+
+#[test]
+fn a_key_that_is_not_the_public_keys_pair_is_refused() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (_, a_public) = openssl_key(a.path());
+    let (_, b_public) = openssl_key(b.path());
+    let signing = Signing {
+        key: Some(KeyRef::File(a.path().join("key.pem"))),
+        public_key: Some(std::sync::Arc::new(Verifier::from_pem(&a_public).unwrap())),
+    };
+    assert!(signing.signer().unwrap().is_some());
+    let signing = Signing {
+        public_key: Some(std::sync::Arc::new(Verifier::from_pem(&b_public).unwrap())),
+        ..signing
+    };
+    let e = signing.signer().unwrap_err();
+    assert!(
+        e.to_string().contains("not the configured public_key"),
+        "{e}"
+    );
+    assert_eq!(
+        Signing::default()
+            .signer()
+            .unwrap()
+            .map(|s| s.keyid().to_string()),
+        None
+    );
+}
+
+/// A fresh PKCS#8 PEM key from openssl.
+fn test_key() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    openssl_key(dir.path()).0
+}

@@ -1,0 +1,424 @@
+//! Signed records (issue 13, items 1–3 and 6), against real Distribution registries: a signed
+//! apply whose DSSE envelopes an independent verifier (Python `cryptography`, over the DSSE
+//! PAE) accepts; edited, unsigned and swapped records failing audit with a public key; and a
+//! 0.1-style plain-JSON record re-recorded once signing is configured.
+
+use std::path::Path;
+use std::process::Command;
+
+use airlock::model::{Digest, RawManifest, media};
+use airlock::records::{self, PromotionRecord};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::records_bound::{list_only, listed_records};
+use crate::support::airlock::{Run, Workdir, config, seed_walkthrough};
+use crate::support::client::RawClient;
+use crate::support::images::{Blob, Content, WalkthroughImage};
+use crate::support::python::python;
+use crate::support::registry::{Auth, TestRegistry};
+
+const BUSYBOX: &str = "library/busybox";
+const KURED: &str = "weaveworks/kured";
+const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";
+const SIGNING: &str =
+    "[signing]\nkey = \"env://AIRLOCK_TEST_SIGNING_KEY\"\npublic_key = \"airlock.pub\"\n";
+
+struct World {
+    _upstream: TestRegistry,
+    target: TestRegistry,
+    images: Vec<WalkthroughImage>,
+    w: Workdir,
+    upstream_url: String,
+    /// The PKCS#8 PEM private key (as `openssl genpkey` wrote it).
+    key: String,
+}
+
+/// `openssl genpkey` a P-256 key into `dir` (airlock.key) and its public key (airlock.pub).
+fn openssl_keys(dir: &Path) -> String {
+    let key = dir.join("airlock.key");
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let ok = Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(dir.join("airlock.pub"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::read_to_string(key).unwrap()
+}
+
+impl World {
+    async fn start(signing: bool) -> World {
+        let upstream = TestRegistry::start(Auth::None).await;
+        let target = TestRegistry::start(Auth::None).await;
+        let images = seed_walkthrough(&upstream).await;
+        let upstream_url = upstream.url();
+        let w = Workdir::new(&world_config(&upstream_url, &target.url(), ""));
+        let key = openssl_keys(w.path());
+        let world = World {
+            _upstream: upstream,
+            target,
+            images,
+            w,
+            upstream_url,
+            key,
+        };
+        if signing {
+            world.sign();
+        }
+        world
+    }
+
+    /// Turn `[signing]` on.
+    fn sign(&self) {
+        self.w.set_config(&world_config(
+            &self.upstream_url,
+            &self.target.url(),
+            SIGNING,
+        ));
+    }
+
+    async fn run(&self, args: &[&str]) -> Run {
+        self.w.run_env(args, &[(KEY_ENV, &self.key)]).await
+    }
+
+    fn digest(&self, path: &str) -> Digest {
+        let i = self.images.iter().find(|i| i.path == path).unwrap();
+        i.content.top().digest.clone()
+    }
+
+    fn client(&self) -> RawClient {
+        RawClient::new(&self.target.url(), None)
+    }
+
+    async fn audit(&self) -> (Run, serde_json::Value) {
+        let run = self.w.run(&["audit", "--format", "json"]).await;
+        let json = run.json();
+        (run, json)
+    }
+}
+
+fn world_config(upstream: &str, target: &str, extra: &str) -> String {
+    config(
+        upstream,
+        target,
+        &[
+            "docker.io/library/busybox:1.33.0".to_string(),
+            "docker.io/weaveworks/kured:1.6.1".to_string(),
+        ],
+        extra,
+    )
+}
+
+fn finding<'a>(report: &'a serde_json::Value, repo: &str, tag: &str) -> &'a serde_json::Value {
+    report["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["repository"] == repo && t["tag"] == tag)
+        .unwrap_or_else(|| panic!("{repo}:{tag} not in the audit: {report:#}"))
+}
+
+fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
+    finding(report, repo, tag)["violation"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{repo}:{tag} passed the audit: {report:#}"))
+        .to_string()
+}
+
+/// The envelope (layer bytes) of an artifact manifest, checking the cosign attestation layout.
+async fn envelope_of(c: &RawClient, repo: &str, m: &RawManifest, subject: &Digest) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+    assert_eq!(v["mediaType"], media::OCI_MANIFEST);
+    assert_eq!(v["artifactType"], records::DSSE_ENVELOPE);
+    assert_eq!(v["config"]["mediaType"], media::OCI_EMPTY);
+    assert_eq!(v["config"]["size"], 2);
+    assert_eq!(v["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["layers"][0]["mediaType"], records::DSSE_ENVELOPE);
+    assert_eq!(v["subject"]["digest"], subject.to_string());
+    let layer: Digest = v["layers"][0]["digest"].as_str().unwrap().parse().unwrap();
+    c.get_blob(repo, &layer).await.to_vec()
+}
+
+/// The verifier the README documents, in Python `cryptography` (independent of airlock's
+/// RustCrypto): prints the statement when a signature verifies over the DSSE PAE, else fails.
+const VERIFY_PY: &str = r#"
+import base64, json, sys
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = serialization.load_pem_public_key(open(sys.argv[1], "rb").read())
+env = json.load(open(sys.argv[2]))
+body = base64.b64decode(env["payload"])
+t = env["payloadType"].encode()
+pae = b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
+for s in env["signatures"]:
+    try:
+        key.verify(base64.b64decode(s["sig"]), pae, ec.ECDSA(hashes.SHA256()))
+    except Exception:
+        continue
+    print(json.dumps(json.loads(body)))
+    sys.exit(0)
+sys.exit("no signature verifies")
+"#;
+
+/// Run the independent verifier on an envelope; the statement when it verifies.
+fn python_verify(dir: &Path, envelope: &[u8]) -> Result<serde_json::Value, String> {
+    let f = dir.join("envelope.json");
+    std::fs::write(&f, envelope).unwrap();
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(VERIFY_PY)
+        .arg(dir.join("airlock.pub"))
+        .arg(&f)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_apply_writes_envelopes_an_independent_verifier_accepts() {
+    let world = World::start(true).await;
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let (_, report) = world.audit().await;
+    assert_eq!(report["violations"], 0, "{report:#}");
+    for (repo, tag) in [(BUSYBOX, "1.33.0"), (KURED, "1.6.1")] {
+        assert_eq!(
+            finding(&report, &format!("live/{repo}"), tag)["signature"],
+            "verified"
+        );
+    }
+    let c = world.client();
+    let d = world.digest(BUSYBOX);
+    let live = format!("live/{BUSYBOX}");
+    let recs = listed_records(&c, &live, &d).await;
+    assert_eq!(recs.len(), 1);
+    let env = envelope_of(&c, &live, &recs[0], &d).await;
+    let st = python_verify(world.w.path(), &env).expect("the record verifies");
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["predicateType"], records::PROMOTION_PREDICATE);
+    assert_eq!(st["subject"][0]["digest"]["sha256"], d.hex());
+    assert_eq!(
+        st["predicate"]["live"],
+        "target/live/library/busybox:1.33.0"
+    );
+    assert_eq!(
+        st["predicate"]["from"],
+        format!("target/quarantine/library/busybox@{d}")
+    );
+    // The verdict it names, in quarantine, verifies too.
+    let q = format!("quarantine/{BUSYBOX}");
+    let verdict = c
+        .get_manifest(&q, st["predicate"]["verdict"].as_str().unwrap())
+        .await
+        .expect("the named verdict");
+    let venv = envelope_of(&c, &q, &verdict, &d).await;
+    let vst = python_verify(world.w.path(), &venv).expect("the verdict verifies");
+    assert_eq!(vst["predicateType"], records::VERDICT_PREDICATE);
+    assert_eq!(vst["predicate"]["decision"], "pass");
+    // An edited payload does not verify for the independent verifier either.
+    let mut e: serde_json::Value = serde_json::from_slice(&env).unwrap();
+    let body = String::from_utf8(STANDARD.decode(e["payload"].as_str().unwrap()).unwrap())
+        .unwrap()
+        .replace(":1.33.0", ":latest");
+    e["payload"] = STANDARD.encode(body).into();
+    assert!(python_verify(world.w.path(), &serde_json::to_vec(&e).unwrap()).is_err());
+    // Converged.
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+}
+
+/// Push `m` with its blobs (config `{}` and `layer`) into `repo`, listed alone for `subject`.
+async fn push_only(c: &RawClient, repo: &str, subject: &Digest, m: &RawManifest, layer: &[u8]) {
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+    c.push_blob(repo, &Blob::memory(media::OCI_EMPTY, b"{}".to_vec()))
+        .await;
+    c.push_blob(
+        repo,
+        &Blob::memory(
+            v["layers"][0]["mediaType"].as_str().unwrap(),
+            layer.to_vec(),
+        ),
+    )
+    .await;
+    c.put_manifest(repo, &m.digest.to_string(), m).await;
+    list_only(c, repo, subject, &[m]).await;
+}
+
+/// A record artifact about `subject` whose one layer is `layer` (of `layer_type`).
+fn artifact(
+    artifact_type: &str,
+    layer_type: &str,
+    layer: &[u8],
+    subject: &RawManifest,
+) -> RawManifest {
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": media::OCI_EMPTY, "digest": Digest::of(b"{}").to_string(), "size": 2},
+        "layers": [{"mediaType": layer_type, "digest": Digest::of(layer).to_string(), "size": layer.len()}],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest.to_string(), "size": subject.bytes.len()},
+        "annotations": {
+            records::ANN_CREATED: "2099-01-01T00:00:00Z",
+            records::ANN_PREDICATE: records::PROMOTION_PREDICATE,
+        },
+    });
+    RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on() {
+    let world = World::start(true).await;
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let c = world.client();
+    let (b, k) = (world.digest(BUSYBOX), world.digest(KURED));
+    let (live_b, live_k) = (format!("live/{BUSYBOX}"), format!("live/{KURED}"));
+    let b_top = c.get_manifest(&live_b, &b.to_string()).await.unwrap();
+    let b_rec = listed_records(&c, &live_b, &b).await.remove(0);
+    let b_env = envelope_of(&c, &live_b, &b_rec, &b).await;
+
+    // Edited: the signed statement changed (another verdict), the signature kept.
+    let mut e: serde_json::Value = serde_json::from_slice(&b_env).unwrap();
+    let mut st: serde_json::Value =
+        serde_json::from_slice(&STANDARD.decode(e["payload"].as_str().unwrap()).unwrap()).unwrap();
+    st["predicate"]["plan_hash"] = Digest::of(b"another plan").to_string().into();
+    e["payload"] = STANDARD.encode(serde_json::to_vec(&st).unwrap()).into();
+    let edited = serde_json::to_vec(&e).unwrap();
+    let m = artifact(
+        records::DSSE_ENVELOPE,
+        records::DSSE_ENVELOPE,
+        &edited,
+        &b_top,
+    );
+    push_only(&c, &live_b, &b, &m, &edited).await;
+    let (_, report) = world.audit().await;
+    let v = violation(&report, &live_b, "1.33.0");
+    assert!(v.contains("bad signature"), "{v}");
+
+    // Unsigned: the same honest statement without signatures.
+    e["payload"] = STANDARD
+        .encode(
+            STANDARD
+                .decode(
+                    serde_json::from_slice::<serde_json::Value>(&b_env).unwrap()["payload"]
+                        .as_str()
+                        .unwrap(),
+                )
+                .unwrap(),
+        )
+        .into();
+    e["signatures"] = serde_json::json!([]);
+    let unsigned = serde_json::to_vec(&e).unwrap();
+    let m = artifact(
+        records::DSSE_ENVELOPE,
+        records::DSSE_ENVELOPE,
+        &unsigned,
+        &b_top,
+    );
+    push_only(&c, &live_b, &b, &m, &unsigned).await;
+    let (_, report) = world.audit().await;
+    let v = violation(&report, &live_b, "1.33.0");
+    assert!(v.contains("unsigned"), "{v}");
+
+    // Swapped: kured's signed record (its envelope, untouched) made a referrer of busybox.
+    let k_rec = listed_records(&c, &live_k, &k).await.remove(0);
+    let k_env = envelope_of(&c, &live_k, &k_rec, &k).await;
+    let m = artifact(
+        records::DSSE_ENVELOPE,
+        records::DSSE_ENVELOPE,
+        &k_env,
+        &b_top,
+    );
+    push_only(&c, &live_b, &b, &m, &k_env).await;
+    let (run, report) = world.audit().await;
+    run.expect(3);
+    let v = violation(&report, &live_b, "1.33.0");
+    assert!(
+        v.contains(&k.short()) || v.contains("not the live digest"),
+        "{v}"
+    );
+    assert!(finding(&report, &live_k, "1.6.1")["violation"].is_null());
+
+    // The plan sees it too and apply re-records; then audit is clean.
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(2);
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let (_, report) = world.audit().await;
+    assert_eq!(report["violations"], 0, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
+    let world = World::start(false).await;
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let c = world.client();
+    let b = world.digest(BUSYBOX);
+    let live_b = format!("live/{BUSYBOX}");
+    let b_top = c.get_manifest(&live_b, &b.to_string()).await.unwrap();
+    // Replace busybox's record with the same document as 0.1 wrote it: plain JSON.
+    let rec = listed_records(&c, &live_b, &b).await.remove(0);
+    let env = envelope_of(&c, &live_b, &rec, &b).await;
+    let doc: PromotionRecord =
+        records::decode(Some(records::DSSE_ENVELOPE), records::DSSE_ENVELOPE, &env)
+            .document
+            .unwrap();
+    let plain = serde_json::to_vec_pretty(&doc).unwrap();
+    let m = artifact(
+        media::PROMOTION_ARTIFACT,
+        media::PROMOTION_ARTIFACT,
+        &plain,
+        &b_top,
+    );
+    push_only(&c, &live_b, &b, &m, &plain).await;
+    // Still read, shown unsigned.
+    let (run, report) = world.audit().await;
+    run.expect(0);
+    assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "unsigned");
+    let human = world.w.run(&["audit"]).await.expect(0);
+    assert!(human.stdout.contains("unsigned"), "{}", human.stdout);
+
+    // Signing on: the plan offers to re-record (and to rescan: the verdicts are unsigned).
+    world.sign();
+    let plan = world
+        .run(&["plan", "--format", "json"])
+        .await
+        .expect(0)
+        .json();
+    let reasons: Vec<String> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{} {}", a["id"], a["reason"]))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("busybox") && r.contains("unsigned")),
+        "{reasons:#?}"
+    );
+    let (run, _) = world.audit().await;
+    run.expect(3);
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let (run, report) = world.audit().await;
+    run.expect(0);
+    assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "verified");
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+}
