@@ -202,6 +202,15 @@ fn stored_files(registry: &TestRegistry) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 walk(&p, out);
             } else if let Ok(bytes) = std::fs::read(&p) {
+                // A DSSE envelope (signed records and verdicts) stores its statement in
+                // base64: its decoded payload is checked too.
+                if let Ok(env) = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    && env.get("payloadType").is_some()
+                    && let Some(payload) = env.get("payload").and_then(|v| v.as_str())
+                    && let Ok(decoded) = STANDARD.decode(payload)
+                {
+                    out.push((format!("{}#payload", p.display()), decoded));
+                }
                 out.push((p.display().to_string(), bytes));
             }
         }
