@@ -75,6 +75,27 @@ impl Registries {
         self.by_key.contains_key(key)
     }
 
+    /// The registry key for an image source's `host` (see [`Registries::for_host`]); a host
+    /// with no entry must make a valid default endpoint, else an error at `span`.
+    fn source_registry(
+        &mut self,
+        l: &mut Lowerer<'_>,
+        span: Range<usize>,
+        host: &str,
+    ) -> Option<String> {
+        if !self.serves(host)
+            && let Err(e) = endpoint::check(&default_endpoint(host))
+        {
+            l.err(
+                span,
+                format!("the source host `{host}` is not a registry host: {}", e.message),
+                Some("write the source with a host such as ghcr.io or localhost:5000, or an alias host defined in [registries]"),
+            );
+            return None;
+        }
+        Some(self.for_host(host))
+    }
+
     /// Whether an entry serves `host` (named after it or with its endpoint).
     fn serves(&self, host: &str) -> bool {
         self.contains(host) || self.by_host.contains_key(host)
@@ -1148,17 +1169,7 @@ fn lower_image(
             Some(v)
         }
     };
-    if !registries.serves(&source.host)
-        && let Err(e) = endpoint::check(&default_endpoint(&source.host))
-    {
-        l.err(
-            r.source.span(),
-            format!("the source host `{}` is not a registry host: {}", source.host, e.message),
-            Some("write host/path:tag with a host such as ghcr.io or localhost:5000, or an alias host defined in [registries]"),
-        );
-        return None;
-    }
-    let source_registry = registries.for_host(&source.host);
+    let source_registry = registries.source_registry(l, r.source.span(), &source.host)?;
     Some(ImageSpec {
         path: source.path.clone(),
         tag,

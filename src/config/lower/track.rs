@@ -137,17 +137,7 @@ pub(super) fn lower_track(
         );
         return None;
     }
-    if !registries.serves(&source.host)
-        && let Err(e) = super::endpoint::check(&super::default_endpoint(&source.host))
-    {
-        l.err(
-            r.source.span(),
-            format!("the source host `{}` is not a registry host: {}", source.host, e.message),
-            Some("write host/path with a host such as ghcr.io or localhost:5000, or an alias host defined in [registries]"),
-        );
-        return None;
-    }
-    let source_registry = registries.for_host(&source.host);
+    let source_registry = registries.source_registry(l, r.source.span(), &source.host)?;
     Some(TrackSpec {
         path: source.path.clone(),
         source_registry,
