@@ -45,6 +45,9 @@ pub struct Finding {
     pub signature: Option<String>,
 }
 
+/// The `format_version` of `airlock audit --json` (schemas/audit-report.schema.json).
+pub const REPORT_FORMAT_VERSION: u32 = 1;
+
 #[derive(Clone, Debug, Serialize)]
 pub struct AuditReport {
     pub format_version: u32,
@@ -84,7 +87,7 @@ pub async fn audit(
         .collect::<Result<_, _>>()?;
     findings.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
     Ok(AuditReport {
-        format_version: crate::render::reports::AUDIT_REPORT_FORMAT_VERSION,
+        format_version: REPORT_FORMAT_VERSION,
         live: format!("{}/{}", desired.live.registry, desired.live.prefix),
         checked: findings.len(),
         violations: findings.iter().filter(|f| f.violation.is_some()).count(),

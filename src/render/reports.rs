@@ -9,8 +9,6 @@ use crate::audit::AuditReport;
 
 /// The `format_version` of `airlock apply --json`.
 pub const APPLY_REPORT_FORMAT_VERSION: u32 = 1;
-/// The `format_version` of `airlock audit --json`.
-pub const AUDIT_REPORT_FORMAT_VERSION: u32 = 1;
 
 /// One line per action, the live images failing the gate, then the totals.
 pub fn apply_human(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
