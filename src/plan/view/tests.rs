@@ -14,6 +14,9 @@ fn loc(registry: &str, repository: &str, tag: Option<&str>) -> Location {
     }
 }
 
+/// A change to a view.
+type Edit = fn(&mut ActionView);
+
 /// One action of each kind, with every field its kind may carry set.
 fn one_of_each() -> Vec<Action> {
     let q = loc("acr", "quarantine/library/busybox", Some("1.33.0"));
@@ -236,7 +239,7 @@ fn a_promote_reads_the_digest_it_tags_from_a_source() {
 
 #[test]
 fn a_delete_carries_nothing_but_its_target_and_maybe_an_image() {
-    let fields: [(&str, fn(&mut ActionView)); 6] = [
+    let fields: [(&str, Edit); 6] = [
         ("source", |v| {
             v.source = Some(loc("acr", "quarantine/x", Some("1")))
         }),
