@@ -36,8 +36,12 @@ type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_action_with_fields_its_kind_cannot_have_is_refused_by_id() {
+    // The upstream registry must outlive the test (dropping it stops it).
     let Walkthrough {
-        target, images, w, ..
+        upstream: _upstream,
+        target,
+        images,
+        w,
     } = Walkthrough::start().await;
     w.run(&["plan", "--out", "plan.json"]).await.expect(0);
     let plan: serde_json::Value =
