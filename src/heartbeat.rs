@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::apply::walk::{ApplyEvent, Observer};
 use crate::model::size::format_size;
-use crate::plan::Plan;
+use crate::plan::{Op, Plan};
 
 /// The longest a CI log stays silent while actions run.
 pub const INTERVAL: Duration = Duration::from_secs(10);
@@ -72,7 +72,10 @@ fn running(plan: &Plan, finished: &BTreeSet<usize>) -> Vec<Running> {
             let a = &plan.actions()[i];
             Running {
                 id: a.id.clone(),
-                size: a.size.filter(|_| a.kind != crate::plan::ActionKind::Scan),
+                size: match &a.op {
+                    Op::Import { size, .. } | Op::Promote { size, .. } => *size,
+                    Op::Scan { .. } | Op::Delete { .. } => None,
+                },
             }
         })
         .collect()

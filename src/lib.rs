@@ -40,11 +40,13 @@
 //! - [`config`]: TOML schema, lowering into `DesiredState`, file:line:col errors. Pure.
 //! - [`select`]: `--image` / `--rescan` selections over the configuration. Pure. May call
 //!   `config`, `error`.
-//! - [`plan`]: `Plan`, its actions and validated DAG; `plan::diff` the planner;
-//!   `plan::admissible` the rule a saved plan must meet. Pure. May call `config`,
-//!   `select`, and `gate` for its reason constants only.
-//! - [`render`]: `PlanView` and the human / JSON / markdown renderers. Pure. May call
-//!   `plan`.
+//! - [`plan`]: `Plan`, its actions (`Action { id, target, digest, .., op: Op }`: what
+//!   only one kind carries lives in its `Op` variant) and validated DAG; `plan::view`
+//!   the plan file's form of an action (`ActionView`, what `Plan::hash` hashes) and its
+//!   strict conversion; `plan::diff` the planner; `plan::admissible` the rule a saved plan
+//!   must meet. Pure. May call `config`, `select`, and `gate` for its reason constants only.
+//! - [`render`]: `PlanView` (holding `ActionView`s) and the human / JSON / markdown
+//!   renderers. Pure. May call `plan`.
 //! - [`heartbeat`]: progress lines of a long apply. May call `plan`.
 //! - [`records`]: verdict and promotion-record artifacts (pure builders and readers);
 //!   `records::binding`, the one rule deciding when a record vouches for a live tag.
@@ -102,6 +104,9 @@
 //!   `Display`; URLs in transport errors lose their query; passwords come from the
 //!   environment or credential helpers, never from the configuration file.
 //! - **Output is deterministic.** Everything rendered is sorted; plans carry no timestamps.
+//! - **The plan file is a view.** `render::PlanView` and the hash hold `plan::view::ActionView`,
+//!   never the internal `Action`: renaming inside airlock changes no plan file and no
+//!   plan hash, and an action whose fields do not fit its kind is refused by id when read.
 //! - **Every registry request goes one way.** `registry::http::transport` is the only
 //!   place that sends; it holds the registry's permit, so `max_concurrency` bounds every
 //!   request, and credentials never leave the registry's origin.

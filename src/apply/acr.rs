@@ -165,7 +165,7 @@ pub async fn import_image(
         what: a.id.clone(),
         message: "acr-import needs subscription and resource_group on the registry".into(),
     })?;
-    let digest = a.source_digest.clone().unwrap_or_else(|| a.digest.clone());
+    let digest = a.source().map_or(&a.digest, |(_, read)| read);
     let image = format!("{source_repo}@{digest}");
     let src_spec = ctx.registries.spec(source_registry)?;
     let source = match &src_spec.arm {

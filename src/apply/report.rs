@@ -23,8 +23,8 @@ impl ActionResult {
     pub fn new(a: &Action, status: Status) -> ActionResult {
         ActionResult {
             id: a.id.clone(),
-            kind: a.kind,
-            image: a.image.clone(),
+            kind: a.kind(),
+            image: a.image().map(str::to_string),
             target: a.target.to_string(),
             status,
         }

@@ -11,11 +11,11 @@ use super::signatures::copy_signature_tags;
 use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
 use super::verdict_gate::{self, Judgement};
 use crate::config::DesiredState;
-use crate::model::Digest;
 use crate::model::manifest::subset_index;
+use crate::model::{Digest, Platform};
 use crate::observe::RecordStatus;
 use crate::observed::{Decision, FindingSummary, VerdictInfo};
-use crate::plan::{Action, ActionKind, Location};
+use crate::plan::{Action, Location, Op};
 use crate::records::binding::{self, Binding};
 use crate::records::{self, PROMOTION_FORMAT, PromotionRecord};
 use crate::registry::{Registries, Registry, RegistryError};
@@ -119,31 +119,38 @@ fn tag_of(a: &Action) -> Result<&str, RegistryError> {
 }
 
 pub async fn run(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
-    match a.kind {
-        ActionKind::Import => import(ctx, a).await,
-        ActionKind::Scan => scan(ctx, a).await,
-        ActionKind::Promote => promote(ctx, a).await,
-        ActionKind::Delete => delete(ctx, a).await,
+    match &a.op {
+        Op::Import {
+            source,
+            source_digest,
+            platforms,
+            ..
+        } => import(ctx, a, source, source_digest, platforms).await,
+        Op::Scan { image, .. } => scan(ctx, a, image).await,
+        Op::Promote { image, source, .. } => promote(ctx, a, image, source).await,
+        Op::Delete { image } => delete(ctx, a, image.as_deref()).await,
     }
 }
 
-async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+/// Import `src_loc@read` (keeping `platforms`) into the quarantine tag, `a.target`.
+async fn import(
+    ctx: &Context<'_>,
+    a: &Action,
+    src_loc: &Location,
+    read: &Digest,
+    platforms: &Option<Vec<Platform>>,
+) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let dst = ctx.registries.get(&a.target.registry)?;
     if let Some(unchanged) = already_holds(&dst, a, tag).await? {
         return Ok(unchanged);
     }
-    let src_loc = a.source.as_ref().ok_or_else(|| RegistryError::Content {
-        what: a.id.clone(),
-        message: "import without a source".into(),
-    })?;
     // transfer = "acr-import": ARM importImage, server-side (src/apply/acr.rs).
     if acr::uses_acr_import(ctx, a) {
         let detail = acr::import_image(ctx, a, &src_loc.registry, &src_loc.repository, tag).await?;
         return Ok(Status::Done { detail });
     }
     let src = ctx.registries.get(&src_loc.registry)?;
-    let read = a.source_digest.clone().unwrap_or_else(|| a.digest.clone());
     let upstream = src
         .get_manifest(&src_loc.repository, &read.to_string())
         .await?
@@ -151,7 +158,7 @@ async fn import(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
             what: format!("{}@{}", src_loc, read),
             message: "the source manifest is gone (MANIFEST_UNKNOWN)".into(),
         })?;
-    let top = match &a.platforms {
+    let top = match platforms {
         Some(platforms) => subset_index(&upstream, platforms)
             .map_err(|e| RegistryError::Content {
                 what: src_loc.to_string(),
@@ -246,10 +253,11 @@ async fn copy_referrers(
     Ok(n)
 }
 
-async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+/// Scan the quarantined image `a.target` of the declared image `key`.
+async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, RegistryError> {
     let reg = ctx.registries.get(&a.target.registry)?;
     let repo = &a.target.repository;
-    let image = a.image.clone().unwrap_or_default();
+    let image = key.to_string();
     // A current verdict, judged from its document (not its annotations): nothing to do —
     // unless the plan renews exactly this one (`--rescan`), or it failed only because a
     // scanner could not run (no verdict on the image).
@@ -258,7 +266,7 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
         &reg,
         repo,
         &a.digest,
-        &image_path(ctx, a),
+        &image_path(ctx, key),
         now(),
     )
     .await?
@@ -286,7 +294,7 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
             what: format!("{}/{}@{}", a.target.registry, repo, a.digest),
             message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
-    let path = image_path(ctx, a);
+    let path = image_path(ctx, key);
     let target = gate::Target {
         registry: &reg,
         repository: repo,
@@ -405,13 +413,14 @@ fn promote_binding(ctx: &Context<'_>, a: &Action, q: &Location, tag: &str) -> Bi
 /// Promote: content by digest, then the promotion record, then the tag — a crash at any point
 /// leaves no live tag, or a live tag with a record that binds it. The target holds when the
 /// tag points at the digest and a record binds it; a tag without one gets only the record.
-async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+async fn promote(
+    ctx: &Context<'_>,
+    a: &Action,
+    key: &str,
+    q: &Location,
+) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let dst = ctx.registries.get(&a.target.registry)?;
-    let q = a.source.as_ref().ok_or_else(|| RegistryError::Content {
-        what: a.id.clone(),
-        message: "promote without a source".into(),
-    })?;
     let src = ctx.registries.get(&q.registry)?;
     let want = promote_binding(ctx, a, q, tag);
     let tag_holds = already_holds(&dst, a, tag).await?;
@@ -427,7 +436,7 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         &src,
         &q.repository,
         &a.digest,
-        &image_path(ctx, a),
+        &image_path(ctx, key),
         now(),
     )
     .await?
@@ -541,7 +550,12 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
     })
 }
 
-async fn delete(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
+/// Delete the live tag `a.target`: a prune, or a demote of the declared image `image`.
+async fn delete(
+    ctx: &Context<'_>,
+    a: &Action,
+    image: Option<&str>,
+) -> Result<Status, RegistryError> {
     let tag = tag_of(a)?;
     let reg = ctx.registries.get(&a.target.registry)?;
     match reg
@@ -561,8 +575,8 @@ async fn delete(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
             ),
         }),
         Some(_) => {
-            if a.image.is_some() {
-                demote_allowed(ctx, a).await?;
+            if let Some(key) = image {
+                demote_allowed(ctx, a, key).await?;
             }
             // A saved plan may name a genuine referrers index (records, not an image): those
             // are never pruned, whatever the plan says.
@@ -583,10 +597,9 @@ async fn delete(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> 
     }
 }
 
-/// The image path of a declared image's action (scopes allow entries): from the
-/// configuration, else from the key.
-fn image_path(ctx: &Context<'_>, a: &Action) -> String {
-    let key = a.image.as_deref().unwrap_or_default();
+/// The image path of a declared image (scopes allow entries): from the configuration, else
+/// from its key.
+fn image_path(ctx: &Context<'_>, key: &str) -> String {
     ctx.desired
         .images
         .iter()
@@ -601,8 +614,8 @@ fn image_path(ctx: &Context<'_>, a: &Action) -> String {
 
 /// A demote (`on_fail = "demote"`) deletes a declared live tag only when the current verdict
 /// document for that digest fails: a plan file's word is not enough to take an image out.
-async fn demote_allowed(ctx: &Context<'_>, a: &Action) -> Result<(), RegistryError> {
-    let path = image_path(ctx, a);
+async fn demote_allowed(ctx: &Context<'_>, a: &Action, key: &str) -> Result<(), RegistryError> {
+    let path = image_path(ctx, key);
     let q = ctx.registries.get(&ctx.desired.quarantine.registry)?;
     let repo = ctx.desired.quarantine.repository(&path);
     match verdict_gate::judge(ctx.desired, &q, &repo, &a.digest, &path, now()).await? {

@@ -16,6 +16,9 @@
 //!   delete step checks when it runs and then refuses); with `on_fail = "demote"`, a declared image's own
 //!   live tag (and then nothing else is promoted or scanned for it).
 //!
+//! The shape of each action (which fields its kind carries) is already guaranteed by the type,
+//! [`super::Op`]: a plan file's actions are converted strictly (`plan::view`) before this runs.
+//!
 //! Preconditions must be exactly the locations the planner records for that kind, and every
 //! location must have one observed digest across the plan. The live catalog (`live_before`
 //! → `live_after`) must be what the actions do, and a blocked entry must name a declared
@@ -26,9 +29,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{Action, ActionKind, CatalogEntry, Location, Plan};
+use super::{Action, ActionKind, CatalogEntry, Location, Op, Plan};
 use crate::config::{DesiredState, ImageSpec, OnFail};
-use crate::model::Digest;
+use crate::model::{Digest, Platform};
 
 /// One thing wrong with a saved plan.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,12 +140,6 @@ fn show(d: &Option<Digest>) -> String {
         .unwrap_or_else(|| "(absent)".into())
 }
 
-fn show_loc(l: &Option<Location>) -> String {
-    l.as_ref()
-        .map(|l| l.to_string())
-        .unwrap_or_else(|| "(none)".into())
-}
-
 /// Collects problems for one action.
 struct Checker<'a> {
     action: &'a Action,
@@ -176,7 +173,7 @@ impl Checker<'_> {
             self.fail(format!(
                 "its preconditions are on [{}], but a {} of this image re-checks exactly [{}]",
                 list(&got),
-                a.kind,
+                a.kind(),
                 list(want)
             ));
             return None;
@@ -207,20 +204,6 @@ impl Checker<'_> {
             ));
         }
     }
-
-    fn no_extras(&mut self, source: bool) {
-        let a = self.action;
-        if !source && (a.source.is_some() || a.source_digest.is_some()) {
-            self.fail(format!(
-                "a {} has no source, but this one reads {}",
-                a.kind,
-                show_loc(&a.source)
-            ));
-        }
-        if a.platforms.is_some() && a.kind != ActionKind::Import {
-            self.fail(format!("a {} selects no platforms", a.kind));
-        }
-    }
 }
 
 /// Check every action of `plan` against what `desired` could produce. Empty: admissible.
@@ -240,32 +223,45 @@ pub fn check(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
             action: a,
             problems: Vec::new(),
         };
-        match a.kind {
-            ActionKind::Delete => check_delete(desired, &declared_live, &by_id, &mut c),
-            kind => match a.image.as_deref().and_then(|k| specs.get(k).map(|s| (k, *s))) {
-                None => c.fail(format!(
-                    "{} an image that airlock.toml does not declare ({}); a plan may only act on declared images (if the configuration changed since the plan was made, run `airlock plan` again)",
-                    match kind {
-                        ActionKind::Import => "imports",
-                        ActionKind::Scan => "scans",
-                        _ => "promotes",
-                    },
-                    a.image.as_deref().unwrap_or("no image named")
-                )),
-                Some((key, spec)) => {
-                    let want_id = format!("{kind}:{key}");
-                    if a.id != want_id {
-                        c.fail(format!("a {kind} of {key} has the id `{want_id}`"));
-                    }
-                    let l = Locations::of(desired, spec);
-                    let import = by_id.get(format!("import:{key}").as_str()).copied();
-                    match kind {
-                        ActionKind::Import => check_import(spec, &l, &mut c),
-                        ActionKind::Scan => check_scan(&l, import, &mut c),
-                        _ => check_promote(key, &l, import, &by_id, &mut c),
-                    }
+        let key = match &a.op {
+            Op::Delete { image } => {
+                check_delete(desired, &declared_live, &by_id, image.as_deref(), &mut c);
+                problems.extend(c.problems);
+                continue;
+            }
+            Op::Import { image, .. } | Op::Scan { image, .. } | Op::Promote { image, .. } => image,
+        };
+        let kind = a.kind();
+        match specs.get(key.as_str()) {
+            None => c.fail(format!(
+                "{} an image that airlock.toml does not declare ({key}); a plan may only act on declared images (if the configuration changed since the plan was made, run `airlock plan` again)",
+                match kind {
+                    ActionKind::Import => "imports",
+                    ActionKind::Scan => "scans",
+                    _ => "promotes",
+                },
+            )),
+            Some(spec) => {
+                let want_id = format!("{kind}:{key}");
+                if a.id != want_id {
+                    c.fail(format!("a {kind} of {key} has the id `{want_id}`"));
                 }
-            },
+                let l = Locations::of(desired, spec);
+                let import = by_id.get(format!("import:{key}").as_str()).copied();
+                match &a.op {
+                    Op::Import {
+                        source,
+                        source_digest,
+                        platforms,
+                        ..
+                    } => check_import(spec, &l, source, source_digest, platforms, &mut c),
+                    Op::Scan { .. } => check_scan(&l, import, &mut c),
+                    Op::Promote { source, .. } => {
+                        check_promote(key, &l, source, import, &by_id, &mut c)
+                    }
+                    Op::Delete { .. } => {} // checked above
+                }
+            }
         }
         problems.extend(c.problems);
     }
@@ -300,13 +296,19 @@ pub fn check(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
     problems
 }
 
-fn check_import(spec: &ImageSpec, l: &Locations, c: &mut Checker<'_>) {
+fn check_import(
+    spec: &ImageSpec,
+    l: &Locations,
+    source: &Location,
+    read: &Digest,
+    platforms: &Option<Vec<Platform>>,
+    c: &mut Checker<'_>,
+) {
     let a = c.action;
     let key = spec.key();
-    if a.source.as_ref() != Some(&l.import_source) {
+    if source != &l.import_source {
         c.fail(format!(
-            "it reads from {}, but {key} is declared from {}",
-            show_loc(&a.source),
+            "it reads from {source}, but {key} is declared from {}",
             l.import_source
         ));
     }
@@ -316,8 +318,8 @@ fn check_import(spec: &ImageSpec, l: &Locations, c: &mut Checker<'_>) {
             a.target, l.quarantine
         ));
     }
-    if a.platforms != spec.platforms {
-        let list = |p: &Option<Vec<crate::model::Platform>>| match p {
+    if platforms != &spec.platforms {
+        let list = |p: &Option<Vec<Platform>>| match p {
             None => "all platforms".to_string(),
             Some(v) => v
                 .iter()
@@ -327,20 +329,16 @@ fn check_import(spec: &ImageSpec, l: &Locations, c: &mut Checker<'_>) {
         };
         c.fail(format!(
             "it keeps {}, but {key} declares {}",
-            list(&a.platforms),
+            list(platforms),
             list(&spec.platforms)
         ));
     }
-    let Some(read) = &a.source_digest else {
-        c.fail("an import names the source digest it reads");
-        return;
-    };
     if let Some(pin) = &spec.pin
         && read != pin
     {
         c.fail(format!("it reads {read}, but {key} is pinned to {pin}"));
     }
-    if a.platforms.is_none() && &a.digest != read {
+    if platforms.is_none() && &a.digest != read {
         c.fail(format!(
             "it would tag {} but reads {read}: without a platform subset an import copies the source as it is",
             a.digest
@@ -377,7 +375,7 @@ fn check_replaces(c: &mut Checker<'_>, seen: &Option<Digest>) {
 
 /// A promote of the digest the live tag already holds: only its promotion record is written.
 fn is_record_repair(a: &Action, seen: &Option<Digest>) -> bool {
-    a.kind == ActionKind::Promote && a.replaces.is_none() && seen.as_ref() == Some(&a.digest)
+    a.kind() == ActionKind::Promote && a.replaces.is_none() && seen.as_ref() == Some(&a.digest)
 }
 
 /// What the action's precondition says its target held when planned.
@@ -390,7 +388,6 @@ fn target_precondition(a: &Action) -> Option<Digest> {
 
 fn check_scan(l: &Locations, import: Option<&Action>, c: &mut Checker<'_>) {
     let a = c.action;
-    c.no_extras(false);
     // `replaces` on a scan names the verdict a `--rescan` renews: scanning is always safe (it
     // only adds a verdict), so any value is admissible.
     if a.target != l.quarantine {
@@ -428,26 +425,19 @@ fn check_scan(l: &Locations, import: Option<&Action>, c: &mut Checker<'_>) {
 fn check_promote(
     key: &str,
     l: &Locations,
+    source: &Location,
     import: Option<&Action>,
     by_id: &BTreeMap<&str, &Action>,
     c: &mut Checker<'_>,
 ) {
     let a = c.action;
-    if a.source.as_ref() != Some(&l.quarantine) {
+    // What it reads is what it tags: `Op::Promote` has no other digest to read.
+    if source != &l.quarantine {
         c.fail(format!(
-            "it promotes from {}, but {key} is promoted only from its own quarantine tag {}",
-            show_loc(&a.source),
+            "it promotes from {source}, but {key} is promoted only from its own quarantine tag {}",
             l.quarantine
         ));
     }
-    if a.source_digest.as_ref() != Some(&a.digest) {
-        c.fail(format!(
-            "it reads {} but would tag {}: a promotion copies one digest",
-            show(&a.source_digest),
-            a.digest
-        ));
-    }
-    c.no_extras(true);
     if a.target != l.live {
         c.fail(format!(
             "it writes to {}, but {key} is promoted only to its live tag {}",
@@ -490,10 +480,10 @@ fn check_delete(
     desired: &DesiredState,
     declared_live: &BTreeMap<(String, String), &ImageSpec>,
     by_id: &BTreeMap<&str, &Action>,
+    image: Option<&str>,
     c: &mut Checker<'_>,
 ) {
     let a = c.action;
-    c.no_extras(false);
     if a.replaces.is_some() {
         c.fail("a delete replaces nothing");
     }
@@ -528,7 +518,7 @@ fn check_delete(
     let declared = declared_live
         .get(&(a.target.repository.clone(), tag.clone()))
         .copied();
-    match (&a.image, declared) {
+    match (image, declared) {
         (None, Some(spec)) => c.fail(format!(
             "it deletes {}, the declared live tag of {}; prune deletes only undeclared tags",
             a.target,
@@ -543,7 +533,7 @@ fn check_delete(
             }
         }
         (Some(image), declared) => {
-            if declared.map(|s| s.key()).as_deref() != Some(image.as_str()) {
+            if declared.map(|s| s.key()).as_deref() != Some(image) {
                 c.fail(format!(
                     "it demotes {image}, but {} is not that declared image's live tag",
                     a.target
@@ -617,7 +607,7 @@ fn check_catalog(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
     }
     let before = state.clone();
     for a in plan.actions() {
-        let (ActionKind::Promote | ActionKind::Delete) = a.kind else {
+        let (ActionKind::Promote | ActionKind::Delete) = a.kind() else {
             continue;
         };
         if a.target.registry != desired.live.registry {
@@ -628,7 +618,7 @@ fn check_catalog(desired: &DesiredState, plan: &Plan) -> Vec<Inadmissible> {
         };
         let k = (a.target.repository.clone(), tag);
         let was = before.get(&k).cloned();
-        let (expected_before, after) = match a.kind {
+        let (expected_before, after) = match a.kind() {
             ActionKind::Promote if is_record_repair(a, &target_precondition(a)) => {
                 (Some(a.digest.clone()), Some(a.digest.clone()))
             }

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use time::OffsetDateTime;
 
 use super::{
-    Action, ActionKind, Blocked, CatalogEntry, Location, Plan, PlanError, PlanParts, Precondition,
+    Action, Blocked, CatalogEntry, Location, Op, Plan, PlanError, PlanParts, Precondition,
 };
 use crate::config::{DesiredState, Endpoint, ImageSpec, OnFail};
 use crate::gate::SCANNER_FAILED;
@@ -175,10 +175,6 @@ pub fn plan_with(
             if desired.prune {
                 parts.actions.push(Action {
                     id: format!("delete:{}:{}", t.repository, t.tag),
-                    kind: ActionKind::Delete,
-                    image: None,
-                    source: None,
-                    source_digest: None,
                     target: Location {
                         registry: desired.live.registry.clone(),
                         repository: t.repository.clone(),
@@ -186,9 +182,6 @@ pub fn plan_with(
                     },
                     digest: t.digest.clone(),
                     replaces: None,
-                    platforms: None,
-                    size: None,
-                    platform_count: None,
                     preconditions: vec![Precondition {
                         location: Location {
                             registry: desired.live.registry.clone(),
@@ -199,6 +192,7 @@ pub fn plan_with(
                     }],
                     depends_on: vec![],
                     reason: "not declared in the configuration (prune = true)".into(),
+                    op: Op::Delete { image: None },
                 });
             } else {
                 after.push(entry);
@@ -262,22 +256,23 @@ fn plan_image(
         let id = format!("import:{key}");
         parts.actions.push(Action {
             id: id.clone(),
-            kind: ActionKind::Import,
-            image: Some(key.clone()),
-            source: Some(Location {
-                tag: if pinned { None } else { ip.source.tag.clone() },
-                ..ip.source.clone()
-            }),
-            source_digest: Some(obs.source.upstream_digest.clone()),
             target: ip.quarantine.clone(),
             digest: s.clone(),
             replaces: obs.quarantine.clone(),
-            platforms: ip.spec.platforms.clone(),
-            size: obs.source.size,
-            platform_count: obs.source.platforms,
             preconditions,
             depends_on: vec![],
             reason,
+            op: Op::Import {
+                image: key.clone(),
+                source: Location {
+                    tag: if pinned { None } else { ip.source.tag.clone() },
+                    ..ip.source.clone()
+                },
+                source_digest: obs.source.upstream_digest.clone(),
+                platforms: ip.spec.platforms.clone(),
+                size: obs.source.size,
+                platform_count: obs.source.platforms,
+            },
         });
         import_id = Some(id);
     }
@@ -303,22 +298,20 @@ fn plan_image(
         let id = format!("scan:{key}");
         parts.actions.push(Action {
             id: id.clone(),
-            kind: ActionKind::Scan,
-            image: Some(key.clone()),
-            source: None,
-            source_digest: None,
             target: ip.quarantine.clone(),
             digest: s.clone(),
             replaces: renews,
-            platforms: None,
-            size: obs.source.size,
-            platform_count: obs.source.platforms,
             preconditions: vec![Precondition {
                 location: ip.quarantine.clone(),
                 digest: obs.quarantine.clone(),
             }],
             depends_on: import_id.iter().cloned().collect(),
             reason,
+            op: Op::Scan {
+                image: key.clone(),
+                size: obs.source.size,
+                platform_count: obs.source.platforms,
+            },
         });
         scan_id = Some(id);
     }
@@ -355,22 +348,18 @@ fn plan_image(
             if desired.gate.on_fail == OnFail::Demote {
                 parts.actions.push(Action {
                     id: format!("delete:{}:{}", ip.live.repository, ip.spec.tag),
-                    kind: ActionKind::Delete,
-                    image: Some(key.clone()),
-                    source: None,
-                    source_digest: None,
                     target: ip.live.clone(),
                     digest: s.clone(),
                     replaces: None,
-                    platforms: None,
-                    size: None,
-                    platform_count: None,
                     preconditions: vec![Precondition {
                         location: ip.live.clone(),
                         digest: Some(s.clone()),
                     }],
                     depends_on: vec![],
                     reason: "demoted: the renewed verdict fails".into(),
+                    op: Op::Delete {
+                        image: Some(key.clone()),
+                    },
                 });
                 return None;
             }
@@ -430,16 +419,9 @@ fn plan_image(
     depends_on.extend(scan_id);
     parts.actions.push(Action {
         id: format!("promote:{key}"),
-        kind: ActionKind::Promote,
-        image: Some(key.clone()),
-        source: Some(ip.quarantine.clone()),
-        source_digest: Some(s.clone()),
         target: ip.live.clone(),
         digest: s.clone(),
         replaces,
-        platforms: None,
-        size: obs.source.size,
-        platform_count: obs.source.platforms,
         preconditions: vec![
             Precondition {
                 location: ip.live.clone(),
@@ -452,6 +434,12 @@ fn plan_image(
         ],
         depends_on,
         reason,
+        op: Op::Promote {
+            image: key.clone(),
+            source: ip.quarantine.clone(),
+            size: obs.source.size,
+            platform_count: obs.source.platforms,
+        },
     });
     Some(s.clone())
 }

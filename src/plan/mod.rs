@@ -4,6 +4,7 @@
 
 pub mod admissible;
 pub mod diff;
+pub mod view;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -74,41 +75,104 @@ pub struct Precondition {
     pub digest: Option<Digest>,
 }
 
-/// A plan file is untrusted input: unknown fields are errors, not silently dropped.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One step of the plan. What every kind has is here; what only some kinds have is in
+/// [`Op`], so an action cannot carry a field its kind does not use (a scan with a source, a
+/// delete with platforms). The plan file holds [`view::ActionView`], converted strictly.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Action {
     /// Stable id: `<kind>:<image key>` (delete: `delete:<repository>:<tag>`).
     pub id: String,
-    pub kind: ActionKind,
-    /// The image key (`path:tag`) this action serves; None for pruning undeclared tags.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub image: Option<String>,
-    /// Where the content is read from (import: upstream; promote: quarantine).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub source: Option<Location>,
-    /// Digest to read at the source (import of a platform subset reads the whole index).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub source_digest: Option<Digest>,
     /// Where the action writes (scan: the quarantined image it scans).
     pub target: Location,
     /// The content digest the target will hold (delete: the digest removed).
     pub digest: Digest,
     /// The digest a replaced tag pointed to; for a scan, the current verdict it renews
     /// (`--rescan`), which apply then renews even though it is current.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub replaces: Option<Digest>,
-    /// Import only: the platform subset to keep.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub platforms: Option<Vec<Platform>>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub size: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub platform_count: Option<usize>,
     pub preconditions: Vec<Precondition>,
     pub depends_on: Vec<String>,
     /// Display only.
     pub reason: String,
+    /// What the action does, with what only that kind needs.
+    pub op: Op,
+}
+
+/// What an action does. `image` is the image key (`path:tag`) the action serves; `size`
+/// and `platform_count` describe the content (display and progress only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Copy the source content into quarantine and tag it.
+    Import {
+        image: String,
+        /// The upstream repository, with the tag (None when pinned: read by digest only).
+        source: Location,
+        /// Digest read at the source (an import of a platform subset reads the whole index,
+        /// then tags the rebuilt subset, `Action::digest`).
+        source_digest: Digest,
+        /// The platform subset to keep (None: the content as it is).
+        platforms: Option<Vec<Platform>>,
+        size: Option<u64>,
+        platform_count: Option<usize>,
+    },
+    /// Run the gate on the quarantined digest (`Action::target`) and record a verdict.
+    Scan {
+        image: String,
+        size: Option<u64>,
+        platform_count: Option<usize>,
+    },
+    /// Copy (mount) the quarantined digest from `source` into live and tag it, with a
+    /// promotion record. A promotion reads exactly the digest it tags (`Action::digest`).
+    Promote {
+        image: String,
+        /// The image's quarantine tag.
+        source: Location,
+        size: Option<u64>,
+        platform_count: Option<usize>,
+    },
+    /// Delete a live tag's manifest: a prune (`image` None: a tag no image declares) or a
+    /// demote (`image`: the declared image whose renewed verdict fails).
+    Delete { image: Option<String> },
+}
+
+impl Op {
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Op::Import { .. } => ActionKind::Import,
+            Op::Scan { .. } => ActionKind::Scan,
+            Op::Promote { .. } => ActionKind::Promote,
+            Op::Delete { .. } => ActionKind::Delete,
+        }
+    }
+}
+
+impl Action {
+    pub fn kind(&self) -> ActionKind {
+        self.op.kind()
+    }
+
+    /// The image key this action serves; None for pruning undeclared tags.
+    pub fn image(&self) -> Option<&str> {
+        match &self.op {
+            Op::Import { image, .. } | Op::Scan { image, .. } | Op::Promote { image, .. } => {
+                Some(image)
+            }
+            Op::Delete { image } => image.as_deref(),
+        }
+    }
+
+    /// Where the content is read from and the digest read there (import: upstream;
+    /// promote: quarantine, the digest it tags); None for scan and delete.
+    pub fn source(&self) -> Option<(&Location, &Digest)> {
+        match &self.op {
+            Op::Import {
+                source,
+                source_digest,
+                ..
+            } => Some((source, source_digest)),
+            Op::Promote { source, .. } => Some((source, &self.digest)),
+            Op::Scan { .. } | Op::Delete { .. } => None,
+        }
+    }
 }
 
 /// An image the gate keeps out of live.
@@ -216,7 +280,7 @@ impl Plan {
             mut live_after,
             partial,
         } = parts;
-        actions.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+        actions.sort_by(|a, b| (a.kind(), &a.id).cmp(&(b.kind(), &b.id)));
         let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, a) in actions.iter().enumerate() {
             if ids.insert(&a.id, i).is_some() {
@@ -250,9 +314,9 @@ impl Plan {
         }
         let mut idx: Vec<usize> = (0..actions.len()).collect();
         idx.sort_by(|&a, &b| {
-            (depth[a], actions[a].kind, &actions[a].id).cmp(&(
+            (depth[a], actions[a].kind(), &actions[a].id).cmp(&(
                 depth[b],
-                actions[b].kind,
+                actions[b].kind(),
                 &actions[b].id,
             ))
         });
@@ -340,14 +404,16 @@ impl Plan {
         };
         let mut replaced: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for a in &self.actions {
-            match a.kind {
+            match a.kind() {
                 ActionKind::Import => s.import += 1,
                 ActionKind::Scan => s.scan += 1,
                 ActionKind::Promote => s.promote += 1,
                 ActionKind::Delete => s.delete += 1,
             }
-            if a.replaces.is_some() && matches!(a.kind, ActionKind::Import | ActionKind::Promote) {
-                replaced.insert(a.image.as_deref().unwrap_or(&a.id));
+            if a.replaces.is_some()
+                && let Op::Import { image, .. } | Op::Promote { image, .. } = &a.op
+            {
+                replaced.insert(image.as_str());
             }
         }
         s.replace = replaced.len();
@@ -366,9 +432,13 @@ impl Plan {
         v
     }
 
-    /// sha256 of the canonical JSON of the actions: names the plan in promotion records.
+    /// sha256 of the canonical JSON of the actions as the plan file writes them
+    /// ([`view::ActionView`], not the internal [`Action`], so a rename inside airlock cannot
+    /// change it): names the plan in promotion records.
     pub fn hash(&self) -> Digest {
-        Digest::of(&serde_json::to_vec(&self.actions).expect("actions serialise"))
+        let views: Vec<view::ActionView> =
+            self.actions.iter().map(view::ActionView::from).collect();
+        Digest::of(&serde_json::to_vec(&views).expect("actions serialise"))
     }
 
     /// Split back into parts (for serialisation through the plan view).

@@ -5,10 +5,10 @@
 use std::io;
 
 use super::{
-    Group, HumanOptions, PARTIAL_NOTE, PlanView, catalog_diff, groups, size_and_platforms,
-    summary_line, symbol,
+    ActionView, Group, HumanOptions, PARTIAL_NOTE, PlanView, catalog_diff, groups,
+    size_and_platforms, summary_line, symbol,
 };
-use crate::plan::{Action, ActionKind, Blocked};
+use crate::plan::{ActionKind, Blocked};
 
 const KIND_WIDTH: usize = 7; // "promote", "blocked"
 
@@ -57,7 +57,7 @@ struct Row {
     extra: Vec<String>,
 }
 
-fn action_row(a: &Action) -> Row {
+fn action_row(a: &ActionView) -> Row {
     let what = match (&a.kind, &a.source) {
         (ActionKind::Import | ActionKind::Promote, Some(src)) => format!("{src} → {}", a.target),
         _ => a.target.to_string(),

@@ -6,10 +6,11 @@
 use std::io;
 
 use super::{
-    Group, PARTIAL_NOTE, PlanView, catalog_diff, groups, size_and_platforms, summary_line,
+    ActionView, Group, PARTIAL_NOTE, PlanView, catalog_diff, groups, size_and_platforms,
+    summary_line,
 };
 use crate::observed::FindingSummary;
-use crate::plan::{Action, ActionKind, Blocked};
+use crate::plan::{ActionKind, Blocked};
 
 /// Free text. Backtick spans are kept as code (their content verbatim); everywhere else
 /// each character markdown could read as syntax is backslash-escaped. `in_table` also
@@ -163,7 +164,7 @@ fn blocked_item(b: &Blocked) -> String {
 fn image_row(g: &Group<'_>) -> String {
     let acts = &g.actions;
     // A scan's `replaces` is the verdict it renews, not content.
-    let replaced = |a: &&&Action| a.replaces.is_some() && a.kind != ActionKind::Scan;
+    let replaced = |a: &&&ActionView| a.replaces.is_some() && a.kind != ActionKind::Scan;
     let symbol = if acts.iter().any(|a| replaced(&a)) {
         '~'
     } else if acts.iter().all(|a| a.kind == ActionKind::Delete) {

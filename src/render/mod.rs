@@ -24,6 +24,7 @@ use similar::TextDiff;
 
 use crate::model::Digest;
 use crate::observed::LiveTag;
+pub use crate::plan::view::{ActionView, ActionViewError};
 use crate::plan::{Action, Blocked, CatalogEntry, Plan, PlanError, PlanParts, Summary};
 
 /// Version of the plan file format. Bump it when a change would make an older airlock
@@ -49,8 +50,9 @@ pub struct PlanView {
     /// Counts of the actions (derived; recomputed when the file is read back).
     pub summary: Summary,
     /// Every action, in a deterministic topological order, with its dependencies and
-    /// the preconditions apply re-checks first.
-    pub actions: Vec<Action>,
+    /// the preconditions apply re-checks first. The plan file's own form of an action
+    /// ([`ActionView`]), converted strictly when read back.
+    pub actions: Vec<ActionView>,
     pub blocked: Vec<Blocked>,
     pub unmanaged: Vec<LiveTag>,
     pub warnings: Vec<String>,
@@ -78,6 +80,9 @@ pub enum ViewError {
     Unsupported { found: u64, supported: u32 },
     #[error("the plan file's actions are inconsistent: {0}")]
     Invalid(#[from] PlanError),
+    /// An action with a field its kind may not carry, or without one it needs.
+    #[error("the plan file holds a malformed action: {0}")]
+    Malformed(#[from] ActionViewError),
     /// The hash is unkeyed (anyone can recompute it): it only catches accidents, and the
     /// expected value is never printed. What makes a plan safe is `plan::admissible`.
     #[error(
@@ -106,7 +111,7 @@ impl PlanView {
             plan_hash: plan.hash(),
             partial,
             summary: plan.summary(),
-            actions,
+            actions: actions.iter().map(ActionView::from).collect(),
             blocked,
             unmanaged,
             warnings,
@@ -121,9 +126,14 @@ impl PlanView {
     pub fn into_plan(self) -> Result<Plan, ViewError> {
         check_version(u64::from(self.format_version), &self.airlock_version)?;
         let recorded = self.plan_hash;
+        let actions = self
+            .actions
+            .into_iter()
+            .map(Action::try_from)
+            .collect::<Result<Vec<Action>, ActionViewError>>()?;
         let plan = Plan::new(
             PlanParts {
-                actions: self.actions,
+                actions,
                 blocked: self.blocked,
                 unmanaged: self.unmanaged,
                 warnings: self.warnings,
@@ -296,7 +306,7 @@ fn catalog_diff(view: &PlanView) -> Option<String> {
 }
 
 /// The symbol of an action: `+` create, `~` replace, `-` delete.
-fn symbol(action: &Action) -> char {
+fn symbol(action: &ActionView) -> char {
     use crate::plan::ActionKind;
     match action.kind {
         ActionKind::Delete => '-',
@@ -306,7 +316,7 @@ fn symbol(action: &Action) -> char {
 }
 
 /// `1.2 MiB, 2 platforms (linux/amd64, linux/arm64)`; empty when nothing is known.
-fn size_and_platforms(action: &Action) -> String {
+fn size_and_platforms(action: &ActionView) -> String {
     let mut parts = Vec::new();
     if let Some(size) = action.size {
         parts.push(crate::model::size::format_size(size));
@@ -332,7 +342,7 @@ fn size_and_platforms(action: &Action) -> String {
 struct Group<'a> {
     /// None: live tags no image declares (prune).
     image: Option<&'a str>,
-    actions: Vec<&'a Action>,
+    actions: Vec<&'a ActionView>,
     blocked: Vec<&'a Blocked>,
 }
 

@@ -3,7 +3,7 @@
 use super::*;
 use crate::model::{Platform, Severity};
 use crate::observed::FindingSummary;
-use crate::plan::{ActionKind, Location, Precondition};
+use crate::plan::{Location, Op, Precondition};
 
 fn dg(seed: &str) -> Digest {
     Digest::of(seed.as_bytes())
@@ -46,16 +46,9 @@ fn chain(c: Chain<'_>) -> Vec<Action> {
     let l = loc("acr", &format!("live/{}", c.path), c.tag);
     let import = Action {
         id: format!("import:{key}"),
-        kind: ActionKind::Import,
-        image: Some(key.clone()),
-        source: Some(loc(c.host, c.path, c.tag)),
-        source_digest: Some(c.digest.clone()),
         target: q.clone(),
         digest: c.digest.clone(),
         replaces: c.replaces.0.clone(),
-        platforms: None,
-        size: c.size,
-        platform_count: c.platform_count,
         preconditions: vec![Precondition {
             location: q.clone(),
             digest: c.replaces.0.clone(),
@@ -65,35 +58,34 @@ fn chain(c: Chain<'_>) -> Vec<Action> {
             Some(_) => "quarantine tag points elsewhere".to_string(),
             None => "not in quarantine".to_string(),
         },
+        op: Op::Import {
+            image: key.clone(),
+            source: loc(c.host, c.path, c.tag),
+            source_digest: c.digest.clone(),
+            platforms: None,
+            size: c.size,
+            platform_count: c.platform_count,
+        },
     };
     let scan = Action {
         id: format!("scan:{key}"),
-        kind: ActionKind::Scan,
-        image: Some(key.clone()),
-        source: None,
-        source_digest: None,
         target: q.clone(),
         digest: c.digest.clone(),
         replaces: None,
-        platforms: None,
-        size: None,
-        platform_count: None,
         preconditions: vec![],
         depends_on: vec![import.id.clone()],
         reason: "no verdict".to_string(),
+        op: Op::Scan {
+            image: key.clone(),
+            size: None,
+            platform_count: None,
+        },
     };
     let promote = Action {
         id: format!("promote:{key}"),
-        kind: ActionKind::Promote,
-        image: Some(key.clone()),
-        source: Some(q.clone()),
-        source_digest: Some(c.digest.clone()),
         target: l.clone(),
         digest: c.digest.clone(),
         replaces: c.replaces.1.clone(),
-        platforms: None,
-        size: c.size,
-        platform_count: c.platform_count,
         preconditions: vec![Precondition {
             location: l,
             digest: c.replaces.1.clone(),
@@ -102,6 +94,12 @@ fn chain(c: Chain<'_>) -> Vec<Action> {
         reason: match c.replaces.1 {
             Some(_) => "live tag points elsewhere".to_string(),
             None => "not in live".to_string(),
+        },
+        op: Op::Promote {
+            image: key.clone(),
+            source: q.clone(),
+            size: c.size,
+            platform_count: c.platform_count,
         },
     };
     vec![import, scan, promote]
@@ -159,22 +157,16 @@ fn replace_prune_blocked() -> Plan {
     let old = loc("acr", "live/old/thing", "1");
     actions.push(Action {
         id: "delete:live/old/thing:1".to_string(),
-        kind: ActionKind::Delete,
-        image: None,
-        source: None,
-        source_digest: None,
         target: old.clone(),
         digest: dg("old-thing-1"),
         replaces: None,
-        platforms: None,
-        size: None,
-        platform_count: None,
         preconditions: vec![Precondition {
             location: old,
             digest: Some(dg("old-thing-1")),
         }],
         depends_on: vec![],
         reason: "pruned: not declared".to_string(),
+        op: Op::Delete { image: None },
     });
     let blocked = Blocked {
         image: "library/busybox:1.33.0".to_string(),
@@ -273,19 +265,17 @@ fn renewal_subset_warnings() -> Plan {
     let alpine = loc("acr", "quarantine/library/alpine", "3.19");
     let renew = Action {
         id: "scan:library/alpine:3.19".to_string(),
-        kind: ActionKind::Scan,
-        image: Some("library/alpine:3.19".to_string()),
-        source: None,
-        source_digest: None,
         target: alpine,
         digest: dg("alpine-3.19"),
         replaces: None,
-        platforms: None,
-        size: None,
-        platform_count: None,
         preconditions: vec![],
         depends_on: vec![],
         reason: "verdict older than 7d".to_string(),
+        op: Op::Scan {
+            image: "library/alpine:3.19".to_string(),
+            size: None,
+            platform_count: None,
+        },
     };
     let mut actions = chain(Chain {
         host: "docker.io",
@@ -296,8 +286,16 @@ fn renewal_subset_warnings() -> Plan {
         platform_count: Some(2),
         replaces: (None, None),
     });
-    actions[0].source_digest = Some(dg("redis-7.2-index"));
-    actions[0].platforms = Some(vec![
+    let Op::Import {
+        source_digest,
+        platforms,
+        ..
+    } = &mut actions[0].op
+    else {
+        unreachable!("a chain starts with its import")
+    };
+    *source_digest = dg("redis-7.2-index");
+    *platforms = Some(vec![
         Platform::new("linux", "amd64", None),
         Platform::new("linux", "arm64", Some("v8")),
     ]);
@@ -488,8 +486,7 @@ fn edited_plan_file_is_refused() {
     assert!(err.to_string().contains("modified"), "{err}");
     // The hash is unkeyed: the message must not hand out the value that would be accepted.
     let expected = {
-        let actions: Vec<crate::plan::Action> =
-            serde_json::from_value(v["actions"].clone()).unwrap();
+        let actions: Vec<ActionView> = serde_json::from_value(v["actions"].clone()).unwrap();
         crate::model::Digest::of(&serde_json::to_vec(&actions).unwrap())
     };
     let hex = expected.to_string();
@@ -740,22 +737,18 @@ fn markdown_blocked_image_rows_come_first() {
     let l = loc("acr", "live/zzz/last", "1");
     parts.actions.push(Action {
         id: "delete:live/zzz/last:1".to_string(),
-        kind: ActionKind::Delete,
-        image: Some("zzz/last:1".to_string()),
-        source: None,
-        source_digest: None,
         target: l.clone(),
         digest: dg("zzz"),
         replaces: None,
-        platforms: None,
-        size: None,
-        platform_count: None,
         preconditions: vec![Precondition {
             location: l.clone(),
             digest: Some(dg("zzz")),
         }],
         depends_on: vec![],
         reason: "demoted: the renewed verdict fails".to_string(),
+        op: Op::Delete {
+            image: Some("zzz/last:1".to_string()),
+        },
     });
     parts.blocked.push(Blocked {
         image: "zzz/last:1".to_string(),
@@ -839,5 +832,122 @@ fn a_partial_plan_says_so_in_every_format_and_keeps_it_in_the_file() {
     for format in Format::ALL {
         let text = rendered(&fresh_import(), format, false);
         assert!(!text.to_lowercase().contains("partial"), "{format}");
+    }
+}
+
+/// The plan hash is of the plan file's action view: these are the hashes the snapshots of
+/// the same fixtures show. A change here changes every saved plan's hash (and what
+/// promotion records name): it needs a `FORMAT_VERSION` bump, never an accident.
+#[test]
+fn plan_hashes_are_pinned() {
+    let pinned = [
+        (
+            "fresh_import",
+            "sha256:3fb764a14e97f6ca45b8f1cb7b56a1a575c63cbb1114a010ab80cdfedb156846",
+        ),
+        (
+            "replace_prune_blocked",
+            "sha256:1ce63031a25881e8e39b845a1c8ba2fb6dbd65164368f90b790646ec98f8e88c",
+        ),
+        (
+            "empty_with_unmanaged",
+            "sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945",
+        ),
+        (
+            "renewal_subset_warnings",
+            "sha256:890c7b985d1564824f118871b78d2f1d8a6808a18f3543bc94cbe7270a497ab1",
+        ),
+    ];
+    let plans: std::collections::BTreeMap<&str, Plan> = fixtures().into_iter().collect();
+    for (name, hash) in pinned {
+        let plan = &plans[name];
+        assert_eq!(plan.hash().to_string(), hash, "{name}");
+        // It is the hash of the canonical JSON of the views, exactly as the file holds them.
+        let view = PlanView::from_plan(plan);
+        assert_eq!(
+            Digest::of(&serde_json::to_vec(&view.actions).unwrap()),
+            plan.hash(),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        FORMAT_VERSION, 1,
+        "a new format version: update the pinned hashes"
+    );
+}
+
+/// An action whose fields do not fit its kind is refused by name, whatever its hash says.
+#[test]
+fn plan_files_with_malformed_actions_are_refused_naming_the_action() {
+    let index = |v: &serde_json::Value, kind: &str| {
+        v["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|a| a["kind"] == kind)
+            .unwrap()
+    };
+    let edits: [(&str, &str, serde_json::Value, &str); 5] = [
+        (
+            "scan",
+            "platforms",
+            serde_json::json!(["linux/amd64"]),
+            "a scan has no `platforms`",
+        ),
+        (
+            "scan",
+            "source_digest",
+            serde_json::json!(dg("x").to_string()),
+            "a scan has no `source_digest`",
+        ),
+        (
+            "promote",
+            "source_digest",
+            serde_json::json!(dg("x").to_string()),
+            "a promote copies one digest",
+        ),
+        (
+            "import",
+            "source",
+            serde_json::Value::Null,
+            "an import needs `source`",
+        ),
+        (
+            "import",
+            "image",
+            serde_json::Value::Null,
+            "an import needs `image`",
+        ),
+    ];
+    for (kind, field, value, needle) in edits {
+        let mut v = json_value(&fresh_import());
+        let i = index(&v, kind);
+        let id = v["actions"][i]["id"].as_str().unwrap().to_string();
+        v["actions"][i][field] = value;
+        let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(
+            matches!(err, ViewError::Malformed(_)),
+            "{kind} {field}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("action `{id}`")), "{msg}");
+        assert!(msg.contains(needle), "{msg}");
+    }
+    // A delete (prune) with a size or a `replaces`.
+    for field in ["size", "replaces", "platform_count"] {
+        let mut v = json_value(&replace_prune_blocked());
+        let i = index(&v, "delete");
+        v["actions"][i][field] = if field == "replaces" {
+            serde_json::json!(dg("x").to_string())
+        } else {
+            serde_json::json!(1)
+        };
+        let err = parse_plan_file(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "action `delete:live/old/thing:1`: a delete has no `{field}`"
+            )),
+            "{err}"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod gate_hygiene;
 mod harness;
 mod hostile_registry;
 mod interrupt;
+mod plan_view;
 mod plans_ci;
 mod quickstart;
 mod records_bound;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use airlock::model::{Digest, RawManifest, media};
 use airlock::plan::{Action, ActionKind, Location, Plan, PlanParts};
-use airlock::render::{self, Format, HumanOptions, PlanView};
+use airlock::render::{self, ActionView, Format, HumanOptions, PlanView};
 
 use crate::support::airlock::{Walkthrough, Workdir, config, digest_of};
 use crate::support::client::{RawClient, push_raw};
@@ -18,13 +18,13 @@ use crate::support::skopeo::skopeo_digest;
 
 /// Read a plan file, let `edit` change its actions, and write it back with its plan_hash
 /// recomputed exactly as airlock computes it (the hash is unkeyed: an attacker can too).
-fn rewrite(dir: &Path, from: &str, to: &str, edit: impl FnOnce(&mut Vec<Action>)) -> Plan {
+fn rewrite(dir: &Path, from: &str, to: &str, edit: impl FnOnce(&mut Vec<ActionView>)) -> Plan {
     let view: PlanView = serde_json::from_slice(&std::fs::read(dir.join(from)).unwrap()).unwrap();
     let mut actions = view.actions;
     edit(&mut actions);
     let plan = Plan::new(
         PlanParts {
-            actions,
+            actions: actions_of(actions),
             blocked: view.blocked,
             unmanaged: view.unmanaged,
             warnings: view.warnings,
@@ -47,7 +47,15 @@ fn rewrite(dir: &Path, from: &str, to: &str, edit: impl FnOnce(&mut Vec<Action>)
     plan
 }
 
-fn find<'a>(actions: &'a mut [Action], id: &str) -> &'a mut Action {
+/// The plan file's actions as a plan holds them (each well-formed for its kind).
+fn actions_of(views: Vec<ActionView>) -> Vec<Action> {
+    views
+        .into_iter()
+        .map(|v| Action::try_from(v).unwrap())
+        .collect()
+}
+
+fn find<'a>(actions: &'a mut [ActionView], id: &str) -> &'a mut ActionView {
     actions.iter_mut().find(|a| a.id == id).unwrap()
 }
 
@@ -68,7 +76,7 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
 
     // 1. An import of an undeclared image, straight into a live path.
     rewrite(w.path(), "plan.json", "undeclared.json", |actions| {
-        actions.push(Action {
+        actions.push(ActionView {
             id: "import:evil/thing:1".into(),
             kind: ActionKind::Import,
             image: Some("evil/thing:1".into()),
@@ -161,10 +169,10 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
     )
     .unwrap();
     let expected = {
-        let actions: Vec<Action> = serde_json::from_value(v["actions"].clone()).unwrap();
+        let actions: Vec<ActionView> = serde_json::from_value(v["actions"].clone()).unwrap();
         Plan::new(
             PlanParts {
-                actions,
+                actions: actions_of(actions),
                 ..honest.parts()
             },
             honest.policy_hash.clone(),

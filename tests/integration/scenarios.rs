@@ -284,8 +284,16 @@ fn s08_platform_subset() {
     sc.verdict = None;
     let p = plan(&d, &o);
     let import = &p.actions()[0];
-    assert_eq!(import.platforms.as_ref().unwrap().len(), 1);
-    assert_ne!(import.source_digest.as_ref(), Some(&import.digest));
+    let airlock::plan::Op::Import {
+        platforms,
+        source_digest,
+        ..
+    } = &import.op
+    else {
+        panic!("not an import: {import:?}")
+    };
+    assert_eq!(platforms.as_ref().unwrap().len(), 1);
+    assert_ne!(source_digest, &import.digest);
     snapshot("08_platform_subset", &p);
 }
 

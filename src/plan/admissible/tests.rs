@@ -4,8 +4,10 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 
 use super::*;
+use crate::model::Platform;
 use crate::observed::{Decision, ObservedImage, ObservedState, SourceInfo, VerdictInfo};
-use crate::plan::{PlanError, PlanParts, Precondition, diff};
+use crate::plan::view::ActionView;
+use crate::plan::{Op, PlanError, PlanParts, Precondition, diff};
 
 const CONFIG: &str = r#"
 [registries.acr]
@@ -103,6 +105,19 @@ fn action<'a>(parts: &'a mut PlanParts, id: &str) -> &'a mut Action {
         .unwrap_or_else(|| panic!("no action {id}"))
 }
 
+/// The source and the digest an import reads, and its platforms.
+fn import_of(a: &mut Action) -> (&mut Location, &mut Digest, &mut Option<Vec<Platform>>) {
+    match &mut a.op {
+        Op::Import {
+            source,
+            source_digest,
+            platforms,
+            ..
+        } => (source, source_digest, platforms),
+        other => panic!("not an import: {other:?}"),
+    }
+}
+
 /// Assert exactly the named action (or plan part) is refused, with `needle` in the message.
 fn refused(ds: &DesiredState, p: &Plan, what: &str, needle: &str) {
     let got = problems(ds, p);
@@ -188,12 +203,15 @@ fn an_undeclared_image_is_refused() {
     let p = edit(&fresh(&ds), |parts| {
         let mut a = action(parts, &format!("import:{BUSYBOX}")).clone();
         a.id = "import:evil/thing:1".into();
-        a.image = Some("evil/thing:1".into());
-        a.source = Some(Location {
+        let Op::Import { image, source, .. } = &mut a.op else {
+            panic!("not an import")
+        };
+        *image = "evil/thing:1".into();
+        *source = Location {
             registry: "docker.io".into(),
             repository: "evil/thing".into(),
             tag: Some("1".into()),
-        });
+        };
         a.target = Location {
             registry: "acr".into(),
             repository: "live/evil/thing".into(),
@@ -211,25 +229,24 @@ fn an_undeclared_source_or_changed_platforms_are_refused() {
     let ds = desired("", IMAGES);
     let id = format!("import:{BUSYBOX}");
     let p = edit(&fresh(&ds), |parts| {
-        let a = action(parts, &id);
-        a.source.as_mut().unwrap().repository = "evil/busybox".into();
+        import_of(action(parts, &id)).0.repository = "evil/busybox".into();
     })
     .unwrap();
     refused(&ds, &p, &id, "declared from");
     let p = edit(&fresh(&ds), |parts| {
-        action(parts, &id).source.as_mut().unwrap().registry = "ghcr.io".into();
+        import_of(action(parts, &id)).0.registry = "ghcr.io".into();
     })
     .unwrap();
     refused(&ds, &p, &id, "declared from");
     let p = edit(&fresh(&ds), |parts| {
-        action(parts, &id).platforms = Some(vec!["linux/amd64".parse().unwrap()]);
+        *import_of(action(parts, &id)).2 = Some(vec!["linux/amd64".parse().unwrap()]);
     })
     .unwrap();
     refused(&ds, &p, &id, "keeps linux/amd64");
     // The upstream precondition is what binds the digest read to the declared tag.
     let p = edit(&fresh(&ds), |parts| {
         let a = action(parts, &id);
-        a.source_digest = Some(d('7'));
+        *import_of(a).1 = d('7');
         a.digest = d('7');
     })
     .unwrap();
@@ -258,7 +275,7 @@ fn a_pinned_import_reads_only_the_pin() {
     let id = format!("import:{BUSYBOX}");
     let p = edit(&honest, |parts| {
         let a = action(parts, &id);
-        a.source_digest = Some(d('7'));
+        *import_of(a).1 = d('7');
         a.digest = d('7');
     })
     .unwrap();
@@ -271,7 +288,7 @@ fn a_wrong_quarantine_prefix_is_refused() {
     let id = format!("scan:{BUSYBOX}");
     let p = edit(&fresh(&ds), |parts| {
         for a in &mut parts.actions {
-            if a.image.as_deref() == Some(BUSYBOX) && a.kind != ActionKind::Promote {
+            if a.image() == Some(BUSYBOX) && a.kind() != ActionKind::Promote {
                 a.target.repository = "quarantine2/library/busybox".into();
             }
         }
@@ -288,9 +305,11 @@ fn a_promote_from_another_images_quarantine_is_refused() {
     let p = edit(&fresh(&ds), |parts| {
         let alpine_q = action(parts, &format!("import:{ALPINE}")).target.clone();
         let a = action(parts, &id);
-        a.source = Some(alpine_q);
+        let Op::Promote { source, .. } = &mut a.op else {
+            panic!("not a promote")
+        };
+        *source = alpine_q;
         a.digest = d('b');
-        a.source_digest = Some(d('b'));
     })
     .unwrap();
     refused(&ds, &p, &id, "own quarantine tag");
@@ -365,15 +384,16 @@ fn duplicates_and_cycles_never_become_a_plan() {
 fn unknown_fields_are_refused() {
     let ds = desired("", IMAGES);
     let p = fresh(&ds);
-    let mut v = serde_json::to_value(&p.actions()[0]).unwrap();
+    let view = || serde_json::to_value(ActionView::from(&p.actions()[0])).unwrap();
+    let mut v = view();
     v["run_as"] = serde_json::json!("root");
-    assert!(serde_json::from_value::<Action>(v).is_err());
-    let mut v = serde_json::to_value(&p.actions()[0]).unwrap();
+    assert!(serde_json::from_value::<ActionView>(v).is_err());
+    let mut v = view();
     v["target"]["insecure"] = serde_json::json!(true);
-    assert!(serde_json::from_value::<Action>(v).is_err());
-    let mut v = serde_json::to_value(&p.actions()[0]).unwrap();
+    assert!(serde_json::from_value::<ActionView>(v).is_err());
+    let mut v = view();
     v["preconditions"][0]["skip"] = serde_json::json!(true);
-    assert!(serde_json::from_value::<Action>(v).is_err());
+    assert!(serde_json::from_value::<ActionView>(v).is_err());
 }
 
 fn pruning() -> (DesiredState, Plan) {
@@ -484,7 +504,12 @@ fn a_demote_needs_on_fail_demote_and_the_images_own_tag() {
     assert!(problems(&ds, &p).is_empty());
     let report = desired("", IMAGES);
     refused(&report, &p, id, "on_fail is not \"demote\"");
-    let other = edit(&p, |parts| parts.actions[0].image = Some(ALPINE.into())).unwrap();
+    let other = edit(&p, |parts| {
+        parts.actions[0].op = Op::Delete {
+            image: Some(ALPINE.into()),
+        }
+    })
+    .unwrap();
     refused(&ds, &other, id, "not that declared image's live tag");
 }
 
@@ -499,9 +524,6 @@ fn a_scan_or_promote_of_another_digest_is_refused() {
     let p = edit(&honest, |parts| {
         for a in &mut parts.actions {
             a.digest = d('7');
-            if a.kind == ActionKind::Promote {
-                a.source_digest = Some(d('7'));
-            }
         }
         parts.live_after[0].digest = d('7');
     })

@@ -5,6 +5,7 @@ use time::macros::datetime;
 use super::*;
 use crate::model::Severity;
 use crate::observed::{FindingSummary, LiveTag, RecordCheck, SourceInfo};
+use crate::plan::ActionKind;
 
 const CONFIG: &str = r#"
 [registries.acr]
@@ -152,7 +153,7 @@ fn upstream_move_replaces_with_warning() {
     let promote = p
         .actions()
         .iter()
-        .find(|a| a.kind == ActionKind::Promote)
+        .find(|a| a.kind() == ActionKind::Promote)
         .unwrap();
     assert_eq!(promote.replaces, Some(d('b')));
     assert_eq!(p.summary().replace, 1, "one image, counted once");
@@ -212,7 +213,7 @@ fn a_live_tag_changed_around_the_gate_is_not_an_upstream_move() {
     let promote = p
         .actions()
         .iter()
-        .find(|a| a.kind == ActionKind::Promote)
+        .find(|a| a.kind() == ActionKind::Promote)
         .unwrap();
     assert!(!promote.reason.contains("upstream"), "{}", promote.reason);
     assert!(
