@@ -15,6 +15,7 @@ mod interrupt;
 mod plans_ci;
 mod quickstart;
 mod records_bound;
+mod referrers_api;
 mod registry_client;
 mod saved_plan;
 mod scenarios;
