@@ -792,19 +792,47 @@ async fn the_stand_in_speaks_the_referrers_api_and_airlock_pays_no_tag_schema_up
         .await
         .unwrap();
     assert_eq!(
-        only.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(),
-        [sig.digest.clone()]
+        only.iter().map(|r| &r.digest).collect::<Vec<_>>(),
+        [&sig.digest]
     );
 
     // A DELETE by digest removes the referrer.
     delete(&c, repo, &sig.digest.to_string()).await;
     let left = reg.referrers(repo, &subject.digest, None).await.unwrap();
     assert_eq!(
-        left.iter().map(|r| r.digest.clone()).collect::<Vec<_>>(),
-        [sbom.digest.clone()]
+        left.iter().map(|r| &r.digest).collect::<Vec<_>>(),
+        [&sbom.digest]
     );
     assert_eq!(proxy.count("*", "/manifests/sha256-"), 0);
     assert_eq!(target.count_requests("*", "/manifests/sha256-"), 0);
+}
+
+#[test]
+fn the_stand_in_routes_listings_manifest_puts_and_deletes() {
+    use crate::support::referrers_api::{Route, route};
+    let d = Digest::of(b"x").to_string();
+    assert_eq!(
+        route("GET", &format!("/v2/a/b/referrers/{d}?artifactType=x%2Fy")),
+        Some(Route::List {
+            repo: "a/b".into(),
+            subject: d.clone(),
+            artifact_type: Some("x/y".into()),
+            start: 0,
+        })
+    );
+    assert_eq!(
+        route("PUT", "/v2/a/manifests/1"),
+        Some(Route::PutManifest { repo: "a".into() })
+    );
+    assert_eq!(
+        route("DELETE", &format!("/v2/a/manifests/{d}")),
+        Some(Route::DeleteManifest {
+            repo: "a".into(),
+            digest: d.clone()
+        })
+    );
+    assert_eq!(route("GET", "/v2/a/manifests/1"), None);
+    assert_eq!(route("PUT", "/v2/a/blobs/uploads/x"), None);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -197,28 +197,3 @@ impl ReferrersIndex {
         (200, headers, serde_json::to_vec(&body).expect("json"))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        let d = Digest::of(b"x").to_string();
-        assert_eq!(
-            route("GET", &format!("/v2/a/b/referrers/{d}?artifactType=x%2Fy")),
-            Some(Route::List {
-                repo: "a/b".into(),
-                subject: d.clone(),
-                artifact_type: Some("x/y".into()),
-                start: 0,
-            })
-        );
-        assert_eq!(
-            route("PUT", "/v2/a/manifests/1"),
-            Some(Route::PutManifest { repo: "a".into() })
-        );
-        assert_eq!(route("GET", "/v2/a/manifests/1"), None);
-        assert_eq!(route("PUT", "/v2/a/blobs/uploads/x"), None);
-    }
-}
