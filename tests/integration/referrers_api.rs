@@ -59,6 +59,7 @@ on_both_paths!(
     a_record_copied_from_another_digest_fails_audit_and_is_repaired,
     edited_unsigned_and_swapped_records_fail_audit,
     a_deleted_record_is_plan_work_and_apply_re_records_it,
+    a_0_1_plain_json_record_is_re_recorded_once_signing_is_on,
     a_verdict_edited_to_pass_does_not_promote,
     two_applies_converge,
 );
@@ -551,6 +552,55 @@ async fn a_deleted_record_is_plan_work_and_apply_re_records_it(path: Path) {
     }
     let (run, report) = world.audit().await;
     assert_eq!(run.code, 0, "{report:#}");
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    world.check_path();
+}
+
+async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_on(path: Path) {
+    let world = World::start(path).await;
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let c = world.client();
+    let b = world.digest(BUSYBOX);
+    let live_b = format!("live/{BUSYBOX}");
+    let b_top = c.get_manifest(&live_b, &b.to_string()).await.unwrap();
+    // busybox's record replaced by the same document as 0.1 wrote it: plain JSON.
+    let rec = world.records(&live_b, &b).await.remove(0);
+    let env = envelope_of(&c, &live_b, &rec, &b).await;
+    let doc: PromotionRecord =
+        records::decode(Some(records::DSSE_ENVELOPE), records::DSSE_ENVELOPE, &env)
+            .document
+            .unwrap();
+    let plain = serde_json::to_vec_pretty(&doc).unwrap();
+    let m = artifact(
+        media::PROMOTION_ARTIFACT,
+        media::PROMOTION_ARTIFACT,
+        &plain,
+        &b_top,
+    );
+    world.push_artifact(&live_b, &m, &plain).await;
+    world.list_only(&live_b, &b, &[&m]).await;
+    let (run, report) = world.audit().await;
+    run.expect(0);
+    assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "unsigned");
+
+    // Signing on: the plan offers to re-record; apply does; audit verifies it.
+    world.sign();
+    let plan = world
+        .run(&["plan", "--format", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert!(
+        plan["actions"].as_array().unwrap().iter().any(|a| {
+            a["id"] == "promote:library/busybox:1.33.0"
+                && a["reason"].as_str().is_some_and(|r| r.contains("unsigned"))
+        }),
+        "{plan:#}"
+    );
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let (run, report) = world.audit().await;
+    run.expect(0);
+    assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "verified");
     world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
     world.check_path();
 }
