@@ -753,22 +753,34 @@ async fn the_stand_in_speaks_the_referrers_api_and_airlock_pays_no_tag_schema_up
             .is_empty()
     );
 
-    // airlock's push_referrer: one manifest PUT, no tag-schema GET or PUT.
+    // airlock's push_referrer: the manifest PUT and, as no lookup told yet whether the
+    // registry has the API, one referrers GET to believe OCI-Subject; no tag-schema GET or
+    // PUT. From then on, one PUT.
     let reg = registry_at(&proxy.url());
     let sbom = referrer(&subject, None, 2);
+    let sent = |before: usize| -> Vec<String> {
+        proxy.requests()[before..]
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    };
     let before = proxy.requests().len();
     reg.push_referrer(repo, &sbom, &subject.digest)
         .await
         .unwrap();
-    let sent: Vec<String> = proxy.requests()[before..]
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let put = format!("PUT /v2/{repo}/manifests/{}", sbom.digest);
     assert_eq!(
-        sent,
-        [format!("PUT /v2/{repo}/manifests/{}", sbom.digest)],
-        "one PUT, no tag-schema upkeep"
+        sent(before),
+        [
+            put.clone(),
+            format!("GET /v2/{repo}/referrers/{}", subject.digest)
+        ]
     );
+    let before = proxy.requests().len();
+    reg.push_referrer(repo, &sbom, &subject.digest)
+        .await
+        .unwrap();
+    assert_eq!(sent(before), [put], "one PUT, no tag-schema upkeep");
 
     // The listing: both, in push order, artifactType from the manifest or its config.
     let all = api_listing(&proxy.url(), repo, &subject.digest, None).await;
@@ -902,6 +914,35 @@ async fn a_repository_unknown_to_the_referrers_api_has_no_referrers() {
     assert!(reg.referrers("no/such", &d, None).await.unwrap().is_empty());
     assert_eq!(proxy.count("GET", "/referrers/"), 2);
     assert_eq!(proxy.count("*", "/manifests/"), 0);
+}
+
+/// A registry that answers `OCI-Subject` but has no referrers API (a misconfigured proxy
+/// adding the header, say) is not believed: records go to the tag schema, where lookups on
+/// such a registry find them, and the gate works.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oci_subject_from_a_registry_without_the_api_is_not_believed() {
+    let upstream = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let proxy = FaultProxy::start(&target.url()).await;
+    seed_walkthrough(&upstream).await;
+    proxy.add_fault(Fault {
+        when: Match::method_path("PUT", "/manifests/sha256:"),
+        times: usize::MAX,
+        kind: FaultKind::AddHeader("OCI-Subject".into(), Digest::of(b"x").to_string()),
+    });
+    let w = Workdir::new(&config(
+        &upstream.url(),
+        &proxy.url(),
+        &["docker.io/library/busybox:1.33.0".to_string()],
+        "",
+    ));
+    w.run(&["apply", "--auto-approve"]).await.expect(0);
+    w.run(&["audit"]).await.expect(0);
+    w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    assert!(
+        proxy.count("PUT", "/manifests/sha256-") >= 2,
+        "verdict and record indexed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -46,6 +46,16 @@ enum Answered {
 }
 
 impl HttpRegistry {
+    /// Whether this registry has the referrers API, as its answers so far showed (see the
+    /// module documentation); `None` before its first answer.
+    pub fn has_referrers_api(&self) -> Option<bool> {
+        match self.inner.referrers.load(Ordering::Acquire) {
+            REFERRERS_SUPPORTED => Some(true),
+            REFERRERS_UNSUPPORTED => Some(false),
+            _ => None,
+        }
+    }
+
     /// The referrers API. `Ok(None)` when the registry has none (404 / 400 / 405), see the
     /// module documentation; `Ok(Some(empty))` when the repository does not exist.
     pub async fn referrers_api(
