@@ -1,8 +1,9 @@
 //! A fault-injecting HTTP/1.1 reverse proxy in front of a real registry. Everything passes
-//! through streamed (bodies are buffered only for a byte flip), `Location` headers that name
-//! the upstream are rewritten to the proxy, every request is counted, and faults chosen by
-//! the test are injected on the requests they match: a status (429 with Retry-After, 503…),
-//! a dropped connection, a truncated body, a flipped byte, a delay, a canned answer.
+//! through streamed (bodies are buffered only for a byte flip, and manifest PUTs by the
+//! referrers API stand-in), `Location` headers that name the upstream are rewritten to the
+//! proxy, every request is counted, and faults chosen by the test are injected on the
+//! requests they match: a status (429 with Retry-After, 503…), a dropped connection, a
+//! truncated body, a flipped byte, a delay, a canned answer.
 //!
 //! [`FaultProxy::with_referrers_api`] starts it as a stand-in for the OCI 1.1 referrers API
 //! in front of Distribution 2.8 (see [`super::referrers_api`]).

@@ -154,7 +154,7 @@ impl ReferrersIndex {
         let Ok(subject) = subject.parse::<Digest>() else {
             let body = json!({"errors": [{
                 "code": "DIGEST_INVALID",
-                "message": "provided digest did not match uploaded content",
+                "message": "invalid digest",
                 "detail": subject,
             }]});
             return (
