@@ -5,7 +5,8 @@
 //! of total timeouts, and every manifest, blob, tag, catalog and referrers endpoint.
 //!
 //! Every request goes one way, [`transport`]'s `Inner::send`; the endpoints are grouped by
-//! what they move: `manifests` (manifests, tags, catalog, referrers), `blobs` (existence,
+//! what they move: `manifests` (manifests, tags, catalog), `referrers` (the OCI 1.1
+//! referrers API, its answers checked as hostile input), `blobs` (existence,
 //! small blobs, mounts), `upload` (upload sessions, monolithic and chunked), `download`
 //! (blob streams that resume) and `cache` (content already read or written by digest).
 //!
@@ -18,6 +19,7 @@ mod blobs;
 mod cache;
 mod download;
 mod manifests;
+mod referrers;
 mod transport;
 mod upload;
 

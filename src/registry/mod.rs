@@ -376,7 +376,10 @@ impl Registry {
 
     /// Push a manifest that has a `subject` (by digest). When the registry does not index
     /// it itself (no `OCI-Subject` in the answer), add it to the tag-schema index
-    /// `sha256-<subject hex>`; idempotent.
+    /// `sha256-<subject hex>`; idempotent. A registry with the referrers API pays nothing
+    /// more than the PUT. `OCI-Subject` is believed only from a registry whose referrers API
+    /// answers (asked once per registry when no lookup did yet): lookups on one without it
+    /// read the tag schema, so there the index is kept whatever the header says.
     pub async fn push_referrer(
         &self,
         repo: &str,
@@ -384,8 +387,21 @@ impl Registry {
         subject: &Digest,
     ) -> Result<(), RegistryError> {
         let put = self.put_manifest(repo, &m.digest.to_string(), m).await?;
-        if put.subject_indexed {
-            return Ok(());
+        if put.subject_indexed
+            && let Registry::Http(h) = self
+        {
+            let has_api = match h.has_referrers_api() {
+                Some(known) => known,
+                None => h.referrers_api(repo, subject, None).await?.is_some(),
+            };
+            if has_api {
+                return Ok(());
+            }
+            tracing::warn!(
+                registry = self.key(),
+                "the registry answered OCI-Subject but has no referrers API: keeping the \
+                 referrers tag schema"
+            );
         }
         let tag = subject.referrers_tag();
         let what = format!("update the referrers index {repo}:{tag}");

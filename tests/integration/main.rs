@@ -16,6 +16,7 @@ mod plan_view;
 mod plans_ci;
 mod quickstart;
 mod records_bound;
+mod referrers_api;
 mod registry_client;
 mod saved_plan;
 mod scenarios;

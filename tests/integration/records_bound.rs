@@ -83,7 +83,11 @@ fn tag_of(path: &str) -> &'static str {
 }
 
 /// The audit finding of `repository:tag`.
-fn finding<'a>(report: &'a serde_json::Value, repo: &str, tag: &str) -> &'a serde_json::Value {
+pub(crate) fn finding<'a>(
+    report: &'a serde_json::Value,
+    repo: &str,
+    tag: &str,
+) -> &'a serde_json::Value {
     report["tags"]
         .as_array()
         .unwrap()
@@ -92,14 +96,14 @@ fn finding<'a>(report: &'a serde_json::Value, repo: &str, tag: &str) -> &'a serd
         .unwrap_or_else(|| panic!("{repo}:{tag} not in the audit: {report:#}"))
 }
 
-fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
+pub(crate) fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
     finding(report, repo, tag)["violation"]
         .as_str()
         .unwrap_or_else(|| panic!("{repo}:{tag} passed the audit: {report:#}"))
         .to_string()
 }
 
-fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
+pub(crate) fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
     plan["actions"]
         .as_array()
         .unwrap()
@@ -132,7 +136,7 @@ pub(crate) async fn listed_records(c: &RawClient, repo: &str, digest: &Digest) -
 }
 
 /// The document of a record artifact.
-async fn record_doc(c: &RawClient, repo: &str, m: &RawManifest) -> PromotionRecord {
+pub(crate) async fn record_doc(c: &RawClient, repo: &str, m: &RawManifest) -> PromotionRecord {
     let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
     let layer: Digest = v["layers"][0]["digest"].as_str().unwrap().parse().unwrap();
     let mt = v["layers"][0]["mediaType"].as_str().unwrap();
@@ -188,7 +192,7 @@ pub(crate) async fn list_only(
 }
 
 /// Copy a manifest (and its blobs) from one repository of the target to another, by digest.
-async fn copy_manifest(c: &RawClient, from: &str, to: &str, m: &RawManifest) {
+pub(crate) async fn copy_manifest(c: &RawClient, from: &str, to: &str, m: &RawManifest) {
     let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
     let mut descs = vec![v["config"].clone()];
     descs.extend(v["layers"].as_array().cloned().unwrap_or_default());
@@ -201,7 +205,7 @@ async fn copy_manifest(c: &RawClient, from: &str, to: &str, m: &RawManifest) {
     c.put_manifest(to, &m.digest.to_string(), m).await;
 }
 
-async fn delete_manifest(c: &RawClient, repo: &str, digest: &Digest) {
+pub(crate) async fn delete_manifest(c: &RawClient, repo: &str, digest: &Digest) {
     let resp = c
         .request(Method::DELETE, &format!("/v2/{repo}/manifests/{digest}"))
         .await;
@@ -213,7 +217,7 @@ async fn delete_manifest(c: &RawClient, repo: &str, digest: &Digest) {
 }
 
 /// Plan shows work, apply repairs it, audit is clean and the next plan has nothing to do.
-async fn repaired(w: &Workdir) {
+pub(crate) async fn repaired(w: &Workdir) {
     w.run(&["plan", "--detailed-exitcode"]).await.expect(2);
     w.run(&["apply", "--auto-approve"]).await.expect(0);
     let audit = w.run(&["audit", "--format", "json"]).await.expect(0).json();

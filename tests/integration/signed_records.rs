@@ -20,8 +20,8 @@ use crate::support::registry::{Auth, TestRegistry};
 
 const BUSYBOX: &str = "library/busybox";
 const KURED: &str = "weaveworks/kured";
-const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";
-const SIGNING: &str =
+pub(crate) const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";
+pub(crate) const SIGNING: &str =
     "[signing]\nkey = \"env://AIRLOCK_TEST_SIGNING_KEY\"\npublic_key = \"airlock.pub\"\n";
 
 struct World {
@@ -35,7 +35,7 @@ struct World {
 }
 
 /// `openssl genpkey` a P-256 key into `dir` (airlock.key) and its public key (airlock.pub).
-fn openssl_keys(dir: &Path) -> String {
+pub(crate) fn openssl_keys(dir: &Path) -> String {
     let key = dir.join("airlock.key");
     let ok = Command::new("openssl")
         .args([
@@ -143,7 +143,12 @@ fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
 }
 
 /// The envelope (layer bytes) of an artifact manifest, checking the cosign attestation layout.
-async fn envelope_of(c: &RawClient, repo: &str, m: &RawManifest, subject: &Digest) -> Vec<u8> {
+pub(crate) async fn envelope_of(
+    c: &RawClient,
+    repo: &str,
+    m: &RawManifest,
+    subject: &Digest,
+) -> Vec<u8> {
     let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
     assert_eq!(v["mediaType"], media::OCI_MANIFEST);
     assert_eq!(v["artifactType"], records::DSSE_ENVELOPE);
@@ -178,7 +183,7 @@ sys.exit("no signature verifies")
 "#;
 
 /// Run the independent verifier on an envelope; the statement when it verifies.
-fn python_verify(dir: &Path, envelope: &[u8]) -> Result<serde_json::Value, String> {
+pub(crate) fn python_verify(dir: &Path, envelope: &[u8]) -> Result<serde_json::Value, String> {
     let f = dir.join("envelope.json");
     std::fs::write(&f, envelope).unwrap();
     let out = Command::new(python())
@@ -264,7 +269,7 @@ async fn push_only(c: &RawClient, repo: &str, subject: &Digest, m: &RawManifest,
 }
 
 /// A record artifact about `subject` whose one layer is `layer` (of `layer_type`).
-fn artifact(
+pub(crate) fn artifact(
     artifact_type: &str,
     layer_type: &str,
     layer: &[u8],

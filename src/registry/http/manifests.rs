@@ -1,21 +1,16 @@
-//! Manifests by tag or digest, tag lists, the catalog and the referrers API.
-
-use std::sync::atomic::Ordering;
+//! Manifests by tag or digest, tag lists and the catalog.
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::transport::{Body, Pages, Request, announced_digest, parse_error_body, read_limited};
-use super::{
-    HttpRegistry, Inner, REFERRERS_SUPPORTED, REFERRERS_UNKNOWN, REFERRERS_UNSUPPORTED,
-    content_length, content_type, is_digest,
-};
+use super::transport::{Body, Pages, Request, announced_digest};
+use super::{HttpRegistry, Inner, content_length, content_type, is_digest};
 use crate::model::{Digest, RawManifest, media};
 use crate::registry::auth;
 use crate::registry::error::RegistryError;
-use crate::registry::{Descriptor, PutManifest, Referrer};
+use crate::registry::{Descriptor, PutManifest};
 
 impl HttpRegistry {
     pub async fn head_manifest(
@@ -197,91 +192,6 @@ impl HttpRegistry {
             },
         )
         .await
-    }
-
-    /// The referrers API. `Ok(None)` when the registry has none (404 / 400 / 405).
-    ///
-    /// A registry with the API never answers 404 to it (OCI distribution spec), so an error
-    /// status without a registry error code (Distribution 2.8: `404 page not found`, an
-    /// unknown route) is remembered for this registry and not probed again; the first
-    /// lookups are serialised until that answer. A 404 carrying a registry code
-    /// (`NAME_UNKNOWN`, …) is about the repository, not the API, and is not remembered.
-    pub async fn referrers_api(
-        &self,
-        repo: &str,
-        subject: &Digest,
-        artifact_type: Option<&str>,
-    ) -> Result<Option<Vec<Referrer>>, RegistryError> {
-        let i = &self.inner;
-        let what = format!("list referrers of {repo}@{subject}");
-        let mut url = i.url(&format!("{repo}/referrers/{subject}"))?;
-        if let Some(t) = artifact_type {
-            url.query_pairs_mut().append_pair("artifactType", t);
-        }
-        if i.referrers.load(Ordering::Acquire) == REFERRERS_UNSUPPORTED {
-            return Ok(None);
-        }
-        let _probing = if i.referrers.load(Ordering::Acquire) == REFERRERS_UNKNOWN {
-            let guard = i.referrers_probe.lock().await;
-            match i.referrers.load(Ordering::Acquire) {
-                REFERRERS_UNSUPPORTED => return Ok(None),
-                REFERRERS_SUPPORTED => None,
-                _ => Some(guard),
-            }
-        } else {
-            None
-        };
-        let mut out = Vec::new();
-        let mut pages = Pages::new(&url);
-        loop {
-            let got = i
-                .retry(&what, || async {
-                    let req =
-                        Request::new(Method::GET, url.clone(), vec![auth::pull_scope(repo)], &what)
-                            .header(ACCEPT, media::OCI_INDEX)
-                            .accept(|s| {
-                                matches!(
-                                    s,
-                                    StatusCode::OK
-                                        | StatusCode::NOT_FOUND
-                                        | StatusCode::BAD_REQUEST
-                                        | StatusCode::METHOD_NOT_ALLOWED
-                                )
-                            })
-                            .once();
-                    let mut answer = i.answer(&req, &Body::None).await?;
-                    let Some(resp) = answer.response.take() else {
-                        return Ok(None);
-                    };
-                    if answer.status == StatusCode::OK {
-                        let next = answer.next_page();
-                        let body = i.read_body(&what, resp, i.opts.max_manifest_size).await?;
-                        return Ok(Some((body, next)));
-                    }
-                    let body = read_limited(resp, 16 * 1024).await.unwrap_or_default();
-                    if answer.status == StatusCode::METHOD_NOT_ALLOWED
-                        || parse_error_body(&body).is_none()
-                    {
-                        i.referrers.store(REFERRERS_UNSUPPORTED, Ordering::Release);
-                        tracing::debug!(registry = %i.key, "no referrers API: using the tag schema");
-                    }
-                    Ok(None)
-                })
-                .await?;
-            let Some((body, next)) = got else {
-                return Ok(None);
-            };
-            i.referrers.store(REFERRERS_SUPPORTED, Ordering::Release);
-            out.extend(
-                crate::registry::referrers_from_index(&body)
-                    .map_err(|m| RegistryError::invalid(&i.key, &what, m))?,
-            );
-            match pages.next(&i.key, &what, next)? {
-                Some(n) => url = n,
-                None => break,
-            }
-        }
-        Ok(Some(out))
     }
 }
 

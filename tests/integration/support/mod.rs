@@ -1,9 +1,10 @@
 //! The real-registry test harness: Docker Distribution processes started per test on free
 //! loopback ports ([`registry`]), a Docker token issuer ([`token`]), a fault-injecting reverse
-//! proxy ([`proxy`]), deterministic real image content ([`images`]), a small raw registry
-//! client for seeding and reading back ([`client`]) and skopeo as an independent client
-//! ([`skopeo`]). Nothing here mocks the registry protocol: every byte goes through a real
-//! registry. A missing tool is a loud failure with the install command, never a skip.
+//! proxy ([`proxy`], also a stand-in for the OCI 1.1 referrers API: [`referrers_api`]),
+//! deterministic real image content ([`images`]), a small raw registry client for seeding and
+//! reading back ([`client`]) and skopeo as an independent client ([`skopeo`]). Nothing here
+//! mocks the registry protocol: every byte goes through a real registry. A missing tool is a
+//! loud failure with the install command, never a skip.
 //!
 //! The token issuer and the proxy are tasks of the test's tokio runtime. A test that blocks
 //! its thread while a client talks to them (a `std::process::Command` running the airlock
@@ -18,6 +19,7 @@ pub mod config;
 pub mod images;
 pub mod proxy;
 pub mod python;
+pub mod referrers_api;
 pub mod registry;
 pub mod skopeo;
 pub mod token;

@@ -1,8 +1,12 @@
 //! A fault-injecting HTTP/1.1 reverse proxy in front of a real registry. Everything passes
-//! through streamed (bodies are buffered only for a byte flip), `Location` headers that name
-//! the upstream are rewritten to the proxy, every request is counted, and faults chosen by
-//! the test are injected on the requests they match: a status (429 with Retry-After, 503…),
-//! a dropped connection, a truncated body, a flipped byte, a delay.
+//! through streamed (bodies are buffered only for a byte flip, and manifest PUTs by the
+//! referrers API stand-in), `Location` headers that name the upstream are rewritten to the
+//! proxy, every request is counted, and faults chosen by the test are injected on the
+//! requests they match: a status (429 with Retry-After, 503…), a dropped connection, a
+//! truncated body, a flipped byte, a delay, a canned answer.
+//!
+//! [`FaultProxy::with_referrers_api`] starts it as a stand-in for the OCI 1.1 referrers API
+//! in front of Distribution 2.8 (see [`super::referrers_api`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use super::referrers_api::{ReferrersIndex, Route, descriptor_of, route};
 use super::{BoxError, HttpBody, ServerTask, full_body, spawn_server};
 
 /// Which requests a fault applies to.
@@ -85,6 +90,9 @@ pub enum FaultKind {
     /// Forward, send the headers and the first N bytes of the body, then stall: the
     /// connection stays open and no more bytes come.
     StallAfter(u64),
+    /// Answer this status, Content-Type and body without reaching the upstream (a hostile
+    /// or broken answer, like a referrers API answering something that is not an index).
+    Respond(u16, String, Vec<u8>),
 }
 
 /// A fault: which requests, how many times, what.
@@ -124,7 +132,9 @@ struct Shared {
     state: Mutex<State>,
     upstream: String,
     proxy_base: String,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, HttpBody>,
+    /// The referrers API stand-in's index, when the proxy is one.
+    referrers: Option<Mutex<ReferrersIndex>>,
 }
 
 /// A running proxy on a free loopback port.
@@ -139,6 +149,17 @@ impl FaultProxy {
     ///
     /// [`TestRegistry::url`]: super::registry::TestRegistry::url
     pub async fn start(upstream: &str) -> FaultProxy {
+        FaultProxy::start_as(upstream, None).await
+    }
+
+    /// A proxy that is also a stand-in for the OCI 1.1 referrers API in front of `upstream`
+    /// (see [`super::referrers_api`]): it answers `OCI-Subject` to manifest PUTs with a
+    /// subject and serves `GET /v2/<name>/referrers/<digest>`.
+    pub async fn with_referrers_api(upstream: &str) -> FaultProxy {
+        FaultProxy::start_as(upstream, Some(Mutex::new(ReferrersIndex::default()))).await
+    }
+
+    async fn start_as(upstream: &str, referrers: Option<Mutex<ReferrersIndex>>) -> FaultProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind proxy");
@@ -148,6 +169,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             proxy_base: format!("http://127.0.0.1:{port}"),
             client: Client::builder(TokioExecutor::new()).build_http(),
+            referrers,
         });
         let s = shared.clone();
         let task = spawn_server(listener, move |req| {
@@ -178,6 +200,29 @@ impl FaultProxy {
             seen: 0,
             fired: 0,
         });
+    }
+
+    /// Page referrers listings `n` descriptors at a time (referrers API stand-in only).
+    pub fn referrers_page_size(&self, n: usize) {
+        self.referrers_index().page_size = Some(n.max(1));
+    }
+
+    /// The descriptors the referrers API stand-in lists for `subject` in `repo`.
+    pub fn referrers_listed(
+        &self,
+        repo: &str,
+        subject: &airlock::model::Digest,
+    ) -> Vec<serde_json::Value> {
+        self.referrers_index().listed(repo, subject)
+    }
+
+    fn referrers_index(&self) -> std::sync::MutexGuard<'_, ReferrersIndex> {
+        self.shared
+            .referrers
+            .as_ref()
+            .expect("not a referrers API stand-in: start it with FaultProxy::with_referrers_api")
+            .lock()
+            .expect("referrers index lock")
     }
 
     /// Remove every fault (counts stay).
@@ -233,7 +278,7 @@ fn choose(shared: &Shared, method: &str, path: &str, authorization: bool) -> Opt
 }
 
 async fn forward(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     shared: Arc<Shared>,
 ) -> Result<Response<HttpBody>, BoxError> {
     let method = req.method().to_string();
@@ -251,8 +296,57 @@ async fn forward(
         Some(FaultKind::Reset) => return Err("injected connection reset".into()),
         Some(FaultKind::Delay(d)) => tokio::time::sleep(*d).await,
         Some(FaultKind::Hang) => std::future::pending::<()>().await,
+        Some(FaultKind::Respond(code, content_type, body)) => {
+            return Ok(Response::builder()
+                .status(*code)
+                .header(hyper::header::CONTENT_TYPE, content_type.as_str())
+                .body(full_body(body.clone()))?);
+        }
         _ => {}
     }
+    let standin = match &shared.referrers {
+        Some(_) => route(&method, &path),
+        None => None,
+    };
+    let (mut req, pushed) = match &standin {
+        Some(Route::List {
+            repo,
+            subject,
+            artifact_type,
+            start,
+        }) => {
+            let index = shared.referrers.as_ref().expect("stand-in");
+            let (status, headers, body) = index.lock().expect("referrers index lock").answer(
+                repo,
+                subject,
+                artifact_type.as_deref(),
+                *start,
+                &path,
+            );
+            let mut b = Response::builder().status(status);
+            for (k, v) in headers {
+                b = b.header(k, v);
+            }
+            return Ok(b.body(full_body(body))?);
+        }
+        Some(Route::PutManifest { .. }) => {
+            // Manifests are small (Distribution refuses more than 4 MiB): read it to see
+            // whether it has a subject, then send the same bytes on.
+            let content_type = req
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.to_string());
+            let (parts, body) = req.into_parts();
+            let bytes = body.collect().await?.to_bytes();
+            let pushed = descriptor_of(&bytes, content_type.as_deref());
+            (Request::from_parts(parts, full_body(bytes)), pushed)
+        }
+        _ => (
+            req.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()),
+            None,
+        ),
+    };
     *req.uri_mut() = format!("{}{}", shared.upstream, path).parse()?;
     req.headers_mut().remove(hyper::header::HOST);
     let resp = match shared.client.request(req).await {
@@ -264,6 +358,28 @@ async fn forward(
         }
     };
     let (mut parts, body) = resp.into_parts();
+    if let Some(index) = &shared.referrers {
+        match (&standin, parts.status) {
+            (Some(Route::PutManifest { repo }), StatusCode::CREATED) => {
+                if let Some((subject, descriptor)) = pushed {
+                    parts
+                        .headers
+                        .insert("oci-subject", subject.to_string().parse()?);
+                    index
+                        .lock()
+                        .expect("referrers index lock")
+                        .add(repo, subject, descriptor);
+                }
+            }
+            (Some(Route::DeleteManifest { repo, digest }), StatusCode::ACCEPTED) => {
+                index
+                    .lock()
+                    .expect("referrers index lock")
+                    .remove(repo, digest);
+            }
+            _ => {}
+        }
+    }
     if let Some(loc) = parts
         .headers
         .get(hyper::header::LOCATION)
