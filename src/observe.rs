@@ -41,7 +41,7 @@ const MAX_RECORDS: usize = 32;
 
 /// Observe every declared image (and, with prune, every live tag). Every image is tried: when
 /// some cannot be observed, the error names each of them ([`Unobserved`]). A registry that
-/// fails for a reason of its own (unreachable, throttled, refusing credentials) is not asked
+/// fails for a reason of its own (unreachable, timed out, throttled, failing) is not asked
 /// again for the images still to come: they are reported under that cause.
 pub async fn observe(
     desired: &DesiredState,
@@ -65,9 +65,14 @@ pub async fn observe(
                                 _ => Cause::Image(message),
                             };
                             let failure = failure(desired, spec, cause);
+                            // A 401 may be about one repository (Docker Hub answers it for
+                            // a repository that does not exist): the others are still asked.
+                            let one_repository =
+                                matches!(e, Error::Registry(RegistryError::Unauthorized { .. }));
                             if let Cause::Registry {
                                 registry, cause, ..
                             } = &failure.cause
+                                && !one_repository
                             {
                                 down.lock()
                                     .expect("down registries lock")

@@ -188,13 +188,19 @@ impl RetryPolicy {
             })
             .notify(|e: &RegistryError, d: Duration| {
                 let secs = d.as_secs_f64();
-                match &self.tally {
-                    Some(t) if t.record(&e.retry_cause()) => tracing::warn!(
-                        "{what}: {e}; retrying in {secs:.1}s (further retries on `{registry}` \
-                         are summarised at the end)"
+                let first = self.tally.as_ref().map(|t| t.record(&e.retry_cause()));
+                // Most errors already say "failed to <what> on `<registry>`".
+                let e = match e.registry() {
+                    Some(_) => e.to_string(),
+                    None => format!("{what}: {e}"),
+                };
+                match first {
+                    Some(true) => tracing::warn!(
+                        "{e}; retrying in {secs:.1}s (further retries on `{registry}` are \
+                         summarised at the end)"
                     ),
-                    Some(_) => tracing::debug!("{what}: {e}; retrying in {secs:.1}s"),
-                    None => tracing::warn!("{what}: {e}; retrying in {secs:.1}s"),
+                    Some(false) => tracing::debug!("{e}; retrying in {secs:.1}s"),
+                    None => tracing::warn!("{e}; retrying in {secs:.1}s"),
                 }
             })
             .await
