@@ -705,6 +705,33 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_known_down_stops_the_images_that_need_it() {
+        let ds = desired("live");
+        let down = Mutex::new(BTreeMap::new());
+        let spec = ds.images[0].clone();
+        assert_eq!(known_down(&ds, &spec, &down), None);
+        down.lock()
+            .unwrap()
+            .insert("docker.io".to_string(), "unreachable: x".to_string());
+        assert_eq!(
+            known_down(&ds, &spec, &down),
+            Some(("docker.io".to_string(), "unreachable: x".to_string()))
+        );
+        // A pinned image may not need its source at all: it is still tried.
+        let mut pinned = spec.clone();
+        pinned.pin = Some(Digest::of(b"image"));
+        assert_eq!(known_down(&ds, &pinned, &down), None);
+        // Quarantine and live are always needed.
+        down.lock()
+            .unwrap()
+            .insert("acr".to_string(), "answers 503 UNAVAILABLE".to_string());
+        assert_eq!(
+            known_down(&ds, &pinned, &down).map(|(r, _)| r).as_deref(),
+            Some("acr")
+        );
+    }
+
+    #[test]
     fn a_live_repository_binds_to_the_quarantine_repository_of_the_same_path() {
         let d = Digest::of(b"image");
         let ds = desired("live");
