@@ -14,6 +14,9 @@ pub enum Error {
     Config(#[from] ConfigErrors),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// Images that could not be observed: every one of them, each line `error: …`.
+    #[error("{0}")]
+    Unobserved(#[from] crate::observe::Unobserved),
     #[error("invalid plan: {0}")]
     Plan(#[from] PlanError),
     #[error("cannot use plan file {}: {source}", path.display())]

@@ -1,10 +1,11 @@
 //! Progress without a terminal (CI logs), like Terraform's "Still creating… [10s elapsed]":
-//! at least every [`INTERVAL`] while actions run, one line on stderr per running action with
-//! its size, then the bytes copied so far, the rate and the time elapsed. The lines are built
-//! by a pure function from a snapshot; a thread hands them to the apply's observer as an
-//! [`ApplyEvent::Heartbeat`], which prints them.
+//! at least every [`INTERVAL`] while actions run, one line on stderr per running action — for
+//! a transfer its bytes copied of its size, its rate and its time elapsed — then the total
+//! bytes copied, the rate and the time elapsed. The lines are built by a pure function from a
+//! snapshot; a thread hands them to the apply's observer as an [`ApplyEvent::Heartbeat`],
+//! which prints them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,13 +22,56 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 pub struct Progress {
     pub bytes: AtomicU64,
     pub finished: Mutex<BTreeSet<usize>>,
+    /// Started actions: when, and the bytes each copied.
+    started: Mutex<BTreeMap<usize, (Instant, u64)>>,
     stop: AtomicBool,
+}
+
+impl Progress {
+    /// Action `index` started now.
+    pub fn started(&self, index: usize) {
+        self.started
+            .lock()
+            .expect("progress lock")
+            .insert(index, (Instant::now(), 0));
+    }
+
+    /// `bytes` were copied, by `action` when known.
+    pub fn copied(&self, action: Option<usize>, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(i) = action
+            && let Some((_, n)) = self.started.lock().expect("progress lock").get_mut(&i)
+        {
+            *n += bytes;
+        }
+    }
+
+    /// Action `index` ended.
+    pub fn finished(&self, index: usize) {
+        self.finished.lock().expect("progress lock").insert(index);
+    }
 }
 
 /// One running action as the heartbeat shows it.
 pub struct Running {
     pub id: String,
+    /// The bytes its transfer moves, when it moves any.
     pub size: Option<u64>,
+    /// Bytes copied so far.
+    pub bytes: u64,
+    /// Since it started.
+    pub elapsed: Duration,
+}
+
+/// `n/s` over `elapsed` (0 before a second has passed).
+fn rate(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let per = if secs > 0.0 {
+        (bytes as f64 / secs) as u64
+    } else {
+        0
+    };
+    format!("{}/s", format_size(per))
 }
 
 /// The heartbeat lines for this moment: one per running action, then a total.
@@ -41,42 +85,51 @@ pub fn lines(
     let secs = elapsed.as_secs();
     let mut out: Vec<String> = running
         .iter()
-        .map(|r| match r.size {
-            Some(s) => format!(
-                "Still running {} ({}) [{secs}s elapsed]",
-                r.id,
-                format_size(s)
-            ),
-            None => format!("Still running {} [{secs}s elapsed]", r.id),
+        .map(|r| {
+            let own = r.elapsed.as_secs();
+            match r.size {
+                Some(size) => format!(
+                    "Still running {}: {} of {} copied ({}) [{own}s elapsed]",
+                    r.id,
+                    format_size(r.bytes),
+                    format_size(size),
+                    rate(r.bytes, r.elapsed)
+                ),
+                None if r.bytes > 0 => format!(
+                    "Still running {}: {} copied ({}) [{own}s elapsed]",
+                    r.id,
+                    format_size(r.bytes),
+                    rate(r.bytes, r.elapsed)
+                ),
+                None => format!("Still running {} [{own}s elapsed]", r.id),
+            }
         })
         .collect();
-    let rate = if elapsed.as_secs_f64() > 0.0 {
-        (bytes as f64 / elapsed.as_secs_f64()) as u64
-    } else {
-        0
-    };
     out.push(format!(
-        "Progress: {done}/{total} actions finished, {} copied ({}/s), {secs}s elapsed",
+        "Progress: {done}/{total} actions finished, {} copied ({}), {secs}s elapsed",
         format_size(bytes),
-        format_size(rate)
+        rate(bytes, elapsed)
     ));
     out
 }
 
-/// Actions that can be running: not finished, every dependency finished.
-fn running(plan: &Plan, finished: &BTreeSet<usize>) -> Vec<Running> {
-    (0..plan.actions().len())
-        .filter(|i| !finished.contains(i))
-        .filter(|&i| plan.dependencies(i).iter().all(|d| finished.contains(d)))
-        .map(|i| {
-            let a = &plan.actions()[i];
-            Running {
+/// Actions started and not finished, with their progress.
+fn running(plan: &Plan, progress: &Progress, finished: &BTreeSet<usize>) -> Vec<Running> {
+    let started = progress.started.lock().expect("progress lock");
+    started
+        .iter()
+        .filter(|(i, _)| !finished.contains(i))
+        .filter_map(|(&i, &(at, bytes))| {
+            let a = plan.actions().get(i)?;
+            Some(Running {
                 id: a.id.clone(),
                 size: match &a.op {
                     Op::Import { size, .. } | Op::Promote { size, .. } => *size,
                     Op::Scan { .. } | Op::Delete { .. } => None,
                 },
-            }
+                bytes,
+                elapsed: at.elapsed(),
+            })
         })
         .collect()
 }
@@ -107,7 +160,7 @@ impl Heartbeat {
                     break;
                 }
                 let text = lines(
-                    &running(&plan, &finished),
+                    &running(&plan, &p, &finished),
                     finished.len(),
                     total,
                     p.bytes.load(Ordering::Relaxed),
@@ -141,25 +194,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_line_per_running_action_then_the_total_with_rate() {
+    fn a_line_per_running_action_with_its_bytes_then_the_total_with_rate() {
         let running = [
             Running {
                 id: "import:library/nginx:1.25".into(),
                 size: Some(70 * 1024 * 1024),
+                bytes: 12 * 1024 * 1024,
+                elapsed: Duration::from_secs(8),
+            },
+            Running {
+                id: "promote:library/redis:7".into(),
+                size: None,
+                bytes: 3 * 1024,
+                elapsed: Duration::from_secs(1),
             },
             Running {
                 id: "scan:library/alpine:3.19".into(),
                 size: None,
+                bytes: 0,
+                elapsed: Duration::from_millis(400),
             },
         ];
         let l = lines(&running, 2, 7, 40 * 1024 * 1024, Duration::from_secs(20));
         assert_eq!(
             l,
             [
-                "Still running import:library/nginx:1.25 (70.0 MiB) [20s elapsed]",
-                "Still running scan:library/alpine:3.19 [20s elapsed]",
+                "Still running import:library/nginx:1.25: 12.0 MiB of 70.0 MiB copied \
+                 (1.5 MiB/s) [8s elapsed]",
+                "Still running promote:library/redis:7: 3.0 KiB copied (3.0 KiB/s) [1s elapsed]",
+                "Still running scan:library/alpine:3.19 [0s elapsed]",
                 "Progress: 2/7 actions finished, 40.0 MiB copied (2.0 MiB/s), 20s elapsed",
             ]
         );
+    }
+
+    #[test]
+    fn bytes_are_counted_per_started_action() {
+        let p = Progress::default();
+        p.started(1);
+        p.copied(Some(1), 100);
+        p.copied(Some(2), 7); // not started: only the total counts it
+        p.copied(None, 5);
+        p.copied(Some(1), 20);
+        assert_eq!(p.bytes.load(Ordering::Relaxed), 132);
+        assert_eq!(p.started.lock().unwrap()[&1].1, 120);
+        assert!(!p.started.lock().unwrap().contains_key(&2));
     }
 }

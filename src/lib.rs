@@ -35,8 +35,9 @@
 //! - [`commands`]: one function per command: wiring, terminal I/O, signals. May call
 //!   everything below it.
 //! - [`exit`]: the one mapping from outcomes and errors to exit codes. May call `error`.
-//! - [`error`]: the crate's error, wrapping the errors of `config`, `plan`, `registry`
-//!   and `render` (which is all it may name).
+//! - [`error`]: the crate's error, wrapping the errors of `config`, `plan`, `registry`,
+//!   `render` and `observe::unobserved` (a pure leaf: the images a run could not observe),
+//!   which is all it may name.
 //! - [`config`]: TOML schema, lowering into `DesiredState`, file:line:col errors. Pure.
 //! - [`select`]: `--image` / `--rescan` selections over the configuration. Pure. May call
 //!   `config`, `error`.

@@ -13,8 +13,10 @@ fn main() {
     );
     let result = airlock::cli::run(cli);
     match &result {
-        // Configuration errors carry their own `error:` lines, one per problem.
+        // Configuration errors and unobserved images carry their own `error:` lines, one per
+        // problem.
         Err(airlock::error::Error::Config(e)) => eprintln!("{e}"),
+        Err(airlock::error::Error::Unobserved(e)) => eprintln!("{e}"),
         Err(e) => eprintln!("error: {}", airlock::error::with_causes(e)),
         Ok(_) => {}
     }

@@ -8,7 +8,7 @@
 //! rule (`records::binding`): the planner repairs a missing or invalid record.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
@@ -25,6 +25,9 @@ use crate::registry::{Registries, Registry, RegistryError};
 use crate::signing::Verifier;
 use crate::signing::dsse::SignatureCheck;
 
+mod unobserved;
+pub use unobserved::{Cause, Failure, Unobserved};
+
 /// How many images are observed at once (each registry also bounds its own requests).
 const IMAGE_CONCURRENCY: usize = 64;
 /// How many of the worst findings a blocked image shows.
@@ -36,29 +39,103 @@ const MAX_RECORD: u64 = 1 << 20;
 /// At most this many promotion records of one live digest are read before giving up.
 const MAX_RECORDS: usize = 32;
 
-/// Observe every declared image (and, with prune, every live tag).
+/// Observe every declared image (and, with prune, every live tag). Every image is tried: when
+/// some cannot be observed, the error names each of them ([`Unobserved`]). A registry that
+/// fails for a reason of its own (unreachable, timed out, throttled, failing) is not asked
+/// again for the images still to come: they are reported under that cause.
 pub async fn observe(
     desired: &DesiredState,
     registries: &Registries,
 ) -> Result<ObservedState, Error> {
-    let images: Vec<(String, ObservedImage)> = stream::iter(desired.images.iter())
-        .map(|spec| async move {
-            let obs = observe_image(desired, registries, spec).await?;
-            Ok::<_, Error>((spec.key(), obs))
-        })
-        .buffer_unordered(IMAGE_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let down: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let results: Vec<Result<(String, ObservedImage), Failure>> =
+        stream::iter(desired.images.iter())
+            .map(|spec| {
+                let down = &down;
+                async move {
+                    if let Some((registry, cause)) = known_down(desired, spec, down) {
+                        return Err(failure(desired, spec, Cause::skipped(&registry, &cause)));
+                    }
+                    match observe_image(desired, registries, spec).await {
+                        Ok(obs) => Ok((spec.key(), obs)),
+                        Err(e) => {
+                            let message = crate::error::with_causes(&e);
+                            let cause = match &e {
+                                Error::Registry(r) => Cause::of(r, message),
+                                _ => Cause::Image(message),
+                            };
+                            let failure = failure(desired, spec, cause);
+                            // A 401 may be about one repository (Docker Hub answers it for
+                            // a repository that does not exist): the others are still asked.
+                            let one_repository =
+                                matches!(e, Error::Registry(RegistryError::Unauthorized { .. }));
+                            if let Cause::Registry {
+                                registry, cause, ..
+                            } = &failure.cause
+                                && !one_repository
+                            {
+                                down.lock()
+                                    .expect("down registries lock")
+                                    .entry(registry.clone())
+                                    .or_insert_with(|| cause.clone());
+                            }
+                            Err(failure)
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(IMAGE_CONCURRENCY)
+            .collect()
+            .await;
+    let mut images = BTreeMap::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok((key, obs)) => {
+                images.insert(key, obs);
+            }
+            Err(f) => failures.push(f),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(Error::Unobserved(Unobserved::new(failures)));
+    }
     let live_tags = if desired.prune {
         let live = registries.get(&desired.live.registry)?;
         Some(walk_tags(&live, &desired.live.prefix).await?)
     } else {
         None
     };
-    Ok(ObservedState {
-        images: images.into_iter().collect::<BTreeMap<_, _>>(),
-        live_tags,
-    })
+    Ok(ObservedState { images, live_tags })
+}
+
+/// The failure of `spec`, located at its entry in the configuration file.
+fn failure(desired: &DesiredState, spec: &ImageSpec, cause: Cause) -> Failure {
+    let at = desired
+        .entries
+        .of(spec)
+        .map(|(line, col)| format!("{}:{line}:{col}", desired.file.display()));
+    Failure::new(spec.key(), spec.source.to_string(), at, cause)
+}
+
+/// A registry `spec` needs that already failed for a cause of its own, and that cause. A
+/// pinned image needs its source only when it is not quarantined yet, so its source does not
+/// count.
+fn known_down(
+    desired: &DesiredState,
+    spec: &ImageSpec,
+    down: &Mutex<BTreeMap<String, String>>,
+) -> Option<(String, String)> {
+    let down = down.lock().expect("down registries lock");
+    let source = spec.pin.is_none().then_some(spec.source_registry.as_str());
+    [
+        source,
+        Some(desired.quarantine.registry.as_str()),
+        Some(desired.live.registry.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|r| down.get(r).map(|c| (r.to_string(), c.clone())))
 }
 
 async fn observe_image(
@@ -625,6 +702,33 @@ mod tests {
             time::macros::date!(2026 - 11 - 27),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_registry_known_down_stops_the_images_that_need_it() {
+        let ds = desired("live");
+        let down = Mutex::new(BTreeMap::new());
+        let spec = ds.images[0].clone();
+        assert_eq!(known_down(&ds, &spec, &down), None);
+        down.lock()
+            .unwrap()
+            .insert("docker.io".to_string(), "unreachable: x".to_string());
+        assert_eq!(
+            known_down(&ds, &spec, &down),
+            Some(("docker.io".to_string(), "unreachable: x".to_string()))
+        );
+        // A pinned image may not need its source at all: it is still tried.
+        let mut pinned = spec.clone();
+        pinned.pin = Some(Digest::of(b"image"));
+        assert_eq!(known_down(&ds, &pinned, &down), None);
+        // Quarantine and live are always needed.
+        down.lock()
+            .unwrap()
+            .insert("acr".to_string(), "answers 503 UNAVAILABLE".to_string());
+        assert_eq!(
+            known_down(&ds, &pinned, &down).map(|(r, _)| r).as_deref(),
+            Some("acr")
+        );
     }
 
     #[test]

@@ -26,6 +26,20 @@ pub use result::{Status, Tally};
 use transfer::{BlobLedger, Stats};
 pub use walk::{ApplyEvent, Dag, Limits, Observer, walk};
 
+tokio::task_local! {
+    /// The index of the action a step runs for: its copied bytes are counted to it.
+    static ACTION: usize;
+}
+
+/// `f` called as if from the action running now, wherever it is called from later (a
+/// streamed blob is read by the HTTP client's connection task, outside the action's task).
+pub(crate) fn bound_to_current_action(f: transfer::OnBytes) -> transfer::OnBytes {
+    match ACTION.try_with(|i| *i) {
+        Ok(i) => std::sync::Arc::new(move |n| ACTION.sync_scope(i, || f(n))),
+        Err(_) => f,
+    }
+}
+
 /// Execute `plan`: the steps of `steps`, walked by [`walk`] within `limits`, everything shown
 /// through `observer`. `signals` yields each SIGINT/SIGTERM (its number) as it arrives.
 pub async fn execute<S>(
@@ -50,7 +64,10 @@ where
         verdicts: Mutex::new(HashMap::new()),
         live_failing: Mutex::new(Vec::new()),
         on_bytes: Some(std::sync::Arc::new(move |bytes| {
-            progress(&ApplyEvent::Progress { bytes })
+            progress(&ApplyEvent::Progress {
+                action: ACTION.try_with(|i| *i).ok(),
+                bytes,
+            })
         })),
         scanners,
         signer: desired.signing.signer().map_err(|e| e.to_string()),
@@ -61,13 +78,15 @@ where
         &Dag::of(plan),
         limits,
         signals,
-        |i| async move {
-            match steps::run(ctx, &actions[i]).await {
-                Ok(s) => s,
-                Err(e) => Status::Failed {
-                    error: e.to_string(),
-                },
-            }
+        |i| {
+            ACTION.scope(i, async move {
+                match steps::run(ctx, &actions[i]).await {
+                    Ok(s) => s,
+                    Err(e) => Status::Failed {
+                        error: e.to_string(),
+                    },
+                }
+            })
         },
         &*observer,
     )

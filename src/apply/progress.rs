@@ -1,10 +1,10 @@
 //! The observer that shows an apply as it runs: on a terminal a progress bar (bytes, rate,
-//! actions); without one, a log line per finished action and heartbeat lines (running actions,
-//! bytes, rate, elapsed) at least every [`heartbeat::INTERVAL`]. Both print the signal notices.
+//! actions); without one, a log line per finished action and heartbeat lines (each running
+//! action's bytes of its size, rate and elapsed time; the total) at least every
+//! [`heartbeat::INTERVAL`]. Both print the signal notices.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::Tally;
 use super::walk::{ApplyEvent, Observer, StopReason};
@@ -20,8 +20,10 @@ pub fn for_stderr(plan: &Plan) -> (Observer, Option<heartbeat::Heartbeat>) {
         let beat = heartbeat::Heartbeat::start(plan, heartbeat::INTERVAL, Arc::new(notices));
         let progress = beat.progress.clone();
         let observer: Observer = Arc::new(move |e| match e {
-            ApplyEvent::Progress { bytes } => {
-                progress.bytes.fetch_add(*bytes, Ordering::Relaxed);
+            ApplyEvent::Progress { action, bytes } => progress.copied(*action, *bytes),
+            ApplyEvent::Started { index, .. } => {
+                progress.started(*index);
+                notices(e);
             }
             ApplyEvent::Finished {
                 index,
@@ -30,11 +32,7 @@ pub fn for_stderr(plan: &Plan) -> (Observer, Option<heartbeat::Heartbeat>) {
                 finished,
                 total,
             } => {
-                progress
-                    .finished
-                    .lock()
-                    .expect("progress lock")
-                    .insert(*index);
+                progress.finished(*index);
                 eprintln!("[{finished}/{total}] {} {id}", status.tally().word());
             }
             other => notices(other),
@@ -53,7 +51,7 @@ fn terminal() -> Observer {
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
     Arc::new(move |e| match e {
-        ApplyEvent::Progress { bytes } => bar.inc(*bytes),
+        ApplyEvent::Progress { bytes, .. } => bar.inc(*bytes),
         ApplyEvent::Finished {
             id,
             status,

@@ -85,7 +85,7 @@ impl Context<'_> {
         Copier {
             ledger: &self.ledger,
             stats,
-            on_bytes: self.on_bytes.clone(),
+            on_bytes: self.on_bytes.clone().map(super::bound_to_current_action),
         }
     }
 }

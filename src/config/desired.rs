@@ -31,6 +31,27 @@ pub struct DesiredState {
     pub tracks: Vec<TrackSpec>,
     /// `[signing]`: how records are signed and verified.
     pub signing: crate::signing::Signing,
+    /// Where each image is declared in `file`, for messages about one image.
+    pub entries: Entries,
+}
+
+/// Where the `[[images]]` entries are: the line and column of each entry's `source` value.
+#[derive(Clone, Debug, Default)]
+pub struct Entries {
+    /// Declared images, by image key.
+    pub images: BTreeMap<String, (usize, usize)>,
+    /// Tracked repositories (`track = …`), by source repository (`host/path`).
+    pub tracks: BTreeMap<String, (usize, usize)>,
+}
+
+impl Entries {
+    /// The entry that declares `spec` (its own, or the track entry it was resolved from).
+    pub fn of(&self, spec: &ImageSpec) -> Option<(usize, usize)> {
+        self.images
+            .get(&spec.key())
+            .or_else(|| self.tracks.get(&spec.source.repository()))
+            .copied()
+    }
 }
 
 /// `[admission]`: settings of the policies `airlock admission` prints.

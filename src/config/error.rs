@@ -36,6 +36,17 @@ impl LineIndex {
         self.starts.partition_point(|&s| s <= offset)
     }
 
+    /// The 1-based line and column (in characters) of byte `offset` of `source`.
+    pub fn line_col(&self, source: &str, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(source.len());
+        while !source.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.line(offset);
+        let start = self.starts[line - 1];
+        (line, source[start..offset].chars().count() + 1)
+    }
+
     /// The byte range of the line holding `offset` (without its newline).
     fn line_range(&self, source: &str, offset: usize) -> (usize, usize) {
         let line = self.line(offset);

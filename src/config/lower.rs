@@ -246,9 +246,14 @@ pub fn lower(
     // an error).
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut tracks: Vec<TrackSpec> = Vec::new();
+    let mut entries = Entries::default();
     for img in &raw.images {
         if img.get_ref().track.is_some() {
             if let Some(t) = track::lower_track(&mut l, img, &mut registries, &tracks) {
+                let at = l
+                    .lines
+                    .line_col(l.source, img.get_ref().source.span().start);
+                entries.tracks.insert(t.source.repository(), at);
                 tracks.push(t);
             }
             continue;
@@ -272,7 +277,11 @@ pub fn lower(
             );
             continue;
         }
-        seen.insert(key, img.span().start);
+        seen.insert(key.clone(), img.span().start);
+        let at = l
+            .lines
+            .line_col(l.source, img.get_ref().source.span().start);
+        entries.images.insert(key, at);
         images.push(spec);
     }
     images.sort_by_cached_key(|i| i.key());
@@ -308,6 +317,7 @@ pub fn lower(
         azure_cloud,
         tracks,
         signing,
+        entries,
     })
 }
 

@@ -128,6 +128,12 @@ fn last_suffix(last: &Option<String>) -> String {
 /// failed", "timed out", "connection reset", … followed by the innermost cause. reqwest's
 /// own message ("error sending request for url (…)") names neither cause nor fix.
 pub fn transport_cause(e: &reqwest::Error) -> String {
+    let (label, detail) = transport_parts(e);
+    format!("{label} ({detail})")
+}
+
+/// [`transport_cause`] in two parts: the named cause and the innermost error's message.
+fn transport_parts(e: &reqwest::Error) -> (&'static str, String) {
     let mut innermost: &dyn std::error::Error = e;
     let mut io_kind = None;
     let mut chain = Vec::new();
@@ -165,9 +171,9 @@ pub fn transport_cause(e: &reqwest::Error) -> String {
             .next()
             .unwrap_or(&inner)
             .to_string();
-        format!("{label} ({top})")
+        (label, top)
     } else {
-        format!("{label} ({inner})")
+        (label, inner)
     }
 }
 
@@ -222,6 +228,77 @@ impl RegistryError {
             RegistryError::Api { code, .. } => Some(code),
             RegistryError::Unauthorized { code, .. } => code.as_deref(),
             _ => None,
+        }
+    }
+
+    /// The registry the error happened on, when it names one.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            RegistryError::Api { registry, .. }
+            | RegistryError::Unauthorized { registry, .. }
+            | RegistryError::Credentials { registry, .. }
+            | RegistryError::Transport { registry, .. }
+            | RegistryError::Timeout { registry, .. }
+            | RegistryError::Deadline { registry, .. }
+            | RegistryError::Truncated { registry, .. }
+            | RegistryError::Invalid { registry, .. } => Some(registry),
+            RegistryError::DigestMismatch { .. }
+            | RegistryError::SizeMismatch { .. }
+            | RegistryError::Content { .. }
+            | RegistryError::Io { .. } => None,
+        }
+    }
+
+    /// What went wrong on the registry as a whole, the same for every request it fails
+    /// (unreachable, timed out, throttled, failing, refusing credentials), as opposed to
+    /// something about one image (a missing tag, a denied repository, bad content).
+    /// `None` for the latter.
+    pub fn registry_cause(&self) -> Option<String> {
+        Some(match self {
+            RegistryError::Transport { source, .. } => {
+                format!("unreachable: {}", transport_cause(source))
+            }
+            RegistryError::Timeout { after, .. } => format!(
+                "unreachable: timed out: no progress for {} (stall_timeout)",
+                humantime::format_duration(*after)
+            ),
+            RegistryError::Deadline { after, .. } => format!(
+                "unreachable: timed out: gave up after {} (timeout)",
+                humantime::format_duration(*after)
+            ),
+            RegistryError::Api { status, code, .. } if *status == 429 || *status >= 500 => {
+                format!("answers {status} {code}")
+            }
+            RegistryError::Api { code, .. } if code == "TOOMANYREQUESTS" => {
+                format!("answers {code}")
+            }
+            RegistryError::Unauthorized { code, hint, .. } => {
+                format!("unauthorized{}. {hint}", code_suffix(code))
+            }
+            RegistryError::Credentials { message, .. } => {
+                format!("has no usable credentials: {message}")
+            }
+            _ => return None,
+        })
+    }
+
+    /// What a retry of this error is counted under in the registry's retry summary:
+    /// the status and the registry's code (`429 TOOMANYREQUESTS`), or the transport cause
+    /// (`connection reset`, `timed out`).
+    pub fn retry_cause(&self) -> String {
+        match self {
+            RegistryError::Api { status, code, .. } => format!("{status} {code}"),
+            RegistryError::Transport { source, .. } => transport_parts(source).0.to_string(),
+            RegistryError::Timeout { .. } => "timed out (stall_timeout)".to_string(),
+            RegistryError::Truncated { .. } => "body ended early".to_string(),
+            RegistryError::Unauthorized { .. } => "unauthorized".to_string(),
+            RegistryError::Deadline { .. } => "timed out (timeout)".to_string(),
+            RegistryError::Credentials { .. } => "no credentials".to_string(),
+            RegistryError::DigestMismatch { .. } => "digest mismatch".to_string(),
+            RegistryError::SizeMismatch { .. } => "size mismatch".to_string(),
+            RegistryError::Invalid { .. } => "invalid answer".to_string(),
+            RegistryError::Content { .. } => "content".to_string(),
+            RegistryError::Io { .. } => "i/o error".to_string(),
         }
     }
 

@@ -136,6 +136,8 @@ impl HttpRegistry {
         let stall = spec.timeouts.stall_timeout;
         let mut opts = opts.clone();
         opts.retry.budget = Some(spec.timeouts.timeout);
+        // This registry's own count (its token requests included, through `auth`).
+        opts.retry.tally = Some(Arc::new(crate::registry::retry::RetryTally::default()));
         let client = reqwest::Client::builder()
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(stall)
@@ -180,6 +182,12 @@ impl HttpRegistry {
 
     pub fn key(&self) -> &str {
         &self.inner.key
+    }
+
+    /// The summary of this client's retries so far (see `RetryTally::summary`).
+    pub fn retry_summary(&self) -> Option<String> {
+        let tally = self.inner.opts.retry.tally.as_ref()?;
+        tally.summary(&self.inner.key)
     }
 
     /// `host[:port]` as written in pullable references (`registry-1.docker.io` is `docker.io`).

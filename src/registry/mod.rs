@@ -170,6 +170,14 @@ impl Registry {
         }
     }
 
+    /// How many requests were retried, by cause (HTTP registries; `None` when none was).
+    pub fn retry_summary(&self) -> Option<String> {
+        match self {
+            Registry::Http(r) => r.retry_summary(),
+            Registry::Layout(_) => None,
+        }
+    }
+
     /// The configuration key (alias or host), for messages.
     pub fn key(&self) -> &str {
         dispatch!(self, r => r.key())
@@ -686,6 +694,32 @@ impl Registries {
             n += r.abort_open_uploads().await;
         }
         n
+    }
+}
+
+impl Registries {
+    /// One line per registry used so far that retried requests (see
+    /// [`Registry::retry_summary`]), by registry key.
+    pub fn retry_summaries(&self) -> Vec<String> {
+        // Also called on drop: never panic here.
+        let Ok(built) = self.built.lock() else {
+            return Vec::new();
+        };
+        let mut by_key: BTreeMap<&str, &Arc<Registry>> = BTreeMap::new();
+        for r in built.values() {
+            by_key.insert(r.key(), r);
+        }
+        by_key.values().filter_map(|r| r.retry_summary()).collect()
+    }
+}
+
+/// The end of a command's registries: their retries, summarised once per registry (the
+/// first retry of each was a warning as it happened).
+impl Drop for Registries {
+    fn drop(&mut self) {
+        for line in self.retry_summaries() {
+            tracing::warn!("{line}");
+        }
     }
 }
 

@@ -10,7 +10,9 @@
 //! byte bodies). A streamed blob upload consumes its source stream and cannot be replayed:
 //! it fails once with a transient error, and the caller (apply) retries the whole copy.
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -29,6 +31,52 @@ pub struct RetryPolicy {
     /// The overall deadline of one operation, every attempt and backoff included
     /// (`None`: attempts alone bound it).
     pub budget: Option<Duration>,
+    /// Where the retries of one registry are counted: its first retry is a warning, the
+    /// others are debug lines and a summary at the end ([`RetryTally::summary`]). `None`:
+    /// every retry is a warning.
+    pub tally: Option<Arc<RetryTally>>,
+}
+
+/// The retries of one registry, counted by cause ([`RegistryError::retry_cause`]).
+#[derive(Debug, Default)]
+pub struct RetryTally {
+    causes: Mutex<BTreeMap<String, usize>>,
+}
+
+impl RetryTally {
+    /// Count one retry for `cause`; true when it is the registry's first.
+    pub fn record(&self, cause: &str) -> bool {
+        let mut causes = self.causes.lock().expect("retry tally lock");
+        let first = causes.is_empty();
+        *causes.entry(cause.to_string()).or_default() += 1;
+        first
+    }
+
+    /// `registry `x`: 14 requests retried (429 TOOMANYREQUESTS ×10, connection reset ×4)`,
+    /// causes by count then name; `None` when nothing was retried.
+    pub fn summary(&self, registry: &str) -> Option<String> {
+        let causes = self.causes.lock().expect("retry tally lock");
+        summarise(registry, &causes)
+    }
+}
+
+/// The summary line of a registry's retries by cause (see [`RetryTally::summary`]).
+fn summarise(registry: &str, causes: &BTreeMap<String, usize>) -> Option<String> {
+    let total: usize = causes.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut by_count: Vec<(&String, &usize)> = causes.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let parts: Vec<String> = by_count
+        .iter()
+        .map(|(cause, n)| format!("{cause} ×{n}"))
+        .collect();
+    let noun = if total == 1 { "request" } else { "requests" };
+    Some(format!(
+        "registry `{registry}`: {total} {noun} retried ({})",
+        parts.join(", ")
+    ))
 }
 
 impl Default for RetryPolicy {
@@ -39,6 +87,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
             budget: None,
+            tally: None,
         }
     }
 }
@@ -81,7 +130,7 @@ impl RetryPolicy {
             format!("{what} on `{registry}`")
         };
         let Some(budget) = self.budget else {
-            return self.attempts(&label, op, None).await;
+            return self.attempts(registry, &label, op, None).await;
         };
         let deadline = tokio::time::Instant::now() + budget;
         let last: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
@@ -108,11 +157,13 @@ impl RetryPolicy {
                 }
             }
         };
-        self.attempts(&label, guarded, Some(deadline)).await
+        self.attempts(registry, &label, guarded, Some(deadline))
+            .await
     }
 
     async fn attempts<T, F, Fut>(
         &self,
+        registry: &str,
         what: &str,
         op: F,
         deadline: Option<tokio::time::Instant>,
@@ -136,7 +187,21 @@ impl RetryPolicy {
                     .filter(|d| deadline.is_none_or(|dl| tokio::time::Instant::now() + *d < dl))
             })
             .notify(|e: &RegistryError, d: Duration| {
-                tracing::warn!("{what}: {e}; retrying in {:.1}s", d.as_secs_f64());
+                let secs = d.as_secs_f64();
+                let first = self.tally.as_ref().map(|t| t.record(&e.retry_cause()));
+                // Most errors already say "failed to <what> on `<registry>`".
+                let e = match e.registry() {
+                    Some(_) => e.to_string(),
+                    None => format!("{what}: {e}"),
+                };
+                match first {
+                    Some(true) => tracing::warn!(
+                        "{e}; retrying in {secs:.1}s (further retries on `{registry}` are \
+                         summarised at the end)"
+                    ),
+                    Some(false) => tracing::debug!("{e}; retrying in {secs:.1}s"),
+                    None => tracing::warn!("{e}; retrying in {secs:.1}s"),
+                }
             })
             .await
     }
@@ -168,6 +233,7 @@ mod tests {
             max_delay: Duration::from_millis(2),
             max_retry_after: Duration::from_millis(5),
             budget: None,
+            tally: None,
         }
     }
 
@@ -264,6 +330,46 @@ mod tests {
             n.load(Ordering::SeqCst) < 10,
             "{}",
             n.load(Ordering::SeqCst)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registry_tally_counts_retries_by_cause() {
+        let tally = Arc::new(RetryTally::default());
+        let policy = RetryPolicy {
+            tally: Some(tally.clone()),
+            ..fast()
+        };
+        assert_eq!(tally.summary("r"), None);
+        for _ in 0..2 {
+            let n = AtomicUsize::new(0);
+            policy
+                .run_for("r", "op", || async {
+                    match n.fetch_add(1, Ordering::SeqCst) {
+                        0 | 1 => Err(api(429, None)),
+                        2 => Err(RegistryError::Truncated {
+                            registry: "r".into(),
+                            what: "w".into(),
+                            expected: 2,
+                            received: 1,
+                        }),
+                        _ => Ok(()),
+                    }
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            tally.summary("r").as_deref(),
+            Some("registry `r`: 6 requests retried (429 X ×4, body ended early ×2)")
+        );
+        // The first retry is the registry's first, once.
+        assert!(!tally.record("429 X"));
+        let one = RetryTally::default();
+        assert!(one.record("connection reset"));
+        assert_eq!(
+            one.summary("hub").as_deref(),
+            Some("registry `hub`: 1 request retried (connection reset ×1)")
         );
     }
 

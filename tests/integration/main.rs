@@ -5,6 +5,7 @@ mod apply;
 mod architecture;
 #[cfg(feature = "azure")]
 mod azure;
+mod ci_output;
 mod cluster;
 mod day_two;
 mod gate;

@@ -26,8 +26,8 @@ use crate::plan::Plan;
 pub enum ApplyEvent<'a> {
     /// An action started.
     Started { index: usize, id: &'a str },
-    /// Bytes of a blob were copied (by any running action).
-    Progress { bytes: u64 },
+    /// Bytes of a blob were copied, by `action` (its index) when known.
+    Progress { action: Option<usize>, bytes: u64 },
     /// An action ended (`finished` of `total` have ended so far, skipped ones not counted).
     Finished {
         index: usize,

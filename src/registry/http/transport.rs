@@ -323,6 +323,55 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// The `-v` line of one request: method, registry, path (never the query: upload state and
+/// presigned URLs are credentials; never a header), status or cause, bytes received (the
+/// body read, or the length announced for a body the caller streams; none for HEAD) and
+/// sent, and how long it took.
+fn outcome_line(
+    registry: &str,
+    req: &Request<'_>,
+    body: &Body,
+    result: &Result<Answer, RegistryError>,
+    took: Duration,
+) -> String {
+    use crate::model::size::format_size;
+    let outcome = match result {
+        Ok(a) => {
+            let received = match &a.response {
+                _ if req.method == Method::HEAD => 0,
+                Some(_) => content_length(&a.headers).unwrap_or(0),
+                None => a.body.len() as u64,
+            };
+            format!(
+                "{} {}, {}",
+                a.status.as_u16(),
+                a.status.canonical_reason().unwrap_or(""),
+                format_size(received)
+            )
+        }
+        Err(e) => match e.status() {
+            Some(status) => format!("{status} {}", e.code().unwrap_or("")),
+            None => e.retry_cause(),
+        },
+    };
+    let sent = match body {
+        Body::None => 0,
+        Body::Bytes(b) => b.len() as u64,
+        Body::Stream(_, len, ..) => *len,
+    };
+    let sent = if sent > 0 {
+        format!(", sent {}", format_size(sent))
+    } else {
+        String::new()
+    };
+    format!(
+        "{} `{registry}` {} → {outcome}{sent}, {} ms",
+        req.method,
+        req.url.path(),
+        took.as_millis()
+    )
+}
+
 /// Time out a future with a fixed limit.
 async fn within<T>(
     limit: Duration,
@@ -722,7 +771,20 @@ impl Inner {
         }
     }
 
+    /// One attempt of a request, its outcome logged at info level (`-v`).
     async fn send_once(&self, req: &Request<'_>, body: &Body) -> Result<Answer, RegistryError> {
+        let started = Instant::now();
+        let result = self.exchange(req, body).await;
+        if tracing::enabled!(tracing::Level::INFO) {
+            tracing::info!(
+                "{}",
+                outcome_line(&self.key, req, body, &result, started.elapsed())
+            );
+        }
+        result
+    }
+
+    async fn exchange(&self, req: &Request<'_>, body: &Body) -> Result<Answer, RegistryError> {
         let (resp, permit) = if req.racy && matches!(body, Body::None) {
             self.execute_read(req).await?
         } else {
@@ -857,6 +919,46 @@ mod tests {
         let cause = crate::registry::error::transport_cause(&e);
         assert!(cause.starts_with("connection refused"), "{cause}");
         assert!(!cause.contains("secret"), "{cause}");
+    }
+
+    #[test]
+    fn outcome_lines_name_the_request_and_never_the_query() {
+        let url =
+            Url::parse("https://r.example/v2/x/blobs/uploads/abc?_state=SECRET&sig=KEY").unwrap();
+        let req = Request::new(Method::PUT, url.clone(), vec![], "upload");
+        let answer = |status| Answer {
+            status,
+            headers: HeaderMap::new(),
+            url: url.clone(),
+            body: Bytes::from_static(b"{}"),
+            response: None,
+            _permit: None,
+        };
+        let sent = Body::Bytes(Bytes::from(vec![0; 2048]));
+        let ms = Duration::from_millis(12);
+        let line = outcome_line("acr", &req, &sent, &Ok(answer(StatusCode::CREATED)), ms);
+        assert_eq!(
+            line,
+            "PUT `acr` /v2/x/blobs/uploads/abc → 201 Created, 2 B, sent 2.0 KiB, 12 ms"
+        );
+        let head = Request::new(Method::HEAD, url.clone(), vec![], "head");
+        let line = outcome_line("acr", &head, &Body::None, &Ok(answer(StatusCode::OK)), ms);
+        assert_eq!(
+            line,
+            "HEAD `acr` /v2/x/blobs/uploads/abc → 200 OK, 0 B, 12 ms"
+        );
+        let err = api_error_from(
+            "acr",
+            "head",
+            StatusCode::TOO_MANY_REQUESTS,
+            &HeaderMap::new(),
+            br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+        );
+        let line = outcome_line("acr", &head, &Body::None, &Err(err), ms);
+        assert_eq!(
+            line,
+            "HEAD `acr` /v2/x/blobs/uploads/abc → 429 TOOMANYREQUESTS, 12 ms"
+        );
     }
 
     #[test]

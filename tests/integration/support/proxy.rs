@@ -93,6 +93,8 @@ pub enum FaultKind {
     /// Answer this status, Content-Type and body without reaching the upstream (a hostile
     /// or broken answer, like a referrers API answering something that is not an index).
     Respond(u16, String, Vec<u8>),
+    /// Forward, sending the body at about this many bytes per second (a slow link).
+    Throttle(u64),
 }
 
 /// A fault: which requests, how many times, what.
@@ -408,6 +410,7 @@ async fn forward(
             full_body(data)
         }
         Some(FaultKind::Truncate(keep)) => truncated(body, keep),
+        Some(FaultKind::Throttle(per_second)) => throttled(body, per_second),
         _ => body.map_err(|e| -> BoxError { Box::new(e) }).boxed(),
     };
     Ok(Response::from_parts(parts, body))
@@ -439,6 +442,29 @@ fn truncated(body: Incoming, keep: u64) -> HttpBody {
                 },
             }
         });
+    http_body_util::StreamBody::new(stream).boxed()
+}
+
+/// The body in pieces of a tenth of `per_second` bytes, one every 100 ms.
+fn throttled(body: Incoming, per_second: u64) -> HttpBody {
+    let piece = (per_second / 10).max(1) as usize;
+    let stream = futures_util::stream::unfold(
+        (body, Bytes::new()),
+        move |(mut body, mut pending)| async move {
+            while pending.is_empty() {
+                match body.frame().await? {
+                    Err(e) => return Some((Err(Box::new(e) as BoxError), (body, pending))),
+                    Ok(frame) => match frame.into_data() {
+                        Ok(data) => pending = data,
+                        Err(frame) => return Some((Ok(frame), (body, pending))),
+                    },
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let chunk = pending.split_to(piece.min(pending.len()));
+            Some((Ok(Frame::data(chunk)), (body, pending)))
+        },
+    );
     http_body_util::StreamBody::new(stream).boxed()
 }
 
