@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use crate::model::{Digest, RawManifest, Severity, media};
 use crate::observed::{Decision, FindingSummary, VerdictInfo};
-use crate::signing::Signer;
+use crate::signing::{Signer, SigningError};
 use crate::signing::dsse::{self, Envelope};
 
 pub const ANN_CREATED: &str = "org.opencontainers.image.created";
@@ -300,13 +300,13 @@ pub fn is_listed_as<D: Document>(r: &crate::registry::Referrer) -> bool {
     }
 }
 
-fn build<D: Document>(
+async fn build<D: Document>(
     doc: &D,
     signer: Option<&Signer>,
     subject: (&Digest, &str, u64),
     mut annotations: BTreeMap<String, String>,
-) -> Artifact {
-    let envelope = Envelope::seal(dsse::IN_TOTO, &statement(doc), signer);
+) -> Result<Artifact, SigningError> {
+    let envelope = Envelope::seal(dsse::IN_TOTO, &statement(doc), signer).await?;
     let document = serde_json::to_vec(&envelope).expect("an envelope serialises");
     annotations.insert(ANN_PREDICATE.to_string(), D::PREDICATE.to_string());
     let artifact_type = DSSE_ENVELOPE;
@@ -333,20 +333,21 @@ fn build<D: Document>(
         "annotations": annotations,
     });
     let bytes = serde_json::to_vec(&body).expect("manifest serialises");
-    Artifact {
+    Ok(Artifact {
         manifest: RawManifest::new(bytes, Some(media::OCI_MANIFEST)).expect("valid manifest"),
         layer: document,
         config,
-    }
+    })
 }
 
-/// The verdict artifact for `doc`, whose subject is the scanned manifest.
-pub fn verdict_artifact(
+/// The verdict artifact for `doc`, whose subject is the scanned manifest (an error only when
+/// the signer fails).
+pub async fn verdict_artifact(
     doc: &VerdictDocument,
     signer: Option<&Signer>,
     subject_media_type: &str,
     subject_size: u64,
-) -> Artifact {
+) -> Result<Artifact, SigningError> {
     let mut ann = BTreeMap::new();
     ann.insert(ANN_CREATED.to_string(), rfc3339(doc.created));
     ann.insert(
@@ -363,15 +364,17 @@ pub fn verdict_artifact(
         (&doc.digest, subject_media_type, subject_size),
         ann,
     )
+    .await
 }
 
-/// The promotion record artifact, whose subject is the live manifest.
-pub fn promotion_artifact(
+/// The promotion record artifact, whose subject is the live manifest (an error only when the
+/// signer fails).
+pub async fn promotion_artifact(
     rec: &PromotionRecord,
     signer: Option<&Signer>,
     subject_media_type: &str,
     subject_size: u64,
-) -> Artifact {
+) -> Result<Artifact, SigningError> {
     let mut ann = BTreeMap::new();
     ann.insert(ANN_CREATED.to_string(), rfc3339(rec.created));
     ann.insert(ANN_FROM.to_string(), rec.from.clone());
@@ -383,6 +386,7 @@ pub fn promotion_artifact(
         (&rec.digest, subject_media_type, subject_size),
         ann,
     )
+    .await
 }
 
 /// Summary of a verdict from a referrer's annotations (no blob read). None when the
@@ -449,7 +453,14 @@ mod tests {
             }],
             airlock_version: "0".into(),
         };
-        let a = verdict_artifact(&doc, None, media::OCI_MANIFEST, 100);
+        let a = futures_util::FutureExt::now_or_never(verdict_artifact(
+            &doc,
+            None,
+            media::OCI_MANIFEST,
+            100,
+        ))
+        .expect("unsigned: nothing to wait for")
+        .unwrap();
         let Parsed::Image {
             subject,
             artifact_type,

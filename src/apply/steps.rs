@@ -66,6 +66,17 @@ pub struct Context<'a> {
     pub scanners: gate::Scanners,
     /// `[signing] key`, loaded once per apply (an error fails every record write).
     pub signer: Result<Option<crate::signing::Signer>, String>,
+    /// The Azure context (acr-import's ARM client and credential chain).
+    #[cfg(feature = "azure")]
+    pub azure: std::sync::Arc<crate::azure::Azure>,
+}
+
+/// A record or verdict that could not be signed (nothing is written).
+fn signing_failed(e: crate::signing::SigningError) -> RegistryError {
+    RegistryError::Content {
+        what: "[signing] key".into(),
+        message: e.to_string(),
+    }
 }
 
 impl Context<'_> {
@@ -294,7 +305,9 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
     };
     let doc = gate::scan(ctx.desired, &ctx.scanners, &target, &top, &path, now()).await?;
     let artifact =
-        records::verdict_artifact(&doc, ctx.signer()?, &top.media_type, top.bytes.len() as u64);
+        records::verdict_artifact(&doc, ctx.signer()?, &top.media_type, top.bytes.len() as u64)
+            .await
+            .map_err(signing_failed)?;
     push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
@@ -477,7 +490,9 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         ctx.signer()?,
         &top.media_type,
         top.bytes.len() as u64,
-    );
+    )
+    .await
+    .map_err(signing_failed)?;
     if tag_holds.is_some() {
         // The content and the tag are live already: only the record was missing or invalid.
         push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;

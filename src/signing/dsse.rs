@@ -5,7 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use super::{Signer, Verifier};
+use super::{Signer, SigningError, Verifier};
 
 /// The payload type of an in-toto statement.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
@@ -53,20 +53,23 @@ pub enum SignatureCheck {
 
 impl Envelope {
     /// Wrap `payload` (of `payload_type`), signed by `signer` when there is one.
-    pub fn seal(payload_type: &str, payload: &[u8], signer: Option<&Signer>) -> Envelope {
-        let signatures = signer
-            .map(|s| {
-                vec![Signature {
-                    keyid: s.keyid().to_string(),
-                    sig: STANDARD.encode(s.sign(&pae(payload_type, payload))),
-                }]
-            })
-            .unwrap_or_default();
-        Envelope {
+    pub async fn seal(
+        payload_type: &str,
+        payload: &[u8],
+        signer: Option<&Signer>,
+    ) -> Result<Envelope, SigningError> {
+        let mut signatures = Vec::new();
+        if let Some(s) = signer {
+            signatures.push(Signature {
+                keyid: s.keyid().to_string(),
+                sig: STANDARD.encode(s.sign(&pae(payload_type, payload)).await?),
+            });
+        }
+        Ok(Envelope {
             payload_type: payload_type.to_string(),
             payload: STANDARD.encode(payload),
             signatures,
-        }
+        })
     }
 
     /// The decoded payload; None when it is not valid base64.

@@ -12,6 +12,8 @@ mod gate_hygiene;
 mod harness;
 mod hostile_registry;
 mod interrupt;
+#[cfg(feature = "azure")]
+mod kms;
 mod plans_ci;
 mod quickstart;
 mod records_bound;

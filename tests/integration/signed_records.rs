@@ -114,7 +114,7 @@ impl World {
     }
 }
 
-fn world_config(upstream: &str, target: &str, extra: &str) -> String {
+pub(crate) fn world_config(upstream: &str, target: &str, extra: &str) -> String {
     config(
         upstream,
         target,
@@ -143,7 +143,7 @@ fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
 }
 
 /// The envelope (layer bytes) of an artifact manifest, checking the cosign attestation layout.
-async fn envelope_of(c: &RawClient, repo: &str, m: &RawManifest, subject: &Digest) -> Vec<u8> {
+pub(crate) async fn envelope_of(c: &RawClient, repo: &str, m: &RawManifest, subject: &Digest) -> Vec<u8> {
     let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
     assert_eq!(v["mediaType"], media::OCI_MANIFEST);
     assert_eq!(v["artifactType"], records::DSSE_ENVELOPE);
@@ -178,7 +178,7 @@ sys.exit("no signature verifies")
 "#;
 
 /// Run the independent verifier on an envelope; the statement when it verifies.
-fn python_verify(dir: &Path, envelope: &[u8]) -> Result<serde_json::Value, String> {
+pub(crate) fn python_verify(dir: &Path, envelope: &[u8]) -> Result<serde_json::Value, String> {
     let f = dir.join("envelope.json");
     std::fs::write(&f, envelope).unwrap();
     let out = Command::new(python())

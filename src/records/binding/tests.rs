@@ -325,12 +325,12 @@ fn manifest(v: serde_json::Value) -> RawManifest {
 #[test]
 fn only_non_runnable_artifacts_about_the_subject_are_referrers() {
     let w = want();
-    let rec = promotion_artifact(
+    let rec = ready(promotion_artifact(
         record().document.as_ref().unwrap(),
         None,
         media::OCI_MANIFEST,
         100,
-    );
+    ));
     assert!(is_artifact_referrer_of(&rec.manifest, &w.digest));
     assert!(!is_artifact_referrer_of(&rec.manifest, &d('b')));
     let desc = |mt: &str, c: char| serde_json::json!({"mediaType": mt, "digest": d(c).to_string(), "size": 2});
@@ -385,15 +385,15 @@ fn read_back<D: crate::records::Document>(a: &crate::records::Artifact) -> ReadA
 }
 
 fn signed_pair(signer: Option<&crate::signing::Signer>) -> (ReadRecord, ReadVerdict) {
-    let v = crate::records::verdict_artifact(
+    let v = ready(crate::records::verdict_artifact(
         passing().document.as_ref().unwrap(),
         signer,
         media::OCI_MANIFEST,
         100,
-    );
+    ));
     let mut rec = record().document.unwrap();
     rec.verdict = v.manifest.digest.clone();
-    let r = promotion_artifact(&rec, signer, media::OCI_MANIFEST, 100);
+    let r = ready(promotion_artifact(&rec, signer, media::OCI_MANIFEST, 100));
     (read_back(&r), read_back(&v))
 }
 
@@ -438,7 +438,7 @@ fn with_a_public_key_only_signed_records_and_verdicts_bind() {
     let (r2, _) = {
         let mut doc = r.document.clone().unwrap();
         doc.verdict = uv.artifact.clone();
-        let a = promotion_artifact(&doc, Some(&key), media::OCI_MANIFEST, 100);
+        let a = ready(promotion_artifact(&doc, Some(&key), media::OCI_MANIFEST, 100));
         (read_back::<PromotionRecord>(&a), ())
     };
     let p = check(&r2, true, Some(&uv), &keyed()).unwrap_err();
@@ -531,4 +531,14 @@ fn statements_are_in_toto_v1_with_one_subject() {
         crate::records::from_statement::<PromotionRecord>(&serde_json::to_vec(&st).unwrap())
             .is_some()
     );
+}
+
+/// An artifact built with a local key (or none): signing it never waits.
+fn ready<T>(
+    f: impl std::future::Future<Output = Result<T, crate::signing::SigningError>>,
+) -> T {
+    use futures_util::FutureExt as _;
+    f.now_or_never()
+        .expect("local signing does not wait")
+        .expect("local signing does not fail")
 }
