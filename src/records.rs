@@ -20,7 +20,6 @@ use time::OffsetDateTime;
 
 use crate::model::{Digest, RawManifest, Severity, media};
 use crate::observed::{Decision, FindingSummary, VerdictInfo};
-use crate::signing::{Signer, SigningError};
 use crate::signing::dsse::{self, Envelope};
 
 pub const ANN_CREATED: &str = "org.opencontainers.image.created";
@@ -300,13 +299,13 @@ pub fn is_listed_as<D: Document>(r: &crate::registry::Referrer) -> bool {
     }
 }
 
-async fn build<D: Document>(
+fn build<D: Document>(
     doc: &D,
-    signer: Option<&Signer>,
+    signature: Option<dsse::Signature>,
     subject: (&Digest, &str, u64),
     mut annotations: BTreeMap<String, String>,
-) -> Result<Artifact, SigningError> {
-    let envelope = Envelope::seal(dsse::IN_TOTO, &statement(doc), signer).await?;
+) -> Artifact {
+    let envelope = Envelope::seal(dsse::IN_TOTO, &statement(doc), signature);
     let document = serde_json::to_vec(&envelope).expect("an envelope serialises");
     annotations.insert(ANN_PREDICATE.to_string(), D::PREDICATE.to_string());
     let artifact_type = DSSE_ENVELOPE;
@@ -333,21 +332,21 @@ async fn build<D: Document>(
         "annotations": annotations,
     });
     let bytes = serde_json::to_vec(&body).expect("manifest serialises");
-    Ok(Artifact {
+    Artifact {
         manifest: RawManifest::new(bytes, Some(media::OCI_MANIFEST)).expect("valid manifest"),
         layer: document,
         config,
-    })
+    }
 }
 
-/// The verdict artifact for `doc`, whose subject is the scanned manifest (an error only when
-/// the signer fails).
-pub async fn verdict_artifact(
+/// The verdict artifact for `doc`, whose subject is the scanned manifest; `signature` (over
+/// [`statement`]`(doc)`, see [`dsse::Signature::by`]) when it is signed.
+pub fn verdict_artifact(
     doc: &VerdictDocument,
-    signer: Option<&Signer>,
+    signature: Option<dsse::Signature>,
     subject_media_type: &str,
     subject_size: u64,
-) -> Result<Artifact, SigningError> {
+) -> Artifact {
     let mut ann = BTreeMap::new();
     ann.insert(ANN_CREATED.to_string(), rfc3339(doc.created));
     ann.insert(
@@ -360,21 +359,20 @@ pub async fn verdict_artifact(
     ann.insert(ANN_POLICY_HASH.to_string(), doc.policy_hash.to_string());
     build(
         doc,
-        signer,
+        signature,
         (&doc.digest, subject_media_type, subject_size),
         ann,
     )
-    .await
 }
 
-/// The promotion record artifact, whose subject is the live manifest (an error only when the
-/// signer fails).
-pub async fn promotion_artifact(
+/// The promotion record artifact, whose subject is the live manifest; `signature` (over
+/// [`statement`]`(rec)`, see [`dsse::Signature::by`]) when it is signed.
+pub fn promotion_artifact(
     rec: &PromotionRecord,
-    signer: Option<&Signer>,
+    signature: Option<dsse::Signature>,
     subject_media_type: &str,
     subject_size: u64,
-) -> Result<Artifact, SigningError> {
+) -> Artifact {
     let mut ann = BTreeMap::new();
     ann.insert(ANN_CREATED.to_string(), rfc3339(rec.created));
     ann.insert(ANN_FROM.to_string(), rec.from.clone());
@@ -382,11 +380,10 @@ pub async fn promotion_artifact(
     ann.insert(ANN_PLAN.to_string(), rec.plan_hash.to_string());
     build(
         rec,
-        signer,
+        signature,
         (&rec.digest, subject_media_type, subject_size),
         ann,
     )
-    .await
 }
 
 /// Summary of a verdict from a referrer's annotations (no blob read). None when the
@@ -453,14 +450,7 @@ mod tests {
             }],
             airlock_version: "0".into(),
         };
-        let a = futures_util::FutureExt::now_or_never(verdict_artifact(
-            &doc,
-            None,
-            media::OCI_MANIFEST,
-            100,
-        ))
-        .expect("unsigned: nothing to wait for")
-        .unwrap();
+        let a = verdict_artifact(&doc, None, media::OCI_MANIFEST, 100);
         let Parsed::Image {
             subject,
             artifact_type,

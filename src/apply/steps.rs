@@ -71,15 +71,25 @@ pub struct Context<'a> {
     pub azure: std::sync::Arc<crate::azure::Azure>,
 }
 
-/// A record or verdict that could not be signed (nothing is written).
-fn signing_failed(e: crate::signing::SigningError) -> RegistryError {
-    RegistryError::Content {
-        what: "[signing] key".into(),
-        message: e.to_string(),
-    }
-}
-
 impl Context<'_> {
+    /// The signature of an in-toto `statement` by the configured key (None without one). A
+    /// failure fails the step: nothing is written with a signature that was not made.
+    async fn sign(
+        &self,
+        statement: &[u8],
+    ) -> Result<Option<crate::signing::dsse::Signature>, RegistryError> {
+        let Some(signer) = self.signer()? else {
+            return Ok(None);
+        };
+        crate::signing::dsse::Signature::by(signer, crate::signing::dsse::IN_TOTO, statement)
+            .await
+            .map(Some)
+            .map_err(|e| RegistryError::Content {
+                what: "[signing] key".into(),
+                message: e.to_string(),
+            })
+    }
+
     /// The key records are signed with, if one is configured.
     fn signer(&self) -> Result<Option<&crate::signing::Signer>, RegistryError> {
         match &self.signer {
@@ -304,10 +314,9 @@ async fn scan(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError> {
         digest: &a.digest,
     };
     let doc = gate::scan(ctx.desired, &ctx.scanners, &target, &top, &path, now()).await?;
+    let signature = ctx.sign(&records::statement(&doc)).await?;
     let artifact =
-        records::verdict_artifact(&doc, ctx.signer()?, &top.media_type, top.bytes.len() as u64)
-            .await
-            .map_err(signing_failed)?;
+        records::verdict_artifact(&doc, signature, &top.media_type, top.bytes.len() as u64);
     push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
@@ -485,14 +494,13 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         created: now(),
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    let signature = ctx.sign(&records::statement(&record)).await?;
     let artifact = records::promotion_artifact(
         &record,
-        ctx.signer()?,
+        signature,
         &top.media_type,
         top.bytes.len() as u64,
-    )
-    .await
-    .map_err(signing_failed)?;
+    );
     if tag_holds.is_some() {
         // The content and the tag are live already: only the record was missing or invalid.
         push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;

@@ -170,16 +170,24 @@ impl Signer {
         }
     }
 
+    /// ECDSA P-256 SHA-256 over `message`, ASN.1 DER, with a local key (None for a remote one).
+    pub fn sign_local(&self, message: &[u8]) -> Option<Vec<u8>> {
+        match &self.key {
+            Key::Local(k) => {
+                let sig: DerSignature = k.sign(message);
+                Some(sig.as_bytes().to_vec())
+            }
+            Key::Remote { .. } => None,
+        }
+    }
+
     /// ECDSA P-256 SHA-256 over `message`, ASN.1 DER. A remote key signs the SHA-256 digest
     /// (ES256) and answers raw `r‖s`: it is converted to DER, and refused unless it verifies
     /// with the key's public key (a hostile or misconfigured service must not produce records
     /// nobody can verify).
     pub async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SigningError> {
         match &self.key {
-            Key::Local(k) => {
-                let sig: DerSignature = k.sign(message);
-                Ok(sig.as_bytes().to_vec())
-            }
+            Key::Local(_) => Ok(self.sign_local(message).expect("a local key")),
             Key::Remote {
                 key,
                 verifier,

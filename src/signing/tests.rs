@@ -55,7 +55,7 @@ fn openssl_keys_load_and_round_trip() {
     let v = Verifier::load(&dir.path().join("pub.pem")).unwrap();
     assert_eq!(s.verifier(), v);
     assert_eq!(s.keyid(), v.keyid());
-    let e = ready(Envelope::seal(IN_TOTO, b"{\"a\":1}", Some(&s)));
+    let e = seal(b"{\"a\":1}", &s);
     assert_eq!(e.check(&v), SignatureCheck::Verified);
     assert_eq!(e.payload_bytes().unwrap(), b"{\"a\":1}");
     // The key never shows in Debug.
@@ -72,7 +72,7 @@ fn openssl_keys_load_and_round_trip() {
 fn tampering_breaks_the_signature() {
     let s = Signer::from_pem(&test_key()).unwrap();
     let v = s.verifier();
-    let e = ready(Envelope::seal(IN_TOTO, b"{\"live\":\"a\"}", Some(&s)));
+    let e = seal(b"{\"live\":\"a\"}", &s);
     let mut edited = e.clone();
     edited.payload = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
@@ -85,13 +85,13 @@ fn tampering_breaks_the_signature() {
     let mut garbage = e.clone();
     garbage.signatures[0].sig = "!!".into();
     assert_eq!(garbage.check(&v), SignatureCheck::Bad);
-    let unsigned = ready(Envelope::seal(IN_TOTO, b"{}", None));
+    let unsigned = Envelope::seal(IN_TOTO, b"{}", None);
     assert_eq!(unsigned.check(&v), SignatureCheck::Unsigned);
     assert_eq!(dsse::check(None, &v), SignatureCheck::Unsigned);
     // Another key's signature does not verify.
     let other = Signer::from_pem(&test_key()).unwrap();
     assert_eq!(
-        ready(Envelope::seal(IN_TOTO, b"{}", Some(&other))).check(&v),
+        seal(b"{}", &other).check(&v),
         SignatureCheck::Bad
     );
 }
@@ -165,4 +165,81 @@ fn test_key() -> String {
 fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
     use futures_util::FutureExt as _;
     f.now_or_never().expect("local signing does not wait")
+}
+
+/// `payload` as an in-toto envelope signed by the local key `s`.
+fn seal(payload: &[u8], s: &Signer) -> Envelope {
+    Envelope::seal(
+        IN_TOTO,
+        payload,
+        super::dsse::Signature::by_local(s, IN_TOTO, payload),
+    )
+}
+
+/// A stand-in for a key service: signs digests with a local key, or answers what it is told.
+struct FakeKms {
+    key: p256::ecdsa::SigningKey,
+    answer: Answer,
+}
+
+#[derive(Clone, Copy)]
+enum Answer {
+    Honest,
+    OtherDigest,
+    Short,
+}
+
+impl RemoteKey for FakeKms {
+    fn sign_digest<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<u8>, Option<String>), SigningError>>
+    {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        Box::pin(async move {
+            let d = match self.answer {
+                Answer::OtherDigest => [9u8; 32],
+                _ => *digest,
+            };
+            let sig: p256::ecdsa::Signature = self.key.sign_prehash(&d).unwrap();
+            let mut raw = sig.to_bytes().to_vec();
+            if let Answer::Short = self.answer {
+                raw.pop();
+            }
+            Ok((raw, Some("https://kv1.vault.azure.net/keys/k/1".into())))
+        })
+    }
+}
+
+fn remote(answer: Answer) -> Signer {
+    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let verifier = Verifier::with_keyid(*key.verifying_key(), "kid-1".into());
+    Signer::remote(
+        std::sync::Arc::new(FakeKms { key, answer }),
+        verifier,
+        "azurekms://kv1.vault.azure.net/k".into(),
+    )
+}
+
+#[test]
+fn a_remote_keys_raw_signature_becomes_der_and_is_checked_before_use() {
+    let s = remote(Answer::Honest);
+    assert_eq!(s.keyid(), "kid-1");
+    assert!(s.sign_local(b"x").is_none(), "a remote key does not sign locally");
+    let der = ready(s.sign(b"the PAE")).unwrap();
+    assert_eq!(der[0], 0x30, "ASN.1 DER SEQUENCE");
+    assert!(p256::ecdsa::Signature::from_der(&der).is_ok());
+    assert!(s.verifier().verify(b"the PAE", &der));
+    let e = ready(super::dsse::Signature::by(&s, IN_TOTO, b"{}")).unwrap();
+    assert_eq!(e.keyid, "kid-1");
+    let env = Envelope::seal(IN_TOTO, b"{}", Some(e));
+    assert_eq!(env.check(&s.verifier()), SignatureCheck::Verified);
+
+    let e = ready(remote(Answer::OtherDigest).sign(b"the PAE")).unwrap_err();
+    let e = e.to_string();
+    assert!(e.contains("does not verify with the key's public key kid-1"), "{e}");
+    assert!(e.contains("https://kv1.vault.azure.net/keys/k/1"), "{e}");
+    assert!(e.contains("azurekms://kv1.vault.azure.net/k"), "{e}");
+    let e = ready(remote(Answer::Short).sign(b"the PAE")).unwrap_err();
+    assert!(e.to_string().contains("63 bytes"), "{e}");
 }

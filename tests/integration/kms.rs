@@ -296,18 +296,74 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
     }
     world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
 
-    // Kyverno checks the promotion record with the vault key by reference.
-    let out = world
+    // Kyverno checks the promotion record with the vault key by reference, or with the same
+    // public key as a PEM file; both policies are valid ClusterPolicies (Kyverno's CRD schema,
+    // unknown fields forbidden, yamllint).
+    let by_kms = world
         .run(&["admission", "--format", "kyverno", "--live-host", "acr.example"])
         .await
-        .expect(0);
-    assert!(
-        out.stdout
-            .contains("kms: azurekms://airlock-kv1.vault.azure.net/airlock-signing"),
-        "{}",
-        out.stdout
+        .expect(0)
+        .stdout;
+    let policy = kyverno_policy(world.w.path(), &by_kms);
+    let keys = &policy["spec"]["rules"][1]["verifyImages"][0]["attestations"][0]["attestors"][0]
+        ["entries"][0]["keys"];
+    assert_eq!(
+        keys["kms"],
+        "azurekms://airlock-kv1.vault.azure.net/airlock-signing"
     );
-    assert!(out.stdout.contains(records::PROMOTION_PREDICATE));
+    world.w.set_config(&std::fs::read_to_string(world.w.config()).unwrap().replace(
+        "public_key = \"azurekms://airlock-kv1.vault.azure.net/airlock-signing\"",
+        "public_key = \"airlock.pub\"",
+    ));
+    let by_pem = world
+        .run(&["admission", "--format", "kyverno", "--live-host", "acr.example"])
+        .await
+        .expect(0)
+        .stdout;
+    let policy = kyverno_policy(world.w.path(), &by_pem);
+    let rule = &policy["spec"]["rules"][1];
+    let v = &rule["verifyImages"][0];
+    assert_eq!(v["imageReferences"], json!(["acr.example/live/*"]));
+    assert_eq!(v["cosignOCI11"], true);
+    assert_eq!(v["failureAction"], "Enforce");
+    assert_eq!(v["attestations"][0]["type"], records::PROMOTION_PREDICATE);
+    let keys = &v["attestations"][0]["attestors"][0]["entries"][0]["keys"];
+    assert_eq!(keys["publicKeys"], world.vault.public_pem().trim_end());
+    assert_eq!(rule["exclude"], policy["spec"]["rules"][0]["exclude"]);
+}
+
+/// Validate a `--format kyverno` output against Kyverno's ClusterPolicy CRD schema (as the
+/// cluster tests do, unknown fields forbidden) and yamllint; the policy as JSON.
+fn kyverno_policy(dir: &std::path::Path, yaml: &str) -> Value {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let f = dir.join("kyverno.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    let script = r#"
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import admission_eval as a
+import jsonschema
+docs = a.load_yaml(Path(sys.argv[2]))
+assert len(docs) == 1, "one ClusterPolicy"
+schema = a.strict(json.loads(Path(sys.argv[3]).read_text())["schema"])
+jsonschema.validate(docs[0], schema)
+print(json.dumps(docs[0]))
+"#;
+    let out = std::process::Command::new(crate::support::python::python())
+        .arg("-c")
+        .arg(script)
+        .arg(repo.join("tests/python"))
+        .arg(&f)
+        .arg(repo.join("tests/fixtures/kyverno/clusterpolicy-v1.schema.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{yaml}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A vault answering signatures that do not verify with its public key fails the apply with

@@ -148,9 +148,7 @@ async fn record_doc(c: &RawClient, repo: &str, m: &RawManifest) -> PromotionReco
 /// Push `rec` as a promotion record artifact about `subject` into `repo` and make the
 /// tag-schema index `sha256-<subject>` list only it (hiding whatever was listed before).
 async fn push_record_only(c: &RawClient, repo: &str, rec: &PromotionRecord, subject: &RawManifest) {
-    let a = records::promotion_artifact(rec, None, &subject.media_type, subject.bytes.len() as u64)
-        .await
-        .unwrap();
+    let a = records::promotion_artifact(rec, None, &subject.media_type, subject.bytes.len() as u64);
     c.push_blob(repo, &Blob::memory(media::OCI_EMPTY, a.config.clone()))
         .await;
     c.push_blob(repo, &Blob::memory(records::DSSE_ENVELOPE, a.layer.clone()))

@@ -325,12 +325,12 @@ fn manifest(v: serde_json::Value) -> RawManifest {
 #[test]
 fn only_non_runnable_artifacts_about_the_subject_are_referrers() {
     let w = want();
-    let rec = ready(promotion_artifact(
+    let rec = promotion_artifact(
         record().document.as_ref().unwrap(),
         None,
         media::OCI_MANIFEST,
         100,
-    ));
+    );
     assert!(is_artifact_referrer_of(&rec.manifest, &w.digest));
     assert!(!is_artifact_referrer_of(&rec.manifest, &d('b')));
     let desc = |mt: &str, c: char| serde_json::json!({"mediaType": mt, "digest": d(c).to_string(), "size": 2});
@@ -384,16 +384,26 @@ fn read_back<D: crate::records::Document>(a: &crate::records::Artifact) -> ReadA
     }
 }
 
+/// The signature of `doc`'s statement by the local key `signer`, if any.
+fn signature<D: crate::records::Document>(
+    doc: &D,
+    signer: Option<&crate::signing::Signer>,
+) -> Option<dsse::Signature> {
+    let statement = crate::records::statement(doc);
+    signer.map(|s| dsse::Signature::by_local(s, dsse::IN_TOTO, &statement).expect("a local key"))
+}
+
 fn signed_pair(signer: Option<&crate::signing::Signer>) -> (ReadRecord, ReadVerdict) {
-    let v = ready(crate::records::verdict_artifact(
-        passing().document.as_ref().unwrap(),
-        signer,
+    let doc = passing().document.unwrap();
+    let v = crate::records::verdict_artifact(
+        &doc,
+        signature(&doc, signer),
         media::OCI_MANIFEST,
         100,
-    ));
+    );
     let mut rec = record().document.unwrap();
     rec.verdict = v.manifest.digest.clone();
-    let r = ready(promotion_artifact(&rec, signer, media::OCI_MANIFEST, 100));
+    let r = promotion_artifact(&rec, signature(&rec, signer), media::OCI_MANIFEST, 100);
     (read_back(&r), read_back(&v))
 }
 
@@ -438,7 +448,7 @@ fn with_a_public_key_only_signed_records_and_verdicts_bind() {
     let (r2, _) = {
         let mut doc = r.document.clone().unwrap();
         doc.verdict = uv.artifact.clone();
-        let a = ready(promotion_artifact(&doc, Some(&key), media::OCI_MANIFEST, 100));
+        let a = promotion_artifact(&doc, signature(&doc, Some(&key)), media::OCI_MANIFEST, 100);
         (read_back::<PromotionRecord>(&a), ())
     };
     let p = check(&r2, true, Some(&uv), &keyed()).unwrap_err();
@@ -531,14 +541,4 @@ fn statements_are_in_toto_v1_with_one_subject() {
         crate::records::from_statement::<PromotionRecord>(&serde_json::to_vec(&st).unwrap())
             .is_some()
     );
-}
-
-/// An artifact built with a local key (or none): signing it never waits.
-fn ready<T>(
-    f: impl std::future::Future<Output = Result<T, crate::signing::SigningError>>,
-) -> T {
-    use futures_util::FutureExt as _;
-    f.now_or_never()
-        .expect("local signing does not wait")
-        .expect("local signing does not fail")
 }
