@@ -222,7 +222,7 @@ fn kyverno_checks_promotion_record_attestations_only_with_a_public_key() {
         text.contains("# Attestations are NOT checked: no [signing] public_key"),
         "{text}"
     );
-    assert!(!text.contains("verifyImages"));
+    assert!(!text.contains("verifyImages:"), "{text}");
 
     let key = crate::signing::Signer::for_tests(3).verifier();
     let signing = crate::signing::Signing {
@@ -234,7 +234,10 @@ fn kyverno_checks_promotion_record_attestations_only_with_a_public_key() {
     assert_eq!(all.len(), 2, "the digest check stays first");
     assert_eq!(all[0], kyverno_rules(&plain)[0]);
     let v = &all[1]["verifyImages"][0];
-    assert_eq!(v["imageReferences"], serde_json::json!(["acr.example.io/live/*"]));
+    assert_eq!(
+        v["imageReferences"],
+        serde_json::json!(["acr.example.io/live/*"])
+    );
     assert_eq!(v["type"], "Cosign");
     assert_eq!(v["cosignOCI11"], true);
     assert_eq!(v["required"], true);
@@ -263,8 +266,8 @@ fn kyverno_checks_promotion_record_attestations_only_with_a_public_key() {
         ..Default::default()
     };
     let kms = rules().with_signing(&signing);
-    let keys = &kyverno_rules(&kms)[1]["verifyImages"][0]["attestations"][0]["attestors"][0]
-        ["entries"][0]["keys"];
+    let keys = &kyverno_rules(&kms)[1]["verifyImages"][0]["attestations"][0]["attestors"][0]["entries"]
+        [0]["keys"];
     assert_eq!(keys["kms"], "azurekms://kv1.vault.azure.net/airlock");
     assert!(keys.get("publicKeys").is_none());
     assert!(

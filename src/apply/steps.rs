@@ -495,12 +495,8 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let signature = ctx.sign(&records::statement(&record)).await?;
-    let artifact = records::promotion_artifact(
-        &record,
-        signature,
-        &top.media_type,
-        top.bytes.len() as u64,
-    );
+    let artifact =
+        records::promotion_artifact(&record, signature, &top.media_type, top.bytes.len() as u64);
     if tag_holds.is_some() {
         // The content and the tag are live already: only the record was missing or invalid.
         push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;

@@ -780,12 +780,12 @@ mod tests {
     fn pipeline_credentials_name_what_is_missing() {
         let t = ReqwestTransport::new().unwrap();
         // The test environment is no pipeline.
-        let e = build(AZURE_PIPELINES, &t).expect_err("not configured");
+        let e = build(AZURE_PIPELINES, &t, Default::default()).expect_err("not configured");
         assert!(
             e.contains("SYSTEM_OIDCREQUESTURI") || e.contains("SYSTEM_ACCESSTOKEN"),
             "{e}"
         );
-        let e = build(GITHUB_ACTIONS, &t).expect_err("not configured");
+        let e = build(GITHUB_ACTIONS, &t, Default::default()).expect_err("not configured");
         assert!(e.contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{e}");
     }
 }

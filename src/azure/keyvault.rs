@@ -90,7 +90,10 @@ fn kms_error(key: &KmsKey, message: impl std::fmt::Display) -> SigningError {
 }
 
 /// The public key of a JSON Web Key: EC P-256 with 32-byte coordinates, nothing else.
-fn verifying_key(key: &KmsKey, jwk: &JsonWebKey) -> Result<p256::ecdsa::VerifyingKey, SigningError> {
+fn verifying_key(
+    key: &KmsKey,
+    jwk: &JsonWebKey,
+) -> Result<p256::ecdsa::VerifyingKey, SigningError> {
     let kty = jwk.kty.as_deref().unwrap_or("none");
     let crv = jwk.crv.as_deref().unwrap_or("none");
     if !matches!(kty, "EC" | "EC-HSM") || crv != "P-256" {
@@ -168,7 +171,11 @@ impl KeyVault {
                 Ok(r) => r,
                 Err(e) if attempt < MAX_ATTEMPTS && (e.is_connect() || e.is_timeout()) => {
                     let d = backoff(attempt);
-                    tracing::warn!("Key Vault {}: {what}: {e}; retrying in {:.1}s", key.vault, d.as_secs_f64());
+                    tracing::warn!(
+                        "Key Vault {}: {what}: {e}; retrying in {:.1}s",
+                        key.vault,
+                        d.as_secs_f64()
+                    );
                     tokio::time::sleep(d).await;
                     continue;
                 }
@@ -194,10 +201,15 @@ impl KeyVault {
                 tokio::time::sleep(d).await;
                 continue;
             }
-            let body = resp
-                .bytes()
-                .await
-                .map_err(|e| kms_error(key, format!("failed to read the answer to {what}: {}", crate::registry::error::redact_url(e))))?;
+            let body = resp.bytes().await.map_err(|e| {
+                kms_error(
+                    key,
+                    format!(
+                        "failed to read the answer to {what}: {}",
+                        crate::registry::error::redact_url(e)
+                    ),
+                )
+            })?;
             if status.is_success() {
                 return Ok(body);
             }
@@ -226,12 +238,17 @@ impl KeyVault {
                  with the key permissions get and sign",
                 key.vault
             ),
-            StatusCode::NOT_FOUND => format!("; no such key (or version) in the vault {}", key.vault),
+            StatusCode::NOT_FOUND => {
+                format!("; no such key (or version) in the vault {}", key.vault)
+            }
             _ => String::new(),
         };
         kms_error(
             key,
-            format!("failed to {what}: Key Vault answered {} {code}{message}{hint}", status.as_u16()),
+            format!(
+                "failed to {what}: Key Vault answered {} {code}{message}{hint}",
+                status.as_u16()
+            ),
         )
     }
 
@@ -261,8 +278,12 @@ impl KeyVault {
                 c.post(self.url(key, "/sign")).json(&body)
             })
             .await?;
-        let r: SignResult = serde_json::from_slice(&answer)
-            .map_err(|e| kms_error(key, format!("the sign answer is not a key operation result: {e}")))?;
+        let r: SignResult = serde_json::from_slice(&answer).map_err(|e| {
+            kms_error(
+                key,
+                format!("the sign answer is not a key operation result: {e}"),
+            )
+        })?;
         let raw = URL_SAFE_NO_PAD
             .decode(r.value.trim_end_matches('='))
             .map_err(|_| kms_error(key, "the signature Key Vault answered is not base64url"))?;

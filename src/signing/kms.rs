@@ -73,10 +73,7 @@ impl KmsKey {
                 "too many path segments: expected {SCHEME}<vault>.{suffix}/<key>[/<version>]"
             ));
         }
-        let Some(vault) = host
-            .strip_suffix(suffix)
-            .and_then(|v| v.strip_suffix('.'))
-        else {
+        let Some(vault) = host.strip_suffix(suffix).and_then(|v| v.strip_suffix('.')) else {
             if let Some(other) = SUFFIXES.iter().find(|x| host.ends_with(&format!(".{x}"))) {
                 return Err(format!(
                     "the vault host `{host}` is in another Azure cloud ({other}) than the \
@@ -149,8 +146,11 @@ mod tests {
 
     #[test]
     fn references_parse_strictly() {
-        let k = KmsKey::parse("azurekms://my-vault.vault.azure.net/airlock", "vault.azure.net")
-            .unwrap();
+        let k = KmsKey::parse(
+            "azurekms://my-vault.vault.azure.net/airlock",
+            "vault.azure.net",
+        )
+        .unwrap();
         assert_eq!(k.vault, "my-vault.vault.azure.net");
         assert_eq!(k.name, "airlock");
         assert_eq!(k.version, None);
@@ -165,17 +165,41 @@ mod tests {
         let bad = [
             ("azurekms://vault.azure.net/k", "not `<vault>."),
             ("azurekms://v.vault.azure.net/k", "not a Key Vault name"),
-            ("azurekms://my--vault.vault.azure.net/k", "not a Key Vault name"),
-            ("azurekms://1vault.vault.azure.net/k", "not a Key Vault name"),
-            ("azurekms://kv1.vault.azure.net/", "not a Key Vault key name"),
-            ("azurekms://kv1.vault.azure.net/a_b", "not a Key Vault key name"),
-            ("azurekms://kv1.vault.azure.net/k/v1", "not a Key Vault key version"),
-            (&format!("azurekms://kv1.vault.azure.net/k/{V}/x"), "too many"),
+            (
+                "azurekms://my--vault.vault.azure.net/k",
+                "not a Key Vault name",
+            ),
+            (
+                "azurekms://1vault.vault.azure.net/k",
+                "not a Key Vault name",
+            ),
+            (
+                "azurekms://kv1.vault.azure.net/",
+                "not a Key Vault key name",
+            ),
+            (
+                "azurekms://kv1.vault.azure.net/a_b",
+                "not a Key Vault key name",
+            ),
+            (
+                "azurekms://kv1.vault.azure.net/k/v1",
+                "not a Key Vault key version",
+            ),
+            (
+                &format!("azurekms://kv1.vault.azure.net/k/{V}/x"),
+                "too many",
+            ),
             ("azurekms://kv1.vault.azure.net:8443/k", "not `<vault>."),
             ("azurekms://u@kv1.vault.azure.net/k", "not a Key Vault name"),
-            ("azurekms://kv1.vault.azure.net.evil.example/k", "not `<vault>."),
+            (
+                "azurekms://kv1.vault.azure.net.evil.example/k",
+                "not `<vault>.",
+            ),
             ("azurekms://kv1.evil.example/k", "not `<vault>."),
-            ("azurekms://kv1.vault.azure.net/k?x=1", "not a Key Vault key name"),
+            (
+                "azurekms://kv1.vault.azure.net/k?x=1",
+                "not a Key Vault key name",
+            ),
             ("azurekms://kv1.vault.azure.cn/k", "another Azure cloud"),
             ("https://kv1.vault.azure.net/k", "expected azurekms://"),
         ];

@@ -22,7 +22,9 @@ use sha2::{Digest as _, Sha256};
 /// Why a key could not be loaded. Never carries key material.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
-    #[error("signing key reference {0:?}: expected env://VAR, file://path or azurekms://<vault>/<key>")]
+    #[error(
+        "signing key reference {0:?}: expected env://VAR, file://path or azurekms://<vault>/<key>"
+    )]
     BadReference(String),
     #[error("{0}")]
     Kms(String),
@@ -197,7 +199,7 @@ impl Signer {
                 let (raw, kid) = key.sign_digest(&digest).await?;
                 let fail = |why: String| {
                     SigningError::Kms(format!(
-                        "signing key {what}: {why}; no record was written with it"
+                        "signing key {what}: {why}; nothing was written with it"
                     ))
                 };
                 let sig = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| {
@@ -313,7 +315,9 @@ impl Signing {
             return Ok(());
         }
         let kms = kms.ok_or_else(|| {
-            SigningError::Kms(format!("public_key {k}: this build has no Key Vault client"))
+            SigningError::Kms(format!(
+                "public_key {k}: this build has no Key Vault client"
+            ))
         })?;
         self.public_key = Some(Arc::new(kms.public_key(k).await?));
         Ok(())
@@ -327,7 +331,9 @@ impl Signing {
         let s = match r {
             KeyRef::AzureKms(k) => {
                 let kms = kms.ok_or_else(|| {
-                    SigningError::Kms(format!("signing key {k}: this build has no Key Vault client"))
+                    SigningError::Kms(format!(
+                        "signing key {k}: this build has no Key Vault client"
+                    ))
                 })?;
                 kms.signer(k).await?
             }

@@ -61,7 +61,10 @@ fn openssl_keys_load_and_round_trip() {
     // The key never shows in Debug.
     let shown = format!("{s:?}");
     assert!(shown.contains("<redacted>"));
-    let d = s.key.to_bytes();
+    let Key::Local(k) = &s.key else {
+        panic!("a local key")
+    };
+    let d = k.to_bytes();
     assert!(!shown.contains(&hex::encode(d)));
     assert!(!shown.to_lowercase().contains("private"));
     // env:// holds the same PEM.
@@ -90,10 +93,7 @@ fn tampering_breaks_the_signature() {
     assert_eq!(dsse::check(None, &v), SignatureCheck::Unsigned);
     // Another key's signature does not verify.
     let other = Signer::from_pem(&test_key()).unwrap();
-    assert_eq!(
-        seal(b"{}", &other).check(&v),
-        SignatureCheck::Bad
-    );
+    assert_eq!(seal(b"{}", &other).check(&v), SignatureCheck::Bad);
 }
 
 #[test]
@@ -150,6 +150,7 @@ fn a_key_that_is_not_the_public_keys_pair_is_refused() {
     );
     assert_eq!(
         ready(Signing::default().signer(None))
+            .unwrap()
             .map(|s| s.keyid().to_string()),
         None
     );
@@ -193,8 +194,7 @@ impl RemoteKey for FakeKms {
     fn sign_digest<'a>(
         &'a self,
         digest: &'a [u8; 32],
-    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<u8>, Option<String>), SigningError>>
-    {
+    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<u8>, Option<String>), SigningError>> {
         use p256::ecdsa::signature::hazmat::PrehashSigner;
         Box::pin(async move {
             let d = match self.answer {
@@ -225,7 +225,10 @@ fn remote(answer: Answer) -> Signer {
 fn a_remote_keys_raw_signature_becomes_der_and_is_checked_before_use() {
     let s = remote(Answer::Honest);
     assert_eq!(s.keyid(), "kid-1");
-    assert!(s.sign_local(b"x").is_none(), "a remote key does not sign locally");
+    assert!(
+        s.sign_local(b"x").is_none(),
+        "a remote key does not sign locally"
+    );
     let der = ready(s.sign(b"the PAE")).unwrap();
     assert_eq!(der[0], 0x30, "ASN.1 DER SEQUENCE");
     assert!(p256::ecdsa::Signature::from_der(&der).is_ok());
@@ -237,9 +240,48 @@ fn a_remote_keys_raw_signature_becomes_der_and_is_checked_before_use() {
 
     let e = ready(remote(Answer::OtherDigest).sign(b"the PAE")).unwrap_err();
     let e = e.to_string();
-    assert!(e.contains("does not verify with the key's public key kid-1"), "{e}");
+    assert!(
+        e.contains("does not verify with the key's public key kid-1"),
+        "{e}"
+    );
     assert!(e.contains("https://kv1.vault.azure.net/keys/k/1"), "{e}");
     assert!(e.contains("azurekms://kv1.vault.azure.net/k"), "{e}");
     let e = ready(remote(Answer::Short).sign(b"the PAE")).unwrap_err();
     assert!(e.to_string().contains("63 bytes"), "{e}");
+}
+
+/// `azurekms://` in `[signing]`: a Key Vault key of the configured cloud with the `azure`
+/// feature; without it, a configuration error at the value's place.
+#[test]
+fn azurekms_references_in_the_configuration() {
+    let parse = |signing: &str| {
+        let src = format!(
+            "[registries.r]\nendpoint = \"https://r.example\"\n[quarantine]\nregistry = \"r\"\nprefix = \"quarantine\"\n[live]\nregistry = \"r\"\nprefix = \"live\"\n[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n[signing]\n{signing}"
+        );
+        crate::config::parse(
+            &src,
+            Path::new("airlock.toml"),
+            time::macros::date!(2026 - 11 - 27),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let both = "key = \"azurekms://kv1.vault.azure.net/k\"\npublic_key = \"azurekms://kv1.vault.azure.net/k\"\n";
+    if cfg!(feature = "azure") {
+        let d = parse(both).unwrap();
+        let k = KmsKey::parse("azurekms://kv1.vault.azure.net/k", "vault.azure.net").unwrap();
+        assert_eq!(d.signing.key, Some(KeyRef::AzureKms(k.clone())));
+        assert_eq!(d.signing.public_key_kms, Some(k));
+        assert_eq!(
+            d.signing.public_key, None,
+            "read from Key Vault by the commands"
+        );
+        let e = parse("public_key = \"azurekms://kv1.vault.azure.cn/k\"\n").unwrap_err();
+        assert!(e.contains("airlock.toml:12:14"), "{e}");
+        assert!(e.contains("another Azure cloud"), "{e}");
+    } else {
+        let e = parse(both).unwrap_err();
+        assert!(e.contains("airlock.toml:12:7"), "{e}");
+        assert!(e.contains("airlock.toml:13:14"), "{e}");
+        assert!(e.contains("without the `azure` feature"), "{e}");
+    }
 }

@@ -28,7 +28,7 @@ use crate::records_bound::listed_records;
 use crate::signed_records::{envelope_of, python_verify, world_config};
 use crate::support::airlock::{Run, Workdir, seed_walkthrough};
 use crate::support::client::RawClient;
-use crate::support::images::WalkthroughImage;
+use crate::support::images::{Content, WalkthroughImage};
 use crate::support::registry::{Auth, TestRegistry};
 use crate::support::{BoxError, HttpBody, ServerTask, full_body, spawn_server};
 
@@ -91,7 +91,10 @@ impl FakeVault {
 
     fn env(&self) -> Vec<(String, String)> {
         vec![
-            ("IDENTITY_ENDPOINT".into(), format!("{}/msi/token", self.url())),
+            (
+                "IDENTITY_ENDPOINT".into(),
+                format!("{}/msi/token", self.url()),
+            ),
             ("IDENTITY_HEADER".into(), IDENTITY_HEADER.into()),
             ("AIRLOCK_KEYVAULT_ENDPOINT".into(), self.url()),
         ]
@@ -141,7 +144,10 @@ async fn handle(
     // App Service managed identity (api-version 2019-08-01): a token naming its resource.
     if path == "/msi/token" {
         if identity.as_deref() != Some(IDENTITY_HEADER) {
-            return Ok(reply(StatusCode::UNAUTHORIZED, json!({"error": "bad header"})));
+            return Ok(reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "bad header"}),
+            ));
         }
         let resource = form_urlencoded::parse(query.as_bytes())
             .find(|(k, _)| k == "resource")
@@ -265,7 +271,10 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
     world.run(&["apply", "--auto-approve"]).await.expect(0);
     let log = world.vault.requests();
     let signs = log.iter().filter(|r| r.starts_with("POST")).count();
-    assert_eq!(signs, 4, "a verdict and a record for each of two images: {log:#?}");
+    assert_eq!(
+        signs, 4,
+        "a verdict and a record for each of two images: {log:#?}"
+    );
     assert!(
         log.iter()
             .all(|r| r.ends_with(&format!("/keys/{KEY}?api-version=7.4"))
@@ -285,7 +294,11 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
         assert_eq!(st["predicateType"], records::PROMOTION_PREDICATE);
         assert_eq!(st["subject"][0]["digest"]["sha256"], d.hex());
         let e: Value = serde_json::from_slice(&env).unwrap();
-        assert_eq!(e["signatures"][0]["keyid"], kid(), "the keyid is Key Vault's kid");
+        assert_eq!(
+            e["signatures"][0]["keyid"],
+            kid(),
+            "the keyid is Key Vault's kid"
+        );
     }
 
     let audit = world.run(&["audit", "--format", "json"]).await.expect(0);
@@ -300,23 +313,37 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
     // public key as a PEM file; both policies are valid ClusterPolicies (Kyverno's CRD schema,
     // unknown fields forbidden, yamllint).
     let by_kms = world
-        .run(&["admission", "--format", "kyverno", "--live-host", "acr.example"])
+        .run(&[
+            "admission",
+            "--format",
+            "kyverno",
+            "--live-host",
+            "acr.example",
+        ])
         .await
         .expect(0)
         .stdout;
     let policy = kyverno_policy(world.w.path(), &by_kms);
-    let keys = &policy["spec"]["rules"][1]["verifyImages"][0]["attestations"][0]["attestors"][0]
-        ["entries"][0]["keys"];
+    let keys = &policy["spec"]["rules"][1]["verifyImages"][0]["attestations"][0]["attestors"][0]["entries"]
+        [0]["keys"];
     assert_eq!(
         keys["kms"],
         "azurekms://airlock-kv1.vault.azure.net/airlock-signing"
     );
-    world.w.set_config(&std::fs::read_to_string(world.w.config()).unwrap().replace(
-        "public_key = \"azurekms://airlock-kv1.vault.azure.net/airlock-signing\"",
-        "public_key = \"airlock.pub\"",
-    ));
+    world
+        .w
+        .set_config(&std::fs::read_to_string(world.w.config()).unwrap().replace(
+            "public_key = \"azurekms://airlock-kv1.vault.azure.net/airlock-signing\"",
+            "public_key = \"airlock.pub\"",
+        ));
     let by_pem = world
-        .run(&["admission", "--format", "kyverno", "--live-host", "acr.example"])
+        .run(&[
+            "admission",
+            "--format",
+            "kyverno",
+            "--live-host",
+            "acr.example",
+        ])
         .await
         .expect(0)
         .stdout;
@@ -328,7 +355,7 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
     assert_eq!(v["failureAction"], "Enforce");
     assert_eq!(v["attestations"][0]["type"], records::PROMOTION_PREDICATE);
     let keys = &v["attestations"][0]["attestors"][0]["entries"][0]["keys"];
-    assert_eq!(keys["publicKeys"], world.vault.public_pem().trim_end());
+    assert_eq!(keys["publicKeys"], world.vault.public_pem());
     assert_eq!(rule["exclude"], policy["spec"]["rules"][0]["exclude"]);
 }
 
@@ -374,7 +401,10 @@ async fn a_key_vault_signature_that_does_not_verify_fails_the_apply_and_writes_n
     let out = world.run(&["apply", "--auto-approve"]).await;
     assert_ne!(out.code, 0, "{}", out.stdout);
     let all = format!("{}{}", out.stdout, out.stderr);
-    assert!(all.contains("does not verify with the key's public key"), "{all}");
+    assert!(
+        all.contains("does not verify with the key's public key"),
+        "{all}"
+    );
     assert!(all.contains(&kid()), "names the kid: {all}");
     let c = RawClient::new(&world.target.url(), None);
     for path in ["library/busybox", "weaveworks/kured"] {
@@ -421,7 +451,11 @@ async fn a_key_vault_403_is_a_clear_error_and_nothing_is_applied() {
     // Audit with the vault's public key cannot run without it either.
     let out = world.run(&["audit"]).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("[signing] public_key"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("[signing] public_key"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// `azurekms://` references are checked at file:line:col: another cloud's vault, a bad key

@@ -143,7 +143,12 @@ fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
 }
 
 /// The envelope (layer bytes) of an artifact manifest, checking the cosign attestation layout.
-pub(crate) async fn envelope_of(c: &RawClient, repo: &str, m: &RawManifest, subject: &Digest) -> Vec<u8> {
+pub(crate) async fn envelope_of(
+    c: &RawClient,
+    repo: &str,
+    m: &RawManifest,
+    subject: &Digest,
+) -> Vec<u8> {
     let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
     assert_eq!(v["mediaType"], media::OCI_MANIFEST);
     assert_eq!(v["artifactType"], records::DSSE_ENVELOPE);

@@ -395,12 +395,8 @@ fn signature<D: crate::records::Document>(
 
 fn signed_pair(signer: Option<&crate::signing::Signer>) -> (ReadRecord, ReadVerdict) {
     let doc = passing().document.unwrap();
-    let v = crate::records::verdict_artifact(
-        &doc,
-        signature(&doc, signer),
-        media::OCI_MANIFEST,
-        100,
-    );
+    let v =
+        crate::records::verdict_artifact(&doc, signature(&doc, signer), media::OCI_MANIFEST, 100);
     let mut rec = record().document.unwrap();
     rec.verdict = v.manifest.digest.clone();
     let r = promotion_artifact(&rec, signature(&rec, signer), media::OCI_MANIFEST, 100);
