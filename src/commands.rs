@@ -483,7 +483,7 @@ pub fn apply(
         let registries = plugins.registries(desired);
         let plan = match plan_file {
             Some(f) => {
-                let plan = read_plan_file(f, &desired)?;
+                let plan = read_plan_file(f, desired)?;
                 if plan.policy_hash != desired.policy_hash() {
                     eprintln!(
                         "The plan is stale: the gate configuration changed since it was made (policy hash {} → {}). Nothing was applied; run `airlock plan` again.",
@@ -493,7 +493,7 @@ pub fn apply(
                     return Ok(Outcome::Stale);
                 }
                 let moved = tokio::select! {
-                    m = apply::preconditions::check(&plan, &desired, &registries) => m?,
+                    m = apply::preconditions::check(&plan, desired, &registries) => m?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
                 if !moved.is_empty() {
@@ -510,7 +510,7 @@ pub fn apply(
             }
             None => {
                 let mut plan = tokio::select! {
-                    p = make_plan_with(&desired, &registries, &opts) => p?,
+                    p = make_plan_with(desired, &registries, &opts) => p?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
                 plan.partial = partial;
@@ -535,11 +535,11 @@ pub fn apply(
             }
         };
         let (observer, mut heartbeat) = apply::progress::for_stderr(&plan);
-        let limits = apply::Limits::of(&desired, grace);
+        let limits = apply::Limits::of(desired, grace);
         let report =
             apply::execute(
                 &plan,
-                &desired,
+                desired,
                 &registries,
                 &limits,
                 apply::Tools {

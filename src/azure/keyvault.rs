@@ -31,7 +31,7 @@ use serde_json::json;
 use super::Azure;
 use super::transport::ReqwestTransport;
 use crate::registry::retry::parse_retry_after;
-use crate::signing::{Kms, KmsKey, RemoteKey, Signer, SigningError, Verifier};
+use crate::signing::{Kms, KmsKey, RemoteKey, RemoteSignature, Signer, SigningError, Verifier};
 
 pub const API_VERSION: &str = "7.4";
 
@@ -271,7 +271,7 @@ impl KeyVault {
         &self,
         key: &KmsKey,
         digest: &[u8; 32],
-    ) -> Result<(Vec<u8>, Option<String>), SigningError> {
+    ) -> Result<RemoteSignature, SigningError> {
         let body = json!({"alg": "ES256", "value": URL_SAFE_NO_PAD.encode(digest)});
         let answer = self
             .send(key, "sign (keys/sign)", |c| {
@@ -287,7 +287,7 @@ impl KeyVault {
         let raw = URL_SAFE_NO_PAD
             .decode(r.value.trim_end_matches('='))
             .map_err(|_| kms_error(key, "the signature Key Vault answered is not base64url"))?;
-        Ok((raw, r.kid))
+        Ok(RemoteSignature { raw, kid: r.kid })
     }
 }
 
@@ -305,7 +305,7 @@ impl RemoteKey for VaultKey {
     fn sign_digest<'a>(
         &'a self,
         digest: &'a [u8; 32],
-    ) -> BoxFuture<'a, Result<(Vec<u8>, Option<String>), SigningError>> {
+    ) -> BoxFuture<'a, Result<RemoteSignature, SigningError>> {
         Box::pin(self.vault.sign(&self.key, digest))
     }
 }

@@ -119,14 +119,22 @@ impl KmsKey {
     }
 }
 
+/// What a service answered to a signing request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSignature {
+    /// The raw `r‖s` (64 bytes for ES256), as the service sent it.
+    pub raw: Vec<u8>,
+    /// The key id the service names, if any.
+    pub kid: Option<String>,
+}
+
 /// A key a service signs with.
 pub trait RemoteKey: Send + Sync {
-    /// ECDSA P-256 over a SHA-256 `digest` (ES256): the raw `r‖s` the service answers, and
-    /// the key id it names.
+    /// ECDSA P-256 over a SHA-256 `digest` (ES256).
     fn sign_digest<'a>(
         &'a self,
         digest: &'a [u8; 32],
-    ) -> BoxFuture<'a, Result<(Vec<u8>, Option<String>), SigningError>>;
+    ) -> BoxFuture<'a, Result<RemoteSignature, SigningError>>;
 }
 
 /// The key management service plug-in (src/azure: Key Vault).

@@ -13,7 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use kms::{Kms, KmsKey, RemoteKey};
+pub use kms::{Kms, KmsKey, RemoteKey, RemoteSignature};
 
 use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey, signature::Signer as _};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
@@ -196,7 +196,7 @@ impl Signer {
                 what,
             } => {
                 let digest: [u8; 32] = Sha256::digest(message).into();
-                let (raw, kid) = key.sign_digest(&digest).await?;
+                let RemoteSignature { raw, kid } = key.sign_digest(&digest).await?;
                 let fail = |why: String| {
                     SigningError::Kms(format!(
                         "signing key {what}: {why}; nothing was written with it"

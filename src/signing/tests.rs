@@ -194,7 +194,7 @@ impl RemoteKey for FakeKms {
     fn sign_digest<'a>(
         &'a self,
         digest: &'a [u8; 32],
-    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<u8>, Option<String>), SigningError>> {
+    ) -> futures_util::future::BoxFuture<'a, Result<RemoteSignature, SigningError>> {
         use p256::ecdsa::signature::hazmat::PrehashSigner;
         Box::pin(async move {
             let d = match self.answer {
@@ -206,7 +206,10 @@ impl RemoteKey for FakeKms {
             if let Answer::Short = self.answer {
                 raw.pop();
             }
-            Ok((raw, Some("https://kv1.vault.azure.net/keys/k/1".into())))
+            Ok(RemoteSignature {
+                raw,
+                kid: Some("https://kv1.vault.azure.net/keys/k/1".into()),
+            })
         })
     }
 }
