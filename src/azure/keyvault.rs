@@ -40,6 +40,8 @@ const MAX_ATTEMPTS: usize = 5;
 /// The longest single wait between attempts.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest answer read from Key Vault.
+const MAX_ANSWER: usize = 64 * 1024;
 
 /// A Key Vault client for the context's cloud and credential chain.
 pub struct KeyVault {
@@ -149,7 +151,7 @@ impl KeyVault {
         key: &KmsKey,
         what: &str,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-    ) -> Result<bytes::Bytes, SigningError> {
+    ) -> Result<Vec<u8>, SigningError> {
         let client = self
             .client
             .as_ref()
@@ -201,14 +203,8 @@ impl KeyVault {
                 tokio::time::sleep(d).await;
                 continue;
             }
-            let body = resp.bytes().await.map_err(|e| {
-                kms_error(
-                    key,
-                    format!(
-                        "failed to read the answer to {what}: {}",
-                        crate::registry::error::redact_url(e)
-                    ),
-                )
+            let body = read_capped(resp).await.map_err(|why| {
+                kms_error(key, format!("failed to read the answer to {what}: {why}"))
             })?;
             if status.is_success() {
                 return Ok(body);
@@ -289,6 +285,26 @@ impl KeyVault {
             .map_err(|_| kms_error(key, "the signature Key Vault answered is not base64url"))?;
         Ok(RemoteSignature { raw, kid: r.kid })
     }
+}
+
+/// An answer's body, refused beyond [`MAX_ANSWER`] bytes (Key Vault's answers are a few
+/// hundred bytes; a hostile endpoint must not make airlock buffer without limit).
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > MAX_ANSWER as u64) {
+        return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| crate::registry::error::redact_url(e).to_string())?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn backoff(attempt: usize) -> Duration {

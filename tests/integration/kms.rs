@@ -56,6 +56,8 @@ struct VaultLog {
     requests: Vec<String>,
     /// Requests refused for a token not of the Key Vault scope.
     bad_tokens: usize,
+    /// Whether a sign request was answered 429 already (the honest vault throttles once).
+    throttled: bool,
 }
 
 struct FakeVault {
@@ -197,6 +199,16 @@ async fn handle(
             )
         }
         ("POST", p) if p == format!("{key_path}/sign") => {
+            if mode == Vault::Honest && !std::mem::replace(&mut log.lock().unwrap().throttled, true)
+            {
+                let mut r = reply(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    json!({"error": {"code": "Throttled", "message": "Request was not processed because too many requests were received."}}),
+                );
+                r.headers_mut()
+                    .insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+                return Ok(r);
+            }
             let req: Value = serde_json::from_slice(&body)?;
             let digest = URL_SAFE_NO_PAD.decode(req["value"].as_str().unwrap_or_default())?;
             if req["alg"] != "ES256" || digest.len() != 32 {
@@ -262,9 +274,9 @@ impl World {
 }
 
 /// An apply signing with a Key Vault key: every record and verdict is signed by Key Vault
-/// (one keys/sign per artifact, each with a Key Vault-scoped token), an independent verifier
-/// accepts them with the vault's public key, and audit with `public_key = "azurekms://…"`
-/// verifies them.
+/// (one keys/sign per artifact, each with a Key Vault-scoped token; the first one throttled
+/// with 429 and retried after its `Retry-After`), an independent verifier accepts them with
+/// the vault's public key, and audit with `public_key = "azurekms://…"` verifies them.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
     let world = World::start(Vault::Honest).await;
