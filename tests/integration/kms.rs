@@ -284,8 +284,8 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
     let log = world.vault.requests();
     let signs = log.iter().filter(|r| r.starts_with("POST")).count();
     assert_eq!(
-        signs, 4,
-        "a verdict and a record for each of two images: {log:#?}"
+        signs, 5,
+        "a verdict and a record for each of two images, one sign retried after a 429: {log:#?}"
     );
     assert!(
         log.iter()
