@@ -26,36 +26,98 @@ fn now() -> OffsetDateTime {
 }
 
 pub fn load(path: &Path) -> Result<DesiredState, Error> {
-    let desired = config::load(path, now().date())?;
-    // One process, one Azure cloud: before any Azure credential or endpoint is used.
-    #[cfg(feature = "azure")]
-    crate::azure::select_cloud(desired.azure_cloud);
-    Ok(desired)
+    Ok(config::load(path, now().date())?)
 }
 
-/// The registries of `desired`, with the plug-in for `auth = "azure"` entries when this
-/// build has one (src/azure: the ACR token exchange).
+/// The plug-ins of this build for one command, built once from the configuration and the
+/// environment: with the `azure` feature, one Azure context (cloud, credential chain and its
+/// token cache, ARM client) and a Key Vault client on it, handed to the registry client (ACR
+/// token exchange), the gate (Defender), apply (acr-import) and signing (`azurekms://`).
+pub(crate) struct Plugins {
+    #[cfg(feature = "azure")]
+    azure: std::sync::Arc<crate::azure::Azure>,
+    #[cfg(feature = "azure")]
+    vaults: crate::azure::keyvault::Vaults,
+}
+
+impl Plugins {
+    pub(crate) fn new(desired: &DesiredState) -> Plugins {
+        #[cfg(feature = "azure")]
+        {
+            let azure = std::sync::Arc::new(crate::azure::Azure::from_env(desired.azure_cloud));
+            let vaults = crate::azure::keyvault::Vaults(std::sync::Arc::new(
+                crate::azure::keyvault::KeyVault::new(azure.clone()),
+            ));
+            Plugins { azure, vaults }
+        }
+        #[cfg(not(feature = "azure"))]
+        {
+            let _ = desired;
+            Plugins {}
+        }
+    }
+
+    /// The registries of `desired`, with the plug-in for `auth = "azure"` entries when this
+    /// build has one (src/azure: the ACR token exchange).
+    pub(crate) fn registries(&self, desired: &DesiredState) -> Registries {
+        #[cfg(feature = "azure")]
+        let identity: Option<std::sync::Arc<dyn crate::registry::auth::IdentitySource>> = Some(
+            std::sync::Arc::new(crate::azure::acr::AcrExchange::new(self.azure.clone())),
+        );
+        #[cfg(not(feature = "azure"))]
+        let identity = None;
+        Registries::with_identity(desired, identity)
+    }
+
+    /// The gate's scanners: the built-ins, and the plug-ins this build has (src/azure: the
+    /// `defender` format).
+    pub(crate) fn scanners(&self) -> crate::gate::Scanners {
+        let s = crate::gate::Scanners::builtin();
+        #[cfg(feature = "azure")]
+        let s = s.with(
+            config::ScannerFormat::Defender,
+            std::sync::Arc::new(crate::azure::defender::Defender::new(self.azure.clone())),
+        );
+        s
+    }
+
+    /// The key management service (src/azure: Key Vault), when this build has one.
+    fn kms(&self) -> Option<&dyn crate::signing::Kms> {
+        #[cfg(feature = "azure")]
+        return Some(&self.vaults);
+        #[cfg(not(feature = "azure"))]
+        None
+    }
+
+    /// `desired` with its `azurekms://` public key read from Key Vault (borrowed unchanged
+    /// when there is none to read): before anything reads records.
+    pub(crate) async fn with_public_key<'d>(
+        &self,
+        desired: &'d DesiredState,
+    ) -> Result<std::borrow::Cow<'d, DesiredState>, Error> {
+        if desired.signing.public_key_kms.is_none() || desired.signing.public_key.is_some() {
+            return Ok(std::borrow::Cow::Borrowed(desired));
+        }
+        let mut d = desired.clone();
+        d.signing
+            .resolve_public_key(self.kms())
+            .await
+            .map_err(|e| Error::Other(format!("[signing] public_key: {e}")))?;
+        Ok(std::borrow::Cow::Owned(d))
+    }
+
+    /// The signing key of `desired` (None without one), checked against the public key.
+    pub(crate) async fn signer(
+        &self,
+        desired: &DesiredState,
+    ) -> Result<Option<crate::signing::Signer>, crate::signing::SigningError> {
+        desired.signing.signer(self.kms()).await
+    }
+}
+
+/// The registries of `desired` with this build's plug-ins (commands that need nothing else).
 pub(crate) fn registries(desired: &DesiredState) -> Registries {
-    #[cfg(feature = "azure")]
-    let identity: Option<std::sync::Arc<dyn crate::registry::auth::IdentitySource>> =
-        Some(std::sync::Arc::new(crate::azure::acr::AcrExchange::new(
-            crate::azure::credential::Chain::shared(),
-        )));
-    #[cfg(not(feature = "azure"))]
-    let identity = None;
-    Registries::with_identity(desired, identity)
-}
-
-/// The gate's scanners: the built-ins, and the plug-ins this build has (src/azure: the
-/// `defender` format).
-pub(crate) fn scanners() -> crate::gate::Scanners {
-    let s = crate::gate::Scanners::builtin();
-    #[cfg(feature = "azure")]
-    let s = s.with(
-        config::ScannerFormat::Defender,
-        std::sync::Arc::new(crate::azure::defender::Defender::new()),
-    );
-    s
+    Plugins::new(desired).registries(desired)
 }
 
 /// Load the configuration narrowed to the `--image` patterns (true when that made it
@@ -249,13 +311,15 @@ pub fn plan(
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
-        let registries = registries(&desired);
+        let plugins = Plugins::new(&desired);
+        let desired = &*plugins.with_public_key(&desired).await?;
+        let registries = plugins.registries(desired);
         // Biased, signals first: their handlers are installed before the first request
         // goes out (a SIGINT before that would kill the process without a report).
         let mut plan = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
-            p = make_plan_with(&desired, &registries, &opts) => p?,
+            p = make_plan_with(desired, &registries, &opts) => p?,
         };
         plan.partial = partial;
         if let Some(out) = out {
@@ -319,7 +383,9 @@ fn read_live_set(
 ) -> Result<crate::cluster::LiveSet, Error> {
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = registries(desired);
+        let plugins = Plugins::new(desired);
+        let desired = &*plugins.with_public_key(desired).await?;
+        let registries = plugins.registries(desired);
         let desired = &resolve_tracks(desired, &registries).await?;
         let host = crate::cluster::read::live_host(desired, &registries, live_host)?;
         crate::cluster::read::read(desired, &registries, host).await
@@ -367,7 +433,8 @@ pub fn admission(
     for line in set.missing_report() {
         eprintln!("warning: not admitted: {line}");
     }
-    let rules = crate::admission::Rules::new(&set, &desired.admission.exempt_namespaces);
+    let rules = crate::admission::Rules::new(&set, &desired.admission.exempt_namespaces)
+        .with_signing(&desired.signing);
     let out = crate::admission::render(&rules, format);
     let mut stdout = std::io::stdout().lock();
     stdout
@@ -399,18 +466,24 @@ pub fn apply(
     rescan: Option<&[String]>,
 ) -> Result<Outcome, Error> {
     let (desired, partial, opts) = load_selected(path, images, rescan)?;
-    // The signing key must load before anything changes (apply loads it again to sign).
-    desired
-        .signing
-        .signer()
-        .map_err(|e| Error::Other(format!("{e}; nothing was applied")))?;
     let rt = runtime()?;
     rt.block_on(async {
-        let registries = registries(&desired);
         let mut signals = Signals::install()?.into_stream();
+        let plugins = Plugins::new(&desired);
+        let desired = &*plugins
+            .with_public_key(&desired)
+            .await
+            .map_err(|e| Error::Other(format!("{e}; nothing was applied")))?;
+        // The signing key must load before anything changes (a Key Vault key: its public key
+        // read, and checked against the configured one).
+        let signer = plugins
+            .signer(desired)
+            .await
+            .map_err(|e| Error::Other(format!("{e}; nothing was applied")))?;
+        let registries = plugins.registries(desired);
         let plan = match plan_file {
             Some(f) => {
-                let plan = read_plan_file(f, &desired)?;
+                let plan = read_plan_file(f, desired)?;
                 if plan.policy_hash != desired.policy_hash() {
                     eprintln!(
                         "The plan is stale: the gate configuration changed since it was made (policy hash {} → {}). Nothing was applied; run `airlock plan` again.",
@@ -420,7 +493,7 @@ pub fn apply(
                     return Ok(Outcome::Stale);
                 }
                 let moved = tokio::select! {
-                    m = apply::preconditions::check(&plan, &desired, &registries) => m?,
+                    m = apply::preconditions::check(&plan, desired, &registries) => m?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
                 if !moved.is_empty() {
@@ -437,7 +510,7 @@ pub fn apply(
             }
             None => {
                 let mut plan = tokio::select! {
-                    p = make_plan_with(&desired, &registries, &opts) => p?,
+                    p = make_plan_with(desired, &registries, &opts) => p?,
                     Some(sig) = signals.next() => return Ok(Outcome::Interrupted(sig)),
                 };
                 plan.partial = partial;
@@ -462,14 +535,19 @@ pub fn apply(
             }
         };
         let (observer, mut heartbeat) = apply::progress::for_stderr(&plan);
-        let limits = apply::Limits::of(&desired, grace);
+        let limits = apply::Limits::of(desired, grace);
         let report =
             apply::execute(
                 &plan,
-                &desired,
+                desired,
                 &registries,
                 &limits,
-                scanners(),
+                apply::Tools {
+                    scanners: plugins.scanners(),
+                    signer,
+                    #[cfg(feature = "azure")]
+                    azure: plugins.azure.clone(),
+                },
                 observer,
                 signals,
             )
@@ -495,11 +573,13 @@ pub fn audit(path: &Path, json: bool, images: &[String]) -> Result<Outcome, Erro
     let rt = runtime()?;
     rt.block_on(async {
         let mut signals = Signals::install()?;
-        let registries = registries(&desired);
+        let plugins = Plugins::new(&desired);
+        let desired = &*plugins.with_public_key(&desired).await?;
+        let registries = plugins.registries(desired);
         let mut report = tokio::select! {
             biased;
             sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
-            r = crate::audit::audit(&desired, &registries, now()) => r?,
+            r = crate::audit::audit(desired, &registries, now()) => r?,
         };
         if let Some(s) = &selection {
             // Live tags are keyed like images: the path under the live prefix, and the tag.

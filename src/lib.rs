@@ -82,9 +82,10 @@
 //!   `pins`. Pure (the command reads and writes the file). May call `config`.
 //! - [`track`]: which versions a `track` entry declares, and the configuration with them
 //!   expanded. Pure. May call `config`, `versions`.
-//! - `azure` (feature `azure`): the AAD credential chain, azure_core on our reqwest, ARM
-//!   importImage, Defender via Resource Graph. May call `registry`, `config`, `gate`,
-//!   `records`.
+//! - `azure` (feature `azure`): one `Azure` context per command (cloud endpoints, the AAD
+//!   credential chain, the ARM client), azure_core on our reqwest, ARM importImage, Defender
+//!   via Resource Graph, Key Vault signing (`azurekms://`, a `signing::Kms`). May call
+//!   `registry`, `config`, `gate`, `records`, `signing`.
 //!
 //! # Architecture invariants
 //!
@@ -119,8 +120,9 @@
 //! - A mock of the registry protocol in the integration tests: they start real Docker
 //!   Distribution processes and cross-check with skopeo.
 //! - Shelling out to skopeo or docker at run time.
-//! - Process-wide mutable state beyond caches keyed by what they cache (issue 16 removes
-//!   the one remaining global, the Azure credential chain).
+//! - Process-wide mutable state beyond caches keyed by what they cache: the Azure
+//!   credential chain, ARM client and cloud live in the `Azure` context `commands` builds
+//!   for one command and hands to what needs it.
 
 pub mod admission;
 pub mod apply;

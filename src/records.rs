@@ -20,7 +20,6 @@ use time::OffsetDateTime;
 
 use crate::model::{Digest, RawManifest, Severity, media};
 use crate::observed::{Decision, FindingSummary, VerdictInfo};
-use crate::signing::Signer;
 use crate::signing::dsse::{self, Envelope};
 
 pub const ANN_CREATED: &str = "org.opencontainers.image.created";
@@ -302,11 +301,11 @@ pub fn is_listed_as<D: Document>(r: &crate::registry::Referrer) -> bool {
 
 fn build<D: Document>(
     doc: &D,
-    signer: Option<&Signer>,
+    signature: Option<dsse::Signature>,
     subject: (&Digest, &str, u64),
     mut annotations: BTreeMap<String, String>,
 ) -> Artifact {
-    let envelope = Envelope::seal(dsse::IN_TOTO, &statement(doc), signer);
+    let envelope = Envelope::seal(dsse::IN_TOTO, &statement(doc), signature);
     let document = serde_json::to_vec(&envelope).expect("an envelope serialises");
     annotations.insert(ANN_PREDICATE.to_string(), D::PREDICATE.to_string());
     let artifact_type = DSSE_ENVELOPE;
@@ -340,10 +339,11 @@ fn build<D: Document>(
     }
 }
 
-/// The verdict artifact for `doc`, whose subject is the scanned manifest.
+/// The verdict artifact for `doc`, whose subject is the scanned manifest; `signature` (over
+/// [`statement`]`(doc)`, see [`dsse::Signature::by`]) when it is signed.
 pub fn verdict_artifact(
     doc: &VerdictDocument,
-    signer: Option<&Signer>,
+    signature: Option<dsse::Signature>,
     subject_media_type: &str,
     subject_size: u64,
 ) -> Artifact {
@@ -359,16 +359,17 @@ pub fn verdict_artifact(
     ann.insert(ANN_POLICY_HASH.to_string(), doc.policy_hash.to_string());
     build(
         doc,
-        signer,
+        signature,
         (&doc.digest, subject_media_type, subject_size),
         ann,
     )
 }
 
-/// The promotion record artifact, whose subject is the live manifest.
+/// The promotion record artifact, whose subject is the live manifest; `signature` (over
+/// [`statement`]`(rec)`, see [`dsse::Signature::by`]) when it is signed.
 pub fn promotion_artifact(
     rec: &PromotionRecord,
-    signer: Option<&Signer>,
+    signature: Option<dsse::Signature>,
     subject_media_type: &str,
     subject_size: u64,
 ) -> Artifact {
@@ -379,7 +380,7 @@ pub fn promotion_artifact(
     ann.insert(ANN_PLAN.to_string(), rec.plan_hash.to_string());
     build(
         rec,
-        signer,
+        signature,
         (&rec.digest, subject_media_type, subject_size),
         ann,
     )

@@ -46,6 +46,18 @@ pub struct Rules {
     pub digests: BTreeMap<String, BTreeSet<Digest>>,
     /// Namespaces not checked, sorted.
     pub exempt_namespaces: Vec<String>,
+    /// `[signing] public_key`: the key promotion records must be signed with (Kyverno checks
+    /// the attestation); None: attestations are not checked.
+    pub attestation_key: Option<AttestationKey>,
+}
+
+/// The public key a promotion-record attestation must verify with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttestationKey {
+    /// A PEM `PUBLIC KEY`.
+    Pem(String),
+    /// A key management service reference (`azurekms://…`), which Kyverno reads itself.
+    Kms(String),
 }
 
 impl Rules {
@@ -55,7 +67,18 @@ impl Rules {
             prefix: set.prefix.clone(),
             digests: set.digests_by_repository(),
             exempt_namespaces: exempt_namespaces.to_vec(),
+            attestation_key: None,
         }
+    }
+
+    /// The key of `[signing] public_key`, for the formats that check attestations (Kyverno).
+    pub fn with_signing(mut self, signing: &crate::signing::Signing) -> Rules {
+        self.attestation_key = match (&signing.public_key_kms, &signing.public_key) {
+            (Some(k), _) => Some(AttestationKey::Kms(k.to_string())),
+            (None, Some(v)) => Some(AttestationKey::Pem(v.to_pem())),
+            (None, None) => None,
+        };
+        self
     }
 
     /// Where live images are: `host/prefix/`.

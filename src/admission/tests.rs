@@ -203,3 +203,74 @@ registry = "acr"
     let e = parse("[admission]\nexempt = []\n").unwrap_err().to_string();
     assert!(e.contains("unknown field"), "{e}");
 }
+
+/// The kyverno policy parsed back from its YAML (serde_yaml is not a dependency: the YAML
+/// writer's output is checked through the JSON value it was made from, and the comment text).
+fn kyverno_rules(r: &Rules) -> Vec<Value> {
+    kyverno::object(r)["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn kyverno_checks_promotion_record_attestations_only_with_a_public_key() {
+    let plain = rules();
+    assert_eq!(kyverno_rules(&plain).len(), 1);
+    let text = kyverno::render(&plain);
+    assert!(
+        text.contains("# Attestations are NOT checked: no [signing] public_key"),
+        "{text}"
+    );
+    assert!(!text.contains("verifyImages:"), "{text}");
+
+    let key = crate::signing::Signer::for_tests(3).verifier();
+    let signing = crate::signing::Signing {
+        public_key: Some(std::sync::Arc::new(key.clone())),
+        ..Default::default()
+    };
+    let pem = rules().with_signing(&signing);
+    let all = kyverno_rules(&pem);
+    assert_eq!(all.len(), 2, "the digest check stays first");
+    assert_eq!(all[0], kyverno_rules(&plain)[0]);
+    let v = &all[1]["verifyImages"][0];
+    assert_eq!(
+        v["imageReferences"],
+        serde_json::json!(["acr.example.io/live/*"])
+    );
+    assert_eq!(v["type"], "Cosign");
+    assert_eq!(v["cosignOCI11"], true);
+    assert_eq!(v["required"], true);
+    assert_eq!(v["verifyDigest"], true);
+    let att = &v["attestations"][0];
+    assert_eq!(att["type"], crate::records::PROMOTION_PREDICATE);
+    let keys = &att["attestors"][0]["entries"][0]["keys"];
+    assert_eq!(keys["publicKeys"], key.to_pem());
+    assert!(keys.get("kms").is_none());
+    assert_eq!(keys["rekor"]["ignoreTlog"], true);
+    assert_eq!(all[1]["exclude"], all[0]["exclude"], "same exemptions");
+    let text = kyverno::render(&pem);
+    assert!(text.contains("signed by [signing] public_key"), "{text}");
+    assert!(text.contains("-----BEGIN PUBLIC KEY-----"), "{text}");
+
+    let signing = crate::signing::Signing {
+        public_key_kms: Some(
+            crate::signing::KmsKey::parse(
+                "azurekms://kv1.vault.azure.net/airlock",
+                "vault.azure.net",
+            )
+            .unwrap(),
+        ),
+        // Read from Key Vault already: the reference is what Kyverno gets.
+        public_key: Some(std::sync::Arc::new(key)),
+        ..Default::default()
+    };
+    let kms = rules().with_signing(&signing);
+    let keys = &kyverno_rules(&kms)[1]["verifyImages"][0]["attestations"][0]["attestors"][0]["entries"]
+        [0]["keys"];
+    assert_eq!(keys["kms"], "azurekms://kv1.vault.azure.net/airlock");
+    assert!(keys.get("publicKeys").is_none());
+    assert!(
+        kyverno::render(&kms).contains("the Key Vault key azurekms://kv1.vault.azure.net/airlock")
+    );
+}

@@ -156,7 +156,7 @@ pub async fn import_image(
     source_repo: &str,
     tag: &str,
 ) -> Result<String, RegistryError> {
-    use crate::azure::arm::{Arm, Import, ImportSource};
+    use crate::azure::arm::{Import, ImportSource};
     use crate::registry::credentials::{self, Credential, Secret};
 
     let target = ctx.registries.spec(&a.target.registry)?;
@@ -184,7 +184,7 @@ pub async fn import_image(
                     crate::config::Endpoint::Layout(_) => format!("https://{host}"),
                 };
                 let token = crate::azure::acr::refresh_token_for(
-                    crate::azure::credential::Chain::shared(),
+                    &ctx.azure,
                     &src_spec.key,
                     &endpoint,
                     &host,
@@ -227,7 +227,8 @@ pub async fn import_image(
         target_tags: vec![format!("{}:{tag}", a.target.repository)],
         force: a.replaces.is_some(),
     };
-    Arm::shared()?
+    ctx.azure
+        .arm()?
         .import_image(&target.key, arm_target, &import, arm_target.import_timeout)
         .await?;
     let dst = ctx.registries.get(&a.target.registry)?;

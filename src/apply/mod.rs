@@ -40,6 +40,16 @@ pub(crate) fn bound_to_current_action(f: transfer::OnBytes) -> transfer::OnBytes
     }
 }
 
+/// What apply uses besides the registries, built once by `commands`: the gate's scanners,
+/// the signing key (already loaded and checked against the public key), and the Azure
+/// context (acr-import) when this build has one.
+pub struct Tools {
+    pub scanners: crate::gate::Scanners,
+    pub signer: Option<crate::signing::Signer>,
+    #[cfg(feature = "azure")]
+    pub azure: std::sync::Arc<crate::azure::Azure>,
+}
+
 /// Execute `plan`: the steps of `steps`, walked by [`walk`] within `limits`, everything shown
 /// through `observer`. `signals` yields each SIGINT/SIGTERM (its number) as it arrives.
 pub async fn execute<S>(
@@ -47,7 +57,7 @@ pub async fn execute<S>(
     desired: &DesiredState,
     registries: &Registries,
     limits: &Limits,
-    scanners: crate::gate::Scanners,
+    tools: Tools,
     observer: Observer,
     signals: S,
 ) -> Report
@@ -69,8 +79,10 @@ where
                 bytes,
             })
         })),
-        scanners,
-        signer: desired.signing.signer().map_err(|e| e.to_string()),
+        scanners: tools.scanners,
+        signer: Ok(tools.signer),
+        #[cfg(feature = "azure")]
+        azure: tools.azure,
     };
     let actions = plan.actions();
     let ctx = &ctx;

@@ -66,9 +66,30 @@ pub struct Context<'a> {
     pub scanners: gate::Scanners,
     /// `[signing] key`, loaded once per apply (an error fails every record write).
     pub signer: Result<Option<crate::signing::Signer>, String>,
+    /// The Azure context (acr-import's ARM client and credential chain).
+    #[cfg(feature = "azure")]
+    pub azure: std::sync::Arc<crate::azure::Azure>,
 }
 
 impl Context<'_> {
+    /// The signature of an in-toto `statement` by the configured key (None without one). A
+    /// failure fails the step: nothing is written with a signature that was not made.
+    async fn sign(
+        &self,
+        statement: &[u8],
+    ) -> Result<Option<crate::signing::dsse::Signature>, RegistryError> {
+        let Some(signer) = self.signer()? else {
+            return Ok(None);
+        };
+        crate::signing::dsse::Signature::by(signer, crate::signing::dsse::IN_TOTO, statement)
+            .await
+            .map(Some)
+            .map_err(|e| RegistryError::Content {
+                what: "[signing] key".into(),
+                message: e.to_string(),
+            })
+    }
+
     /// The key records are signed with, if one is configured.
     fn signer(&self) -> Result<Option<&crate::signing::Signer>, RegistryError> {
         match &self.signer {
@@ -301,8 +322,9 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
         digest: &a.digest,
     };
     let doc = gate::scan(ctx.desired, &ctx.scanners, &target, &top, &path, now()).await?;
+    let signature = ctx.sign(&records::statement(&doc)).await?;
     let artifact =
-        records::verdict_artifact(&doc, ctx.signer()?, &top.media_type, top.bytes.len() as u64);
+        records::verdict_artifact(&doc, signature, &top.media_type, top.bytes.len() as u64);
     push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
@@ -481,12 +503,9 @@ async fn promote(
         created: now(),
         airlock_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let artifact = records::promotion_artifact(
-        &record,
-        ctx.signer()?,
-        &top.media_type,
-        top.bytes.len() as u64,
-    );
+    let signature = ctx.sign(&records::statement(&record)).await?;
+    let artifact =
+        records::promotion_artifact(&record, signature, &top.media_type, top.bytes.len() as u64);
     if tag_holds.is_some() {
         // The content and the tag are live already: only the record was missing or invalid.
         push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;

@@ -11,7 +11,9 @@ use base64::Engine;
 use futures_util::future::BoxFuture;
 use serde::Deserialize;
 
-use super::credential::Chain;
+use std::sync::Arc;
+
+use super::Azure;
 use crate::registry::RegistryError;
 use crate::registry::auth::IdentitySource;
 use crate::secret::Secret;
@@ -24,14 +26,15 @@ const RENEW_EARLY: Duration = Duration::from_secs(5 * 60);
 /// When a refresh token's lifetime cannot be read (ACR's last three hours).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
-/// The ACR token exchange, with the credential chain it takes Entra ID tokens from.
+/// The ACR token exchange, with the Azure context whose credential chain it takes Entra ID
+/// tokens from.
 pub struct AcrExchange {
-    chain: &'static Chain,
+    azure: Arc<Azure>,
 }
 
 impl AcrExchange {
-    pub fn new(chain: &'static Chain) -> AcrExchange {
-        AcrExchange { chain }
+    pub fn new(azure: Arc<Azure>) -> AcrExchange {
+        AcrExchange { azure }
     }
 }
 
@@ -44,7 +47,7 @@ impl IdentitySource for AcrExchange {
         host: &'a str,
     ) -> BoxFuture<'a, Result<(Secret, Instant), RegistryError>> {
         Box::pin(async move {
-            let rt = refresh_token(self.chain, client, registry, origin, host).await?;
+            let rt = refresh_token(&self.azure, client, registry, origin, host).await?;
             let at = renew_at(rt.expose());
             Ok((rt, at))
         })
@@ -88,7 +91,7 @@ pub fn renew_at(token: &str) -> Instant {
 
 /// A fresh ACR refresh token for the registry at `endpoint`.
 pub async fn refresh_token(
-    chain: &Chain,
+    azure: &Azure,
     client: &reqwest::Client,
     registry: &str,
     endpoint: &str,
@@ -100,13 +103,13 @@ pub async fn refresh_token(
     {
         return Ok(Secret::new(t));
     }
-    exchange(chain, client, registry, endpoint, host).await
+    exchange(azure, client, registry, endpoint, host).await
 }
 
 /// An ACR refresh token for the registry at `endpoint` with a client of its own: for ARM
 /// importImage from an ACR in another tenant (its `source.credentials`).
 pub async fn refresh_token_for(
-    chain: &Chain,
+    azure: &Azure,
     registry: &str,
     endpoint: &str,
     host: &str,
@@ -121,7 +124,7 @@ pub async fn refresh_token_for(
             source: e,
         })?;
     refresh_token(
-        chain,
+        azure,
         &client,
         registry,
         endpoint.trim_end_matches('/'),
@@ -132,14 +135,15 @@ pub async fn refresh_token_for(
 
 /// Exchange an Entra ID token for an ACR refresh token at `<endpoint>/oauth2/exchange`.
 async fn exchange(
-    chain: &Chain,
+    azure: &Azure,
     client: &reqwest::Client,
     registry: &str,
     endpoint: &str,
     host: &str,
 ) -> Result<Secret, RegistryError> {
-    let aad = chain
-        .token(&super::acr_scope())
+    let aad = azure
+        .chain
+        .token(&azure.endpoints.acr_scope)
         .await
         .map_err(|e| fail(registry, e.to_string()))?;
     let mut form = vec![

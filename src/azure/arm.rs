@@ -32,14 +32,26 @@ pub trait TokenSource: Send + Sync {
     async fn token(&self) -> Result<Secret, RegistryError>;
 }
 
-/// The shared credential chain, asked for the ARM scope.
-pub struct ChainTokens;
+/// A credential chain asked for one scope (the ARM scope in production).
+pub struct ChainTokens {
+    chain: Arc<super::credential::Chain>,
+    scope: String,
+}
+
+impl ChainTokens {
+    pub fn new(chain: Arc<super::credential::Chain>, scope: &str) -> ChainTokens {
+        ChainTokens {
+            chain,
+            scope: scope.to_string(),
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl TokenSource for ChainTokens {
     async fn token(&self) -> Result<Secret, RegistryError> {
-        super::credential::Chain::shared()
-            .token(&super::arm_scope())
+        self.chain
+            .token(&self.scope)
             .await
             .map(|t| t.token)
             .map_err(|e| RegistryError::Credentials {
@@ -190,16 +202,6 @@ impl Arm {
             poll_interval: Duration::from_secs(5),
             max_wait: Duration::from_secs(60),
         })
-    }
-
-    /// `AIRLOCK_ARM_ENDPOINT` (or the public cloud) with the shared credential chain.
-    pub fn shared() -> Result<&'static Arm, RegistryError> {
-        static ARM: std::sync::OnceLock<Arm> = std::sync::OnceLock::new();
-        if let Some(a) = ARM.get() {
-            return Ok(a);
-        }
-        let a = Arm::new(&super::arm_endpoint(), Arc::new(ChainTokens))?;
-        Ok(ARM.get_or_init(|| a))
     }
 
     pub fn base(&self) -> &str {

@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use azure_core::credentials::TokenCredential;
 use azure_identity::{
@@ -157,8 +157,8 @@ impl Chain {
         }
     }
 
-    /// The chain the environment describes (see the module docs).
-    pub fn from_env() -> Chain {
+    /// The chain the environment describes (see the module docs), for `cloud`'s Entra ID.
+    pub fn from_env(cloud: crate::config::AzureCloud) -> Chain {
         let transport = match ReqwestTransport::new() {
             Ok(t) => t,
             Err(e) => {
@@ -189,15 +189,9 @@ impl Chain {
         };
         let links = selected
             .into_iter()
-            .map(|name| (name.to_string(), build(name, &transport)))
+            .map(|name| (name.to_string(), build(name, &transport, cloud)))
             .collect();
         Chain::new(links)
-    }
-
-    /// The process-wide chain, built from the environment on first use.
-    pub fn shared() -> &'static Chain {
-        static CHAIN: OnceLock<Chain> = OnceLock::new();
-        CHAIN.get_or_init(Chain::from_env)
     }
 
     /// A token for `scope`: cached until five minutes before expiry, else from the chosen
@@ -372,7 +366,7 @@ impl ClientAssertion for GitHubOidc {
 }
 
 /// Build one credential from the environment, or say why it cannot be used.
-fn build(name: &str, t: &ReqwestTransport) -> Credential {
+fn build(name: &str, t: &ReqwestTransport, cloud: crate::config::AzureCloud) -> Credential {
     let tenant = env("AZURE_TENANT_ID");
     let client_id = env("AZURE_CLIENT_ID");
     match name {
@@ -414,7 +408,7 @@ fn build(name: &str, t: &ReqwestTransport) -> Credential {
                 access,
                 Some(AzurePipelinesCredentialOptions {
                     credential_options: ClientAssertionCredentialOptions {
-                        client_options: client_options(t),
+                        client_options: client_options(t, cloud),
                     },
                 }),
             )
@@ -431,7 +425,7 @@ fn build(name: &str, t: &ReqwestTransport) -> Credential {
                 client_id,
                 oidc,
                 Some(ClientAssertionCredentialOptions {
-                    client_options: client_options(t),
+                    client_options: client_options(t, cloud),
                 }),
             )
             .map_err(|e| e.to_string())?;
@@ -445,7 +439,7 @@ fn build(name: &str, t: &ReqwestTransport) -> Credential {
             };
             let c = WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
                 credential_options: ClientAssertionCredentialOptions {
-                    client_options: client_options(t),
+                    client_options: client_options(t, cloud),
                 },
                 client_id: Some(client_id),
                 tenant_id: Some(tenant),
@@ -465,7 +459,7 @@ fn build(name: &str, t: &ReqwestTransport) -> Credential {
                 client_id,
                 secret.into(),
                 Some(ClientSecretCredentialOptions {
-                    client_options: client_options(t),
+                    client_options: client_options(t, cloud),
                 }),
             )
             .map_err(|e| e.to_string())?;
@@ -474,7 +468,7 @@ fn build(name: &str, t: &ReqwestTransport) -> Credential {
         MANAGED_IDENTITY => {
             let c = ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
                 user_assigned_id: client_id.map(UserAssignedId::ClientId),
-                client_options: client_options(t),
+                client_options: client_options(t, cloud),
             }))
             .map_err(|e| e.to_string())?;
             Ok(c)
@@ -786,12 +780,12 @@ mod tests {
     fn pipeline_credentials_name_what_is_missing() {
         let t = ReqwestTransport::new().unwrap();
         // The test environment is no pipeline.
-        let e = build(AZURE_PIPELINES, &t).expect_err("not configured");
+        let e = build(AZURE_PIPELINES, &t, Default::default()).expect_err("not configured");
         assert!(
             e.contains("SYSTEM_OIDCREQUESTURI") || e.contains("SYSTEM_ACCESSTOKEN"),
             "{e}"
         );
-        let e = build(GITHUB_ACTIONS, &t).expect_err("not configured");
+        let e = build(GITHUB_ACTIONS, &t, Default::default()).expect_err("not configured");
         assert!(e.contains("ACTIONS_ID_TOKEN_REQUEST_URL"), "{e}");
     }
 }

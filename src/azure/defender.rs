@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::arm::{Arm, ChainTokens};
+use super::arm::Arm;
 use crate::config::{ArmResource, DesiredState, ScannerSpec};
 use crate::gate::Target;
 use crate::gate::scanners::Outcome;
@@ -81,9 +81,8 @@ impl ImageDigests {
 /// Defender results read through Azure Resource Manager: the gate's [`Scanner`] for
 /// `format = "defender"` (registered by `commands`). It holds its ARM client (built on first
 /// use) and the pre-flight answers per subscription, for the life of one command.
-#[derive(Default)]
 pub struct Defender {
-    arm: tokio::sync::OnceCell<Arm>,
+    azure: Arc<super::Azure>,
     /// Pre-flight answers by subscription (failures to read the plans are not kept).
     checked: tokio::sync::Mutex<BTreeMap<String, Result<(), String>>>,
 }
@@ -102,16 +101,15 @@ impl Scanner for Defender {
 }
 
 impl Defender {
-    pub fn new() -> Defender {
-        Defender::default()
+    pub fn new(azure: Arc<super::Azure>) -> Defender {
+        Defender {
+            azure,
+            checked: Default::default(),
+        }
     }
 
     async fn arm(&self) -> Result<&Arm, String> {
-        self.arm
-            .get_or_try_init(|| async {
-                Arm::new(&super::arm_endpoint(), Arc::new(ChainTokens)).map_err(|e| e.to_string())
-            })
-            .await
+        self.azure.arm().map_err(|e| e.to_string())
     }
 
     /// Read Defender's results for the target. Errors are messages for the verdict.

@@ -44,7 +44,7 @@ impl ReqwestTransport {
 
 /// Client options for an azure_identity credential: this transport and a short retry
 /// (the chain moves on to the next credential rather than waiting a minute on one).
-pub fn client_options(t: &ReqwestTransport) -> ClientOptions {
+pub fn client_options(t: &ReqwestTransport, cloud: crate::config::AzureCloud) -> ClientOptions {
     ClientOptions {
         transport: Some(Transport::new(Arc::new(t.clone()))),
         retry: RetryOptions::exponential(ExponentialRetryOptions {
@@ -53,7 +53,7 @@ pub fn client_options(t: &ReqwestTransport) -> ClientOptions {
             max_total_elapsed: azure_core::time::Duration::seconds(15),
             max_delay: azure_core::time::Duration::seconds(5),
         }),
-        cloud: super::identity_cloud(),
+        cloud: super::identity_cloud(cloud),
         ..ClientOptions::default()
     }
 }

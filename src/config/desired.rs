@@ -122,6 +122,20 @@ impl AzureCloud {
         format!("{}/.default", self.arm_endpoint())
     }
 
+    /// The DNS suffix of Key Vault hosts (`<vault>.<suffix>`, `azurekms://` keys).
+    pub fn keyvault_suffix(self) -> &'static str {
+        match self {
+            AzureCloud::Public => "vault.azure.net",
+            AzureCloud::China => "vault.azure.cn",
+            AzureCloud::UsGov => "vault.usgovcloudapi.net",
+        }
+    }
+
+    /// The scope of Key Vault tokens.
+    pub fn keyvault_scope(self) -> String {
+        format!("https://{}/.default", self.keyvault_suffix())
+    }
+
     /// The scope of the Entra ID token exchanged for an ACR refresh token. The public cloud
     /// has ACR's own audience; sovereign clouds exchange an ARM token, as `az acr login`
     /// does in every cloud (ACR's exchange accepts both).

@@ -17,7 +17,7 @@ use crate::model::finding_id;
 use crate::model::reference::valid_path;
 use crate::model::size::parse_size;
 use crate::model::{Digest, Platform, Reference, Severity};
-use crate::signing::{KeyRef, Signing, Verifier};
+use crate::signing::{KeyRef, KmsKey, Signing, Verifier};
 
 mod track;
 
@@ -299,7 +299,7 @@ pub fn lower(
     }
     let admission = lower_admission(&mut l, &raw.admission);
     let azure_cloud = lower_cloud(&mut l, &raw);
-    let signing = lower_signing(&mut l, &raw.signing);
+    let signing = lower_signing(&mut l, &raw.signing, azure_cloud);
 
     if !l.errors.is_empty() {
         return Err(l.errors);
@@ -322,21 +322,43 @@ pub fn lower(
 }
 
 /// `[signing]`: the key reference must parse (the key itself is read when apply signs, so
-/// plan and audit run without it); the public key is read and parsed now.
-fn lower_signing(l: &mut Lowerer, raw: &RawSigning) -> Signing {
+/// plan and audit run without it); a public key file is read and parsed now, an
+/// `azurekms://` public key only checked (it is read from Key Vault by the commands that
+/// verify). `azurekms://` names a key of the configured cloud's Key Vault, and needs a build
+/// with the `azure` feature.
+fn lower_signing(l: &mut Lowerer, raw: &RawSigning, cloud: AzureCloud) -> Signing {
+    let kv_suffix = cfg!(feature = "azure").then(|| cloud.keyvault_suffix());
     let mut out = Signing::default();
     if let Some(k) = &raw.key {
-        match KeyRef::parse(k.get_ref(), &l.base_dir) {
+        match KeyRef::parse(k.get_ref(), &l.base_dir, kv_suffix) {
             Ok(r) => out.key = Some(r),
             Err(e) => l.err(
                 k.span(),
                 e.to_string(),
-                Some("e.g. key = \"env://AIRLOCK_SIGNING_KEY\" or key = \"file://airlock.key\""),
+                Some(
+                    "e.g. key = \"env://AIRLOCK_SIGNING_KEY\", key = \"file://airlock.key\" or key = \"azurekms://<vault>.vault.azure.net/<key>\"",
+                ),
             ),
         }
     }
     if let Some(p) = &raw.public_key {
-        let path = l.base_dir.join(p.get_ref());
+        let value = p.get_ref();
+        if value.starts_with(crate::signing::kms::SCHEME) {
+            let parsed = match kv_suffix {
+                None => Err("azurekms:// needs Azure Key Vault, and this airlock was built without the `azure` feature".to_string()),
+                Some(suffix) => KmsKey::parse(value, suffix),
+            };
+            match parsed {
+                Ok(k) => out.public_key_kms = Some(k),
+                Err(e) => l.err(
+                    p.span(),
+                    format!("public_key {value:?}: {e}"),
+                    Some("public_key = \"azurekms://<vault>.vault.azure.net/<key>\" (the key `key` names)"),
+                ),
+            }
+            return out;
+        }
+        let path = l.base_dir.join(value);
         match Verifier::load(&path) {
             Ok(v) => out.public_key = Some(std::sync::Arc::new(v)),
             Err(e) => l.err(

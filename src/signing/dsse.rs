@@ -5,7 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use super::{Signer, Verifier};
+use super::{Signer, SigningError, Verifier};
 
 /// The payload type of an in-toto statement.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
@@ -40,6 +40,30 @@ pub struct Envelope {
     pub signatures: Vec<Signature>,
 }
 
+impl Signature {
+    /// `signer`'s signature over the PAE of `payload_type` and `payload` (a Key Vault key
+    /// signs remotely: see [`Signer::sign`]).
+    pub async fn by(
+        signer: &Signer,
+        payload_type: &str,
+        payload: &[u8],
+    ) -> Result<Signature, SigningError> {
+        Ok(Signature {
+            keyid: signer.keyid().to_string(),
+            sig: STANDARD.encode(signer.sign(&pae(payload_type, payload)).await?),
+        })
+    }
+
+    /// The same with a local key, at once (None for a remote key). For tests and tools that
+    /// sign without a runtime.
+    pub fn by_local(signer: &Signer, payload_type: &str, payload: &[u8]) -> Option<Signature> {
+        Some(Signature {
+            keyid: signer.keyid().to_string(),
+            sig: STANDARD.encode(signer.sign_local(&pae(payload_type, payload))?),
+        })
+    }
+}
+
 /// What a signature check found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignatureCheck {
@@ -52,20 +76,13 @@ pub enum SignatureCheck {
 }
 
 impl Envelope {
-    /// Wrap `payload` (of `payload_type`), signed by `signer` when there is one.
-    pub fn seal(payload_type: &str, payload: &[u8], signer: Option<&Signer>) -> Envelope {
-        let signatures = signer
-            .map(|s| {
-                vec![Signature {
-                    keyid: s.keyid().to_string(),
-                    sig: STANDARD.encode(s.sign(&pae(payload_type, payload))),
-                }]
-            })
-            .unwrap_or_default();
+    /// Wrap `payload` (of `payload_type`) with its signature, when there is one (made by
+    /// [`Signature::by`] over the same type and payload). Pure.
+    pub fn seal(payload_type: &str, payload: &[u8], signature: Option<Signature>) -> Envelope {
         Envelope {
             payload_type: payload_type.to_string(),
             payload: STANDARD.encode(payload),
-            signatures,
+            signatures: signature.into_iter().collect(),
         }
     }
 

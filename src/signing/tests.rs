@@ -51,17 +51,20 @@ fn openssl_keys_load_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public) = openssl_key(dir.path());
     std::fs::write(dir.path().join("pub.pem"), &public).unwrap();
-    let s = Signer::load(&KeyRef::parse("file://key.pem", dir.path()).unwrap()).unwrap();
+    let s = Signer::load(&KeyRef::parse("file://key.pem", dir.path(), None).unwrap()).unwrap();
     let v = Verifier::load(&dir.path().join("pub.pem")).unwrap();
     assert_eq!(s.verifier(), v);
     assert_eq!(s.keyid(), v.keyid());
-    let e = Envelope::seal(IN_TOTO, b"{\"a\":1}", Some(&s));
+    let e = seal(b"{\"a\":1}", &s);
     assert_eq!(e.check(&v), SignatureCheck::Verified);
     assert_eq!(e.payload_bytes().unwrap(), b"{\"a\":1}");
     // The key never shows in Debug.
     let shown = format!("{s:?}");
     assert!(shown.contains("<redacted>"));
-    let d = s.key.to_bytes();
+    let Key::Local(k) = &s.key else {
+        panic!("a local key")
+    };
+    let d = k.to_bytes();
     assert!(!shown.contains(&hex::encode(d)));
     assert!(!shown.to_lowercase().contains("private"));
     // env:// holds the same PEM.
@@ -72,7 +75,7 @@ fn openssl_keys_load_and_round_trip() {
 fn tampering_breaks_the_signature() {
     let s = Signer::from_pem(&test_key()).unwrap();
     let v = s.verifier();
-    let e = Envelope::seal(IN_TOTO, b"{\"live\":\"a\"}", Some(&s));
+    let e = seal(b"{\"live\":\"a\"}", &s);
     let mut edited = e.clone();
     edited.payload = base64::Engine::encode(
         &base64::engine::general_purpose::STANDARD,
@@ -90,21 +93,18 @@ fn tampering_breaks_the_signature() {
     assert_eq!(dsse::check(None, &v), SignatureCheck::Unsigned);
     // Another key's signature does not verify.
     let other = Signer::from_pem(&test_key()).unwrap();
-    assert_eq!(
-        Envelope::seal(IN_TOTO, b"{}", Some(&other)).check(&v),
-        SignatureCheck::Bad
-    );
+    assert_eq!(seal(b"{}", &other).check(&v), SignatureCheck::Bad);
 }
 
 #[test]
 fn key_references() {
     let base = Path::new("/etc/airlock");
     assert_eq!(
-        KeyRef::parse("env://AIRLOCK_KEY", base).unwrap(),
+        KeyRef::parse("env://AIRLOCK_KEY", base, None).unwrap(),
         KeyRef::Env("AIRLOCK_KEY".into())
     );
     assert_eq!(
-        KeyRef::parse("file://k.pem", base).unwrap(),
+        KeyRef::parse("file://k.pem", base, None).unwrap(),
         KeyRef::File("/etc/airlock/k.pem".into())
     );
     for bad in [
@@ -114,7 +114,7 @@ fn key_references() {
         "azurekms://v.vault.azure.net/k",
         "ENV://X",
     ] {
-        assert!(KeyRef::parse(bad, base).is_err(), "{bad}");
+        assert!(KeyRef::parse(bad, base, None).is_err(), "{bad}");
     }
     let missing = Signer::load(&KeyRef::Env("AIRLOCK_TEST_NO_SUCH_VAR_9".into())).unwrap_err();
     assert!(missing.to_string().contains("AIRLOCK_TEST_NO_SUCH_VAR_9"));
@@ -136,20 +136,20 @@ fn a_key_that_is_not_the_public_keys_pair_is_refused() {
     let signing = Signing {
         key: Some(KeyRef::File(a.path().join("key.pem"))),
         public_key: Some(std::sync::Arc::new(Verifier::from_pem(&a_public).unwrap())),
+        public_key_kms: None,
     };
-    assert!(signing.signer().unwrap().is_some());
+    assert!(ready(signing.signer(None)).unwrap().is_some());
     let signing = Signing {
         public_key: Some(std::sync::Arc::new(Verifier::from_pem(&b_public).unwrap())),
         ..signing
     };
-    let e = signing.signer().unwrap_err();
+    let e = ready(signing.signer(None)).unwrap_err();
     assert!(
         e.to_string().contains("not the configured public_key"),
         "{e}"
     );
     assert_eq!(
-        Signing::default()
-            .signer()
+        ready(Signing::default().signer(None))
             .unwrap()
             .map(|s| s.keyid().to_string()),
         None
@@ -160,4 +160,131 @@ fn a_key_that_is_not_the_public_keys_pair_is_refused() {
 fn test_key() -> String {
     let dir = tempfile::tempdir().unwrap();
     openssl_key(dir.path()).0
+}
+
+/// A future that is ready at once (local keys never wait).
+fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    use futures_util::FutureExt as _;
+    f.now_or_never().expect("local signing does not wait")
+}
+
+/// `payload` as an in-toto envelope signed by the local key `s`.
+fn seal(payload: &[u8], s: &Signer) -> Envelope {
+    Envelope::seal(
+        IN_TOTO,
+        payload,
+        super::dsse::Signature::by_local(s, IN_TOTO, payload),
+    )
+}
+
+/// A stand-in for a key service: signs digests with a local key, or answers what it is told.
+struct FakeKms {
+    key: p256::ecdsa::SigningKey,
+    answer: Answer,
+}
+
+#[derive(Clone, Copy)]
+enum Answer {
+    Honest,
+    OtherDigest,
+    Short,
+}
+
+impl RemoteKey for FakeKms {
+    fn sign_digest<'a>(
+        &'a self,
+        digest: &'a [u8; 32],
+    ) -> futures_util::future::BoxFuture<'a, Result<RemoteSignature, SigningError>> {
+        use p256::ecdsa::signature::hazmat::PrehashSigner;
+        Box::pin(async move {
+            let d = match self.answer {
+                Answer::OtherDigest => [9u8; 32],
+                _ => *digest,
+            };
+            let sig: p256::ecdsa::Signature = self.key.sign_prehash(&d).unwrap();
+            let mut raw = sig.to_bytes().to_vec();
+            if let Answer::Short = self.answer {
+                raw.pop();
+            }
+            Ok(RemoteSignature {
+                raw,
+                kid: Some("https://kv1.vault.azure.net/keys/k/1".into()),
+            })
+        })
+    }
+}
+
+fn remote(answer: Answer) -> Signer {
+    let key = p256::ecdsa::SigningKey::from_slice(&[5; 32]).unwrap();
+    let verifier = Verifier::with_keyid(*key.verifying_key(), "kid-1".into());
+    Signer::remote(
+        std::sync::Arc::new(FakeKms { key, answer }),
+        verifier,
+        "azurekms://kv1.vault.azure.net/k".into(),
+    )
+}
+
+#[test]
+fn a_remote_keys_raw_signature_becomes_der_and_is_checked_before_use() {
+    let s = remote(Answer::Honest);
+    assert_eq!(s.keyid(), "kid-1");
+    assert!(
+        s.sign_local(b"x").is_none(),
+        "a remote key does not sign locally"
+    );
+    let der = ready(s.sign(b"the PAE")).unwrap();
+    assert_eq!(der[0], 0x30, "ASN.1 DER SEQUENCE");
+    assert!(p256::ecdsa::Signature::from_der(&der).is_ok());
+    assert!(s.verifier().verify(b"the PAE", &der));
+    let e = ready(super::dsse::Signature::by(&s, IN_TOTO, b"{}")).unwrap();
+    assert_eq!(e.keyid, "kid-1");
+    let env = Envelope::seal(IN_TOTO, b"{}", Some(e));
+    assert_eq!(env.check(&s.verifier()), SignatureCheck::Verified);
+
+    let e = ready(remote(Answer::OtherDigest).sign(b"the PAE")).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("does not verify with the key's public key kid-1"),
+        "{e}"
+    );
+    assert!(e.contains("https://kv1.vault.azure.net/keys/k/1"), "{e}");
+    assert!(e.contains("azurekms://kv1.vault.azure.net/k"), "{e}");
+    let e = ready(remote(Answer::Short).sign(b"the PAE")).unwrap_err();
+    assert!(e.to_string().contains("63 bytes"), "{e}");
+}
+
+/// `azurekms://` in `[signing]`: a Key Vault key of the configured cloud with the `azure`
+/// feature; without it, a configuration error at the value's place.
+#[test]
+fn azurekms_references_in_the_configuration() {
+    let parse = |signing: &str| {
+        let src = format!(
+            "[registries.r]\nendpoint = \"https://r.example\"\n[quarantine]\nregistry = \"r\"\nprefix = \"quarantine\"\n[live]\nregistry = \"r\"\nprefix = \"live\"\n[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n[signing]\n{signing}"
+        );
+        crate::config::parse(
+            &src,
+            Path::new("airlock.toml"),
+            time::macros::date!(2026 - 11 - 27),
+        )
+        .map_err(|e| e.to_string())
+    };
+    let both = "key = \"azurekms://kv1.vault.azure.net/k\"\npublic_key = \"azurekms://kv1.vault.azure.net/k\"\n";
+    if cfg!(feature = "azure") {
+        let d = parse(both).unwrap();
+        let k = KmsKey::parse("azurekms://kv1.vault.azure.net/k", "vault.azure.net").unwrap();
+        assert_eq!(d.signing.key, Some(KeyRef::AzureKms(k.clone())));
+        assert_eq!(d.signing.public_key_kms, Some(k));
+        assert_eq!(
+            d.signing.public_key, None,
+            "read from Key Vault by the commands"
+        );
+        let e = parse("public_key = \"azurekms://kv1.vault.azure.cn/k\"\n").unwrap_err();
+        assert!(e.contains("airlock.toml:12:14"), "{e}");
+        assert!(e.contains("another Azure cloud"), "{e}");
+    } else {
+        let e = parse(both).unwrap_err();
+        assert!(e.contains("airlock.toml:12:7"), "{e}");
+        assert!(e.contains("airlock.toml:13:14"), "{e}");
+        assert!(e.contains("without the `azure` feature"), "{e}");
+    }
 }

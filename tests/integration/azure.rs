@@ -433,7 +433,7 @@ impl Setup {
 }
 
 /// Run airlock with only the Azure environment given here (and PATH replaced when asked).
-async fn run(w: &Workdir, args: &[&str], env: &[(String, String)]) -> Run {
+pub(crate) async fn run(w: &Workdir, args: &[&str], env: &[(String, String)]) -> Run {
     let mut cmd = w.command(args, &[]);
     for k in AZURE_ENV {
         cmd.env_remove(k);

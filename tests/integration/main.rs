@@ -13,6 +13,8 @@ mod gate_hygiene;
 mod harness;
 mod hostile_registry;
 mod interrupt;
+#[cfg(feature = "azure")]
+mod kms;
 mod plan_view;
 mod plans_ci;
 mod quickstart;

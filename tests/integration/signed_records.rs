@@ -114,7 +114,7 @@ impl World {
     }
 }
 
-fn world_config(upstream: &str, target: &str, extra: &str) -> String {
+pub(crate) fn world_config(upstream: &str, target: &str, extra: &str) -> String {
     config(
         upstream,
         target,

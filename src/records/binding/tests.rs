@@ -384,16 +384,22 @@ fn read_back<D: crate::records::Document>(a: &crate::records::Artifact) -> ReadA
     }
 }
 
+/// The signature of `doc`'s statement by the local key `signer`, if any.
+fn signature<D: crate::records::Document>(
+    doc: &D,
+    signer: Option<&crate::signing::Signer>,
+) -> Option<dsse::Signature> {
+    let statement = crate::records::statement(doc);
+    signer.map(|s| dsse::Signature::by_local(s, dsse::IN_TOTO, &statement).expect("a local key"))
+}
+
 fn signed_pair(signer: Option<&crate::signing::Signer>) -> (ReadRecord, ReadVerdict) {
-    let v = crate::records::verdict_artifact(
-        passing().document.as_ref().unwrap(),
-        signer,
-        media::OCI_MANIFEST,
-        100,
-    );
+    let doc = passing().document.unwrap();
+    let v =
+        crate::records::verdict_artifact(&doc, signature(&doc, signer), media::OCI_MANIFEST, 100);
     let mut rec = record().document.unwrap();
     rec.verdict = v.manifest.digest.clone();
-    let r = promotion_artifact(&rec, signer, media::OCI_MANIFEST, 100);
+    let r = promotion_artifact(&rec, signature(&rec, signer), media::OCI_MANIFEST, 100);
     (read_back(&r), read_back(&v))
 }
 
@@ -438,7 +444,7 @@ fn with_a_public_key_only_signed_records_and_verdicts_bind() {
     let (r2, _) = {
         let mut doc = r.document.clone().unwrap();
         doc.verdict = uv.artifact.clone();
-        let a = promotion_artifact(&doc, Some(&key), media::OCI_MANIFEST, 100);
+        let a = promotion_artifact(&doc, signature(&doc, Some(&key)), media::OCI_MANIFEST, 100);
         (read_back::<PromotionRecord>(&a), ())
     };
     let p = check(&r2, true, Some(&uv), &keyed()).unwrap_err();
