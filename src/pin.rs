@@ -318,12 +318,7 @@ source = "docker.io/library/alpine:latest"
 "#;
 
     fn load(text: &str) -> DesiredState {
-        crate::config::parse(
-            text,
-            Path::new("airlock.toml"),
-            time::macros::date!(2026 - 01 - 01),
-        )
-        .unwrap()
+        crate::config::fixture::desired(text)
     }
 
     fn d(c: char) -> Digest {

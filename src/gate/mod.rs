@@ -283,7 +283,6 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use time::macros::datetime;
 
@@ -292,24 +291,9 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
 
     fn desired(gate: &str) -> DesiredState {
-        let src = format!(
-            r#"
-[registries.acr]
-endpoint = "https://acr.example"
-[quarantine]
-registry = "acr"
-prefix = "quarantine"
-[live]
-registry = "acr"
-prefix = "live"
-[gate]
-{gate}
-[[images]]
-source = "docker.io/library/busybox:1.33.0"
-"#
-        );
-        crate::config::parse(&src, Path::new("airlock.toml"), NOW.date())
-            .unwrap_or_else(|e| panic!("{e}"))
+        crate::config::fixture::with_base(&format!(
+            "[gate]\n{gate}\n[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n"
+        ))
     }
 
     fn finding(id: &str, severity: Severity) -> Finding {
