@@ -13,6 +13,7 @@ use super::desired::*;
 use super::endpoint;
 use super::error::{ConfigError, LineIndex};
 use super::schema::*;
+use crate::model::Platform;
 use crate::model::reference::valid_path;
 
 mod azure;
@@ -259,4 +260,16 @@ fn parse_duration(l: &mut Lowerer, v: &Spanned<String>, what: &str) -> Option<Du
             None
         }
     }
+}
+
+/// Each platform (`os/arch[/variant]`) in `list`, in order; an error at each that does not parse.
+fn parse_platforms(l: &mut Lowerer, list: &[Spanned<String>]) -> Vec<Platform> {
+    let mut out = Vec::new();
+    for s in list {
+        match s.get_ref().parse::<Platform>() {
+            Ok(p) => out.push(p),
+            Err(e) => l.err(s.span(), e.to_string(), None),
+        }
+    }
+    out
 }

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{Lowerer, parse_duration};
+use super::{Lowerer, parse_duration, parse_platforms};
 use crate::config::desired::*;
 use crate::config::schema::{RawGate, RawScanner};
+use crate::model::Severity;
 use crate::model::finding_id;
 use crate::model::reference::valid_path;
 use crate::model::size::parse_size;
-use crate::model::{Platform, Severity};
 
 const DEFAULT_SCANNER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Defender scans an image within hours of its push; a day without results fails closed.
@@ -251,13 +251,7 @@ pub(super) fn lower_gate(
         });
     }
     let p = &g.policy;
-    let mut platforms = Vec::new();
-    for s in &p.platforms {
-        match s.get_ref().parse::<Platform>() {
-            Ok(pl) => platforms.push(pl),
-            Err(e) => l.err(s.span(), e.to_string(), None),
-        }
-    }
+    let platforms = parse_platforms(l, &p.platforms);
     let max_size = p
         .max_size
         .as_ref()

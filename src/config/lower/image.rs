@@ -3,7 +3,7 @@
 
 use toml::Spanned;
 
-use super::{Lowerer, Registries};
+use super::{Lowerer, Registries, parse_platforms};
 use crate::config::desired::ImageSpec;
 use crate::config::schema::RawImage;
 use crate::model::{Digest, Platform, Reference};
@@ -60,29 +60,7 @@ pub(super) fn lower_image(
             }
         }
     }
-    let platforms = match &r.platforms {
-        None => None,
-        Some(list) if list.is_empty() => {
-            l.err(
-                img.span(),
-                "platforms is empty",
-                Some("remove it to keep every platform, or list some, e.g. [\"linux/amd64\"]"),
-            );
-            None
-        }
-        Some(list) => {
-            let mut v = Vec::new();
-            for s in list {
-                match s.get_ref().parse::<Platform>() {
-                    Ok(p) => v.push(p),
-                    Err(e) => l.err(s.span(), e.to_string(), None),
-                }
-            }
-            v.sort();
-            v.dedup();
-            Some(v)
-        }
-    };
+    let platforms = lower_platforms(l, img);
     let source_registry = registries.source_registry(l, r.source.span(), &source.host)?;
     Some(ImageSpec {
         path: source.path.clone(),
@@ -92,4 +70,22 @@ pub(super) fn lower_image(
         platforms,
         source,
     })
+}
+
+/// `platforms` of an `[[images]]` entry, fixed or tracked: None when absent (every platform),
+/// else each parsed, sorted, without repeats. An empty list is an error: it would copy nothing.
+pub(super) fn lower_platforms(l: &mut Lowerer, img: &Spanned<RawImage>) -> Option<Vec<Platform>> {
+    let list = img.get_ref().platforms.as_ref()?;
+    if list.is_empty() {
+        l.err(
+            img.span(),
+            "platforms is empty",
+            Some("remove it to keep every platform, or list some, e.g. [\"linux/amd64\"]"),
+        );
+        return None;
+    }
+    let mut v = parse_platforms(l, list);
+    v.sort();
+    v.dedup();
+    Some(v)
 }
