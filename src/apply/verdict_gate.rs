@@ -309,18 +309,13 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::config::fixture::gated as desired;
     use crate::model::Severity;
     use crate::records::{Finding, ScannerRun};
 
     const NOW: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
     const REPO: &str = "quarantine/library/busybox";
     const PATH: &str = "library/busybox";
-
-    fn desired(gate: &str) -> DesiredState {
-        crate::config::fixture::with_base(&format!(
-            "[gate]\n{gate}\n[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n"
-        ))
-    }
 
     fn finding(id: &str, severity: Severity) -> Finding {
         Finding {

@@ -39,3 +39,10 @@ pub fn desired(text: &str) -> DesiredState {
 pub fn with_base(extra: &str) -> DesiredState {
     desired(&format!("{BASE}{extra}"))
 }
+
+/// [`BASE`] with `[gate]` holding `gate`, and busybox 1.33.0 declared.
+pub fn gated(gate: &str) -> DesiredState {
+    with_base(&format!(
+        "[gate]\n{gate}\n[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n"
+    ))
+}

@@ -14,17 +14,11 @@ pub(super) fn lower_image(
     registries: &mut Registries,
 ) -> Option<ImageSpec> {
     let r = img.get_ref();
-    let source: Reference = match r.source.get_ref().parse() {
-        Ok(s) => s,
-        Err(e) => {
-            l.err(
-                r.source.span(),
-                e.to_string(),
-                Some("write host/path:tag, e.g. \"ghcr.io/fluxcd/kustomize-controller:v0.6.3\" or \"docker.io/library/busybox:1.33.0\""),
-            );
-            return None;
-        }
-    };
+    let source = parse_source(
+        l,
+        &r.source,
+        "write host/path:tag, e.g. \"ghcr.io/fluxcd/kustomize-controller:v0.6.3\" or \"docker.io/library/busybox:1.33.0\"",
+    )?;
     let Some(tag) = source.tag.clone() else {
         l.err(
             r.source.span(),
@@ -88,4 +82,19 @@ pub(super) fn lower_platforms(l: &mut Lowerer, img: &Spanned<RawImage>) -> Optio
     v.sort();
     v.dedup();
     Some(v)
+}
+
+/// The `source` of an `[[images]]` entry as a reference; an error with `help` when it is not one.
+pub(super) fn parse_source(
+    l: &mut Lowerer,
+    source: &Spanned<String>,
+    help: &str,
+) -> Option<Reference> {
+    match source.get_ref().parse::<Reference>() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            l.err(source.span(), e.to_string(), Some(help));
+            None
+        }
+    }
 }

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use super::image::lower_platforms;
+use super::image::{lower_platforms, parse_source};
 use super::{Lowerer, Registries};
 use crate::config::desired::TrackSpec;
 use crate::config::schema::RawImage;
-use crate::model::{Digest, Reference};
+use crate::model::Digest;
 
 /// `keep`, `pins` without `track` are errors (they would silently do nothing).
 pub(super) fn check_untracked(l: &mut Lowerer<'_>, img: &Spanned<RawImage>) {
@@ -39,17 +39,11 @@ pub(super) fn lower_track(
 ) -> Option<TrackSpec> {
     let r = img.get_ref();
     let track = r.track.as_ref()?;
-    let source: Reference = match r.source.get_ref().parse() {
-        Ok(s) => s,
-        Err(e) => {
-            l.err(
-                r.source.span(),
-                e.to_string(),
-                Some("a tracked source is host/path, e.g. \"docker.io/library/busybox\""),
-            );
-            return None;
-        }
-    };
+    let source = parse_source(
+        l,
+        &r.source,
+        "a tracked source is host/path, e.g. \"docker.io/library/busybox\"",
+    )?;
     if source.tag.is_some() || source.digest.is_some() {
         l.err(
             r.source.span(),

@@ -18,6 +18,7 @@ pub mod config;
 pub mod images;
 pub mod proxy;
 pub mod python;
+pub mod records;
 pub mod registry;
 pub mod skopeo;
 pub mod token;
