@@ -50,6 +50,17 @@ pub struct Descriptor {
     pub size: u64,
 }
 
+impl From<RawManifest> for Descriptor {
+    /// The descriptor of manifest bytes read whole (when a HEAD answer is not enough).
+    fn from(m: RawManifest) -> Descriptor {
+        Descriptor {
+            size: m.bytes.len() as u64,
+            digest: m.digest,
+            media_type: m.media_type,
+        }
+    }
+}
+
 /// One manifest whose `subject` is a given digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Referrer {
