@@ -23,42 +23,8 @@ pub async fn copy_attached(
     if upstream != target {
         return Ok(0);
     }
-    Ok(copy_referrers(copier, src, dst, upstream, target).await?
-        + copy_signature_tags(copier, src, dst, upstream).await?)
-}
-
-/// The cosign tags of `upstream` in `src`, copied to `dst` unless there already.
-async fn copy_signature_tags(
-    copier: &Copier<'_>,
-    src: Repo<'_>,
-    dst: Repo<'_>,
-    upstream: &Digest,
-) -> Result<usize, RegistryError> {
     let mut n = 0;
-    for tag in cosign::signature_tags(upstream) {
-        let Some(m) = src.registry.get_manifest(src.name, &tag).await? else {
-            continue;
-        };
-        let there = dst.registry.head_manifest(dst.name, &tag).await?;
-        if there.is_some_and(|d| d.digest == m.digest) {
-            continue;
-        }
-        copier.copy_image(src, dst, &m, &tag).await?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// The referrers of `upstream` in `src` other than airlock's own records, copied to `dst`
-/// and listed there as referrers of `target`.
-async fn copy_referrers(
-    copier: &Copier<'_>,
-    src: Repo<'_>,
-    dst: Repo<'_>,
-    upstream: &Digest,
-    target: &Digest,
-) -> Result<usize, RegistryError> {
-    let mut n = 0;
+    // Referrers other than airlock's own records, listed at `dst` as referrers of `target`.
     for r in src.registry.referrers(src.name, upstream, None).await? {
         if r.artifact_type
             .as_deref()
@@ -75,6 +41,18 @@ async fn copy_referrers(
         };
         copier.copy_untagged(src, dst, &m).await?;
         dst.registry.push_referrer(dst.name, &m, target).await?;
+        n += 1;
+    }
+    // Cosign tags, unless `dst` has them already.
+    for tag in cosign::signature_tags(upstream) {
+        let Some(m) = src.registry.get_manifest(src.name, &tag).await? else {
+            continue;
+        };
+        let there = dst.registry.head_manifest(dst.name, &tag).await?;
+        if there.is_some_and(|d| d.digest == m.digest) {
+            continue;
+        }
+        copier.copy_image(src, dst, &m, &tag).await?;
         n += 1;
     }
     Ok(n)
