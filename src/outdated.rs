@@ -157,13 +157,7 @@ mod tests {
         for i in images {
             toml.push_str(&format!("[[images]]\nsource = \"{i}\"\n"));
         }
-        let d = crate::config::parse(
-            &toml,
-            std::path::Path::new("airlock.toml"),
-            time::macros::date!(2026 - 01 - 01),
-        )
-        .unwrap();
-        d.images
+        crate::config::fixture::desired(&toml).images
     }
 
     #[test]

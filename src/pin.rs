@@ -317,13 +317,25 @@ digest = "sha256:111111111111111111111111111111111111111111111111111111111111111
 source = "docker.io/library/alpine:latest"
 "#;
 
-    fn load(text: &str) -> DesiredState {
-        crate::config::parse(
-            text,
+    /// [`check_rewrite`] of `out` against `before`, as `airlock.toml` on the fixture's day.
+    fn check(
+        out: &str,
+        before: &DesiredState,
+        edits: &BTreeMap<String, Digest>,
+        track_edits: &BTreeMap<String, BTreeMap<String, Digest>>,
+    ) -> Result<(), String> {
+        check_rewrite(
+            out,
             Path::new("airlock.toml"),
-            time::macros::date!(2026 - 01 - 01),
+            crate::config::fixture::TODAY,
+            before,
+            edits,
+            track_edits,
         )
-        .unwrap()
+    }
+
+    fn load(text: &str) -> DesiredState {
+        crate::config::fixture::desired(text)
     }
 
     fn d(c: char) -> Digest {
@@ -349,15 +361,7 @@ source = "docker.io/library/alpine:latest"
             .replace(&d('1').to_string(), &d('b').to_string());
         assert_eq!(out, want);
         let before = load(FILE);
-        check_rewrite(
-            &out,
-            Path::new("airlock.toml"),
-            time::macros::date!(2026 - 01 - 01),
-            &before,
-            &edits,
-            &BTreeMap::new(),
-        )
-        .unwrap();
+        check(&out, &before, &edits, &BTreeMap::new()).unwrap();
         let after = load(&out);
         let pins: Vec<Option<Digest>> = after.images.iter().map(|i| i.pin.clone()).collect();
         assert_eq!(pins, vec![Some(d('b')), None, Some(d('a'))]);
@@ -385,17 +389,7 @@ source = "docker.io/library/alpine:latest"
         edits.insert("library/busybox:1.33.0".to_string(), d('a'));
         let other = FILE.replace("1.33.0", "1.34.0");
         let out = rewrite(&other, &BTreeMap::new()).unwrap();
-        assert!(
-            check_rewrite(
-                &out,
-                Path::new("airlock.toml"),
-                time::macros::date!(2026 - 01 - 01),
-                &before,
-                &edits,
-                &BTreeMap::new()
-            )
-            .is_err()
-        );
+        assert!(check(&out, &before, &edits, &BTreeMap::new()).is_err());
     }
 
     #[test]
@@ -415,15 +409,7 @@ source = "docker.io/library/alpine:latest"
             BTreeMap::from([("1.1.0".to_string(), d('c'))]),
         );
         let out = rewrite_track_pins(text, &edits).unwrap();
-        check_rewrite(
-            &out,
-            Path::new("airlock.toml"),
-            time::macros::date!(2026 - 01 - 01),
-            &before,
-            &BTreeMap::new(),
-            &edits,
-        )
-        .unwrap();
+        check(&out, &before, &BTreeMap::new(), &edits).unwrap();
         assert!(
             out.contains(&format!(
                 "keep = 2\npins = {{ \"1.34.0\" = \"{}\", \"1.36.1\" = \"{}\" }}\n",

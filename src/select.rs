@@ -85,29 +85,16 @@ mod tests {
     use super::*;
 
     fn desired() -> DesiredState {
-        let text = r#"
-[registries.acr]
-endpoint = "https://acraks0001.azurecr.io"
-[quarantine]
-registry = "acr"
-prefix = "quarantine"
-[live]
-registry = "acr"
-prefix = "live"
-prune = true
+        crate::config::fixture::with_base(
+            r#"prune = true
 [[images]]
 source = "docker.io/library/busybox:1.33.0"
 [[images]]
 source = "docker.io/library/alpine:3.19"
 [[images]]
 source = "ghcr.io/fluxcd/source-controller:v0.6.3"
-"#;
-        crate::config::parse(
-            text,
-            std::path::Path::new("airlock.toml"),
-            time::macros::date!(2026 - 11 - 27),
+"#,
         )
-        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn keys(d: &DesiredState) -> Vec<String> {

@@ -88,12 +88,7 @@ mod tests {
         let toml = format!(
             "[registries.r]\nendpoint = \"http://127.0.0.1:9\"\nauth = \"anonymous\"\n[quarantine]\nregistry = \"r\"\n[live]\nregistry = \"r\"\n{extra}"
         );
-        crate::config::parse(
-            &toml,
-            std::path::Path::new("airlock.toml"),
-            time::macros::date!(2026 - 01 - 01),
-        )
-        .unwrap()
+        crate::config::fixture::desired(&toml)
     }
 
     fn tags(list: &[&str]) -> Vec<String> {
@@ -189,13 +184,9 @@ mod tests {
             ),
         ] {
             let text = format!("{base}[[images]]\n{entry}\n");
-            let e = crate::config::parse(
-                &text,
-                std::path::Path::new("airlock.toml"),
-                time::macros::date!(2026 - 01 - 01),
-            )
-            .unwrap_err()
-            .to_string();
+            let e = crate::config::fixture::parse(&text)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{entry}: {e}");
         }
     }

@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use regex::Regex;
 use serde_json::Value;
 
@@ -169,10 +167,7 @@ registry = "acr"
 [live]
 registry = "acr"
 "#;
-    let today = time::macros::date!(2026 - 11 - 27);
-    let parse = |extra: &str| {
-        crate::config::parse(&format!("{base}{extra}"), Path::new("airlock.toml"), today)
-    };
+    let parse = |extra: &str| crate::config::fixture::parse(&format!("{base}{extra}"));
     assert_eq!(
         parse("").unwrap().admission.exempt_namespaces,
         ["kube-system"]

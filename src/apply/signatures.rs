@@ -1,16 +1,19 @@
-//! Cosign signature tags travel with the image: `sha256-<hex>.sig`, `.att` and `.sbom`
-//! (`crate::model::cosign` defines them) are read by tag from the source repository and,
-//! when present, copied with their content to the target under the same tag. Looked up by
-//! tag (GET, no tag listing). airlock's own records are referrers, never such tags.
+//! What travels with an image: its referrers (signatures, SBOMs, attestations; not airlock's
+//! own records, which the gate makes again) and its cosign signature tags. The tags
+//! `sha256-<hex>.sig`, `.att` and `.sbom` (`crate::model::cosign` defines them) are read by
+//! tag from the source repository and, when present, copied with their content to the target
+//! under the same tag. Looked up by tag (GET, no tag listing). airlock's own records are
+//! referrers, never such tags.
 
 use super::transfer::{Copier, Repo};
 use crate::model::{Digest, cosign};
 use crate::registry::RegistryError;
 
-/// Copy the cosign tags of `upstream` from `src` to `dst`; returns how many were written.
-/// `target` is the digest written to `dst`: when it differs (a rebuilt platform subset) the
-/// source's signatures are about another digest and nothing is copied.
-pub async fn copy_signature_tags(
+/// Copy the referrers and cosign tags of `upstream` from `src` to `dst`; returns how many
+/// were written. `target` is the digest written to `dst`: when it differs (a rebuilt platform
+/// subset has a new digest) the source's referrers and signatures are about another digest
+/// and nothing is copied.
+pub async fn copy_attached(
     copier: &Copier<'_>,
     src: Repo<'_>,
     dst: Repo<'_>,
@@ -21,6 +24,26 @@ pub async fn copy_signature_tags(
         return Ok(0);
     }
     let mut n = 0;
+    // Referrers other than airlock's own records, listed at `dst` as referrers of `target`.
+    for r in src.registry.referrers(src.name, upstream, None).await? {
+        if r.artifact_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("application/vnd.airlock."))
+        {
+            continue;
+        }
+        let Some(m) = src
+            .registry
+            .get_manifest(src.name, &r.digest.to_string())
+            .await?
+        else {
+            continue;
+        };
+        copier.copy_untagged(src, dst, &m).await?;
+        dst.registry.push_referrer(dst.name, &m, target).await?;
+        n += 1;
+    }
+    // Cosign tags, unless `dst` has them already.
     for tag in cosign::signature_tags(upstream) {
         let Some(m) = src.registry.get_manifest(src.name, &tag).await? else {
             continue;

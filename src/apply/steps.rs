@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use time::OffsetDateTime;
 
 use super::acr;
-use super::signatures::copy_signature_tags;
+use super::signatures::copy_attached;
 use super::transfer::{BlobLedger, Copier, OnBytes, Repo, Stats};
 use super::verdict_gate::{self, Judgement};
 use crate::config::DesiredState;
@@ -213,9 +213,7 @@ async fn import(
     };
     let copied = async {
         copier.copy_image(s, d, &top, tag).await?;
-        let referrers = copy_referrers(&copier, s, d, &upstream.digest, &top.digest).await?;
-        let signatures = copy_signature_tags(&copier, s, d, &upstream.digest, &top.digest).await?;
-        Ok::<_, RegistryError>(referrers + signatures)
+        copy_attached(&copier, s, d, &upstream.digest, &top.digest).await
     }
     .await;
     let n = stats.snapshot();
@@ -237,41 +235,6 @@ async fn import(
             }
         ),
     })
-}
-
-/// Signatures, SBOMs and attestations of the source travel with it (airlock's own records
-/// do not: they are made again by the gate).
-async fn copy_referrers(
-    copier: &Copier<'_>,
-    src: Repo<'_>,
-    dst: Repo<'_>,
-    upstream: &Digest,
-    target: &Digest,
-) -> Result<usize, RegistryError> {
-    if upstream != target {
-        // A rebuilt subset index has a new digest: the source's referrers are about another one.
-        return Ok(0);
-    }
-    let mut n = 0;
-    for r in src.registry.referrers(src.name, upstream, None).await? {
-        if r.artifact_type
-            .as_deref()
-            .is_some_and(|t| t.starts_with("application/vnd.airlock."))
-        {
-            continue;
-        }
-        let Some(m) = src
-            .registry
-            .get_manifest(src.name, &r.digest.to_string())
-            .await?
-        else {
-            continue;
-        };
-        copier.copy_untagged(src, dst, &m).await?;
-        dst.registry.push_referrer(dst.name, &m, target).await?;
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// Scan the quarantined image `a.target` of the declared image `key`.
@@ -541,8 +504,7 @@ async fn promote(
         async {
             // Content by digest, then the record, then the tag.
             copier.copy_image(s, d, &top, &a.digest.to_string()).await?;
-            copy_referrers(&copier, s, d, &a.digest, &a.digest).await?;
-            copy_signature_tags(&copier, s, d, &a.digest, &a.digest).await?;
+            copy_attached(&copier, s, d, &a.digest, &a.digest).await?;
             push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
             dst.put_manifest(&a.target.repository, tag, &top).await?;
             stats

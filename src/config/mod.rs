@@ -6,6 +6,8 @@ pub mod defaults;
 pub mod desired;
 pub mod endpoint;
 pub mod error;
+#[cfg(test)]
+pub mod fixture;
 pub mod lower;
 pub mod schema;
 

@@ -1,39 +1,15 @@
 use std::path::Path;
 
+use super::fixture::{BASE, TODAY, desired as parse_ok};
 use super::*;
 use crate::model::Severity;
 
-fn today() -> time::Date {
-    time::macros::date!(2026 - 11 - 27)
-}
-
-fn parse_ok(src: &str) -> DesiredState {
-    match parse(src, Path::new("airlock.toml"), today()) {
-        Ok(d) => d,
-        Err(e) => panic!("{e}"),
-    }
-}
-
 fn parse_err(src: &str) -> String {
-    match parse(src, Path::new("airlock.toml"), today()) {
+    match super::fixture::parse(src) {
         Ok(_) => panic!("expected an error"),
         Err(e) => e.to_string(),
     }
 }
-
-const BASE: &str = r#"
-[registries.acr]
-endpoint = "https://acraks0001.azurecr.io"
-auth = "docker"
-
-[quarantine]
-registry = "acr"
-prefix = "quarantine"
-
-[live]
-registry = "acr"
-prefix = "live"
-"#;
 
 #[test]
 fn minimal_config_lowers() {
@@ -199,7 +175,7 @@ fn layout_paths_are_relative_to_the_file() {
     let d = parse(
         "[registries.local]\nlayout = \"reg\"\n[quarantine]\nregistry = \"local\"\n[live]\nregistry = \"local\"\n",
         Path::new("/etc/airlock/airlock.toml"),
-        today(),
+        TODAY,
     )
     .unwrap();
     assert_eq!(

@@ -283,34 +283,13 @@ pub fn decide(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use time::macros::datetime;
 
     use super::*;
+    use crate::config::fixture::gated as desired;
 
     const NOW: OffsetDateTime = datetime!(2026-11-27 12:00 UTC);
-
-    fn desired(gate: &str) -> DesiredState {
-        let src = format!(
-            r#"
-[registries.acr]
-endpoint = "https://acr.example"
-[quarantine]
-registry = "acr"
-prefix = "quarantine"
-[live]
-registry = "acr"
-prefix = "live"
-[gate]
-{gate}
-[[images]]
-source = "docker.io/library/busybox:1.33.0"
-"#
-        );
-        crate::config::parse(&src, Path::new("airlock.toml"), NOW.date())
-            .unwrap_or_else(|e| panic!("{e}"))
-    }
 
     fn finding(id: &str, severity: Severity) -> Finding {
         Finding {

@@ -113,16 +113,8 @@ impl Locations {
                 ..upstream_tag.clone()
             },
             upstream_tag,
-            quarantine: Location {
-                registry: desired.quarantine.registry.clone(),
-                repository: desired.quarantine.repository(&spec.path),
-                tag: Some(spec.tag.clone()),
-            },
-            live: Location {
-                registry: desired.live.registry.clone(),
-                repository: desired.live.repository(&spec.path),
-                tag: Some(spec.tag.clone()),
-            },
+            quarantine: Location::in_area(&desired.quarantine, spec),
+            live: Location::in_area(&desired.live, spec),
         }
     }
 }

@@ -133,16 +133,8 @@ pub fn plan_with(
                 repository: spec.source.path.clone(),
                 tag: Some(spec.tag.clone()),
             },
-            quarantine: Location {
-                registry: desired.quarantine.registry.clone(),
-                repository: desired.quarantine.repository(&spec.path),
-                tag: Some(spec.tag.clone()),
-            },
-            live: Location {
-                registry: desired.live.registry.clone(),
-                repository: live_repo.clone(),
-                tag: Some(spec.tag.clone()),
-            },
+            quarantine: Location::in_area(&desired.quarantine, spec),
+            live: Location::in_area(&desired.live, spec),
         };
         if let Some(l) = &obs.live {
             before.push(CatalogEntry {

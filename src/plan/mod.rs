@@ -57,6 +57,17 @@ pub struct Location {
     pub tag: Option<String>,
 }
 
+impl Location {
+    /// Where `area` (quarantine or live) keeps the image `spec`: its repository there, its tag.
+    pub fn in_area(area: &crate::config::Area, spec: &crate::config::ImageSpec) -> Location {
+        Location {
+            registry: area.registry.clone(),
+            repository: area.repository(&spec.path),
+            tag: Some(spec.tag.clone()),
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;

@@ -52,6 +52,15 @@ fn tmp_path(dir: &Path, name: &str) -> PathBuf {
 
 /// Write `bytes` to `path` atomically (temp file in the same directory, then rename).
 async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    write_atomic_chunks(path, futures_util::stream::iter([Ok(bytes)])).await
+}
+
+/// Write the chunks of `body` to `path` atomically: a temp file in the same directory, synced,
+/// then renamed over `path`. On any error (the body's own included) the temp file is removed.
+async fn write_atomic_chunks<B: AsRef<[u8]>>(
+    path: &Path,
+    mut body: impl futures_util::Stream<Item = Result<B, RegistryError>> + Unpin,
+) -> Result<(), RegistryError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = tmp_path(dir, name);
@@ -59,9 +68,11 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
         let mut f = tokio::fs::File::create(&tmp)
             .await
             .map_err(io(format!("create {}", tmp.display())))?;
-        f.write_all(bytes)
-            .await
-            .map_err(io(format!("write {}", tmp.display())))?;
+        while let Some(chunk) = body.next().await {
+            f.write_all(chunk?.as_ref())
+                .await
+                .map_err(io(format!("write {}", tmp.display())))?;
+        }
         f.sync_all()
             .await
             .map_err(io(format!("sync {}", tmp.display())))?;
@@ -272,11 +283,7 @@ impl LayoutRegistry {
         Ok(self
             .get_manifest(repo, reference)
             .await?
-            .map(|m| Descriptor {
-                size: m.bytes.len() as u64,
-                digest: m.digest,
-                media_type: m.media_type,
-            }))
+            .map(Descriptor::from))
     }
 
     pub async fn get_manifest(
@@ -509,39 +516,14 @@ impl LayoutRegistry {
         }
         self.ensure_layout(repo).await?;
         let path = self.blob_path(repo, digest).await?;
-        let dir = path.parent().expect("blob path has a parent").to_path_buf();
-        let tmp = tmp_path(&dir, digest.hex());
-        let mut verified = Verify::new(
+        let verified = Verify::new(
             stream,
             digest,
             size,
             &self.key,
             format!("blob {repo}@{digest} being written"),
         );
-        let result = async {
-            let mut f = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(io(format!("create {}", tmp.display())))?;
-            while let Some(chunk) = verified.next().await {
-                f.write_all(&chunk?)
-                    .await
-                    .map_err(io(format!("write {}", tmp.display())))?;
-            }
-            f.sync_all()
-                .await
-                .map_err(io(format!("sync {}", tmp.display())))?;
-            drop(f);
-            tokio::fs::rename(&tmp, &path).await.map_err(io(format!(
-                "rename {} to {}",
-                tmp.display(),
-                path.display()
-            )))
-        }
-        .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        write_atomic_chunks(&path, verified).await
     }
 
     pub async fn put_blob_bytes(&self, repo: &str, bytes: Bytes) -> Result<Digest, RegistryError> {

@@ -24,11 +24,11 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use crate::azure::run;
-use crate::records_bound::listed_records;
-use crate::signed_records::{envelope_of, python_verify, world_config};
+use crate::signed_records::{envelope_of, python_verify};
 use crate::support::airlock::{Run, Workdir, seed_walkthrough};
 use crate::support::client::RawClient;
 use crate::support::images::{Content, WalkthroughImage};
+use crate::support::records::{listed_records, world_config};
 use crate::support::registry::{Auth, TestRegistry};
 use crate::support::{BoxError, HttpBody, ServerTask, full_body, spawn_server};
 

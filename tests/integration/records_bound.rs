@@ -10,69 +10,15 @@ use airlock::model::{Digest, RawManifest, media};
 use airlock::records::{self, PromotionRecord};
 use reqwest::{Method, StatusCode};
 
-use crate::support::airlock::{Run, Workdir, config, seed_walkthrough};
-
+use crate::support::airlock::{Workdir, config, seed_walkthrough};
 use crate::support::client::RawClient;
-use crate::support::images::{Blob, Content, ImageBuilder, TestImage, WalkthroughImage};
+use crate::support::images::{Blob, Content, ImageBuilder, TestImage};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
+use crate::support::records::{
+    BUSYBOX, KURED, RecordWorld as World, finding, list_only, listed_records, violation,
+    world_config,
+};
 use crate::support::registry::{Auth, TestRegistry};
-
-const BUSYBOX: &str = "library/busybox";
-const KURED: &str = "weaveworks/kured";
-
-/// An upstream with the walkthrough images, a target, and a configuration declaring busybox
-/// and kured (quarantine and live on the target, the built-in policy gate).
-struct World {
-    _upstream: TestRegistry,
-    target: TestRegistry,
-    images: Vec<WalkthroughImage>,
-    w: Workdir,
-}
-
-impl World {
-    async fn start() -> World {
-        let upstream = TestRegistry::start(Auth::None).await;
-        let target = TestRegistry::start(Auth::None).await;
-        let images = seed_walkthrough(&upstream).await;
-        let w = Workdir::new(&world_config(&upstream.url(), &target.url(), ""));
-        World {
-            _upstream: upstream,
-            target,
-            images,
-            w,
-        }
-    }
-
-    fn image(&self, path: &str) -> &WalkthroughImage {
-        self.images.iter().find(|i| i.path == path).unwrap()
-    }
-
-    fn digest(&self, path: &str) -> Digest {
-        self.image(path).content.top().digest.clone()
-    }
-
-    fn client(&self) -> RawClient {
-        RawClient::new(&self.target.url(), None)
-    }
-
-    async fn audit(&self) -> (Run, serde_json::Value) {
-        let run = self.w.run(&["audit", "--format", "json"]).await;
-        let json = run.json();
-        (run, json)
-    }
-}
-
-fn world_config(upstream: &str, target: &str, extra: &str) -> String {
-    config(
-        upstream,
-        target,
-        &[
-            "docker.io/library/busybox:1.33.0".to_string(),
-            "docker.io/weaveworks/kured:1.6.1".to_string(),
-        ],
-        extra,
-    )
-}
 
 fn tag_of(path: &str) -> &'static str {
     match path {
@@ -80,27 +26,6 @@ fn tag_of(path: &str) -> &'static str {
         KURED => "1.6.1",
         _ => unreachable!(),
     }
-}
-
-/// The audit finding of `repository:tag`.
-pub(crate) fn finding<'a>(
-    report: &'a serde_json::Value,
-    repo: &str,
-    tag: &str,
-) -> &'a serde_json::Value {
-    report["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["repository"] == repo && t["tag"] == tag)
-        .unwrap_or_else(|| panic!("{repo}:{tag} not in the audit: {report:#}"))
-}
-
-pub(crate) fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
-    finding(report, repo, tag)["violation"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{repo}:{tag} passed the audit: {report:#}"))
-        .to_string()
 }
 
 pub(crate) fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
@@ -115,24 +40,6 @@ pub(crate) fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// The promotion records listed for `digest` in `repo` (the tag-schema index), by manifest.
-pub(crate) async fn listed_records(c: &RawClient, repo: &str, digest: &Digest) -> Vec<RawManifest> {
-    let Some(index) = c.get_manifest(repo, &digest.referrers_tag()).await else {
-        return vec![];
-    };
-    let v: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
-    let mut out = Vec::new();
-    for e in v["manifests"].as_array().unwrap() {
-        if e["annotations"][records::ANN_PREDICATE] != records::PROMOTION_PREDICATE {
-            continue;
-        }
-        if let Some(m) = c.get_manifest(repo, e["digest"].as_str().unwrap()).await {
-            out.push(m);
-        }
-    }
-    out
 }
 
 /// The document of a record artifact.
@@ -160,35 +67,6 @@ async fn push_record_only(c: &RawClient, repo: &str, rec: &PromotionRecord, subj
     c.put_manifest(repo, &a.manifest.digest.to_string(), &a.manifest)
         .await;
     list_only(c, repo, &subject.digest, &[&a.manifest]).await;
-}
-
-/// Make `repo:sha256-<subject>` an index listing exactly `entries` (artifact type kept).
-pub(crate) async fn list_only(
-    c: &RawClient,
-    repo: &str,
-    subject: &Digest,
-    entries: &[&RawManifest],
-) {
-    let manifests: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|m| {
-            let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
-            serde_json::json!({
-                "mediaType": m.media_type,
-                "digest": m.digest.to_string(),
-                "size": m.bytes.len(),
-                "artifactType": v["artifactType"],
-                "annotations": v["annotations"],
-            })
-        })
-        .collect();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_INDEX,
-        "manifests": manifests,
-    });
-    let index = RawManifest::new(serde_json::to_vec(&index).unwrap(), None).unwrap();
-    c.put_manifest(repo, &subject.referrers_tag(), &index).await;
 }
 
 /// Copy a manifest (and its blobs) from one repository of the target to another, by digest.
@@ -412,7 +290,8 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
 
     // With prune, the plan deletes exactly the three, and the records survive (audit clean).
     world.w.set_config(
-        &world_config(&world._upstream.url(), &world.target.url(), "")
+        &world
+            .config("")
             .replace("prefix = \"live\"", "prefix = \"live\"\nprune = true"),
     );
     let plan = world
@@ -451,7 +330,7 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
     // busybox no longer declared (prune off): its tag is still judged by its own record, and
     // that record binds it to its own quarantine repository: undeclared, not a violation.
     world.w.set_config(&config(
-        &world._upstream.url(),
+        &world.upstream.url(),
         &world.target.url(),
         &["docker.io/weaveworks/kured:1.6.1".to_string()],
         "",

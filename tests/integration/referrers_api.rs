@@ -16,14 +16,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 
-use crate::records_bound::{
-    actions, finding, list_only, listed_records, record_doc, repaired, violation,
-};
+use crate::records_bound::{actions, record_doc, repaired};
 use crate::signed_records::{KEY_ENV, SIGNING, artifact, envelope_of, openssl_keys, python_verify};
 use crate::support::airlock::{Run, Workdir, config, seed_walkthrough};
 use crate::support::client::{RawClient, push_raw};
 use crate::support::images::{Blob, Content, ImageBuilder, WalkthroughImage};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
+use crate::support::records::{finding, list_only, listed_records, violation};
 use crate::support::registry::{Auth, TestRegistry};
 
 const BUSYBOX: &str = "library/busybox";

@@ -11,27 +11,32 @@ use airlock::records::{self, PromotionRecord};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::records_bound::{list_only, listed_records};
-use crate::support::airlock::{Run, Workdir, config, seed_walkthrough};
+use crate::support::airlock::Run;
 use crate::support::client::RawClient;
-use crate::support::images::{Blob, Content, WalkthroughImage};
+use crate::support::images::Blob;
 use crate::support::python::python;
-use crate::support::registry::{Auth, TestRegistry};
+use crate::support::records::{
+    BUSYBOX, KURED, RecordWorld, finding, list_only, listed_records, violation,
+};
 
-const BUSYBOX: &str = "library/busybox";
-const KURED: &str = "weaveworks/kured";
 pub(crate) const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";
 pub(crate) const SIGNING: &str =
     "[signing]\nkey = \"env://AIRLOCK_TEST_SIGNING_KEY\"\npublic_key = \"airlock.pub\"\n";
 
+/// A [`RecordWorld`] with a P-256 signing key (`airlock.key`, `airlock.pub`) in its work
+/// directory; `[signing]` is configured by [`World::sign`].
 struct World {
-    _upstream: TestRegistry,
-    target: TestRegistry,
-    images: Vec<WalkthroughImage>,
-    w: Workdir,
-    upstream_url: String,
+    base: RecordWorld,
     /// The PKCS#8 PEM private key (as `openssl genpkey` wrote it).
     key: String,
+}
+
+impl std::ops::Deref for World {
+    type Target = RecordWorld;
+
+    fn deref(&self) -> &RecordWorld {
+        &self.base
+    }
 }
 
 /// `openssl genpkey` a P-256 key into `dir` (airlock.key) and its public key (airlock.pub).
@@ -65,20 +70,9 @@ pub(crate) fn openssl_keys(dir: &Path) -> String {
 
 impl World {
     async fn start(signing: bool) -> World {
-        let upstream = TestRegistry::start(Auth::None).await;
-        let target = TestRegistry::start(Auth::None).await;
-        let images = seed_walkthrough(&upstream).await;
-        let upstream_url = upstream.url();
-        let w = Workdir::new(&world_config(&upstream_url, &target.url(), ""));
-        let key = openssl_keys(w.path());
-        let world = World {
-            _upstream: upstream,
-            target,
-            images,
-            w,
-            upstream_url,
-            key,
-        };
+        let base = RecordWorld::start().await;
+        let key = openssl_keys(base.w.path());
+        let world = World { base, key };
         if signing {
             world.sign();
         }
@@ -87,59 +81,12 @@ impl World {
 
     /// Turn `[signing]` on.
     fn sign(&self) {
-        self.w.set_config(&world_config(
-            &self.upstream_url,
-            &self.target.url(),
-            SIGNING,
-        ));
+        self.w.set_config(&self.config(SIGNING));
     }
 
     async fn run(&self, args: &[&str]) -> Run {
         self.w.run_env(args, &[(KEY_ENV, &self.key)]).await
     }
-
-    fn digest(&self, path: &str) -> Digest {
-        let i = self.images.iter().find(|i| i.path == path).unwrap();
-        i.content.top().digest.clone()
-    }
-
-    fn client(&self) -> RawClient {
-        RawClient::new(&self.target.url(), None)
-    }
-
-    async fn audit(&self) -> (Run, serde_json::Value) {
-        let run = self.w.run(&["audit", "--format", "json"]).await;
-        let json = run.json();
-        (run, json)
-    }
-}
-
-pub(crate) fn world_config(upstream: &str, target: &str, extra: &str) -> String {
-    config(
-        upstream,
-        target,
-        &[
-            "docker.io/library/busybox:1.33.0".to_string(),
-            "docker.io/weaveworks/kured:1.6.1".to_string(),
-        ],
-        extra,
-    )
-}
-
-fn finding<'a>(report: &'a serde_json::Value, repo: &str, tag: &str) -> &'a serde_json::Value {
-    report["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["repository"] == repo && t["tag"] == tag)
-        .unwrap_or_else(|| panic!("{repo}:{tag} not in the audit: {report:#}"))
-}
-
-fn violation(report: &serde_json::Value, repo: &str, tag: &str) -> String {
-    finding(report, repo, tag)["violation"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{repo}:{tag} passed the audit: {report:#}"))
-        .to_string()
 }
 
 /// The envelope (layer bytes) of an artifact manifest, checking the cosign attestation layout.

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
+use super::image::{lower_platforms, parse_source};
 use super::{Lowerer, Registries};
 use crate::config::desired::TrackSpec;
 use crate::config::schema::RawImage;
-use crate::model::{Digest, Platform, Reference};
+use crate::model::Digest;
 
 /// `keep`, `pins` without `track` are errors (they would silently do nothing).
 pub(super) fn check_untracked(l: &mut Lowerer<'_>, img: &Spanned<RawImage>) {
@@ -38,17 +39,11 @@ pub(super) fn lower_track(
 ) -> Option<TrackSpec> {
     let r = img.get_ref();
     let track = r.track.as_ref()?;
-    let source: Reference = match r.source.get_ref().parse() {
-        Ok(s) => s,
-        Err(e) => {
-            l.err(
-                r.source.span(),
-                e.to_string(),
-                Some("a tracked source is host/path, e.g. \"docker.io/library/busybox\""),
-            );
-            return None;
-        }
-    };
+    let source = parse_source(
+        l,
+        &r.source,
+        "a tracked source is host/path, e.g. \"docker.io/library/busybox\"",
+    )?;
     if source.tag.is_some() || source.digest.is_some() {
         l.err(
             r.source.span(),
@@ -107,28 +102,7 @@ pub(super) fn lower_track(
             ),
         }
     }
-    let platforms = match &r.platforms {
-        None => None,
-        Some(list) => {
-            let mut v = Vec::new();
-            for s in list {
-                match s.get_ref().parse::<Platform>() {
-                    Ok(p) => v.push(p),
-                    Err(e) => l.err(s.span(), e.to_string(), None),
-                }
-            }
-            if v.is_empty() {
-                l.err(
-                    img.span(),
-                    "platforms is empty",
-                    Some("remove it to keep every platform, or list some, e.g. [\"linux/amd64\"]"),
-                );
-            }
-            v.sort();
-            v.dedup();
-            Some(v)
-        }
-    };
+    let platforms = lower_platforms(l, img);
     if earlier.iter().any(|t| t.source == source) {
         l.err(
             r.source.span(),

@@ -433,12 +433,7 @@ registry = "q"
 registry = "l"
 "#
         );
-        crate::config::parse(
-            &src,
-            std::path::Path::new("airlock.toml"),
-            time::macros::date!(2026 - 11 - 27),
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        crate::config::fixture::desired(&src)
     }
 
     #[test]

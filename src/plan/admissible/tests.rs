@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use time::OffsetDateTime;
 use time::macros::datetime;
 
@@ -8,17 +6,6 @@ use crate::model::Platform;
 use crate::observed::{Decision, ObservedImage, ObservedState, SourceInfo, VerdictInfo};
 use crate::plan::view::ActionView;
 use crate::plan::{Op, PlanError, PlanParts, Precondition, diff};
-
-const CONFIG: &str = r#"
-[registries.acr]
-endpoint = "https://acr.example.io"
-[quarantine]
-registry = "acr"
-prefix = "quarantine"
-[live]
-registry = "acr"
-prefix = "live"
-"#;
 
 const IMAGES: &str = r#"
 [[images]]
@@ -35,12 +22,7 @@ fn now() -> OffsetDateTime {
 }
 
 fn desired(extra: &str, images: &str) -> DesiredState {
-    crate::config::parse(
-        &format!("{CONFIG}{extra}{images}"),
-        Path::new("airlock.toml"),
-        now().date(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    crate::config::fixture::with_base(&format!("{extra}{images}"))
 }
 
 fn d(c: char) -> Digest {

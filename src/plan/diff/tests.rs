@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use time::macros::datetime;
 
 use super::*;
@@ -7,30 +5,14 @@ use crate::model::Severity;
 use crate::observed::{FindingSummary, LiveTag, RecordCheck, SourceInfo};
 use crate::plan::ActionKind;
 
-const CONFIG: &str = r#"
-[registries.acr]
-endpoint = "https://acr.example.io"
-[quarantine]
-registry = "acr"
-prefix = "quarantine"
-[live]
-registry = "acr"
-prefix = "live"
-[[images]]
-source = "docker.io/library/busybox:1.33.0"
-"#;
-
 fn now() -> OffsetDateTime {
     datetime!(2026-11-27 12:00 UTC)
 }
 
 fn desired(extra: &str) -> DesiredState {
-    crate::config::parse(
-        &format!("{CONFIG}{extra}"),
-        Path::new("airlock.toml"),
-        now().date(),
-    )
-    .unwrap()
+    crate::config::fixture::with_base(&format!(
+        "[[images]]\nsource = \"docker.io/library/busybox:1.33.0\"\n{extra}"
+    ))
 }
 
 fn d(c: char) -> Digest {

@@ -54,11 +54,7 @@ impl HttpRegistry {
             _ => Ok(self
                 .get_manifest(repo, reference)
                 .await?
-                .map(|m| Descriptor {
-                    size: m.bytes.len() as u64,
-                    digest: m.digest,
-                    media_type: m.media_type,
-                })),
+                .map(Descriptor::from)),
         }
     }
 

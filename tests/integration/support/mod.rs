@@ -19,6 +19,7 @@ pub mod config;
 pub mod images;
 pub mod proxy;
 pub mod python;
+pub mod records;
 pub mod referrers_api;
 pub mod registry;
 pub mod skopeo;
