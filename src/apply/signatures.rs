@@ -7,9 +7,10 @@ use super::transfer::{Copier, Repo};
 use crate::model::{Digest, cosign};
 use crate::registry::RegistryError;
 
-/// Copy the cosign tags of `upstream` from `src` to `dst`; returns how many were written.
-/// `target` is the digest written to `dst`: when it differs (a rebuilt platform subset) the
-/// source's signatures are about another digest and nothing is copied.
+/// Copy the cosign tags of `upstream` from `src` to `dst`; returns how many the source has
+/// (each is in `dst` afterwards, copied now or already there). `target` is the digest
+/// written to `dst`: when it differs (a rebuilt platform subset) the source's signatures
+/// are about another digest and nothing is copied.
 pub async fn copy_signature_tags(
     copier: &Copier<'_>,
     src: Repo<'_>,
@@ -25,12 +26,12 @@ pub async fn copy_signature_tags(
         let Some(m) = src.registry.get_manifest(src.name, &tag).await? else {
             continue;
         };
+        n += 1;
         let there = dst.registry.head_manifest(dst.name, &tag).await?;
         if there.is_some_and(|d| d.digest == m.digest) {
             continue;
         }
         copier.copy_image(src, dst, &m, &tag).await?;
-        n += 1;
     }
     Ok(n)
 }

@@ -16,6 +16,7 @@ mod plans_ci;
 mod quickstart;
 mod records_bound;
 mod registry_client;
+mod request_counts;
 mod saved_plan;
 mod scenarios;
 mod signed_records;

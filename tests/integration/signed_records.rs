@@ -35,7 +35,7 @@ struct World {
 }
 
 /// `openssl genpkey` a P-256 key into `dir` (airlock.key) and its public key (airlock.pub).
-fn openssl_keys(dir: &Path) -> String {
+pub(crate) fn openssl_keys(dir: &Path) -> String {
     let key = dir.join("airlock.key");
     let ok = Command::new("openssl")
         .args([
