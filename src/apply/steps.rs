@@ -231,9 +231,14 @@ async fn copy_referrers(
     }
     let mut n = 0;
     for r in src.registry.referrers(src.name, upstream, None).await? {
+        // airlock's own verdicts and records (0.1's artifact types, or DSSE envelopes listed
+        // with an airlock predicate): the gate makes its own; a promote never carries the
+        // quarantine verdicts into live.
         if r.artifact_type
             .as_deref()
             .is_some_and(|t| t.starts_with("application/vnd.airlock."))
+            || records::is_listed_as::<records::VerdictDocument>(&r)
+            || records::is_listed_as::<PromotionRecord>(&r)
         {
             continue;
         }
@@ -516,11 +521,9 @@ async fn promote(ctx: &Context<'_>, a: &Action) -> Result<Status, RegistryError>
             name: &a.target.repository,
         };
         async {
-            // Content (blobs, child manifests by digest), then the record, then the tag: the
-            // tag PUT writes the manifest itself (a referrer may precede its subject, so no
-            // PUT by digest first). What the source carries travels too, unless this apply
-            // imported it and found nothing attached.
-            copier.copy_content(s, d, &top).await?;
+            // Content by digest, then the record, then the tag. What the source carries
+            // travels too, unless this apply imported it and found nothing attached.
+            copier.copy_image(s, d, &top, &a.digest.to_string()).await?;
             if !ctx
                 .ledger
                 .imported_bare(src.key(), &q.repository, &a.digest)
