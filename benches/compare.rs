@@ -279,10 +279,52 @@ fn airlock_config(
         "[quarantine]\nregistry = \"target\"\nprefix = \"quarantine\"\n\n\
          [live]\nregistry = \"target\"\nprefix = \"{live_prefix}\"\n\n"
     ));
+    // Signed records, as a gated apply writes them (issue 13): the key comes from the
+    // environment `Airlock::run` sets, the public key from the file next to it.
+    s.push_str(&format!(
+        "[signing]\nkey = \"env://{SIGNING_ENV}\"\npublic_key = \"{}\"\n\n",
+        signing_keys().1.display()
+    ));
     for i in images {
         s.push_str(&format!("[[images]]\nsource = \"{i}\"\n\n"));
     }
     s
+}
+
+/// The environment variable holding the bench's signing key.
+const SIGNING_ENV: &str = "AIRLOCK_BENCH_SIGNING_KEY";
+
+/// The bench's P-256 key pair (made once with `openssl genpkey`): the PKCS#8 PEM private key
+/// and the path of the public key.
+fn signing_keys() -> &'static (String, PathBuf) {
+    static KEYS: std::sync::OnceLock<(String, PathBuf)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("airlock-bench-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("key dir");
+        let key = dir.join("airlock.key");
+        let public = dir.join("airlock.pub");
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+            ])
+            .arg(&key)
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::process::Command::new("openssl")
+                .args(["pkey", "-pubout", "-in"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&public)
+                .status()
+                .is_ok_and(|s| s.success());
+        assert!(ok, "the benchmark needs `openssl` to make its signing key");
+        (std::fs::read_to_string(&key).expect("read key"), public)
+    })
 }
 
 struct Airlock {
@@ -316,6 +358,7 @@ impl Airlock {
             .current_dir(self.dir.path())
             .env("NO_COLOR", "1")
             .env("DOCKER_CONFIG", self.dir.path().join("no-docker-config"))
+            .env(SIGNING_ENV, &signing_keys().0)
             .env_remove("RUST_LOG");
         let t = timed(cmd).await;
         let rss_kib = std::fs::read_to_string(&rss)
@@ -729,6 +772,8 @@ async fn main() {
     let mut noop = (Samples::default(), Samples::default());
     let mut rss_large = 0u64;
     let mut rss_small = 0u64;
+    // Target-registry requests of each small-image apply / sync (from its access log).
+    let mut small_requests: (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
 
     for run in 0..k.runs {
         let mut order = ["airlock", "skopeo", "raw"];
@@ -766,9 +811,13 @@ async fn main() {
                     }
                     if k.wants("small") {
                         let cfg = airlock_config(&uurl, &turl, "live", mc, &small_srcs);
+                        let before = target.requests().len();
                         let t = a.run(&cfg, &["apply", "--auto-approve"]).await;
                         check("airlock apply (small)", &t, &[0]);
                         small.0.push(t.wall);
+                        small_requests
+                            .0
+                            .push(settled_requests(&target).await - before);
                         rss_small = rss_small.max(t.rss_kib.unwrap_or(0));
                         // The no-op plan, alternating with one curl HEADing every live tag.
                         let refs: Vec<String> = (0..k.small)
@@ -812,9 +861,13 @@ async fn main() {
                         promote.1.push(t.wall);
                     }
                     if k.wants("small") {
+                        let before = target.requests().len();
                         let t =
                             skopeo_sync(&uhost, &small_pairs, &format!("{thost}/quarantine")).await;
                         small.1.push(t.wall);
+                        small_requests
+                            .1
+                            .push(settled_requests(&target).await - before);
                     }
                     if k.wants("walk") {
                         let t =
@@ -915,7 +968,7 @@ async fn main() {
     if k.wants("large") {
         let (a, s, w) = (import.0.median(), import.1.median(), import.2.median());
         let ok = a.zip(s).map(|(a, s)| a <= 0.9 * s);
-        let ok2 = a.zip(w).map(|(a, w)| a <= 1.1 * w);
+        let ok2 = a.zip(w).map(|(a, w)| a <= w);
         rows.push(Row {
             scenario: format!(
                 "import {} MiB image (4 layers) upstream → quarantine (airlock: whole apply incl. scan + promote)",
@@ -924,10 +977,10 @@ async fn main() {
             airlock: import.0.clone(),
             skopeo: import.1.clone(),
             raw: import.2.clone(),
-            target: "≤ 0.9× skopeo; ≤ 1.1× curl GET|PUT ×4".into(),
+            target: "≤ 0.9× skopeo; ≤ 1.0× curl GET|PUT ×4 (no slower than a plain copy)".into(),
             verdict: ok.zip(ok2).map(|(a, b)| a && b),
             note: format!(
-                "≤ 0.9× skopeo: {}; ≤ 1.1× raw: {}; airlock peak RSS {:.1} MiB",
+                "≤ 0.9× skopeo: {}; ≤ 1.0× raw: {}; airlock peak RSS {:.1} MiB",
                 pass(ok),
                 pass(ok2),
                 mib(rss_large)
@@ -954,17 +1007,38 @@ async fn main() {
     }
     if k.wants("small") {
         let (a, s) = (small.0.median(), small.1.median());
+        let per_image = |v: &[usize]| {
+            v.iter()
+                .map(|n| format!("{:.1}", *n as f64 / k.small as f64))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let airlock_per_image = small_requests
+            .0
+            .iter()
+            .map(|n| *n as f64 / k.small as f64)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+        let fast = a.zip(s).map(|(a, s)| a <= 0.5 * s);
+        let few = airlock_per_image.map(|r| r <= 20.0);
         rows.push(Row {
             scenario: format!(
-                "apply {} small images (airlock: import + policy scan + promote + records; skopeo: sync = import only)",
+                "apply {} small images (airlock: import + policy scan + promote + signed records; skopeo: sync = import only)",
                 k.small
             ),
             airlock: small.0.clone(),
             skopeo: small.1.clone(),
             raw: Samples::default(),
-            target: "≤ 0.3× skopeo sync".into(),
-            verdict: a.zip(s).map(|(a, s)| a <= 0.3 * s),
-            note: format!("airlock peak RSS {:.1} MiB", mib(rss_small)),
+            target: "≤ 20 target requests/image; ≤ 0.5× skopeo sync".into(),
+            verdict: fast.zip(few).map(|(a, b)| a && b),
+            note: format!(
+                "target-registry requests per image, each run: airlock {} (≤ 20: {}), skopeo sync {}; \
+                 ≤ 0.5× skopeo sync: {}; airlock peak RSS {:.1} MiB",
+                per_image(&small_requests.0),
+                pass(few),
+                per_image(&small_requests.1),
+                pass(fast),
+                mib(rss_small)
+            ),
         });
         let (a, w) = (noop.0.median(), noop.1.median());
         rows.push(Row {
@@ -989,8 +1063,8 @@ async fn main() {
             airlock: noop_big.clone(),
             skopeo: Samples::default(),
             raw: noop_big_heads.clone(),
-            target: "≤ 3 s".into(),
-            verdict: noop_big.median().map(|a| a <= 3.0),
+            target: "≤ 2.5 s".into(),
+            verdict: noop_big.median().map(|a| a <= 2.5),
             note: format!(
                 "setup: airlock apply of the {} images took {} (once)",
                 k.noop,
@@ -1026,6 +1100,20 @@ async fn main() {
         });
     }
     print_table(&rows);
+}
+
+/// The target registry's request count once its access log stops growing (it is written as
+/// requests finish; a tool exiting may leave the last lines a moment behind).
+async fn settled_requests(target: &TestRegistry) -> usize {
+    let mut n = target.requests().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let m = target.requests().len();
+        if m == n {
+            return n;
+        }
+        n = m;
+    }
 }
 
 fn pass(v: Option<bool>) -> &'static str {

@@ -250,8 +250,10 @@ async fn observe_image(
         let status = record_status(&l_reg, &q_reg, &want, quarantined).await?;
         Ok::<_, RegistryError>(Some(status.check()))
     };
-    let (verdict, record) = tokio::join!(verdict, record);
-    let (verdict, record) = (verdict?, record?);
+    // One after the other: with a public key the verdict read first is the one the record
+    // names, and the record's check then finds it in the client's cache (no second GET).
+    let verdict = verdict.await?;
+    let record = record.await?;
     Ok(ObservedImage {
         source: SourceInfo {
             digest,

@@ -37,6 +37,11 @@ pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const VERDICT_PREDICATE: &str = "https://airlock.dev/verdict/v1";
 pub const PROMOTION_PREDICATE: &str = "https://airlock.dev/promotion/v1";
 
+/// Envelopes up to this size are embedded in their layer descriptor too (OCI 1.1 `data`,
+/// base64), so a reader holding the artifact manifest needs no blob GET. The layer blob is
+/// written all the same (cosign, Kyverno and Ratify read the blob).
+pub const EMBED_MAX: usize = 16 << 10;
+
 pub const VERDICT_FORMAT: u32 = 1;
 pub const PROMOTION_FORMAT: u32 = 1;
 
@@ -331,6 +336,12 @@ fn build<D: Document>(
         },
         "annotations": annotations,
     });
+    let mut body = body;
+    if document.len() <= EMBED_MAX {
+        use base64::Engine as _;
+        body["layers"][0]["data"] =
+            serde_json::json!(base64::engine::general_purpose::STANDARD.encode(&document));
+    }
     let bytes = serde_json::to_vec(&body).expect("manifest serialises");
     Artifact {
         manifest: RawManifest::new(bytes, Some(media::OCI_MANIFEST)).expect("valid manifest"),

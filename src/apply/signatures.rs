@@ -7,6 +7,7 @@
 
 use super::transfer::{Copier, Repo};
 use crate::model::{Digest, cosign};
+use crate::records;
 use crate::registry::RegistryError;
 
 /// Copy the referrers and cosign tags of `upstream` from `src` to `dst`; returns how many
@@ -26,9 +27,14 @@ pub async fn copy_attached(
     let mut n = 0;
     // Referrers other than airlock's own records, listed at `dst` as referrers of `target`.
     for r in src.registry.referrers(src.name, upstream, None).await? {
+        // airlock's own verdicts and records (0.1's artifact types, or DSSE envelopes listed
+        // with an airlock predicate): the gate makes its own; a promote never carries the
+        // quarantine verdicts into live.
         if r.artifact_type
             .as_deref()
             .is_some_and(|t| t.starts_with("application/vnd.airlock."))
+            || records::is_listed_as::<records::VerdictDocument>(&r)
+            || records::is_listed_as::<records::PromotionRecord>(&r)
         {
             continue;
         }
@@ -48,12 +54,12 @@ pub async fn copy_attached(
         let Some(m) = src.registry.get_manifest(src.name, &tag).await? else {
             continue;
         };
+        n += 1;
         let there = dst.registry.head_manifest(dst.name, &tag).await?;
         if there.is_some_and(|d| d.digest == m.digest) {
             continue;
         }
         copier.copy_image(src, dst, &m, &tag).await?;
-        n += 1;
     }
     Ok(n)
 }

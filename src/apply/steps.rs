@@ -219,6 +219,11 @@ async fn import(
     let n = stats.snapshot();
     ctx.stats.add(&n);
     let referrers = copied?;
+    if referrers == 0 {
+        // Nothing attached to carry: the promote from quarantine need not look again.
+        ctx.ledger
+            .note_bare_import(dst.key(), &a.target.repository, &a.digest);
+    }
     Ok(Status::Done {
         detail: format!(
             "{} → {} ({} blob(s) uploaded ({}), {} mounted, {} already there){}",
@@ -502,14 +507,17 @@ async fn promote(
             name: &a.target.repository,
         };
         async {
-            // Content by digest, then the record, then the tag.
+            // Content by digest, then the record, then the tag. What the source carries
+            // travels too, unless this apply imported it and found nothing attached.
             copier.copy_image(s, d, &top, &a.digest.to_string()).await?;
-            copy_attached(&copier, s, d, &a.digest, &a.digest).await?;
+            if !ctx
+                .ledger
+                .imported_bare(src.key(), &q.repository, &a.digest)
+            {
+                copy_attached(&copier, s, d, &a.digest, &a.digest).await?;
+            }
             push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
-            dst.put_manifest(&a.target.repository, tag, &top).await?;
-            stats
-                .manifests_put
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            copier.put_tagged(s, d, tag, &top).await?;
             Ok(None)
         }
         .await

@@ -84,6 +84,9 @@ pub struct BlobLedger {
     /// every mount or upload, non-atomically (truncate, then write): a manifest PUT checking
     /// that link meanwhile reads it empty and fails with DIGEST_INVALID / BLOB_UNKNOWN.
     linked: Mutex<HashMap<RepoKey, Arc<OnceCell<()>>>>,
+    /// Images this apply imported into (registry, repository, digest) whose source had no
+    /// referrers and no cosign tags to carry: their promote has none to read either.
+    bare: std::sync::Mutex<std::collections::HashSet<RepoKey>>,
 }
 
 impl BlobLedger {
@@ -109,6 +112,27 @@ impl BlobLedger {
             .or_default()
             .clone();
         cell.get_or_try_init(place).await.map(|_| ())
+    }
+
+    /// This apply imported `digest` into `repo` and its source had nothing attached to carry
+    /// (no referrers, no cosign tags).
+    pub fn note_bare_import(&self, registry: &str, repo: &str, digest: &Digest) {
+        self.bare.lock().expect("bare imports lock").insert((
+            registry.to_string(),
+            repo.to_string(),
+            digest.clone(),
+        ));
+    }
+
+    /// Whether this apply imported `digest` into `repo` with nothing attached (see
+    /// [`BlobLedger::note_bare_import`]): a promote from there has no referrers or cosign
+    /// tags to carry and need not look (their reads would find only what the import wrote).
+    pub fn imported_bare(&self, registry: &str, repo: &str, digest: &Digest) -> bool {
+        self.bare.lock().expect("bare imports lock").contains(&(
+            registry.to_string(),
+            repo.to_string(),
+            digest.clone(),
+        ))
     }
 
     async fn cell(&self, registry: &str, digest: &Digest) -> Arc<OnceCell<String>> {
@@ -146,15 +170,39 @@ impl Copier<'_> {
         top: &RawManifest,
         tag: &str,
     ) -> Result<(), RegistryError> {
+        self.copy_content(src, dst, top).await?;
+        self.put_tagged(src, dst, tag, top).await
+    }
+
+    /// Everything `top` references, in `dst`: its blobs, or (an index) its child manifests
+    /// by digest with their blobs. `top` itself is not written ([`Copier::put_tagged`]).
+    pub async fn copy_content(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        top: &RawManifest,
+    ) -> Result<(), RegistryError> {
         match top.parse().map_err(|e| invalid(src, &top.digest, e))? {
             Parsed::Index { manifests, .. } => {
                 for child in &manifests {
                     self.copy_child(src, dst, &child.digest, child.size).await?;
                 }
+                Ok(())
             }
-            Parsed::Image { .. } => self.copy_blobs_of(src, dst, top).await?,
+            Parsed::Image { .. } => self.copy_blobs_of(src, dst, top).await,
         }
-        self.put_linked(src, dst, tag, top).await
+    }
+
+    /// PUT `top` under `reference` once its content is in place ([`Copier::copy_content`]);
+    /// content a concurrent writer unlinked meanwhile is placed again (bounded).
+    pub async fn put_tagged(
+        &self,
+        src: Repo<'_>,
+        dst: Repo<'_>,
+        reference: &str,
+        top: &RawManifest,
+    ) -> Result<(), RegistryError> {
+        self.put_linked(src, dst, reference, top).await
     }
 
     /// Copy one child manifest of an index (its blobs, then itself by digest) unless the
@@ -339,6 +387,12 @@ impl Copier<'_> {
         self.place_blob(src, dst, digest, size).await
     }
 
+    /// Make `digest` present in `dst` from `src` (another registry, or a repository that
+    /// could not mount it). A large blob is looked for first (HEAD): a re-run after an
+    /// interruption never uploads a large blob again. A small one (≤ [`SMALL_BLOB`]) is
+    /// not: its upload starts as a mount from `dst` itself, which the registry answers 201
+    /// when it holds the blob and otherwise with the upload session the bytes then take —
+    /// two requests for a new small blob (HEAD + POST + PUT before), one for a present one.
     async fn place_blob(
         &self,
         src: Repo<'_>,
@@ -346,7 +400,9 @@ impl Copier<'_> {
         digest: &Digest,
         size: u64,
     ) -> Result<(), RegistryError> {
-        if let Some(held) = dst.registry.blob_exists(dst.name, digest).await? {
+        if size > SMALL_BLOB
+            && let Some(held) = dst.registry.blob_exists(dst.name, digest).await?
+        {
             // A HEAD without Content-Length reads as 0: unknown, not a mismatch.
             if held != size && held != 0 {
                 return Err(RegistryError::SizeMismatch {
@@ -409,10 +465,7 @@ impl Copier<'_> {
                 actual: n,
             });
         }
-        if let Some(f) = &self.on_bytes {
-            f(n);
-        }
-        let put = dst.registry.put_blob_bytes(dst.name, bytes.into()).await?;
+        let put = Digest::of(&bytes);
         if &put != digest {
             // Cannot happen: get_blob_bytes verified the content.
             return Err(RegistryError::DigestMismatch {
@@ -421,6 +474,18 @@ impl Copier<'_> {
                 actual: put,
             });
         }
+        if dst
+            .registry
+            .mount_or_put_bytes(dst.name, dst.name, bytes.into())
+            .await?
+        {
+            // It was there already (a re-run).
+            self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Some(f) = &self.on_bytes {
+            f(n);
+        }
         self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
         self.stats.bytes_uploaded.fetch_add(n, Ordering::Relaxed);
         Ok(())
@@ -428,19 +493,44 @@ impl Copier<'_> {
 
     /// Put a small in-memory blob (a record's config or document) into `dst`: mounted from
     /// the repository of this registry that received it earlier in this apply (the empty
-    /// config `{}` of every verdict and promotion record is one blob), else uploaded.
+    /// config `{}` of every verdict and promotion record is one blob: the first writer
+    /// places it, concurrent ones wait and mount it), else uploaded. Each placement is one
+    /// mount request, and when the registry declines it (202), the upload goes through the
+    /// session it opened (one PUT): a mount from `dst` itself asks whether it is there.
     pub async fn put_bytes(&self, dst: Repo<'_>, bytes: bytes::Bytes) -> Result<(), RegistryError> {
         let digest = Digest::of(&bytes);
         let cell = self.ledger.cell(dst.registry.key(), &digest).await;
-        if let Some(holder) = cell.get()
-            && holder != dst.name
-            && dst.registry.mount_blob(dst.name, &digest, holder).await?
-        {
-            self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+        let mut first_here = false;
+        let holder = cell
+            .get_or_try_init(|| async {
+                first_here = true;
+                self.place_bytes(dst, dst.name, bytes.clone()).await?;
+                Ok::<String, RegistryError>(dst.name.to_string())
+            })
+            .await?;
+        if first_here || holder == dst.name {
             return Ok(());
         }
-        dst.registry.put_blob_bytes(dst.name, bytes).await?;
-        let _ = cell.set(dst.name.to_string());
+        self.place_bytes(dst, holder, bytes).await
+    }
+
+    async fn place_bytes(
+        &self,
+        dst: Repo<'_>,
+        from: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(), RegistryError> {
+        let n = bytes.len() as u64;
+        if dst
+            .registry
+            .mount_or_put_bytes(dst.name, from, bytes)
+            .await?
+        {
+            self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+            self.stats.bytes_uploaded.fetch_add(n, Ordering::Relaxed);
+        }
         Ok(())
     }
 

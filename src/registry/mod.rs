@@ -334,6 +334,33 @@ impl Registry {
         dispatch!(self, r => r.put_blob_bytes(repo, bytes).await)
     }
 
+    /// Make a small blob present in `repo`: mounted from `from` (a repository of this
+    /// registry that holds it, or `repo` itself to ask whether it is there), else uploaded
+    /// (over HTTP, through the upload session the declined mount opened: two requests at
+    /// most, against HEAD + POST + PUT). True when it was mounted (already there).
+    pub async fn mount_or_put_bytes(
+        &self,
+        repo: &str,
+        from: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<bool, RegistryError> {
+        self.check(repo, None)?;
+        self.check(from, None)?;
+        match self {
+            Registry::Http(r) => r.mount_or_put_bytes(repo, from, bytes).await,
+            Registry::Layout(r) => {
+                let digest = Digest::of(&bytes);
+                if r.blob_exists(repo, &digest).await?.is_some()
+                    || (from != repo && r.mount_blob(repo, &digest, from).await?)
+                {
+                    return Ok(true);
+                }
+                r.put_blob_bytes(repo, bytes).await?;
+                Ok(false)
+            }
+        }
+    }
+
     /// Cross-repository mount within this registry: true when mounted, false when the
     /// registry declined (the opened upload session is cancelled).
     pub async fn mount_blob(

@@ -21,6 +21,7 @@ mod quickstart;
 mod records_bound;
 mod referrers_api;
 mod registry_client;
+mod request_counts;
 mod saved_plan;
 mod scenarios;
 mod signed_records;

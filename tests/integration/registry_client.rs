@@ -713,12 +713,16 @@ fn count(reqs: &[(String, String)], method: &str, pred: impl Fn(&str) -> bool) -
 ///      tag-schema index `sha256-<hex of S>` is read with one manifest GET.
 ///   5. the promotion record that binds the live tag (L = S, so the binding rule decides
 ///      whether the plan is converged): GET the live tag-schema index `sha256-<hex of L>`,
-///      the record's manifest and document, and the verdict it names (manifest and document
-///      in quarantine). Q = L already proves the digest is in quarantine: no HEAD for it.
+///      the record's manifest, and the verdict it names (its manifest in quarantine). Each
+///      manifest embeds its envelope (the layer descriptor's `data`, verified against the
+///      layer digest): no blob GET. Q = L already proves the digest is in quarantine: no
+///      HEAD for it. The manifests are still read, not taken from the index: a record whose
+///      manifest was deleted vouches for nothing.
 ///
 /// and nothing else: no source manifest GET (only needed to import or pick platforms), no
-/// catalog (only with prune). Total: 8 N + 1 requests (4 N + 1 before records were bound;
-/// 5 N while the referrers API was probed for every image).
+/// catalog (only with prune). Total: 6 N + 1 requests (8 N + 1 while the documents were
+/// read as blobs; 4 N + 1 before records were bound; 5 N while the referrers API was probed
+/// for every image).
 ///
 /// The apply that converges first is a regression test too: 20 images per repository share
 /// a layer and every record shares the empty config `{}`; Distribution rewrites a blob link
@@ -813,7 +817,7 @@ async fn a_no_op_plan_of_200_images_reads_each_location_once() {
         N
     );
     // The records: one live tag-schema GET, one record manifest and one verdict manifest
-    // per image, and their two documents.
+    // per image; their documents are embedded in them.
     assert_eq!(
         count(&tpr, "GET", |p| p.starts_with("/v2/live/bulk/")
             && schema_tag(p)),
@@ -829,9 +833,9 @@ async fn a_no_op_plan_of_200_images_reads_each_location_once() {
             && p.contains("/manifests/sha256:")),
         N
     );
-    assert_eq!(count(&tpr, "GET", |p| p.contains("/blobs/sha256:")), 2 * N);
+    assert_eq!(count(&tpr, "GET", |p| p.contains("/blobs/")), 0);
     assert_eq!(count(&tpr, "GET", |p| p.contains("/manifests/")), 4 * N);
-    assert_eq!(tpr.len(), 8 * N + 1, "target: unexpected requests");
+    assert_eq!(tpr.len(), 6 * N + 1, "target: unexpected requests");
     // Every seeded digest is what live holds.
     for (repo, tag, digest) in seeded.iter().take(3) {
         assert_eq!(

@@ -6,6 +6,7 @@ use reqwest::header::CONTENT_LENGTH;
 use reqwest::{Method, StatusCode};
 
 use super::transport::{Body, Request};
+use super::upload::closing_put;
 use super::{HttpRegistry, content_length};
 use crate::model::Digest;
 use crate::registry::auth;
@@ -87,5 +88,54 @@ impl HttpRegistry {
         drop(answer);
         i.cancel_upload(repo, &location).await;
         Ok(false)
+    }
+
+    /// Make a small in-memory blob present in `repo` in at most two requests: a
+    /// cross-repository mount from `from` (which may be `repo` itself, asking "do you hold
+    /// it?"); when the registry declines (202, it opened an upload session), the bytes go up
+    /// through that session in one monolithic PUT. True when mounted (the content was
+    /// there), false when uploaded. Replayable: retried as a whole on transient errors.
+    pub async fn mount_or_put_bytes(
+        &self,
+        repo: &str,
+        from: &str,
+        bytes: Bytes,
+    ) -> Result<bool, RegistryError> {
+        let i = &self.inner;
+        let digest = crate::model::Digest::of(&bytes);
+        let what = format!("upload blob {repo}@{digest}");
+        let mounted = i
+            .retry(&what, || async {
+                let mut url = i.url(&format!("{repo}/blobs/uploads/"))?;
+                url.query_pairs_mut()
+                    .append_pair("mount", &digest.to_string())
+                    .append_pair("from", from);
+                let mut scopes = vec![auth::push_scope(repo)];
+                if from != repo {
+                    scopes.push(auth::pull_scope(from));
+                }
+                let req = Request::new(Method::POST, url, scopes, &what)
+                    .header(CONTENT_LENGTH, "0")
+                    .accept(|s| matches!(s, StatusCode::CREATED | StatusCode::ACCEPTED));
+                let answer = i.answer(&req, &Body::None).await?;
+                if answer.status == StatusCode::CREATED {
+                    return Ok(true);
+                }
+                // Not mounted: the session the registry opened takes the bytes.
+                let location = i.location(&answer, &what)?;
+                drop(answer);
+                let put = closing_put(location.clone(), repo, &digest, &what);
+                let answer = i.answer(&put, &Body::Bytes(bytes.clone())).await?;
+                if answer.status.is_success() {
+                    i.check_stored(&answer.headers, &digest, &what)?;
+                    return Ok(false);
+                }
+                let e = i.refused(&what, answer).await;
+                i.cancel_upload(repo, &location).await;
+                Err(e)
+            })
+            .await?;
+        i.cache_blob(repo, &digest, &bytes);
+        Ok(mounted)
     }
 }

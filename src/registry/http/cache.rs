@@ -39,6 +39,9 @@ impl ContentCache {
         self.make_room(m.bytes.len());
         self.manifests
             .insert((repo.to_string(), m.digest.clone()), m.clone());
+        for (digest, bytes) in embedded_blobs(&m.bytes) {
+            self.put_blob(repo, &digest, &bytes);
+        }
     }
 
     fn put_blob(&mut self, repo: &str, digest: &Digest, b: &Bytes) {
@@ -49,6 +52,50 @@ impl ContentCache {
         self.blobs
             .insert((repo.to_string(), digest.clone()), b.clone());
     }
+}
+
+/// The blobs an image manifest embeds in its descriptors (OCI 1.1 `data`, base64: airlock's
+/// records embed their envelope), each only when its bytes are exactly what the descriptor
+/// names: as long as its `size` and hashing to its `digest`. Anything else embedded is
+/// ignored (hostile or broken: the blob is then read from the registry, verified).
+fn embedded_blobs(manifest: &[u8]) -> Vec<(Digest, Bytes)> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Desc {
+        digest: String,
+        size: u64,
+        data: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Image {
+        config: Option<Desc>,
+        #[serde(default)]
+        layers: Vec<Desc>,
+    }
+    // Cheap test first: most manifests embed nothing.
+    if !manifest.windows(6).any(|w| w == b"\"data\"") {
+        return Vec::new();
+    }
+    let Ok(image) = serde_json::from_slice::<Image>(manifest) else {
+        return Vec::new();
+    };
+    image
+        .config
+        .into_iter()
+        .chain(image.layers)
+        .filter_map(|d| {
+            let data = d.data?;
+            if d.size > SMALL_BLOB || data.len() as u64 > SMALL_BLOB * 2 {
+                return None;
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.as_bytes())
+                .ok()?;
+            let digest: Digest = d.digest.parse().ok()?;
+            (bytes.len() as u64 == d.size && Digest::of(&bytes) == digest)
+                .then(|| (digest, Bytes::from(bytes)))
+        })
+        .collect()
 }
 
 impl Inner {
@@ -115,5 +162,50 @@ mod tests {
         }
         assert!(c.bytes <= CACHE_BYTES);
         assert!(!c.blobs.contains_key(&("a".to_string(), d)));
+    }
+
+    fn manifest_embedding(digest: &Digest, size: usize, data: &[u8]) -> RawManifest {
+        use base64::Engine as _;
+        let body = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::model::media::OCI_MANIFEST,
+            "config": {"mediaType": crate::model::media::OCI_EMPTY,
+                       "digest": Digest::of(b"{}").to_string(), "size": 2},
+            "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json",
+                        "digest": digest.to_string(), "size": size,
+                        "data": base64::engine::general_purpose::STANDARD.encode(data)}],
+        });
+        RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap()
+    }
+
+    #[test]
+    fn embedded_data_is_cached_only_when_it_is_the_described_content() {
+        let envelope = b"{\"payload\":\"x\"}".to_vec();
+        let d = Digest::of(&envelope);
+        let mut c = ContentCache::default();
+        // Exactly the content: kept, for this repository only.
+        c.put_manifest("a", &manifest_embedding(&d, envelope.len(), &envelope));
+        assert_eq!(
+            c.blobs[&("a".to_string(), d.clone())].as_ref(),
+            &envelope[..]
+        );
+        assert!(!c.blobs.contains_key(&("b".to_string(), d.clone())));
+        // Other bytes under the digest (an edited envelope), a wrong size, or no base64:
+        // never believed.
+        let mut c = ContentCache::default();
+        c.put_manifest(
+            "a",
+            &manifest_embedding(&d, envelope.len(), b"{\"payload\":\"y\"}"),
+        );
+        c.put_manifest("b", &manifest_embedding(&d, envelope.len() + 1, &envelope));
+        let mut m = manifest_embedding(&d, envelope.len(), &envelope);
+        let text = String::from_utf8(m.bytes.clone()).unwrap();
+        let b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(&envelope)
+        };
+        m.bytes = text.replace(&b64, "!!not base64!!").into_bytes();
+        c.put_manifest("c", &m);
+        assert!(c.blobs.is_empty(), "{:?}", c.blobs.keys());
     }
 }

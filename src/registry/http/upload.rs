@@ -105,7 +105,12 @@ impl HttpRegistry {
 /// The PUT that closes an upload session with the blob's digest (and its body, or the
 /// last of it). Sent once, every status an answer: the caller judges it (`finish_put`), so
 /// a refused upload can cancel its session.
-fn closing_put<'a>(location: Url, repo: &str, digest: &Digest, what: &'a str) -> Request<'a> {
+pub(super) fn closing_put<'a>(
+    location: Url,
+    repo: &str,
+    digest: &Digest,
+    what: &'a str,
+) -> Request<'a> {
     let mut url = location;
     url.query_pairs_mut()
         .append_pair("digest", &digest.to_string());
