@@ -2,6 +2,7 @@
 
 use super::*;
 
+#[test]
 fn json_round_trips() {
     for (name, plan) in fixtures() {
         let json = rendered(&plan, Format::Json, false);
@@ -16,10 +17,7 @@ fn json_round_trips() {
     }
 }
 
-fn json_value(plan: &Plan) -> serde_json::Value {
-    serde_json::to_value(PlanView::from_plan(plan)).expect("serialises")
-}
-
+#[test]
 fn plan_file_from_a_newer_airlock_is_refused_clearly() {
     let mut v = json_value(&fresh_import());
     v["format_version"] = 2.into();
@@ -44,6 +42,7 @@ fn plan_file_from_a_newer_airlock_is_refused_clearly() {
     assert!(matches!(view.into_plan(), Err(ViewError::TooNew { .. })));
 }
 
+#[test]
 fn plan_file_that_is_not_a_plan_is_refused() {
     assert!(matches!(
         parse_plan_file(b"{\"actions\": []}"),
@@ -59,6 +58,7 @@ fn plan_file_that_is_not_a_plan_is_refused() {
     assert!(err.to_string().contains("actions"), "{err}");
 }
 
+#[test]
 fn edited_plan_file_is_refused() {
     let mut v = json_value(&fresh_import());
     v["actions"][0]["digest"] = dg("something else").to_string().into();
@@ -81,6 +81,7 @@ fn edited_plan_file_is_refused() {
     assert!(matches!(err, ViewError::Invalid(_)), "{err:?}");
 }
 
+#[test]
 fn plan_files_with_unknown_fields_or_control_characters_are_refused() {
     let mut v = json_value(&fresh_import());
     v["actions"][0]["execute_anyway"] = true.into();
@@ -100,6 +101,10 @@ fn plan_files_with_unknown_fields_or_control_characters_are_refused() {
     assert!(err.to_string().contains("actions[0].reason"), "{err}");
 }
 
+/// The plan hash is of the plan file's action view: these are the hashes the snapshots of
+/// the same fixtures show. A change here changes every saved plan's hash (and what
+/// promotion records name): it needs a `FORMAT_VERSION` bump, never an accident.
+#[test]
 fn plan_hashes_are_pinned() {
     let pinned = [
         (
@@ -137,6 +142,8 @@ fn plan_hashes_are_pinned() {
     );
 }
 
+/// An action whose fields do not fit its kind is refused by name, whatever its hash says.
+#[test]
 fn plan_files_with_malformed_actions_are_refused_naming_the_action() {
     let index = |v: &serde_json::Value, kind: &str| {
         v["actions"]

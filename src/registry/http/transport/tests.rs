@@ -75,8 +75,7 @@ async fn transport_errors_name_their_cause() {
 
 #[test]
 fn outcome_lines_name_the_request_and_never_the_query() {
-    let url =
-        Url::parse("https://r.example/v2/x/blobs/uploads/abc?_state=SECRET&sig=KEY").unwrap();
+    let url = Url::parse("https://r.example/v2/x/blobs/uploads/abc?_state=SECRET&sig=KEY").unwrap();
     let req = Request::new(Method::PUT, url.clone(), vec![], "upload");
     let answer = |status| Answer {
         status,
