@@ -9,6 +9,7 @@ pub mod error;
 #[cfg(test)]
 pub mod fixture;
 pub mod lower;
+mod read;
 pub mod schema;
 
 use std::path::Path;
@@ -28,18 +29,37 @@ pub fn load(path: &Path, today: time::Date) -> Result<DesiredState, ConfigErrors
     parse(&source, path, today)
 }
 
-/// Validate configuration text that came from `path`.
+/// Validate configuration text that came from `path`. Every unknown key is reported, and
+/// when the rest of the file reads, every error of its values too, in one run.
 pub fn parse(source: &str, path: &Path, today: time::Date) -> Result<DesiredState, ConfigErrors> {
-    let raw: schema::RawConfig = toml::from_str(source).map_err(|e| {
-        ConfigErrors(vec![ConfigError::at(
-            path,
-            source,
-            e.span(),
-            e.message().trim().to_string(),
-            help_for(e.message()),
-        )])
-    })?;
-    lower::lower(raw, path, source, today).map_err(ConfigErrors)
+    let read = read::read(source);
+    let mut errors: Vec<ConfigError> = read
+        .errors
+        .iter()
+        .map(|e| {
+            ConfigError::at(
+                path,
+                source,
+                e.span.clone(),
+                e.message.clone(),
+                help_for(&e.message),
+            )
+        })
+        .collect();
+    let Some(raw) = read.raw else {
+        return Err(ConfigErrors(errors));
+    };
+    // Offsets in the text read are those of `source` (unknown keys were blanked in place).
+    match lower::lower(raw, path, source, today) {
+        Ok(desired) if errors.is_empty() => Ok(desired),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) if errors.is_empty() => Err(ConfigErrors(more)),
+        Err(more) => {
+            errors.extend(more);
+            errors.sort_by_key(|e| (e.line, e.col));
+            Err(ConfigErrors(errors))
+        }
+    }
 }
 
 fn help_for(message: &str) -> Option<String> {

@@ -39,6 +39,30 @@ fn unknown_key_points_at_it() {
 }
 
 #[test]
+fn every_unknown_key_and_every_value_error_is_reported_in_one_run() {
+    let e = parse_err(&format!(
+        "{BASE}\n[[images]]\nsource = \"busybox:1\"\ntagg = \"x\"\n\
+         [[images]]\nsource = \"Not A Ref\"\nplatfroms = [\"linux/amd64\"]\n"
+    ));
+    assert!(e.contains("airlock.toml:16:1: unknown field `tagg`"), "{e}");
+    assert!(
+        e.contains("airlock.toml:19:1: unknown field `platfroms`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("airlock.toml:18:10: invalid image reference"),
+        "{e}"
+    );
+    assert!(e.contains("3 configuration errors found"), "{e}");
+    // In file order.
+    let at = |needle: &str| e.find(needle).unwrap();
+    assert!(
+        at("tagg") < at("Not A Ref") && at("Not A Ref") < at("platfroms"),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_reference_points_at_it() {
     let e = parse_err(&format!(
         "{BASE}\n[[images]]\nsource = \"ghcr.io/Flux/x:1\"\n"
