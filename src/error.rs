@@ -16,7 +16,7 @@ pub enum Error {
     Registry(#[from] RegistryError),
     /// Images that could not be observed: every one of them, each line `error: …`.
     #[error("{0}")]
-    Unobserved(#[from] crate::observe::Unobserved),
+    Unobserved(#[from] crate::unobserved::Unobserved),
     #[error("invalid plan: {0}")]
     Plan(#[from] PlanError),
     #[error("cannot use plan file {}: {source}", path.display())]

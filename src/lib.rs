@@ -36,7 +36,7 @@
 //!   everything below it.
 //! - [`exit`]: the one mapping from outcomes and errors to exit codes. May call `error`.
 //! - [`error`]: the crate's error, wrapping the errors of `config`, `plan`, `registry`,
-//!   `render` and `observe::unobserved` (a pure leaf: the images a run could not observe),
+//!   `render` and `unobserved` (a pure leaf: the images a run could not observe),
 //!   which is all it may name.
 //! - [`config`]: TOML schema, lowering into `DesiredState`, file:line:col errors. Pure.
 //! - [`select`]: `--image` / `--rescan` selections over the configuration. Pure. May call
@@ -150,4 +150,5 @@ pub mod secret;
 pub mod select;
 pub mod signing;
 pub mod track;
+pub mod unobserved;
 pub mod versions;

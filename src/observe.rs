@@ -25,8 +25,7 @@ use crate::registry::{Registries, Registry, RegistryError};
 use crate::signing::Verifier;
 use crate::signing::dsse::SignatureCheck;
 
-mod unobserved;
-pub use unobserved::{Cause, Failure, Unobserved};
+pub use crate::unobserved::{Cause, Failure, Unobserved};
 
 /// How many images are observed at once (each registry also bounds its own requests).
 const IMAGE_CONCURRENCY: usize = 64;
