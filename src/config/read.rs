@@ -5,7 +5,7 @@
 
 use std::ops::Range;
 
-use toml_edit::{Item, Value};
+use toml_edit::{Item, TableLike, Value};
 
 use super::schema::RawConfig;
 
@@ -95,7 +95,8 @@ fn extend_over_comma(text: &str, r: Range<usize>) -> Range<usize> {
     }
 }
 
-fn find_in_table(t: &toml_edit::Table, at: usize) -> Option<Range<usize>> {
+/// The key-value in `t` (or in a table below it) whose key starts at `at`.
+fn find_in_table(t: &dyn TableLike, at: usize) -> Option<Range<usize>> {
     for (k, _) in t.iter() {
         let (key, item) = t.get_key_value(k)?;
         if key.span().is_some_and(|s| s.start == at) {
@@ -122,21 +123,7 @@ fn find_in_item(item: &Item, at: usize) -> Option<Range<usize>> {
 
 fn find_in_value(v: &Value, at: usize) -> Option<Range<usize>> {
     match v {
-        Value::InlineTable(t) => {
-            for (k, _) in t.iter() {
-                let (key, item) = t.get_key_value(k)?;
-                if key.span().is_some_and(|s| s.start == at) {
-                    return match item {
-                        Item::Value(v) => Some(at..v.span()?.end),
-                        _ => None,
-                    };
-                }
-                if let Some(r) = find_in_item(item, at) {
-                    return Some(r);
-                }
-            }
-            None
-        }
+        Value::InlineTable(t) => find_in_table(t, at),
         Value::Array(a) => a.iter().find_map(|v| find_in_value(v, at)),
         _ => None,
     }
