@@ -301,29 +301,8 @@ fn signing_keys() -> &'static (String, PathBuf) {
     KEYS.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("airlock-bench-keys-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("key dir");
-        let key = dir.join("airlock.key");
-        let public = dir.join("airlock.pub");
-        let ok = std::process::Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out",
-            ])
-            .arg(&key)
-            .status()
-            .is_ok_and(|s| s.success())
-            && std::process::Command::new("openssl")
-                .args(["pkey", "-pubout", "-in"])
-                .arg(&key)
-                .arg("-out")
-                .arg(&public)
-                .status()
-                .is_ok_and(|s| s.success());
-        assert!(ok, "the benchmark needs `openssl` to make its signing key");
-        (std::fs::read_to_string(&key).expect("read key"), public)
+        let pem = support::records::openssl_keys(&dir);
+        (pem, dir.join("airlock.pub"))
     })
 }
 

@@ -17,12 +17,12 @@ use base64::engine::general_purpose::STANDARD;
 use reqwest::StatusCode;
 
 use crate::records_bound::{actions, record_doc, repaired};
-use crate::signed_records::{KEY_ENV, SIGNING, artifact, envelope_of, openssl_keys, python_verify};
+use crate::signed_records::{KEY_ENV, SIGNING, artifact, envelope_of, python_verify};
 use crate::support::airlock::{Run, Workdir, config, seed_walkthrough};
 use crate::support::client::{RawClient, push_raw};
 use crate::support::images::{Blob, Content, ImageBuilder, WalkthroughImage};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
-use crate::support::records::{finding, list_only, listed_records, violation};
+use crate::support::records::{finding, list_only, listed_records, openssl_keys, violation};
 use crate::support::registry::{Auth, TestRegistry};
 
 const BUSYBOX: &str = "library/busybox";

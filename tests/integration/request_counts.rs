@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use futures_util::{StreamExt, stream};
 
-use crate::signed_records::openssl_keys;
 use crate::support::airlock::{Workdir, config};
 use crate::support::client::RawClient;
 use crate::support::images::{Format, ImageBuilder, TestImage, random_layer_blob};
 use crate::support::proxy::{FaultProxy, ProxyRequest};
+use crate::support::records::openssl_keys;
 use crate::support::registry::{Auth, TestRegistry};
 
 const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";

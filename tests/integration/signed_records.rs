@@ -16,7 +16,7 @@ use crate::support::client::RawClient;
 use crate::support::images::Blob;
 use crate::support::python::python;
 use crate::support::records::{
-    BUSYBOX, KURED, RecordWorld, finding, list_only, listed_records, violation,
+    BUSYBOX, KURED, RecordWorld, finding, list_only, listed_records, openssl_keys, violation,
 };
 
 pub(crate) const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";
@@ -37,35 +37,6 @@ impl std::ops::Deref for World {
     fn deref(&self) -> &RecordWorld {
         &self.base
     }
-}
-
-/// `openssl genpkey` a P-256 key into `dir` (airlock.key) and its public key (airlock.pub).
-pub(crate) fn openssl_keys(dir: &Path) -> String {
-    let key = dir.join("airlock.key");
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let ok = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&key)
-        .arg("-out")
-        .arg(dir.join("airlock.pub"))
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    std::fs::read_to_string(key).unwrap()
 }
 
 impl World {

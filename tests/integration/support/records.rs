@@ -134,3 +134,32 @@ pub async fn list_only(c: &RawClient, repo: &str, subject: &Digest, entries: &[&
     let index = RawManifest::new(serde_json::to_vec(&index).unwrap(), None).unwrap();
     c.put_manifest(repo, &subject.referrers_tag(), &index).await;
 }
+
+/// `openssl genpkey` a P-256 key into `dir` (airlock.key) and its public key (airlock.pub).
+pub fn openssl_keys(dir: &std::path::Path) -> String {
+    let key = dir.join("airlock.key");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let ok = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(dir.join("airlock.pub"))
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    std::fs::read_to_string(key).unwrap()
+}
