@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock::model::Digest;
+use airlock::records::{self, PromotionRecord, VerdictDocument};
 
 use crate::support::client::{RawClient, push_raw};
 use crate::support::config::Config;
 use crate::support::images::{Content, ImageBuilder, TestImage};
+use crate::support::records::documents;
 use crate::support::registry::{Auth, TestRegistry};
 use crate::support::skopeo::{skopeo_digest, skopeo_push};
 
@@ -437,13 +439,23 @@ async fn a_gate_change_or_an_old_verdict_rescans_every_image() {
     assert_eq!(run.code, 0, "{run}");
     assert!(scans(&w.plan_json().await).is_empty(), "renewed");
 
-    // max_verdict_age is not part of the policy hash: only age triggers this renewal.
+    // max_verdict_age is not part of the policy hash: only age triggers this renewal. The
+    // bound must leave every promotion record valid (a record binds a verdict no older than
+    // max_verdict_age when the record was made, and under load a promotion can come seconds
+    // after its scan), so it is the longest scan-to-record gap this apply took plus a margin;
+    // then wait, on the verdicts' own dates, until the newest is older than the bound by a
+    // margin. No fixed sleep, nothing timed.
+    let (newest, gap) = verdict_timing(&w).await;
+    let max_age = gap.whole_seconds() + 2;
+    let max_verdict_age = format!("{max_age}s");
     w.configure(&Gate {
         fail_on: "critical",
-        max_verdict_age: "1s",
+        max_verdict_age: &max_verdict_age,
         ..Gate::default()
     });
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    while time::OffsetDateTime::now_utc() - newest <= time::Duration::seconds(max_age + 1) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let json = w.plan_json().await;
     assert_eq!(scans(&json), all, "{json:#}");
     assert!(
@@ -454,6 +466,35 @@ async fn a_gate_change_or_an_old_verdict_rescans_every_image() {
             .all(|a| a["kind"] == "scan"),
         "only renewals, nothing to promote: {json:#}"
     );
+}
+
+/// The creation date of the newest verdict of any image, and the longest time between a verdict
+/// and a promotion record naming it (record and verdict documents as listed by airlock's own
+/// lookup in live and quarantine).
+async fn verdict_timing(w: &World) -> (time::OffsetDateTime, time::Duration) {
+    let url = w.target.url();
+    let mut newest = time::OffsetDateTime::UNIX_EPOCH;
+    let mut gap = time::Duration::ZERO;
+    for (path, _) in &w.images {
+        let d = w.digest(path);
+        let q = format!("quarantine/{path}");
+        let verdicts: Vec<(Digest, VerdictDocument)> =
+            documents(&url, &q, &d, records::VERDICT_PREDICATE).await;
+        let recs: Vec<(Digest, PromotionRecord)> =
+            documents(&url, &format!("live/{path}"), &d, records::PROMOTION_PREDICATE).await;
+        assert!(!verdicts.is_empty() && !recs.is_empty(), "{path}");
+        for (_, v) in &verdicts {
+            newest = newest.max(v.created);
+        }
+        for (_, r) in &recs {
+            let (_, v) = verdicts
+                .iter()
+                .find(|(digest, _)| *digest == r.verdict)
+                .unwrap_or_else(|| panic!("{path}: the record's verdict {} is listed", r.verdict));
+            gap = gap.max(r.created - v.created);
+        }
+    }
+    (newest, gap)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,8 +3,10 @@
 //! declared (quarantine and live on the target, the built-in policy gate); readers of the
 //! audit report; and the tag-schema referrers index as the tests read and rewrite it.
 
+use airlock::config::{AuthSpec, Endpoint, RegistrySpec, Timeouts, Transfer};
 use airlock::model::{Digest, RawManifest, media};
-use airlock::records;
+use airlock::records::{self, Document};
+use airlock::registry::Registry;
 
 use super::airlock::{Run, Workdir, config, seed_walkthrough};
 use super::client::RawClient;
@@ -162,4 +164,55 @@ pub fn openssl_keys(dir: &std::path::Path) -> String {
         .success();
     assert!(ok);
     std::fs::read_to_string(key).unwrap()
+}
+
+/// airlock's own client (library use, no binary) of the anonymous registry at `url`, under the
+/// registry key `key`: lookups exactly as airlock makes them.
+pub fn airlock_registry(key: &str, url: &str) -> Registry {
+    Registry::from_spec(&RegistrySpec {
+        key: key.into(),
+        endpoint: Endpoint::Url(url.to_string()),
+        auth: AuthSpec::Anonymous,
+        transfer: Transfer::Stream,
+        max_concurrency: 4,
+        timeouts: Timeouts::default(),
+        arm: None,
+    })
+    .unwrap()
+}
+
+/// The document of a record or verdict artifact `m` in `repo` (its one layer, decoded as
+/// airlock decodes it: a DSSE envelope or a 0.1 plain-JSON document).
+pub async fn document_of<D: Document>(c: &RawClient, repo: &str, m: &RawManifest) -> D {
+    let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+    let layer: Digest = v["layers"][0]["digest"].as_str().unwrap().parse().unwrap();
+    let mt = v["layers"][0]["mediaType"].as_str().unwrap();
+    records::decode::<D>(v["artifactType"].as_str(), mt, &c.get_blob(repo, &layer).await)
+        .document
+        .unwrap_or_else(|| panic!("{repo}@{}: not a document of this type", m.digest))
+}
+
+/// The documents of predicate `predicate` about `subject` in `repo` of the anonymous registry
+/// at `url`: listed by airlock's own lookup (whatever way the registry keeps referrers), each
+/// manifest and layer read back with the raw client. With the artifact's digest.
+pub async fn documents<D: Document>(
+    url: &str,
+    repo: &str,
+    subject: &Digest,
+    predicate: &str,
+) -> Vec<(Digest, D)> {
+    let c = RawClient::new(url, None);
+    let listed = airlock_registry("target", url)
+        .referrers(repo, subject, None)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for r in listed {
+        let m = c.get_manifest(repo, &r.digest.to_string()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+        if v["annotations"][records::ANN_PREDICATE] == predicate {
+            out.push((m.digest.clone(), document_of(&c, repo, &m).await));
+        }
+    }
+    out
 }
