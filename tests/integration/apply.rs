@@ -304,7 +304,10 @@ async fn a_crashed_target_leaves_no_tag_on_missing_content_and_apply_converges()
         }
     }
     assert!(
-        client.get_manifest("quarantine/team/big", "1.0").await.is_none(),
+        client
+            .get_manifest("quarantine/team/big", "1.0")
+            .await
+            .is_none(),
         "the big image was cut off mid-transfer"
     );
     // The target is back (the same registry key, reached directly): the next apply converges.

@@ -480,8 +480,13 @@ async fn verdict_timing(w: &World) -> (time::OffsetDateTime, time::Duration) {
         let q = format!("quarantine/{path}");
         let verdicts: Vec<(Digest, VerdictDocument)> =
             documents(&url, &q, &d, records::VERDICT_PREDICATE).await;
-        let recs: Vec<(Digest, PromotionRecord)> =
-            documents(&url, &format!("live/{path}"), &d, records::PROMOTION_PREDICATE).await;
+        let recs: Vec<(Digest, PromotionRecord)> = documents(
+            &url,
+            &format!("live/{path}"),
+            &d,
+            records::PROMOTION_PREDICATE,
+        )
+        .await;
         assert!(!verdicts.is_empty() && !recs.is_empty(), "{path}");
         for (_, v) in &verdicts {
             newest = newest.max(v.created);

@@ -8,17 +8,21 @@ use std::time::Duration;
 
 use airlock::model::{Digest, RawManifest, media};
 use airlock::records::{self, PromotionRecord};
-use reqwest::{Method, StatusCode};
 
 use crate::support::airlock::{Workdir, config, seed_walkthrough};
 use crate::support::client::RawClient;
 use crate::support::images::{Blob, Content, ImageBuilder, TestImage};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
 use crate::support::records::{
-    BUSYBOX, KURED, RecordWorld as World, finding, list_only, listed_records, violation,
-    world_config,
+    BUSYBOX, KURED, RecordPath, RecordWorld as World, delete_manifest, document_of, finding,
+    list_only, listed_records, on_both_paths, violation, world_config,
 };
 use crate::support::registry::{Auth, TestRegistry};
+
+on_both_paths!(
+    a_record_copied_from_another_digest_fails_audit_and_plan_repairs_it,
+    a_deleted_record_is_plan_work_and_apply_repairs_it,
+);
 
 fn tag_of(path: &str) -> &'static str {
     match path {
@@ -40,20 +44,6 @@ pub(crate) fn actions(plan: &serde_json::Value) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// The document of a record artifact.
-pub(crate) async fn record_doc(c: &RawClient, repo: &str, m: &RawManifest) -> PromotionRecord {
-    let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
-    let layer: Digest = v["layers"][0]["digest"].as_str().unwrap().parse().unwrap();
-    let mt = v["layers"][0]["mediaType"].as_str().unwrap();
-    records::decode::<PromotionRecord>(
-        v["artifactType"].as_str(),
-        mt,
-        &c.get_blob(repo, &layer).await,
-    )
-    .document
-    .expect("a promotion record")
 }
 
 /// Push `rec` as a promotion record artifact about `subject` into `repo` and make the
@@ -83,15 +73,24 @@ pub(crate) async fn copy_manifest(c: &RawClient, from: &str, to: &str, m: &RawMa
     c.put_manifest(to, &m.digest.to_string(), m).await;
 }
 
-pub(crate) async fn delete_manifest(c: &RawClient, repo: &str, digest: &Digest) {
-    let resp = c
-        .request(Method::DELETE, &format!("/v2/{repo}/manifests/{digest}"))
-        .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::ACCEPTED,
-        "delete {repo}@{digest}"
-    );
+/// audit fails (exit 3) on busybox's live tag and kured's is fine: busybox's violation.
+async fn busybox_violation(world: &World) -> String {
+    let (run, report) = world.audit().await;
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    let kured = finding(&report, &format!("live/{KURED}"), "1.6.1");
+    assert!(kured["violation"].is_null(), "{report:#}");
+    violation(&report, &format!("live/{BUSYBOX}"), "1.33.0")
+}
+
+/// The actions (id, reason) of `airlock plan --format json`.
+async fn planned(world: &World) -> Vec<(String, String)> {
+    actions(
+        &world
+            .run(&["plan", "--format", "json"])
+            .await
+            .expect(0)
+            .json(),
+    )
 }
 
 /// Plan shows work, apply repairs it, audit is clean and the next plan has nothing to do.
@@ -104,41 +103,37 @@ pub(crate) async fn repaired(w: &Workdir) {
     assert!(again.stdout.contains("No changes"), "{}", again.stdout);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_record_copied_from_another_digest_fails_audit_and_plan_repairs_it() {
-    let world = World::start().await;
-    world.w.run(&["apply", "--auto-approve"]).await.expect(0);
-    world.w.run(&["audit"]).await.expect(0);
+async fn a_record_copied_from_another_digest_fails_audit_and_plan_repairs_it(path: RecordPath) {
+    let world = World::on(path).await;
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    world.run(&["audit"]).await.expect(0);
     let c = world.client();
     let (b, k) = (world.digest(BUSYBOX), world.digest(KURED));
-    let live_b = format!("live/{BUSYBOX}");
+    let (live_b, live_k) = (format!("live/{BUSYBOX}"), format!("live/{KURED}"));
 
     // kured's genuine record, with only its `digest` rewritten to busybox's, pushed as the
     // only record about busybox's live digest.
-    let kured_record = &listed_records(&c, &format!("live/{KURED}"), &k).await[0];
-    let mut forged = record_doc(&c, &format!("live/{KURED}"), kured_record).await;
+    let kured_record = &world.records(&live_k, &k).await[0];
+    let mut forged: PromotionRecord = document_of(&c, &live_k, kured_record).await;
     assert_eq!(forged.digest, k);
     forged.digest = b.clone();
     let subject = c.get_manifest(&live_b, "1.33.0").await.unwrap();
-    push_record_only(&c, &live_b, &forged, &subject).await;
+    let a = records::promotion_artifact(
+        &forged,
+        None,
+        &subject.media_type,
+        subject.bytes.len() as u64,
+    );
+    world.push_only(&live_b, &b, &a.manifest, &a.layer).await;
 
-    let (run, report) = world.audit().await;
-    assert_eq!(run.code, 3, "{}", run.stdout);
-    let v = violation(&report, &live_b, "1.33.0");
+    let v = busybox_violation(&world).await;
     assert!(
         v.contains("promoted") && v.contains(&k.short()) && v.contains(&b.short()),
         "{v}"
     );
-    assert!(finding(&report, &format!("live/{KURED}"), "1.6.1")["violation"].is_null());
 
     // The plan shows the repair; apply writes a record that binds; then converged and clean.
-    let plan = world
-        .w
-        .run(&["plan", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
-    let acts = actions(&plan);
+    let acts = planned(&world).await;
     assert_eq!(acts.len(), 1, "{acts:?}");
     assert_eq!(acts[0].0, "promote:library/busybox:1.33.0");
     assert!(
@@ -146,6 +141,8 @@ async fn a_record_copied_from_another_digest_fails_audit_and_plan_repairs_it() {
         "{acts:?}"
     );
     repaired(&world.w).await;
+    assert!(!world.records(&live_b, &b).await.is_empty());
+    world.check_path();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -165,9 +162,7 @@ async fn another_images_gated_content_and_record_under_this_tag_fail_audit() {
     list_only(&c, &live_b, &k, &[&kured_record]).await;
     c.put_manifest(&live_b, "1.33.0", &kured).await;
 
-    let (run, report) = world.audit().await;
-    assert_eq!(run.code, 3, "{}", run.stdout);
-    let v = violation(&report, &live_b, "1.33.0");
+    let v = busybox_violation(&world).await;
     assert!(
         v.contains("target/live/weaveworks/kured:1.6.1")
             && v.contains("not this tag target/live/library/busybox:1.33.0"),
@@ -175,12 +170,10 @@ async fn another_images_gated_content_and_record_under_this_tag_fail_audit() {
     );
 
     // The record's `live` rewritten to this tag: it still came from kured's quarantine.
-    let mut doc = record_doc(&c, &live_k, &kured_record).await;
+    let mut doc = document_of::<PromotionRecord>(&c, &live_k, &kured_record).await;
     doc.live = "target/live/library/busybox:1.33.0".into();
     push_record_only(&c, &live_b, &doc, &kured).await;
-    let (run, report) = world.audit().await;
-    assert_eq!(run.code, 3);
-    let v = violation(&report, &live_b, "1.33.0");
+    let v = busybox_violation(&world).await;
     assert!(
         v.contains(&format!("target/quarantine/weaveworks/kured@{k}"))
             && v.contains("not from this image's quarantine"),
@@ -190,24 +183,14 @@ async fn another_images_gated_content_and_record_under_this_tag_fail_audit() {
     // And `from` rewritten to busybox's quarantine: kured's digest never went through it.
     doc.from = format!("target/quarantine/library/busybox@{k}");
     push_record_only(&c, &live_b, &doc, &kured).await;
-    let (run, report) = world.audit().await;
-    assert_eq!(run.code, 3);
-    let v = violation(&report, &live_b, "1.33.0");
+    let v = busybox_violation(&world).await;
     assert!(
         v.contains("is not in quarantine (target/quarantine/library/busybox)"),
         "{v}"
     );
-    // kured itself is still fine.
-    assert!(finding(&report, &live_k, "1.6.1")["violation"].is_null());
 
     // The plan puts busybox back (the live tag no longer holds what the source says).
-    let plan = world
-        .w
-        .run(&["plan", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
-    let ids: Vec<String> = actions(&plan).into_iter().map(|a| a.0).collect();
+    let ids: Vec<String> = planned(&world).await.into_iter().map(|a| a.0).collect();
     assert_eq!(ids, ["promote:library/busybox:1.33.0"]);
     repaired(&world.w).await;
     assert_eq!(
@@ -294,13 +277,7 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
             .config("")
             .replace("prefix = \"live\"", "prefix = \"live\"\nprune = true"),
     );
-    let plan = world
-        .w
-        .run(&["plan", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
-    let mut ids: Vec<String> = actions(&plan).into_iter().map(|a| a.0).collect();
+    let mut ids: Vec<String> = planned(&world).await.into_iter().map(|a| a.0).collect();
     ids.sort();
     let mut want = vec![
         format!("delete:{live_b}:sha256-evil"),
@@ -346,20 +323,22 @@ async fn look_alike_referrer_tags_are_live_tags_for_audit_and_prune() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deleted_record_is_plan_work_and_apply_repairs_it() {
-    let world = World::start().await;
-    world.w.run(&["apply", "--auto-approve"]).await.expect(0);
+async fn a_deleted_record_is_plan_work_and_apply_repairs_it(path: RecordPath) {
+    let world = World::on(path).await;
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
     let c = world.client();
     let (b, k) = (world.digest(BUSYBOX), world.digest(KURED));
     let (live_b, live_k) = (format!("live/{BUSYBOX}"), format!("live/{KURED}"));
 
-    // busybox: the record manifest deleted (the index still lists it); kured: the whole
-    // referrers index deleted.
-    let rec = listed_records(&c, &live_b, &b).await.remove(0);
+    // busybox: the record manifest deleted (a tag-schema index still lists it). kured: the
+    // whole tag-schema index deleted, or, with the referrers API, its record.
+    let rec = world.records(&live_b, &b).await.remove(0);
     delete_manifest(&c, &live_b, &rec.digest).await;
-    let index = c.get_manifest(&live_k, &k.referrers_tag()).await.unwrap();
-    delete_manifest(&c, &live_k, &index.digest).await;
+    let gone = match path {
+        RecordPath::TagSchema => c.get_manifest(&live_k, &k.referrers_tag()).await.unwrap(),
+        RecordPath::ReferrersApi => world.records(&live_k, &k).await.remove(0),
+    };
+    delete_manifest(&c, &live_k, &gone.digest).await;
 
     let (run, report) = world.audit().await;
     assert_eq!(run.code, 3, "{}", run.stdout);
@@ -368,14 +347,8 @@ async fn a_deleted_record_is_plan_work_and_apply_repairs_it() {
         assert!(violation(&report, repo, tag).contains("no promotion record"));
     }
 
-    let plan = world
-        .w
-        .run(&["plan", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
     assert_eq!(
-        actions(&plan),
+        planned(&world).await,
         [
             (
                 "promote:library/busybox:1.33.0".to_string(),
@@ -387,10 +360,10 @@ async fn a_deleted_record_is_plan_work_and_apply_repairs_it() {
             ),
         ]
     );
-    let human = world.w.run(&["plan"]).await.expect(0);
+    let human = world.run(&["plan"]).await.expect(0);
     assert!(human.stdout.contains("0 to replace"), "{}", human.stdout);
     let before = world.target.requests().len();
-    let applied = world.w.run(&["apply", "--auto-approve"]).await.expect(0);
+    let applied = world.run(&["apply", "--auto-approve"]).await.expect(0);
     assert!(
         applied.stdout.contains("promotion record"),
         "{}",
@@ -417,18 +390,14 @@ async fn a_deleted_record_is_plan_work_and_apply_repairs_it() {
             "an image blob was uploaded: {puts:#?}"
         );
     }
-    let audit = world
-        .w
-        .run(&["audit", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
-    assert_eq!(audit["violations"], 0);
-    world
-        .w
-        .run(&["plan", "--detailed-exitcode"])
-        .await
-        .expect(0);
+    for (repo, d) in [(&live_b, &b), (&live_k, &k)] {
+        assert_eq!(world.records(repo, d).await.len(), 1, "{repo}");
+    }
+    let (run, report) = world.audit().await;
+    assert_eq!(run.code, 0, "{report:#}");
+    assert_eq!(report["violations"], 0);
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    world.check_path();
 }
 
 fn kill(pid: u32) {

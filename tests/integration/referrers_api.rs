@@ -1,662 +1,31 @@
-//! The referrers API path (issue 13, item 5). Every record and verdict scenario here runs
-//! twice: against plain Distribution 2.8 (no referrers API: airlock keeps the tag-schema
-//! index `sha256-<hex>`) and against the same Distribution behind the referrers API
-//! stand-in (`FaultProxy::with_referrers_api`: `OCI-Subject` on manifest PUTs with a
-//! subject, `GET /v2/<name>/referrers/<digest>`). On the API path the proxy's access log
-//! must show that no `sha256-` tag was read or written and that the referrers endpoint was
-//! used; the records are read back with an independent client (reqwest) from the referrers
-//! endpoint. Then the stand-in itself is checked against the spec, and a registry whose
-//! referrers API answers garbage must get a clear error naming it, never a silent fall back.
+//! The referrers API path (issue 13, item 5). The record and verdict scenarios run on both
+//! ways of keeping referrers (see [`crate::support::records`]): plain Distribution 2.8 (the
+//! tag-schema index `sha256-<hex>`) and the same Distribution behind the referrers API
+//! stand-in (`FaultProxy::with_referrers_api`); they live with their subject (`signed_records`,
+//! `records_bound`, `saved_plan`) and here: two concurrent applies converging. On the API path
+//! the proxy's access log must show that no `sha256-` tag was read or written and that the
+//! referrers endpoint was used. Then the stand-in itself is checked against the spec, and a
+//! registry whose referrers API answers garbage must get a clear error naming it, never a
+//! silent fall back.
 
-use airlock::config::{AuthSpec, Endpoint, RegistrySpec, Timeouts, Transfer};
 use airlock::model::{Digest, RawManifest, media};
-use airlock::records::{self, PromotionRecord};
-use airlock::registry::{Registry, RegistryError};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use airlock::registry::RegistryError;
 use reqwest::StatusCode;
 
-use crate::records_bound::{actions, record_doc, repaired};
-use crate::signed_records::{KEY_ENV, SIGNING, artifact, envelope_of, python_verify};
-use crate::support::airlock::{Run, Workdir, config, seed_walkthrough};
-use crate::support::client::{RawClient, push_raw};
-use crate::support::images::{Blob, Content, ImageBuilder, WalkthroughImage};
+use crate::support::airlock::{Workdir, config, seed_walkthrough};
+use crate::support::client::RawClient;
+use crate::support::images::{Blob, ImageBuilder};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
-use crate::support::records::{finding, list_only, listed_records, openssl_keys, violation};
+use crate::support::records::{
+    BUSYBOX, KEY_ENV, KURED, RecordPath, RecordWorld, airlock_registry, api_listing,
+    delete_manifest, on_both_paths,
+};
 use crate::support::registry::{Auth, TestRegistry};
 
-const BUSYBOX: &str = "library/busybox";
-const KURED: &str = "weaveworks/kured";
+on_both_paths!(two_applies_converge);
 
-/// How the target registry keeps referrers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
-    /// Distribution 2.8 as it is: the tag schema.
-    TagSchema,
-    /// Distribution behind the referrers API stand-in.
-    Api,
-}
-
-/// One scenario, two tests: `<scenario>::tag_schema` and `<scenario>::referrers_api`.
-macro_rules! on_both_paths {
-    ($($scenario:ident),* $(,)?) => {$(
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn tag_schema() {
-                super::$scenario(super::Path::TagSchema).await;
-            }
-            #[tokio::test(flavor = "multi_thread")]
-            async fn referrers_api() {
-                super::$scenario(super::Path::Api).await;
-            }
-        }
-    )*};
-}
-
-on_both_paths!(
-    a_signed_apply_verifies_with_an_independent_verifier,
-    a_record_copied_from_another_digest_fails_audit_and_is_repaired,
-    edited_unsigned_and_swapped_records_fail_audit,
-    a_deleted_record_is_plan_work_and_apply_re_records_it,
-    a_0_1_plain_json_record_is_re_recorded_once_signing_is_on,
-    a_verdict_edited_to_pass_does_not_promote,
-    two_applies_converge,
-);
-
-/// An upstream with the walkthrough images; a target (behind the stand-in on the API path)
-/// for quarantine and live; a work directory declaring busybox and kured; a signing key.
-struct World {
-    path: Path,
-    upstream: TestRegistry,
-    target: TestRegistry,
-    standin: Option<FaultProxy>,
-    images: Vec<WalkthroughImage>,
-    w: Workdir,
-    /// The PKCS#8 PEM signing key (`openssl genpkey`), public key in `airlock.pub`.
-    key: String,
-}
-
-impl World {
-    async fn start(path: Path) -> World {
-        let upstream = TestRegistry::start(Auth::None).await;
-        let target = TestRegistry::start(Auth::None).await;
-        let standin = match path {
-            Path::TagSchema => None,
-            Path::Api => Some(FaultProxy::with_referrers_api(&target.url()).await),
-        };
-        let images = seed_walkthrough(&upstream).await;
-        let w = Workdir::new("");
-        let key = openssl_keys(w.path());
-        let world = World {
-            path,
-            upstream,
-            target,
-            standin,
-            images,
-            w,
-            key,
-        };
-        world.configure(
-            &[
-                "docker.io/library/busybox:1.33.0".to_string(),
-                "docker.io/weaveworks/kured:1.6.1".to_string(),
-            ],
-            "",
-        );
-        world
-    }
-
-    /// Where airlock and the test's own client reach the target.
-    fn target_url(&self) -> String {
-        match &self.standin {
-            Some(p) => p.url(),
-            None => self.target.url(),
-        }
-    }
-
-    fn configure(&self, images: &[String], extra: &str) {
-        self.w.set_config(&config(
-            &self.upstream.url(),
-            &self.target_url(),
-            images,
-            extra,
-        ));
-    }
-
-    /// Busybox and kured, signed.
-    fn sign(&self) {
-        self.configure(
-            &[
-                "docker.io/library/busybox:1.33.0".to_string(),
-                "docker.io/weaveworks/kured:1.6.1".to_string(),
-            ],
-            SIGNING,
-        );
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        self.w.run_env(args, &[(KEY_ENV, &self.key)]).await
-    }
-
-    async fn audit(&self) -> (Run, serde_json::Value) {
-        let run = self.run(&["audit", "--format", "json"]).await;
-        let json = run.json();
-        (run, json)
-    }
-
-    fn digest(&self, path: &str) -> Digest {
-        let i = self.images.iter().find(|i| i.path == path).unwrap();
-        i.content.top().digest.clone()
-    }
-
-    /// A raw client of the target (through the stand-in on the API path, so what it pushes
-    /// and deletes is indexed as on a registry with the API).
-    fn client(&self) -> RawClient {
-        RawClient::new(&self.target_url(), None)
-    }
-
-    /// The manifests listed as referrers of `subject` in `repo` whose predicate annotation
-    /// is `predicate`: from the tag-schema index, or from the referrers API read with
-    /// reqwest (checking the answer is the spec's OCI index).
-    async fn listed(&self, repo: &str, subject: &Digest, predicate: &str) -> Vec<RawManifest> {
-        let c = self.client();
-        let entries: Vec<serde_json::Value> = match self.path {
-            Path::TagSchema => match c.get_manifest(repo, &subject.referrers_tag()).await {
-                None => vec![],
-                Some(index) => {
-                    let v: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
-                    v["manifests"].as_array().cloned().unwrap_or_default()
-                }
-            },
-            Path::Api => api_listing(&self.target_url(), repo, subject, None).await,
-        };
-        let mut out = Vec::new();
-        for e in entries {
-            if e["annotations"][records::ANN_PREDICATE] != predicate {
-                continue;
-            }
-            if let Some(m) = c.get_manifest(repo, e["digest"].as_str().unwrap()).await {
-                out.push(m);
-            }
-        }
-        out
-    }
-
-    async fn records(&self, repo: &str, subject: &Digest) -> Vec<RawManifest> {
-        let listed = self
-            .listed(repo, subject, records::PROMOTION_PREDICATE)
-            .await;
-        if self.path == Path::TagSchema {
-            // The tag-schema reader of the record tests agrees.
-            let theirs = listed_records(&self.client(), repo, subject).await;
-            assert_eq!(
-                theirs.iter().map(|m| &m.digest).collect::<Vec<_>>(),
-                listed.iter().map(|m| &m.digest).collect::<Vec<_>>()
-            );
-        }
-        listed
-    }
-
-    /// Make `keep` (already pushed) the only referrers of `subject` in `repo`: the tag-schema
-    /// index rewritten to list only them, or, with the referrers API, every other referrer
-    /// deleted (what someone with push rights can do there).
-    async fn list_only(&self, repo: &str, subject: &Digest, keep: &[&RawManifest]) {
-        let c = self.client();
-        match self.path {
-            Path::TagSchema => list_only(&c, repo, subject, keep).await,
-            Path::Api => {
-                for e in api_listing(&self.target_url(), repo, subject, None).await {
-                    let d = e["digest"].as_str().unwrap();
-                    if !keep.iter().any(|m| m.digest.to_string() == d) {
-                        delete(&c, repo, d).await;
-                    }
-                }
-                let now: Vec<String> = api_listing(&self.target_url(), repo, subject, None)
-                    .await
-                    .iter()
-                    .map(|e| e["digest"].as_str().unwrap().to_string())
-                    .collect();
-                let mut want: Vec<String> = keep.iter().map(|m| m.digest.to_string()).collect();
-                want.sort();
-                let mut got = now.clone();
-                got.sort();
-                assert_eq!(got, want, "the stand-in lists exactly the kept referrers");
-            }
-        }
-    }
-
-    /// Push an artifact manifest and its blobs (config `{}`, one layer) into `repo`.
-    async fn push_artifact(&self, repo: &str, m: &RawManifest, layer: &[u8]) {
-        let c = self.client();
-        let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
-        c.push_blob(repo, &Blob::memory(media::OCI_EMPTY, b"{}".to_vec()))
-            .await;
-        c.push_blob(
-            repo,
-            &Blob::memory(
-                v["layers"][0]["mediaType"].as_str().unwrap(),
-                layer.to_vec(),
-            ),
-        )
-        .await;
-        c.put_manifest(repo, &m.digest.to_string(), m).await;
-    }
-
-    /// The path was the one configured: on the API path no `sha256-` tag was read or
-    /// written (proxy log and Distribution's own access log) and the referrers endpoint
-    /// answered; on the tag-schema path airlock wrote tag-schema indexes.
-    fn check_path(&self) {
-        // `sha256-<64 hex>` exactly: cosign's `sha256-<hex>.sig`/`.att`/`.sbom` tags (looked
-        // up for the source's signatures) are not the referrers tag schema.
-        let schema = |p: &str| {
-            p.split('?')
-                .next()
-                .unwrap_or(p)
-                .rsplit_once("/manifests/sha256-")
-                .is_some_and(|(_, hex)| {
-                    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())
-                })
-        };
-        match &self.standin {
-            Some(proxy) => {
-                let log = proxy.requests();
-                let tagged: Vec<String> = log
-                    .iter()
-                    .filter(|r| schema(&r.path))
-                    .map(|r| format!("{} {}", r.method, r.path))
-                    .collect();
-                assert!(tagged.is_empty(), "tag-schema requests: {tagged:#?}");
-                assert!(
-                    !self.target.requests().iter().any(|r| schema(&r.path)),
-                    "Distribution saw a tag-schema request"
-                );
-                assert!(
-                    proxy.count("GET", "/referrers/") > 0,
-                    "the referrers API was not used"
-                );
-            }
-            None => {
-                assert!(
-                    self.target
-                        .requests()
-                        .iter()
-                        .any(|r| r.method == "PUT" && schema(&r.path)),
-                    "no tag-schema index was written"
-                );
-            }
-        }
-    }
-}
-
-/// `GET /v2/<repo>/referrers/<subject>` through the stand-in with reqwest: the spec's
-/// answer (200, an OCI index), its `manifests`.
-async fn api_listing(
-    base: &str,
-    repo: &str,
-    subject: &Digest,
-    artifact_type: Option<&str>,
-) -> Vec<serde_json::Value> {
-    let mut url = reqwest::Url::parse(&format!("{base}/v2/{repo}/referrers/{subject}")).unwrap();
-    if let Some(t) = artifact_type {
-        url.query_pairs_mut().append_pair("artifactType", t);
-    }
-    let resp = crate::support::http_client().get(url).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(
-        resp.headers()["content-type"].to_str().unwrap(),
-        media::OCI_INDEX
-    );
-    assert_eq!(
-        resp.headers().get("oci-filters-applied").is_some(),
-        artifact_type.is_some()
-    );
-    let v: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(v["schemaVersion"], 2);
-    assert_eq!(v["mediaType"], media::OCI_INDEX);
-    v["manifests"].as_array().unwrap().clone()
-}
-
-async fn delete(c: &RawClient, repo: &str, digest: &str) {
-    let resp = c
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/v2/{repo}/manifests/{digest}"),
-        )
-        .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::ACCEPTED,
-        "delete {repo}@{digest}"
-    );
-}
-
-async fn a_signed_apply_verifies_with_an_independent_verifier(path: Path) {
-    let world = World::start(path).await;
-    world.sign();
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    let (_, report) = world.audit().await;
-    assert_eq!(report["violations"], 0, "{report:#}");
-    for (repo, tag) in [(BUSYBOX, "1.33.0"), (KURED, "1.6.1")] {
-        assert_eq!(
-            finding(&report, &format!("live/{repo}"), tag)["signature"],
-            "verified"
-        );
-    }
-    let c = world.client();
-    let d = world.digest(BUSYBOX);
-    let live = format!("live/{BUSYBOX}");
-    let recs = world.records(&live, &d).await;
-    assert_eq!(recs.len(), 1);
-    let env = envelope_of(&c, &live, &recs[0], &d).await;
-    let st = python_verify(world.w.path(), &env).expect("the record verifies");
-    assert_eq!(st["predicateType"], records::PROMOTION_PREDICATE);
-    assert_eq!(st["subject"][0]["digest"]["sha256"], d.hex());
-    assert_eq!(
-        st["predicate"]["live"],
-        "target/live/library/busybox:1.33.0"
-    );
-    // The verdict, listed in quarantine, verifies too.
-    let q = format!("quarantine/{BUSYBOX}");
-    let verdicts = world.listed(&q, &d, records::VERDICT_PREDICATE).await;
-    assert_eq!(verdicts.len(), 1);
-    assert_eq!(
-        st["predicate"]["verdict"],
-        verdicts[0].digest.to_string(),
-        "the record names the listed verdict"
-    );
-    let vst = python_verify(world.w.path(), &envelope_of(&c, &q, &verdicts[0], &d).await)
-        .expect("the verdict verifies");
-    assert_eq!(vst["predicate"]["decision"], "pass");
-    if path == Path::Api {
-        // The artifactType filter of the API lists the DSSE envelopes only (the record, and
-        // any attestation that travelled with the image), exactly those of the full list.
-        let all = api_listing(&world.target_url(), &live, &d, None).await;
-        let listed =
-            api_listing(&world.target_url(), &live, &d, Some(records::DSSE_ENVELOPE)).await;
-        let dsse: Vec<_> = all
-            .into_iter()
-            .filter(|e| e["artifactType"] == records::DSSE_ENVELOPE)
-            .collect();
-        assert_eq!(listed, dsse);
-        assert!(
-            listed
-                .iter()
-                .any(|e| e["digest"] == recs[0].digest.to_string())
-        );
-        assert!(
-            api_listing(&world.target_url(), &live, &d, Some("other/type"))
-                .await
-                .is_empty()
-        );
-    }
-    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
-    world.check_path();
-}
-
-async fn a_record_copied_from_another_digest_fails_audit_and_is_repaired(path: Path) {
-    let world = World::start(path).await;
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    world.run(&["audit"]).await.expect(0);
-    let c = world.client();
-    let (b, k) = (world.digest(BUSYBOX), world.digest(KURED));
-    let (live_b, live_k) = (format!("live/{BUSYBOX}"), format!("live/{KURED}"));
-
-    // kured's genuine record with its `digest` rewritten to busybox's, made the only record
-    // about busybox's live digest.
-    let kured_record = &world.records(&live_k, &k).await[0];
-    let mut forged: PromotionRecord = record_doc(&c, &live_k, kured_record).await;
-    forged.digest = b.clone();
-    let subject = c.get_manifest(&live_b, "1.33.0").await.unwrap();
-    let a = records::promotion_artifact(
-        &forged,
-        None,
-        &subject.media_type,
-        subject.bytes.len() as u64,
-    );
-    world.push_artifact(&live_b, &a.manifest, &a.layer).await;
-    world.list_only(&live_b, &b, &[&a.manifest]).await;
-
-    let (run, report) = world.audit().await;
-    assert_eq!(run.code, 3, "{}", run.stdout);
-    let v = violation(&report, &live_b, "1.33.0");
-    assert!(
-        v.contains("promoted") && v.contains(&k.short()) && v.contains(&b.short()),
-        "{v}"
-    );
-    assert!(finding(&report, &live_k, "1.6.1")["violation"].is_null());
-    let plan = world
-        .run(&["plan", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
-    let acts = actions(&plan);
-    assert_eq!(acts.len(), 1, "{acts:?}");
-    assert_eq!(acts[0].0, "promote:library/busybox:1.33.0");
-    assert!(
-        acts[0].1.starts_with("record invalid: the record promoted"),
-        "{acts:?}"
-    );
-    repaired(&world.w).await;
-    assert!(!world.records(&live_b, &b).await.is_empty());
-    world.check_path();
-}
-
-async fn edited_unsigned_and_swapped_records_fail_audit(path: Path) {
-    let world = World::start(path).await;
-    world.sign();
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    let c = world.client();
-    let (b, k) = (world.digest(BUSYBOX), world.digest(KURED));
-    let (live_b, live_k) = (format!("live/{BUSYBOX}"), format!("live/{KURED}"));
-    let b_top = c.get_manifest(&live_b, &b.to_string()).await.unwrap();
-    let b_rec = world.records(&live_b, &b).await.remove(0);
-    let b_env = envelope_of(&c, &live_b, &b_rec, &b).await;
-    let push_only = |layer: Vec<u8>| {
-        let m = artifact(
-            records::DSSE_ENVELOPE,
-            records::DSSE_ENVELOPE,
-            &layer,
-            &b_top,
-        );
-        let world = &world;
-        let live_b = &live_b;
-        let b = &b;
-        async move {
-            world.push_artifact(live_b, &m, &layer).await;
-            world.list_only(live_b, b, &[&m]).await;
-        }
-    };
-
-    // Edited: the signed statement changed, the signature kept.
-    let mut e: serde_json::Value = serde_json::from_slice(&b_env).unwrap();
-    let mut st: serde_json::Value =
-        serde_json::from_slice(&STANDARD.decode(e["payload"].as_str().unwrap()).unwrap()).unwrap();
-    st["predicate"]["plan_hash"] = Digest::of(b"another plan").to_string().into();
-    e["payload"] = STANDARD.encode(serde_json::to_vec(&st).unwrap()).into();
-    push_only(serde_json::to_vec(&e).unwrap()).await;
-    let (_, report) = world.audit().await;
-    let v = violation(&report, &live_b, "1.33.0");
-    assert!(v.contains("bad signature"), "{v}");
-
-    // Unsigned: the honest statement without signatures.
-    let mut e: serde_json::Value = serde_json::from_slice(&b_env).unwrap();
-    e["signatures"] = serde_json::json!([]);
-    push_only(serde_json::to_vec(&e).unwrap()).await;
-    let (_, report) = world.audit().await;
-    let v = violation(&report, &live_b, "1.33.0");
-    assert!(v.contains("unsigned"), "{v}");
-
-    // Swapped: kured's signed record (its envelope, untouched) made a referrer of busybox.
-    let k_rec = world.records(&live_k, &k).await.remove(0);
-    push_only(envelope_of(&c, &live_k, &k_rec, &k).await).await;
-    let (run, report) = world.audit().await;
-    run.expect(3);
-    let v = violation(&report, &live_b, "1.33.0");
-    assert!(
-        v.contains(&k.short()) || v.contains("not the live digest"),
-        "{v}"
-    );
-    assert!(finding(&report, &live_k, "1.6.1")["violation"].is_null());
-
-    // The plan sees it and apply re-records; then audit is clean.
-    world.run(&["plan", "--detailed-exitcode"]).await.expect(2);
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    let (_, report) = world.audit().await;
-    assert_eq!(report["violations"], 0, "{report:#}");
-    world.check_path();
-}
-
-async fn a_deleted_record_is_plan_work_and_apply_re_records_it(path: Path) {
-    let world = World::start(path).await;
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    let c = world.client();
-    let (b, k) = (world.digest(BUSYBOX), world.digest(KURED));
-    let (live_b, live_k) = (format!("live/{BUSYBOX}"), format!("live/{KURED}"));
-    for (repo, d) in [(&live_b, &b), (&live_k, &k)] {
-        let rec = world.records(repo, d).await.remove(0);
-        delete(&c, repo, &rec.digest.to_string()).await;
-    }
-    let (run, report) = world.audit().await;
-    assert_eq!(run.code, 3, "{}", run.stdout);
-    assert_eq!(report["violations"], 2, "{report:#}");
-    for (repo, tag) in [(&live_b, "1.33.0"), (&live_k, "1.6.1")] {
-        assert!(violation(&report, repo, tag).contains("no promotion record"));
-    }
-    let plan = world
-        .run(&["plan", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
-    assert_eq!(
-        actions(&plan),
-        [
-            (
-                "promote:library/busybox:1.33.0".to_string(),
-                "record missing".to_string()
-            ),
-            (
-                "promote:weaveworks/kured:1.6.1".to_string(),
-                "record missing".to_string()
-            ),
-        ]
-    );
-    let applied = world.run(&["apply", "--auto-approve"]).await.expect(0);
-    assert!(
-        applied.stdout.contains("promotion record"),
-        "{}",
-        applied.stdout
-    );
-    for (repo, d) in [(&live_b, &b), (&live_k, &k)] {
-        assert_eq!(world.records(repo, d).await.len(), 1, "{repo}");
-    }
-    let (run, report) = world.audit().await;
-    assert_eq!(run.code, 0, "{report:#}");
-    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
-    world.check_path();
-}
-
-async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_on(path: Path) {
-    let world = World::start(path).await;
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    let c = world.client();
-    let b = world.digest(BUSYBOX);
-    let live_b = format!("live/{BUSYBOX}");
-    let b_top = c.get_manifest(&live_b, &b.to_string()).await.unwrap();
-    // busybox's record replaced by the same document as 0.1 wrote it: plain JSON.
-    let rec = world.records(&live_b, &b).await.remove(0);
-    let env = envelope_of(&c, &live_b, &rec, &b).await;
-    let doc: PromotionRecord =
-        records::decode(Some(records::DSSE_ENVELOPE), records::DSSE_ENVELOPE, &env)
-            .document
-            .unwrap();
-    let plain = serde_json::to_vec_pretty(&doc).unwrap();
-    let m = artifact(
-        media::PROMOTION_ARTIFACT,
-        media::PROMOTION_ARTIFACT,
-        &plain,
-        &b_top,
-    );
-    world.push_artifact(&live_b, &m, &plain).await;
-    world.list_only(&live_b, &b, &[&m]).await;
-    let (run, report) = world.audit().await;
-    run.expect(0);
-    assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "unsigned");
-
-    // Signing on: the plan offers to re-record; apply does; audit verifies it.
-    world.sign();
-    let plan = world
-        .run(&["plan", "--format", "json"])
-        .await
-        .expect(0)
-        .json();
-    assert!(
-        plan["actions"].as_array().unwrap().iter().any(|a| {
-            a["id"] == "promote:library/busybox:1.33.0"
-                && a["reason"].as_str().is_some_and(|r| r.contains("unsigned"))
-        }),
-        "{plan:#}"
-    );
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    let (run, report) = world.audit().await;
-    run.expect(0);
-    assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "verified");
-    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
-    world.check_path();
-}
-
-async fn a_verdict_edited_to_pass_does_not_promote(path: Path) {
-    let world = World::start(path).await;
-    let rooty = ImageBuilder::new("runs as root").user("root").build();
-    push_raw(&world.upstream.url(), "library/rooty", "1", &rooty, None).await;
-    world.configure(
-        &["docker.io/library/rooty:1".to_string()],
-        "[gate.policy]\nforbid_root = true\n",
-    );
-    let run = world.run(&["apply", "--auto-approve"]).await.expect(3);
-    assert!(run.stdout.contains("AIRLOCK-ROOT-USER"), "{}", run.stdout);
-    let c = world.client();
-    let q = "quarantine/library/rooty";
-    let subject = rooty.manifest.digest.clone();
-
-    // Someone with push rights to quarantine pushes the failing verdict again with its
-    // annotations saying `pass` (the document, its layer, still says fail), listed alone.
-    let verdicts = world.listed(q, &subject, records::VERDICT_PREDICATE).await;
-    assert_eq!(verdicts.len(), 1);
-    let mut body: serde_json::Value = serde_json::from_slice(&verdicts[0].bytes).unwrap();
-    assert_eq!(body["annotations"][records::ANN_DECISION], "fail");
-    body["annotations"][records::ANN_DECISION] = "pass".into();
-    let edited = RawManifest::new(
-        serde_json::to_vec(&body).unwrap(),
-        Some(media::OCI_MANIFEST),
-    )
-    .unwrap();
-    c.put_manifest(q, &edited.digest.to_string(), &edited).await;
-    world.list_only(q, &subject, &[&edited]).await;
-
-    // The planner reads annotations, so it plans the promotion; apply reads the document.
-    let plan = world
-        .run(&["plan", "--format", "json", "--out", "plan.json"])
-        .await
-        .expect(0)
-        .json();
-    assert!(
-        plan["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "promote:library/rooty:1"),
-        "{plan:#}"
-    );
-    for args in [vec!["apply", "plan.json"], vec!["apply", "--auto-approve"]] {
-        let run = world.run(&args).await.expect(3);
-        assert!(run.stdout.contains("the verdict fails"), "{}", run.stdout);
-        assert!(c.get_manifest("live/library/rooty", "1").await.is_none());
-    }
-    world.check_path();
-}
-
-async fn two_applies_converge(path: Path) {
-    let world = World::start(path).await;
+async fn two_applies_converge(path: RecordPath) {
+    let world = RecordWorld::on(path).await;
     world.sign();
     let cfg = std::fs::read_to_string(world.w.config()).unwrap();
     let other = Workdir::new(&cfg);
@@ -684,20 +53,6 @@ async fn two_applies_converge(path: Path) {
 }
 
 // ---- The stand-in itself, and hostile referrers API answers (API path only). ----
-
-/// airlock's own client for the proxy (library use, no binary).
-fn registry_at(url: &str) -> Registry {
-    Registry::from_spec(&RegistrySpec {
-        key: "standin".into(),
-        endpoint: Endpoint::Url(url.to_string()),
-        auth: AuthSpec::Anonymous,
-        transfer: Transfer::Stream,
-        max_concurrency: 4,
-        timeouts: Timeouts::default(),
-        arm: None,
-    })
-    .unwrap()
-}
 
 /// An artifact about `subject` (`artifactType` set, or only a config media type).
 fn referrer(subject: &RawManifest, artifact_type: Option<&str>, n: u32) -> RawManifest {
@@ -755,7 +110,7 @@ async fn the_stand_in_speaks_the_referrers_api_and_airlock_pays_no_tag_schema_up
     // airlock's push_referrer: the manifest PUT and, as no lookup told yet whether the
     // registry has the API, one referrers GET to believe OCI-Subject; no tag-schema GET or
     // PUT. From then on, one PUT.
-    let reg = registry_at(&proxy.url());
+    let reg = airlock_registry("standin", &proxy.url());
     let sbom = referrer(&subject, None, 2);
     let sent = |before: usize| -> Vec<String> {
         proxy.requests()[before..]
@@ -858,7 +213,7 @@ async fn the_stand_in_speaks_the_referrers_api_and_airlock_pays_no_tag_schema_up
     );
 
     // A DELETE by digest removes the referrer.
-    delete(&c, repo, &sig.digest.to_string()).await;
+    delete_manifest(&c, repo, &sig.digest).await;
     let left = reg.referrers(repo, &subject.digest, None).await.unwrap();
     assert_eq!(
         left.iter().map(|r| &r.digest).collect::<Vec<_>>(),
@@ -900,7 +255,7 @@ fn the_stand_in_routes_listings_manifest_puts_and_deletes() {
 async fn a_repository_unknown_to_the_referrers_api_has_no_referrers() {
     let target = TestRegistry::start(Auth::None).await;
     let proxy = FaultProxy::with_referrers_api(&target.url()).await;
-    let reg = registry_at(&proxy.url());
+    let reg = airlock_registry("standin", &proxy.url());
     let body = serde_json::json!({"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known to registry"}]});
     proxy.add_fault(Fault {
         when: Match::method_path("GET", "/referrers/"),
@@ -946,7 +301,7 @@ async fn an_oci_subject_from_a_registry_without_the_api_is_not_believed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_referrers_api_answer_is_an_error_naming_the_registry() {
-    let world = World::start(Path::Api).await;
+    let world = RecordWorld::on(RecordPath::ReferrersApi).await;
     world.run(&["apply", "--auto-approve"]).await.expect(0);
     let proxy = world.standin.as_ref().unwrap();
     let b = world.digest(BUSYBOX);
@@ -1002,7 +357,7 @@ async fn a_bad_referrers_api_answer_is_an_error_naming_the_registry() {
             "larger than",
         ),
     ];
-    let reg = registry_at(&world.target_url());
+    let reg = airlock_registry("standin", &world.target_url());
     for (name, ct, body, want) in cases {
         proxy.clear_faults();
         proxy.add_fault(Fault {

@@ -6,15 +6,18 @@
 
 use std::path::Path;
 
-use airlock::model::{Digest, RawManifest, media};
+use airlock::model::{RawManifest, media};
 use airlock::plan::{Action, ActionKind, Location, Plan, PlanParts};
+use airlock::records;
 use airlock::render::{self, ActionView, Format, HumanOptions, PlanView};
 
-use crate::support::airlock::{Walkthrough, Workdir, config, digest_of};
+use crate::support::airlock::{Walkthrough, digest_of};
 use crate::support::client::{RawClient, push_raw};
 use crate::support::images::ImageBuilder;
-use crate::support::registry::{Auth, TestRegistry};
+use crate::support::records::{RecordPath, RecordWorld, on_both_paths};
 use crate::support::skopeo::skopeo_digest;
+
+on_both_paths!(a_failing_verdict_with_its_annotation_edited_to_pass_does_not_promote);
 
 /// Read a plan file, let `edit` change its actions, and write it back with its plan_hash
 /// recomputed exactly as airlock computes it (the hash is unkeyed: an attacker can too).
@@ -230,74 +233,44 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
     }
 }
 
-/// Rewrite every verdict of `subject` in `repo` so that its annotations say `pass` (the
-/// document, its layer, still says fail), in the referrers tag schema index as well.
-async fn edit_verdict_annotations(client: &RawClient, repo: &str, subject: &Digest) -> usize {
-    let tag = subject.referrers_tag();
-    let index = client
-        .get_manifest(repo, &tag)
-        .await
-        .expect("referrers index");
-    let mut index: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
-    let mut edited = 0;
-    for entry in index["manifests"].as_array_mut().unwrap() {
-        if entry["annotations"][airlock::records::ANN_PREDICATE]
-            != airlock::records::VERDICT_PREDICATE
-        {
-            continue;
-        }
-        let m = client
-            .get_manifest(repo, entry["digest"].as_str().unwrap())
-            .await
-            .unwrap();
-        let mut body: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
-        assert_eq!(body["annotations"]["dev.airlock.verdict.decision"], "fail");
-        body["annotations"]["dev.airlock.verdict.decision"] = "pass".into();
-        let bytes = serde_json::to_vec(&body).unwrap();
-        let new = RawManifest::new(bytes, Some(media::OCI_MANIFEST)).unwrap();
-        client
-            .put_manifest(repo, &new.digest.to_string(), &new)
-            .await;
-        entry["digest"] = new.digest.to_string().into();
-        entry["size"] = new.bytes.len().into();
-        entry["annotations"] = body["annotations"].clone();
-        edited += 1;
-    }
-    let bytes = serde_json::to_vec(&index).unwrap();
-    let new_index = RawManifest::new(bytes, Some(media::OCI_INDEX)).unwrap();
-    client.put_manifest(repo, &tag, &new_index).await;
-    edited
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failing_verdict_with_its_annotation_edited_to_pass_does_not_promote() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
+/// The gate blocks an image that runs as root; someone with push rights to quarantine
+/// pushes its failing verdict again with the annotations saying `pass` (the document, its
+/// layer, still says fail), listed alone in the verdict's place; the planner reads
+/// annotations, so it plans the promotion, but apply reads the document and blocks it.
+async fn a_failing_verdict_with_its_annotation_edited_to_pass_does_not_promote(path: RecordPath) {
+    let world = RecordWorld::on(path).await;
     let rooty = ImageBuilder::new("runs as root").user("root").build();
-    push_raw(&upstream.url(), "library/rooty", "1", &rooty, None).await;
-    let w = Workdir::new(&config(
-        &upstream.url(),
-        &target.url(),
+    push_raw(&world.upstream.url(), "library/rooty", "1", &rooty, None).await;
+    world.configure(
         &["docker.io/library/rooty:1".to_string()],
         "[gate.policy]\nforbid_root = true\n",
-    ));
-    // The gate blocks it: a critical AIRLOCK-ROOT-USER finding, recorded in the verdict.
-    let run = w.run(&["apply", "--auto-approve"]).await.expect(3);
-    assert!(run.stdout.contains("AIRLOCK-ROOT-USER"), "{}", run.stdout);
-    let client = RawClient::new(&target.url(), None);
-    assert!(
-        client
-            .get_manifest("live/library/rooty", "1")
-            .await
-            .is_none()
     );
+    // The gate blocks it: a critical AIRLOCK-ROOT-USER finding, recorded in the verdict.
+    let run = world.run(&["apply", "--auto-approve"]).await.expect(3);
+    assert!(run.stdout.contains("AIRLOCK-ROOT-USER"), "{}", run.stdout);
+    let client = world.client();
+    let (q, live) = ("quarantine/library/rooty", "live/library/rooty");
+    assert!(client.get_manifest(live, "1").await.is_none());
 
-    // Someone with push rights to quarantine edits the verdict's annotations to `pass`.
-    let edited =
-        edit_verdict_annotations(&client, "quarantine/library/rooty", &rooty.manifest.digest).await;
-    assert_eq!(edited, 1);
+    // The verdict's annotations edited to `pass`, the edited manifest the only one listed.
+    let subject = rooty.manifest.digest.clone();
+    let verdicts = world.listed(q, &subject, records::VERDICT_PREDICATE).await;
+    assert_eq!(verdicts.len(), 1);
+    let mut body: serde_json::Value = serde_json::from_slice(&verdicts[0].bytes).unwrap();
+    assert_eq!(body["annotations"][records::ANN_DECISION], "fail");
+    body["annotations"][records::ANN_DECISION] = "pass".into();
+    let edited = RawManifest::new(
+        serde_json::to_vec(&body).unwrap(),
+        Some(media::OCI_MANIFEST),
+    )
+    .unwrap();
+    client
+        .put_manifest(q, &edited.digest.to_string(), &edited)
+        .await;
+    world.list_only(q, &subject, &[&edited]).await;
+
     // The planner reads annotations, so it now plans the promotion (the attack reaches apply).
-    let plan = w
+    let plan = world
         .run(&["plan", "--format", "json", "--out", "plan.json"])
         .await
         .expect(0)
@@ -312,19 +285,15 @@ async fn a_failing_verdict_with_its_annotation_edited_to_pass_does_not_promote()
     );
     // Apply reads the document: blocked, exit 3, and live stays empty.
     for args in [vec!["apply", "plan.json"], vec!["apply", "--auto-approve"]] {
-        let run = w.run(&args).await.expect(3);
+        let run = world.run(&args).await.expect(3);
         assert!(run.stdout.contains("the verdict fails"), "{}", run.stdout);
         assert!(run.stdout.contains("AIRLOCK-ROOT-USER"), "{}", run.stdout);
-        assert!(
-            client
-                .get_manifest("live/library/rooty", "1")
-                .await
-                .is_none()
-        );
+        assert!(client.get_manifest(live, "1").await.is_none());
     }
     assert_eq!(
-        target.count_requests("PUT", "/manifests/1"),
+        world.target.count_requests("PUT", "/manifests/1"),
         1,
         "only the quarantine tag"
     );
+    world.check_path();
 }

@@ -1,7 +1,9 @@
-//! Signed records (issue 13, items 1–3 and 6), against real Distribution registries: a signed
-//! apply whose DSSE envelopes an independent verifier (Python `cryptography`, over the DSSE
-//! PAE) accepts; edited, unsigned and swapped records failing audit with a public key; and a
-//! 0.1-style plain-JSON record re-recorded once signing is configured.
+//! Signed records (issue 13, items 1–3 and 6), against real Distribution registries, each
+//! scenario on both ways of keeping referrers (the tag schema and the referrers API stand-in,
+//! see [`crate::support::records`]): a signed apply whose DSSE envelopes an independent
+//! verifier (Python `cryptography`, over the DSSE PAE) accepts; edited, unsigned and swapped
+//! records failing audit with a public key; and a 0.1-style plain-JSON record re-recorded once
+//! signing is configured.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,54 +13,17 @@ use airlock::records::{self, PromotionRecord};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::support::airlock::Run;
 use crate::support::client::RawClient;
-use crate::support::images::Blob;
 use crate::support::python::python;
 use crate::support::records::{
-    BUSYBOX, KURED, RecordWorld, finding, list_only, listed_records, openssl_keys, violation,
+    BUSYBOX, KURED, RecordPath, RecordWorld, api_listing, finding, on_both_paths, violation,
 };
 
-pub(crate) const KEY_ENV: &str = "AIRLOCK_TEST_SIGNING_KEY";
-pub(crate) const SIGNING: &str =
-    "[signing]\nkey = \"env://AIRLOCK_TEST_SIGNING_KEY\"\npublic_key = \"airlock.pub\"\n";
-
-/// A [`RecordWorld`] with a P-256 signing key (`airlock.key`, `airlock.pub`) in its work
-/// directory; `[signing]` is configured by [`World::sign`].
-struct World {
-    base: RecordWorld,
-    /// The PKCS#8 PEM private key (as `openssl genpkey` wrote it).
-    key: String,
-}
-
-impl std::ops::Deref for World {
-    type Target = RecordWorld;
-
-    fn deref(&self) -> &RecordWorld {
-        &self.base
-    }
-}
-
-impl World {
-    async fn start(signing: bool) -> World {
-        let base = RecordWorld::start().await;
-        let key = openssl_keys(base.w.path());
-        let world = World { base, key };
-        if signing {
-            world.sign();
-        }
-        world
-    }
-
-    /// Turn `[signing]` on.
-    fn sign(&self) {
-        self.w.set_config(&self.config(SIGNING));
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        self.w.run_env(args, &[(KEY_ENV, &self.key)]).await
-    }
-}
+on_both_paths!(
+    a_signed_apply_writes_envelopes_an_independent_verifier_accepts,
+    edited_unsigned_and_swapped_records_fail_audit_with_signing_on,
+    a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured,
+);
 
 /// The envelope (layer bytes) of an artifact manifest, checking the cosign attestation layout.
 pub(crate) async fn envelope_of(
@@ -118,74 +83,6 @@ pub(crate) fn python_verify(dir: &Path, envelope: &[u8]) -> Result<serde_json::V
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_signed_apply_writes_envelopes_an_independent_verifier_accepts() {
-    let world = World::start(true).await;
-    world.run(&["apply", "--auto-approve"]).await.expect(0);
-    let (_, report) = world.audit().await;
-    assert_eq!(report["violations"], 0, "{report:#}");
-    for (repo, tag) in [(BUSYBOX, "1.33.0"), (KURED, "1.6.1")] {
-        assert_eq!(
-            finding(&report, &format!("live/{repo}"), tag)["signature"],
-            "verified"
-        );
-    }
-    let c = world.client();
-    let d = world.digest(BUSYBOX);
-    let live = format!("live/{BUSYBOX}");
-    let recs = listed_records(&c, &live, &d).await;
-    assert_eq!(recs.len(), 1);
-    let env = envelope_of(&c, &live, &recs[0], &d).await;
-    let st = python_verify(world.w.path(), &env).expect("the record verifies");
-    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
-    assert_eq!(st["predicateType"], records::PROMOTION_PREDICATE);
-    assert_eq!(st["subject"][0]["digest"]["sha256"], d.hex());
-    assert_eq!(
-        st["predicate"]["live"],
-        "target/live/library/busybox:1.33.0"
-    );
-    assert_eq!(
-        st["predicate"]["from"],
-        format!("target/quarantine/library/busybox@{d}")
-    );
-    // The verdict it names, in quarantine, verifies too.
-    let q = format!("quarantine/{BUSYBOX}");
-    let verdict = c
-        .get_manifest(&q, st["predicate"]["verdict"].as_str().unwrap())
-        .await
-        .expect("the named verdict");
-    let venv = envelope_of(&c, &q, &verdict, &d).await;
-    let vst = python_verify(world.w.path(), &venv).expect("the verdict verifies");
-    assert_eq!(vst["predicateType"], records::VERDICT_PREDICATE);
-    assert_eq!(vst["predicate"]["decision"], "pass");
-    // An edited payload does not verify for the independent verifier either.
-    let mut e: serde_json::Value = serde_json::from_slice(&env).unwrap();
-    let body = String::from_utf8(STANDARD.decode(e["payload"].as_str().unwrap()).unwrap())
-        .unwrap()
-        .replace(":1.33.0", ":latest");
-    e["payload"] = STANDARD.encode(body).into();
-    assert!(python_verify(world.w.path(), &serde_json::to_vec(&e).unwrap()).is_err());
-    // Converged.
-    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
-}
-
-/// Push `m` with its blobs (config `{}` and `layer`) into `repo`, listed alone for `subject`.
-async fn push_only(c: &RawClient, repo: &str, subject: &Digest, m: &RawManifest, layer: &[u8]) {
-    let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
-    c.push_blob(repo, &Blob::memory(media::OCI_EMPTY, b"{}".to_vec()))
-        .await;
-    c.push_blob(
-        repo,
-        &Blob::memory(
-            v["layers"][0]["mediaType"].as_str().unwrap(),
-            layer.to_vec(),
-        ),
-    )
-    .await;
-    c.put_manifest(repo, &m.digest.to_string(), m).await;
-    list_only(c, repo, subject, &[m]).await;
-}
-
 /// A record artifact about `subject` whose one layer is `layer` (of `layer_type`).
 pub(crate) fn artifact(
     artifact_type: &str,
@@ -208,70 +105,127 @@ pub(crate) fn artifact(
     RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on() {
-    let world = World::start(true).await;
+async fn a_signed_apply_writes_envelopes_an_independent_verifier_accepts(path: RecordPath) {
+    let world = RecordWorld::on(path).await;
+    world.sign();
+    world.run(&["apply", "--auto-approve"]).await.expect(0);
+    let (_, report) = world.audit().await;
+    assert_eq!(report["violations"], 0, "{report:#}");
+    for (repo, tag) in [(BUSYBOX, "1.33.0"), (KURED, "1.6.1")] {
+        assert_eq!(
+            finding(&report, &format!("live/{repo}"), tag)["signature"],
+            "verified"
+        );
+    }
+    let c = world.client();
+    let d = world.digest(BUSYBOX);
+    let live = format!("live/{BUSYBOX}");
+    let recs = world.records(&live, &d).await;
+    assert_eq!(recs.len(), 1);
+    let env = envelope_of(&c, &live, &recs[0], &d).await;
+    let st = python_verify(world.w.path(), &env).expect("the record verifies");
+    assert_eq!(st["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(st["predicateType"], records::PROMOTION_PREDICATE);
+    assert_eq!(st["subject"][0]["digest"]["sha256"], d.hex());
+    assert_eq!(
+        st["predicate"]["live"],
+        "target/live/library/busybox:1.33.0"
+    );
+    assert_eq!(
+        st["predicate"]["from"],
+        format!("target/quarantine/library/busybox@{d}")
+    );
+    // The verdict it names is the one listed in quarantine, and verifies too.
+    let q = format!("quarantine/{BUSYBOX}");
+    let verdicts = world.listed(&q, &d, records::VERDICT_PREDICATE).await;
+    assert_eq!(verdicts.len(), 1);
+    assert_eq!(
+        st["predicate"]["verdict"],
+        verdicts[0].digest.to_string(),
+        "the record names the listed verdict"
+    );
+    let vst = python_verify(world.w.path(), &envelope_of(&c, &q, &verdicts[0], &d).await)
+        .expect("the verdict verifies");
+    assert_eq!(vst["predicateType"], records::VERDICT_PREDICATE);
+    assert_eq!(vst["predicate"]["decision"], "pass");
+    if path == RecordPath::ReferrersApi {
+        // The artifactType filter of the API lists the DSSE envelopes only (the record, and
+        // any attestation that travelled with the image), exactly those of the full list.
+        let all = api_listing(&world.target_url(), &live, &d, None).await;
+        let listed =
+            api_listing(&world.target_url(), &live, &d, Some(records::DSSE_ENVELOPE)).await;
+        let dsse: Vec<_> = all
+            .into_iter()
+            .filter(|e| e["artifactType"] == records::DSSE_ENVELOPE)
+            .collect();
+        assert_eq!(listed, dsse);
+        assert!(
+            listed
+                .iter()
+                .any(|e| e["digest"] == recs[0].digest.to_string())
+        );
+        assert!(
+            api_listing(&world.target_url(), &live, &d, Some("other/type"))
+                .await
+                .is_empty()
+        );
+    }
+    // An edited payload does not verify for the independent verifier either.
+    let mut e: serde_json::Value = serde_json::from_slice(&env).unwrap();
+    let body = String::from_utf8(STANDARD.decode(e["payload"].as_str().unwrap()).unwrap())
+        .unwrap()
+        .replace(":1.33.0", ":latest");
+    e["payload"] = STANDARD.encode(body).into();
+    assert!(python_verify(world.w.path(), &serde_json::to_vec(&e).unwrap()).is_err());
+    // Converged.
+    world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    world.check_path();
+}
+
+async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on(path: RecordPath) {
+    let world = RecordWorld::on(path).await;
+    world.sign();
     world.run(&["apply", "--auto-approve"]).await.expect(0);
     let c = world.client();
     let (b, k) = (world.digest(BUSYBOX), world.digest(KURED));
     let (live_b, live_k) = (format!("live/{BUSYBOX}"), format!("live/{KURED}"));
     let b_top = c.get_manifest(&live_b, &b.to_string()).await.unwrap();
-    let b_rec = listed_records(&c, &live_b, &b).await.remove(0);
+    let b_rec = world.records(&live_b, &b).await.remove(0);
     let b_env = envelope_of(&c, &live_b, &b_rec, &b).await;
+    // An envelope pushed as a DSSE record about busybox, listed alone.
+    let push_only = |layer: Vec<u8>| {
+        let m = artifact(
+            records::DSSE_ENVELOPE,
+            records::DSSE_ENVELOPE,
+            &layer,
+            &b_top,
+        );
+        let (world, live_b, b) = (&world, &live_b, &b);
+        async move { world.push_only(live_b, b, &m, &layer).await }
+    };
 
-    // Edited: the signed statement changed (another verdict), the signature kept.
+    // Edited: the signed statement changed (another plan), the signature kept.
     let mut e: serde_json::Value = serde_json::from_slice(&b_env).unwrap();
     let mut st: serde_json::Value =
         serde_json::from_slice(&STANDARD.decode(e["payload"].as_str().unwrap()).unwrap()).unwrap();
     st["predicate"]["plan_hash"] = Digest::of(b"another plan").to_string().into();
     e["payload"] = STANDARD.encode(serde_json::to_vec(&st).unwrap()).into();
-    let edited = serde_json::to_vec(&e).unwrap();
-    let m = artifact(
-        records::DSSE_ENVELOPE,
-        records::DSSE_ENVELOPE,
-        &edited,
-        &b_top,
-    );
-    push_only(&c, &live_b, &b, &m, &edited).await;
+    push_only(serde_json::to_vec(&e).unwrap()).await;
     let (_, report) = world.audit().await;
     let v = violation(&report, &live_b, "1.33.0");
     assert!(v.contains("bad signature"), "{v}");
 
     // Unsigned: the same honest statement without signatures.
-    e["payload"] = STANDARD
-        .encode(
-            STANDARD
-                .decode(
-                    serde_json::from_slice::<serde_json::Value>(&b_env).unwrap()["payload"]
-                        .as_str()
-                        .unwrap(),
-                )
-                .unwrap(),
-        )
-        .into();
+    let mut e: serde_json::Value = serde_json::from_slice(&b_env).unwrap();
     e["signatures"] = serde_json::json!([]);
-    let unsigned = serde_json::to_vec(&e).unwrap();
-    let m = artifact(
-        records::DSSE_ENVELOPE,
-        records::DSSE_ENVELOPE,
-        &unsigned,
-        &b_top,
-    );
-    push_only(&c, &live_b, &b, &m, &unsigned).await;
+    push_only(serde_json::to_vec(&e).unwrap()).await;
     let (_, report) = world.audit().await;
     let v = violation(&report, &live_b, "1.33.0");
     assert!(v.contains("unsigned"), "{v}");
 
     // Swapped: kured's signed record (its envelope, untouched) made a referrer of busybox.
-    let k_rec = listed_records(&c, &live_k, &k).await.remove(0);
-    let k_env = envelope_of(&c, &live_k, &k_rec, &k).await;
-    let m = artifact(
-        records::DSSE_ENVELOPE,
-        records::DSSE_ENVELOPE,
-        &k_env,
-        &b_top,
-    );
-    push_only(&c, &live_b, &b, &m, &k_env).await;
+    let k_rec = world.records(&live_k, &k).await.remove(0);
+    push_only(envelope_of(&c, &live_k, &k_rec, &k).await).await;
     let (run, report) = world.audit().await;
     run.expect(3);
     let v = violation(&report, &live_b, "1.33.0");
@@ -286,18 +240,18 @@ async fn edited_unsigned_and_swapped_records_fail_audit_with_signing_on() {
     world.run(&["apply", "--auto-approve"]).await.expect(0);
     let (_, report) = world.audit().await;
     assert_eq!(report["violations"], 0, "{report:#}");
+    world.check_path();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
-    let world = World::start(false).await;
+async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured(path: RecordPath) {
+    let world = RecordWorld::on(path).await;
     world.run(&["apply", "--auto-approve"]).await.expect(0);
     let c = world.client();
     let b = world.digest(BUSYBOX);
     let live_b = format!("live/{BUSYBOX}");
     let b_top = c.get_manifest(&live_b, &b.to_string()).await.unwrap();
     // Replace busybox's record with the same document as 0.1 wrote it: plain JSON.
-    let rec = listed_records(&c, &live_b, &b).await.remove(0);
+    let rec = world.records(&live_b, &b).await.remove(0);
     let env = envelope_of(&c, &live_b, &rec, &b).await;
     let doc: PromotionRecord =
         records::decode(Some(records::DSSE_ENVELOPE), records::DSSE_ENVELOPE, &env)
@@ -310,32 +264,28 @@ async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
         &plain,
         &b_top,
     );
-    push_only(&c, &live_b, &b, &m, &plain).await;
+    world.push_only(&live_b, &b, &m, &plain).await;
     // Still read, shown unsigned.
     let (run, report) = world.audit().await;
     run.expect(0);
     assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "unsigned");
-    let human = world.w.run(&["audit"]).await.expect(0);
+    let human = world.run(&["audit"]).await.expect(0);
     assert!(human.stdout.contains("unsigned"), "{}", human.stdout);
 
-    // Signing on: the plan offers to re-record (and to rescan: the verdicts are unsigned).
+    // Signing on: the plan offers to re-record busybox (and to rescan: the verdicts are
+    // unsigned), audit fails until apply does; then audit verifies it.
     world.sign();
     let plan = world
         .run(&["plan", "--format", "json"])
         .await
         .expect(0)
         .json();
-    let reasons: Vec<String> = plan["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| format!("{} {}", a["id"], a["reason"]))
-        .collect();
     assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("busybox") && r.contains("unsigned")),
-        "{reasons:#?}"
+        plan["actions"].as_array().unwrap().iter().any(|a| {
+            a["id"] == "promote:library/busybox:1.33.0"
+                && a["reason"].as_str().is_some_and(|r| r.contains("unsigned"))
+        }),
+        "{plan:#}"
     );
     let (run, _) = world.audit().await;
     run.expect(3);
@@ -344,4 +294,5 @@ async fn a_0_1_plain_json_record_is_re_recorded_once_signing_is_configured() {
     run.expect(0);
     assert_eq!(finding(&report, &live_b, "1.33.0")["signature"], "verified");
     world.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    world.check_path();
 }
