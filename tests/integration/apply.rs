@@ -4,7 +4,10 @@
 
 use airlock::model::Digest;
 
-use crate::support::airlock::{Walkthrough, Workdir, config, digest_of, seed_walkthrough, sources};
+use crate::support::airlock::{
+    ProxiedWalkthrough, Walkthrough, Workdir, config, digest_of, move_live_busybox,
+    seed_walkthrough, sources,
+};
 use crate::support::client::{RawClient, push_raw};
 use crate::support::images::{Content, Format, ImageBuilder, random_layer_blob};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
@@ -127,10 +130,8 @@ async fn promote_within_one_registry_moves_no_blob_bytes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flipped_byte_fails_only_that_image() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let proxy = FaultProxy::start(&upstream.url()).await;
+    let wt = ProxiedWalkthrough::start().await;
+    let (target, images, proxy) = (&wt.target, &wt.images, &wt.proxy);
     // Corrupt every download of busybox's first layer.
     let busybox = images.iter().find(|i| i.path == "library/busybox").unwrap();
     let layer = busybox.content.blobs()[0].digest.clone();
@@ -144,7 +145,7 @@ async fn a_flipped_byte_fails_only_that_image() {
         times: usize::MAX,
         kind: FaultKind::FlipByte(10),
     });
-    let w = Workdir::new(&config(&proxy.url(), &target.url(), &sources(&images), ""));
+    let w = wt.workdir(images);
     let run = w.run(&["apply", "--auto-approve"]).await.expect(1);
     assert!(
         run.stdout.contains("import")
@@ -189,15 +190,7 @@ async fn a_saved_plan_is_stale_when_a_live_tag_moved() {
         .expect(0);
 
     // Someone pushes to a live tag after the plan was made.
-    let other = ImageBuilder::new("someone else").build();
-    push_raw(
-        &target.url(),
-        "live/library/busybox",
-        "1.33.0",
-        &other,
-        None,
-    )
-    .await;
+    let other = move_live_busybox(&target, "someone else").await;
     let run = w.run(&["apply", "plan.json"]).await.expect(4);
     assert!(
         run.stderr.contains("live/library/busybox:1.33.0"),
@@ -225,12 +218,7 @@ async fn apply_without_a_terminal_needs_auto_approve() {
     let upstream = TestRegistry::start(Auth::None).await;
     let target = TestRegistry::start(Auth::None).await;
     let images = seed_walkthrough(&upstream).await;
-    let w = Workdir::new(&config(
-        &upstream.url(),
-        &target.url(),
-        &sources(&images[..1]),
-        "",
-    ));
+    let w = Workdir::declaring(&upstream.url(), &target.url(), &images[..1]);
     let run = w.run(&["apply"]).await.expect(1);
     assert!(run.stderr.contains("--auto-approve"), "{}", run.stderr);
     assert_eq!(target.count_requests("PUT", "/manifests/"), 0);

@@ -1017,6 +1017,18 @@ fn import_busybox(force: bool) -> Import {
     }
 }
 
+/// busybox imported into the ACR of [`registry_resource`] through `client` (`force`: mode
+/// Force), waiting at most `timeout`.
+async fn import_via(
+    client: &Arm,
+    force: bool,
+    timeout: Duration,
+) -> Result<(), airlock::registry::RegistryError> {
+    client
+        .import_image("acr", &registry_resource(), &import_busybox(force), timeout)
+        .await
+}
+
 fn arm_client(url: &str) -> Arm {
     let mut arm = Arm::new(url, Arc::new(StaticToken(Secret::new("arm-token")))).unwrap();
     arm.poll_interval = Duration::from_millis(50);
@@ -1054,13 +1066,7 @@ async fn arm_import_polls_azure_async_operation_until_succeeded() {
         _ => reply(404, &[], json!({})),
     }))
     .await;
-    arm_client(&arm.url)
-        .import_image(
-            "acr",
-            &registry_resource(),
-            &import_busybox(false),
-            Duration::from_secs(10),
-        )
+    import_via(&arm_client(&arm.url), false, Duration::from_secs(10))
         .await
         .unwrap();
     let log = arm.log.lock().unwrap();
@@ -1100,13 +1106,7 @@ async fn arm_import_failure_surfaces_the_error_code_and_location_polling_works()
     }))
     .await;
     let client = arm_client(&arm.url);
-    let e = client
-        .import_image(
-            "acr",
-            &registry_resource(),
-            &import_busybox(true),
-            Duration::from_secs(10),
-        )
+    let e = import_via(&client, true, Duration::from_secs(10))
         .await
         .unwrap_err()
         .to_string();
@@ -1118,13 +1118,7 @@ async fn arm_import_failure_surfaces_the_error_code_and_location_polling_works()
         arm.log.lock().unwrap()[0].2.as_ref().unwrap()["mode"],
         "Force"
     );
-    client
-        .import_image(
-            "acr",
-            &registry_resource(),
-            &import_busybox(false),
-            Duration::from_secs(10),
-        )
+    import_via(&client, false, Duration::from_secs(10))
         .await
         .unwrap();
 }
@@ -1144,13 +1138,7 @@ async fn arm_import_waits_out_throttling() {
     }))
     .await;
     let started = Instant::now();
-    arm_client(&arm.url)
-        .import_image(
-            "acr",
-            &registry_resource(),
-            &import_busybox(false),
-            Duration::from_secs(10),
-        )
+    import_via(&arm_client(&arm.url), false, Duration::from_secs(10))
         .await
         .unwrap();
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -1172,13 +1160,7 @@ async fn arm_import_that_never_finishes_times_out_clearly() {
     }))
     .await;
     let started = Instant::now();
-    let e = arm_client(&arm.url)
-        .import_image(
-            "acr",
-            &registry_resource(),
-            &import_busybox(false),
-            Duration::from_secs(1),
-        )
+    let e = import_via(&arm_client(&arm.url), false, Duration::from_secs(1))
         .await
         .unwrap_err()
         .to_string();
@@ -1768,55 +1750,82 @@ async fn entra(
     ))
 }
 
+/// A long apply for the two tests below: the Azure stand-ins with ACR on the target, an
+/// importImage that takes 2.5 s, a TLS Entra ID, and a work directory promoting with
+/// `transfer = "acr-import"`.
+struct LongApply {
+    s: Setup,
+    entra: TlsEntra,
+    w: Workdir,
+}
+
+impl LongApply {
+    /// `assertion_ttl`: how long the stand-in's GitHub OIDC assertions live (seconds).
+    async fn start(assertion_ttl: Option<u64>) -> LongApply {
+        let s = Setup::start().await;
+        s._ts.allow_catalog(Some(USER));
+        let entra = TlsEntra::start().await;
+        {
+            let mut st = s.azure.state();
+            st.acr_host = Some(s.target.host());
+            if let Some(ttl) = assertion_ttl {
+                st.assertion_ttl = ttl;
+            }
+            st.import_delay = Duration::from_millis(2500);
+        }
+        let w = Workdir::new(&s.config("azure", "").replace(
+            "resource_group = \"rg-aks\"",
+            "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
+        ));
+        LongApply { s, entra, w }
+    }
+
+    /// `airlock apply` with the federated credential `credential` (its own variables in
+    /// `extra`) against this Entra ID and ARM.
+    async fn apply(&self, credential: &str, extra: Vec<(&str, String)>) -> Run {
+        let mut env: Vec<(String, String)> = vec![
+            ("AZURE_TOKEN_CREDENTIALS".into(), credential.into()),
+            (
+                "AZURE_TENANT_ID".into(),
+                "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
+            ),
+            (
+                "AZURE_CLIENT_ID".into(),
+                "11111111-2222-3333-4444-555555555555".into(),
+            ),
+            ("AZURE_AUTHORITY_HOST".into(), self.entra.authority()),
+            ("SSL_CERT_FILE".into(), self.entra.cert()),
+            ("AIRLOCK_ARM_ENDPOINT".into(), self.s.azure.url()),
+        ];
+        env.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+        run(&self.w, &["apply", "--auto-approve"], &env).await
+    }
+}
+
 /// GitHub Actions end to end through the airlock binary: assertions live two seconds
 /// (five minutes on GitHub) and ARM importImage takes longer than that, so the promotions
 /// need Entra ID tokens after the first assertions have expired. Each token request gets a
 /// fresh assertion from the OIDC endpoint: the apply succeeds and Entra ID refuses none.
 #[tokio::test(flavor = "multi_thread")]
 async fn github_actions_assertions_stay_fresh_through_a_long_apply() {
-    let s = Setup::start().await;
-    s._ts.allow_catalog(Some(USER));
-    let entra = TlsEntra::start().await;
-    {
-        let mut st = s.azure.state();
-        st.acr_host = Some(s.target.host());
-        st.assertion_ttl = 2;
-        st.import_delay = Duration::from_millis(2500);
-    }
-    let w = Workdir::new(&s.config("azure", "").replace(
-        "resource_group = \"rg-aks\"",
-        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
-    ));
-    let env: Vec<(String, String)> = vec![
-        (
-            "AZURE_TOKEN_CREDENTIALS".into(),
-            "GitHubActionsCredential".into(),
-        ),
-        (
-            "ACTIONS_ID_TOKEN_REQUEST_URL".into(),
-            format!("{}/github/oidc?api-version=2.0", s.azure.url()),
-        ),
-        (
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
-            "gh-request-token".into(),
-        ),
-        (
-            "AZURE_TENANT_ID".into(),
-            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
-        ),
-        (
-            "AZURE_CLIENT_ID".into(),
-            "11111111-2222-3333-4444-555555555555".into(),
-        ),
-        ("AZURE_AUTHORITY_HOST".into(), entra.authority()),
-        ("SSL_CERT_FILE".into(), entra.cert()),
-        ("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()),
-    ];
-    let applied = run(&w, &["apply", "--auto-approve"], &env).await;
+    let long = LongApply::start(Some(2)).await;
+    let (s, entra) = (&long.s, &long.entra);
+    let applied = long
+        .apply(
+            "GitHubActionsCredential",
+            vec![
+                (
+                    "ACTIONS_ID_TOKEN_REQUEST_URL",
+                    format!("{}/github/oidc?api-version=2.0", s.azure.url()),
+                ),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "gh-request-token".into()),
+            ],
+        )
+        .await;
     assert_eq!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
     for img in &s.images {
         let live = format!("live/{}", img.path_tag());
-        assert_eq!(live_digest(&s, &live).await, digest_of(img));
+        assert_eq!(live_digest(s, &live).await, digest_of(img));
     }
     let (requests, refused) = {
         let st = entra.state.lock().unwrap();
@@ -1838,44 +1847,17 @@ async fn github_actions_assertions_stay_fresh_through_a_long_apply() {
 /// with AADSTS700024.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_file_written_once_goes_stale_during_a_long_apply() {
-    let s = Setup::start().await;
-    s._ts.allow_catalog(Some(USER));
-    let entra = TlsEntra::start().await;
-    {
-        let mut st = s.azure.state();
-        st.acr_host = Some(s.target.host());
-        st.import_delay = Duration::from_millis(2500);
-    }
-    let w = Workdir::new(&s.config("azure", "").replace(
-        "resource_group = \"rg-aks\"",
-        "resource_group = \"rg-aks\"\ntransfer = \"acr-import\"",
-    ));
-    let file = w.path().join("federated-token");
+    let long = LongApply::start(None).await;
+    let file = long.w.path().join("federated-token");
     std::fs::write(&file, assertion(2)).unwrap();
-    let env: Vec<(String, String)> = vec![
-        (
-            "AZURE_TOKEN_CREDENTIALS".into(),
-            "WorkloadIdentityCredential".into(),
-        ),
-        (
-            "AZURE_FEDERATED_TOKEN_FILE".into(),
-            file.display().to_string(),
-        ),
-        (
-            "AZURE_TENANT_ID".into(),
-            "72f988bf-86f1-41af-91ab-2d7cd011db47".into(),
-        ),
-        (
-            "AZURE_CLIENT_ID".into(),
-            "11111111-2222-3333-4444-555555555555".into(),
-        ),
-        ("AZURE_AUTHORITY_HOST".into(), entra.authority()),
-        ("SSL_CERT_FILE".into(), entra.cert()),
-        ("AIRLOCK_ARM_ENDPOINT".into(), s.azure.url()),
-    ];
-    let applied = run(&w, &["apply", "--auto-approve"], &env).await;
+    let applied = long
+        .apply(
+            "WorkloadIdentityCredential",
+            vec![("AZURE_FEDERATED_TOKEN_FILE", file.display().to_string())],
+        )
+        .await;
     assert_ne!(applied.code, 0, "{}\n{}", applied.stdout, applied.stderr);
     let out = format!("{}{}", applied.stdout, applied.stderr);
     assert!(out.contains("AADSTS700024"), "{out}");
-    assert!(entra.state.lock().unwrap().refused > 0);
+    assert!(long.entra.state.lock().unwrap().refused > 0);
 }

@@ -241,20 +241,18 @@ async fn basic_auth_rejects_anonymous_and_accepts_the_user() {
             .unwrap()
             .starts_with("Basic")
     );
-    let wrong = http
-        .get(format!("{}/v2/", reg.url()))
-        .basic_auth("ci", Some("nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let ok = http
-        .get(format!("{}/v2/", reg.url()))
-        .basic_auth("ci", Some("s3cret"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ok.status(), StatusCode::OK);
+    for (password, status) in [
+        ("nope", StatusCode::UNAUTHORIZED),
+        ("s3cret", StatusCode::OK),
+    ] {
+        let r = http
+            .get(format!("{}/v2/", reg.url()))
+            .basic_auth("ci", Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "password {password}");
+    }
 
     let img = ImageBuilder::new("private/app").build();
     push_raw(&reg.url(), "private/app", "1", &img, Some(("ci", "s3cret"))).await;
@@ -317,8 +315,10 @@ async fn token_auth_enforces_the_granted_actions() {
     // Pull-only: asking for pull,push is granted pull alone; pulling works, pushing does not.
     let token = ts.issue(Some("puller"), &["repository:team/app:pull,push"]);
     let manifest = format!("{}/v2/team/app/manifests/1", reg.url());
-    let (status, _) = with_token(reqwest::Method::GET, &manifest, &token).await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        with_token(reqwest::Method::GET, &manifest, &token).await.0,
+        StatusCode::OK
+    );
     let upload = format!("{}/v2/team/app/blobs/uploads/", reg.url());
     let (status, body) = with_token(reqwest::Method::POST, &upload, &token).await;
     assert!(
@@ -332,12 +332,16 @@ async fn token_auth_enforces_the_granted_actions() {
 
     // Pull+push may push; outside its prefix it may do nothing.
     let token = ts.issue(Some("pusher"), &["repository:team/app:pull,push"]);
-    let (status, _) = with_token(reqwest::Method::POST, &upload, &token).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        with_token(reqwest::Method::POST, &upload, &token).await.0,
+        StatusCode::ACCEPTED
+    );
     let token = ts.issue(Some("pusher"), &["repository:other/app:pull"]);
     let other = format!("{}/v2/other/app/manifests/1", reg.url());
-    let (status, _) = with_token(reqwest::Method::GET, &other, &token).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_token(reqwest::Method::GET, &other, &token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // The GET endpoint: wrong password 401, anonymous gets a token with no access.
     let http = http_client();
@@ -364,13 +368,11 @@ async fn token_auth_enforces_the_granted_actions() {
         .json()
         .await
         .unwrap();
-    let (status, _) = with_token(
-        reqwest::Method::GET,
-        &manifest,
-        anon["token"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = anon["token"].as_str().unwrap();
+    assert_eq!(
+        with_token(reqwest::Method::GET, &manifest, token).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // OAuth2: password grant with a refresh token, then the refresh_token grant.
     let form = |extra: &[(&str, &str)]| {
@@ -413,13 +415,11 @@ async fn token_auth_enforces_the_granted_actions() {
         .unwrap();
     assert_eq!(second.status(), StatusCode::OK);
     let second: serde_json::Value = second.json().await.unwrap();
-    let (status, _) = with_token(
-        reqwest::Method::GET,
-        &manifest,
-        second["access_token"].as_str().unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    let token = second["access_token"].as_str().unwrap();
+    assert_eq!(
+        with_token(reqwest::Method::GET, &manifest, token).await.0,
+        StatusCode::OK
+    );
     let bogus = http
         .post(ts.realm())
         .form(&form(&[
@@ -487,32 +487,16 @@ async fn the_proxy_injects_faults_and_counts_requests() {
     assert_eq!(ok.bytes().await.unwrap().to_vec(), img.manifest.bytes);
 
     let blob_url = format!("{}/v2/proxied/app{blob_path}", proxy.url());
-    let r = http.get(&blob_url).send().await.unwrap();
+    let get_blob = || http.get(&blob_url).send();
+    let r = get_blob().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let flipped = http
-        .get(&blob_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let flipped = get_blob().await.unwrap().bytes().await.unwrap();
     assert_eq!(flipped.len() as u64, layer.size);
     assert_ne!(Digest::of(&flipped), layer.digest, "one byte flipped");
-    let truncated = http.get(&blob_url).send().await.unwrap().bytes().await;
+    let truncated = get_blob().await.unwrap().bytes().await;
     assert!(truncated.is_err(), "truncated body is an error");
-    assert!(
-        http.get(&blob_url).send().await.is_err(),
-        "connection reset"
-    );
-    let clean = http
-        .get(&blob_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    assert!(get_blob().await.is_err(), "connection reset");
+    let clean = get_blob().await.unwrap().bytes().await.unwrap();
     assert_eq!(Digest::of(&clean), layer.digest);
 
     assert_eq!(proxy.count("GET", "/manifests/"), 2);

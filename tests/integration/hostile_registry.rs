@@ -114,12 +114,7 @@ async fn verbose_output_names_the_token_realm_host() {
     let target = TestRegistry::start(Auth::Token(&ts)).await;
     let upstream = TestRegistry::start(Auth::None).await;
     let images = seed_walkthrough(&upstream).await;
-    let w = Workdir::new(&config(
-        &upstream.url(),
-        &target.url(),
-        &sources(&images[..1]),
-        "",
-    ));
+    let w = Workdir::declaring(&upstream.url(), &target.url(), &images[..1]);
     let run = w.run(&["-v", "plan"]).await.expect(0);
     let realm = reqwest::Url::parse(&ts.realm()).unwrap();
     let host = format!("http://127.0.0.1:{}", realm.port().unwrap());

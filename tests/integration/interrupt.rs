@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::airlock::{Workdir, config, seed_walkthrough, sources};
+use crate::support::airlock::{
+    ProxiedWalkthrough, Workdir, config, has_action, seed_walkthrough, sources,
+};
 use crate::support::client::{RawClient, push_raw};
-use crate::support::images::{Content, ImageBuilder};
+use crate::support::images::{Content, ImageBuilder, TestImage};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match};
 use crate::support::registry::{Auth, TestRegistry};
 
@@ -30,53 +32,85 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// An upstream with the walkthrough images and one more whose layer downloads slowly.
-async fn slow_setup() -> (
-    TestRegistry,
-    TestRegistry,
-    FaultProxy,
-    Vec<String>,
-    ImageBuilderOut,
-    Vec<String>,
-) {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let slow = ImageBuilder::new("slow")
-        .layer_bytes(vec![7u8; 256 * 1024])
-        .build();
-    push_raw(&upstream.url(), "team/slow", "1.0", &slow, None).await;
-    let proxy = FaultProxy::start(&upstream.url()).await;
-    let layer = slow.layers[0].digest.clone();
-    proxy.add_fault(Fault {
-        when: Match::method_path("GET", &format!("/blobs/{layer}")),
-        times: usize::MAX,
-        kind: FaultKind::Delay(Duration::from_secs(120)),
-    });
-    let mut srcs = sources(&images);
-    srcs.push("docker.io/team/slow:1.0".into());
-    let blobs = images
-        .iter()
-        .flat_map(|i| i.content.blobs())
-        .map(|b| b.digest.to_string())
-        .collect();
-    (upstream, target, proxy, srcs, slow, blobs)
+/// An upstream with the walkthrough images and one more whose layer downloads slowly
+/// (through `proxy`), and an apply of all of them with this grace period, caught once the
+/// slow layer's download has begun: its import is in flight.
+struct SlowApply {
+    _upstream: TestRegistry,
+    target: TestRegistry,
+    proxy: FaultProxy,
+    slow: TestImage,
+    /// The walkthrough images' blob digests.
+    blobs: Vec<String>,
+    w: Workdir,
+    child: tokio::process::Child,
+    pid: u32,
 }
 
-type ImageBuilderOut = crate::support::images::TestImage;
+impl SlowApply {
+    async fn start(grace_period: &str) -> SlowApply {
+        let upstream = TestRegistry::start(Auth::None).await;
+        let target = TestRegistry::start(Auth::None).await;
+        let images = seed_walkthrough(&upstream).await;
+        let slow = ImageBuilder::new("slow")
+            .layer_bytes(vec![7u8; 256 * 1024])
+            .build();
+        push_raw(&upstream.url(), "team/slow", "1.0", &slow, None).await;
+        let proxy = FaultProxy::start(&upstream.url()).await;
+        let layer = slow.layers[0].digest.clone();
+        proxy.add_fault(Fault {
+            when: Match::method_path("GET", &format!("/blobs/{layer}")),
+            times: usize::MAX,
+            kind: FaultKind::Delay(Duration::from_secs(120)),
+        });
+        let mut srcs = sources(&images);
+        srcs.push("docker.io/team/slow:1.0".into());
+        let blobs = images
+            .iter()
+            .flat_map(|i| i.content.blobs())
+            .map(|b| b.digest.to_string())
+            .collect();
+        let w = Workdir::new(&config(&proxy.url(), &target.url(), &srcs, ""));
+        let child = w
+            .command(
+                &["apply", "--auto-approve", "--grace-period", grace_period],
+                &[],
+            )
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let layer = layer.to_string();
+        wait_for("the slow download", || proxy.count("GET", &layer) > 0).await;
+        SlowApply {
+            _upstream: upstream,
+            target,
+            proxy,
+            slow,
+            blobs,
+            w,
+            child,
+            pid,
+        }
+    }
+}
+
+/// The digests tagged `team/slow:1.0` in quarantine and in live.
+async fn slow_tags(target: &TestRegistry) -> [Option<airlock::model::Digest>; 2] {
+    let client = RawClient::new(&target.url(), None);
+    let mut out = [None, None];
+    for (i, repo) in ["quarantine", "live"].into_iter().enumerate() {
+        out[i] = client
+            .get_manifest(&format!("{repo}/team/slow"), "1.0")
+            .await
+            .map(|m| m.digest);
+    }
+    out
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_apply_cleanly_and_the_next_apply_converges() {
-    let (_upstream, target, proxy, srcs, slow, blobs) = slow_setup().await;
-    let w = Workdir::new(&config(&proxy.url(), &target.url(), &srcs, ""));
-    let child = w
-        .command(&["apply", "--auto-approve", "--grace-period", "1s"], &[])
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    // The slow layer's download has begun: its import is in flight.
-    let layer = slow.layers[0].digest.to_string();
-    wait_for("the slow download", || proxy.count("GET", &layer) > 0).await;
+    let run = SlowApply::start("1s").await;
+    let (pid, child) = (run.pid, run.child); // the rest of `run` lives on
     signal(pid, "TERM");
     let out = child.wait_with_output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -90,38 +124,30 @@ async fn sigterm_stops_apply_cleanly_and_the_next_apply_converges() {
     assert!(stdout.contains("not started"), "{stdout}");
 
     // No tag points at the slow image, in quarantine or live.
-    let client = RawClient::new(&target.url(), None);
-    assert!(
-        client
-            .get_manifest("quarantine/team/slow", "1.0")
-            .await
-            .is_none()
-    );
-    assert!(client.get_manifest("live/team/slow", "1.0").await.is_none());
+    assert_eq!(slow_tags(&run.target).await, [None, None]);
 
     // The next plan shows the remaining work; the next apply finishes it, uploading only
     // blobs that were missing.
-    proxy.clear_faults();
-    let uploads_before = target.count_requests("PUT", "digest=");
-    let plan = w.run(&["plan", "--format", "json"]).await.expect(0).json();
-    assert!(
-        plan["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "import:team/slow:1.0"),
-        "{plan:#}"
-    );
-    w.run(&["apply", "--auto-approve"]).await.expect(0);
-    w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
+    run.proxy.clear_faults();
+    let uploads_before = run.target.count_requests("PUT", "digest=");
+    let plan = run
+        .w
+        .run(&["plan", "--format", "json"])
+        .await
+        .expect(0)
+        .json();
+    assert!(has_action(&plan, "import:team/slow:1.0"), "{plan:#}");
+    run.w.run(&["apply", "--auto-approve"]).await.expect(0);
+    run.w.run(&["plan", "--detailed-exitcode"]).await.expect(0);
     // Every image blob uploaded in the second run was not in quarantine before.
-    let second: Vec<String> = target
+    let second: Vec<String> = run
+        .target
         .requests()
         .into_iter()
         .filter(|r| r.method == "PUT" && r.path.contains("digest="))
         .skip(uploads_before)
         .filter(|r| {
-            blobs
+            run.blobs
                 .iter()
                 .any(|d| r.path.contains(d.as_str()) || r.path.contains(&d.replace(':', "%3A")))
         })
@@ -134,12 +160,8 @@ async fn sigterm_stops_apply_cleanly_and_the_next_apply_converges() {
         );
     }
     assert_eq!(
-        client
-            .get_manifest("live/team/slow", "1.0")
-            .await
-            .unwrap()
-            .digest,
-        slow.top().digest
+        slow_tags(&run.target).await[1].as_ref(),
+        Some(&run.slow.top().digest)
     );
 }
 
@@ -157,15 +179,8 @@ fn imported_in_first_run(report: &str, path: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_sigint_stops_at_once() {
-    let (_upstream, target, proxy, srcs, slow, _) = slow_setup().await;
-    let w = Workdir::new(&config(&proxy.url(), &target.url(), &srcs, ""));
-    let child = w
-        .command(&["apply", "--auto-approve", "--grace-period", "10m"], &[])
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap();
-    let layer = slow.layers[0].digest.to_string();
-    wait_for("the slow download", || proxy.count("GET", &layer) > 0).await;
+    let run = SlowApply::start("10m").await;
+    let (pid, child) = (run.pid, run.child); // the rest of `run` lives on
     signal(pid, "INT");
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(pid, "INT");
@@ -181,27 +196,19 @@ async fn a_second_sigint_stops_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let client = RawClient::new(&target.url(), None);
-    assert!(
-        client
-            .get_manifest("quarantine/team/slow", "1.0")
-            .await
-            .is_none()
-    );
+    assert_eq!(slow_tags(&run.target).await[0], None, "not in quarantine");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_plan_writes_no_plan_file() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let proxy = FaultProxy::start(&upstream.url()).await;
+    let wt = ProxiedWalkthrough::start().await;
+    let (images, proxy) = (&wt.images, &wt.proxy);
     proxy.add_fault(Fault {
         when: Match::method_path("HEAD", "/manifests/"),
         times: usize::MAX,
         kind: FaultKind::Delay(Duration::from_secs(120)),
     });
-    let w = Workdir::new(&config(&proxy.url(), &target.url(), &sources(&images), ""));
+    let w = wt.workdir(images);
     let child = w
         .command(&["plan", "--out", "plan.json"], &[])
         .spawn()

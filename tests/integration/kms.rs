@@ -267,6 +267,20 @@ impl World {
         run(&self.w, args, &self.vault.env()).await
     }
 
+    /// `airlock admission --format kyverno` for the live host `acr.example`, checked by
+    /// [`kyverno_policy`]; the policy as JSON.
+    async fn kyverno(&self) -> Value {
+        let args = [
+            "admission",
+            "--format",
+            "kyverno",
+            "--live-host",
+            "acr.example",
+        ];
+        let yaml = self.run(&args).await.expect(0).stdout;
+        kyverno_policy(self.w.path(), &yaml)
+    }
+
     fn digest(&self, path: &str) -> airlock::model::Digest {
         let i = self.images.iter().find(|i| i.path == path).unwrap();
         i.content.top().digest.clone()
@@ -324,18 +338,7 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
     // Kyverno checks the promotion record with the vault key by reference, or with the same
     // public key as a PEM file; both policies are valid ClusterPolicies (Kyverno's CRD schema,
     // unknown fields forbidden, yamllint).
-    let by_kms = world
-        .run(&[
-            "admission",
-            "--format",
-            "kyverno",
-            "--live-host",
-            "acr.example",
-        ])
-        .await
-        .expect(0)
-        .stdout;
-    let policy = kyverno_policy(world.w.path(), &by_kms);
+    let policy = world.kyverno().await;
     let keys = &policy["spec"]["rules"][1]["verifyImages"][0]["attestations"][0]["attestors"][0]["entries"]
         [0]["keys"];
     assert_eq!(
@@ -348,18 +351,7 @@ async fn an_apply_signed_by_key_vault_verifies_independently_and_in_audit() {
             "public_key = \"azurekms://airlock-kv1.vault.azure.net/airlock-signing\"",
             "public_key = \"airlock.pub\"",
         ));
-    let by_pem = world
-        .run(&[
-            "admission",
-            "--format",
-            "kyverno",
-            "--live-host",
-            "acr.example",
-        ])
-        .await
-        .expect(0)
-        .stdout;
-    let policy = kyverno_policy(world.w.path(), &by_pem);
+    let policy = world.kyverno().await;
     let rule = &policy["spec"]["rules"][1];
     let v = &rule["verifyImages"][0];
     assert_eq!(v["imageReferences"], json!(["acr.example/live/*"]));

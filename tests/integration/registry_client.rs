@@ -15,7 +15,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde_json::json;
 
-use crate::support::airlock::{Run, Workdir, config, digest_of, seed_walkthrough, sources};
+use crate::support::airlock::{
+    ProxiedWalkthrough, Run, Workdir, config, digest_of, seed_walkthrough, sources,
+};
 use crate::support::client::RawClient;
 use crate::support::images::{Content, Format, ImageBuilder, TestIndex, write_oci_layout};
 use crate::support::proxy::{Fault, FaultKind, FaultProxy, Match, ProxyRequest};
@@ -618,10 +620,8 @@ async fn plan_uses_a_docker_credential_helper() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plan_retries_throttling_and_unavailable_manifests() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let proxy = FaultProxy::start(&upstream.url()).await;
+    let wt = ProxiedWalkthrough::start().await;
+    let (images, proxy) = (&wt.images, &wt.proxy);
     proxy.add_fault(Fault {
         when: Match::method_path("HEAD", "/manifests/"),
         times: 2,
@@ -637,7 +637,7 @@ async fn plan_retries_throttling_and_unavailable_manifests() {
         times: 3,
         kind: FaultKind::Status(503, None),
     });
-    let w = Workdir::new(&config(&proxy.url(), &target.url(), &sources(&images), ""));
+    let w = wt.workdir(images);
     let started = Instant::now();
     let plan = w.run(&["plan", "--format", "json"]).await.expect(0);
     let took = started.elapsed();
@@ -647,7 +647,7 @@ async fn plan_retries_throttling_and_unavailable_manifests() {
     assert!(took >= Duration::from_secs(1), "{took:?}");
     // The plan is the same as without faults.
     let json = plan.json();
-    for img in &images {
+    for img in images {
         let key = img.path_tag();
         let import = json["actions"]
             .as_array()
@@ -662,21 +662,14 @@ async fn plan_retries_throttling_and_unavailable_manifests() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_manifest_is_a_digest_error_never_a_plan() {
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let images = seed_walkthrough(&upstream).await;
-    let proxy = FaultProxy::start(&upstream.url()).await;
+    let wt = ProxiedWalkthrough::start().await;
+    let (images, proxy) = (&wt.images, &wt.proxy);
     proxy.add_fault(Fault {
         when: Match::method_path("GET", "/manifests/"),
         times: usize::MAX,
         kind: FaultKind::FlipByte(20),
     });
-    let w = Workdir::new(&config(
-        &proxy.url(),
-        &target.url(),
-        &sources(&images[..1]),
-        "",
-    ));
+    let w = wt.workdir(&images[..1]);
     let run = w.run(&["plan", "--format", "json"]).await.expect(1);
     assert!(run.stdout.is_empty(), "no plan: {}", run.stdout);
     let err = &run.stderr;

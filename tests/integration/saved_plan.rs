@@ -11,7 +11,7 @@ use airlock::plan::{Action, ActionKind, Location, Plan, PlanParts};
 use airlock::records;
 use airlock::render::{self, ActionView, Format, HumanOptions, PlanView};
 
-use crate::support::airlock::{Walkthrough, digest_of};
+use crate::support::airlock::{Walkthrough, digest_of, has_action, move_live_busybox};
 use crate::support::client::{RawClient, push_raw};
 use crate::support::images::ImageBuilder;
 use crate::support::records::{RecordPath, RecordWorld, on_both_paths};
@@ -196,15 +196,7 @@ async fn a_rewritten_plan_is_refused_and_an_honest_one_applies() {
 
     // An honest file shows and applies; a live tag changed under it is called out as live.
     w.run(&["show", "plan.json"]).await.expect(0);
-    let other = ImageBuilder::new("pushed around the gate").build();
-    push_raw(
-        &target.url(),
-        "live/library/busybox",
-        "1.33.0",
-        &other,
-        None,
-    )
-    .await;
+    move_live_busybox(&target, "pushed around the gate").await;
     let run = w.run(&["apply", "plan.json"]).await.expect(4);
     assert!(
         run.stderr
@@ -275,14 +267,7 @@ async fn a_failing_verdict_with_its_annotation_edited_to_pass_does_not_promote(p
         .await
         .expect(0)
         .json();
-    assert!(
-        plan["actions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == "promote:library/rooty:1"),
-        "{plan:#}"
-    );
+    assert!(has_action(&plan, "promote:library/rooty:1"), "{plan:#}");
     // Apply reads the document: blocked, exit 3, and live stays empty.
     for args in [vec!["apply", "plan.json"], vec!["apply", "--auto-approve"]] {
         let run = world.run(&args).await.expect(3);

@@ -46,6 +46,12 @@ impl Workdir {
         Workdir { dir }
     }
 
+    /// A work directory whose configuration ([`config`]) declares `images` from `upstream`,
+    /// quarantine and live on `target` (URLs), nothing extra.
+    pub fn declaring(upstream: &str, target: &str, images: &[WalkthroughImage]) -> Workdir {
+        Workdir::new(&config(upstream, target, &sources(images), ""))
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -140,12 +146,7 @@ impl Walkthrough {
         let upstream = TestRegistry::start(super::registry::Auth::None).await;
         let target = TestRegistry::start(super::registry::Auth::None).await;
         let images = seed_walkthrough(&upstream).await;
-        let w = Workdir::new(&config(
-            &upstream.url(),
-            &target.url(),
-            &sources(&images),
-            "",
-        ));
+        let w = Workdir::declaring(&upstream.url(), &target.url(), &images);
         Walkthrough {
             upstream,
             target,
@@ -153,4 +154,58 @@ impl Walkthrough {
             w,
         }
     }
+}
+
+/// Whether a JSON plan (`plan --format json`) has the action `id`.
+pub fn has_action(plan: &serde_json::Value, id: &str) -> bool {
+    plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == id)
+}
+
+/// An upstream holding the walkthrough's six images, reached through a fault proxy, and an
+/// empty target: each test adds its faults to `proxy` and declares what it needs
+/// ([`ProxiedWalkthrough::workdir`]).
+pub struct ProxiedWalkthrough {
+    pub upstream: TestRegistry,
+    pub target: TestRegistry,
+    pub images: Vec<WalkthroughImage>,
+    pub proxy: super::proxy::FaultProxy,
+}
+
+impl ProxiedWalkthrough {
+    pub async fn start() -> ProxiedWalkthrough {
+        let upstream = TestRegistry::start(super::registry::Auth::None).await;
+        let target = TestRegistry::start(super::registry::Auth::None).await;
+        let images = seed_walkthrough(&upstream).await;
+        let proxy = super::proxy::FaultProxy::start(&upstream.url()).await;
+        ProxiedWalkthrough {
+            upstream,
+            target,
+            images,
+            proxy,
+        }
+    }
+
+    /// A work directory declaring `images`, pulled through the proxy.
+    pub fn workdir(&self, images: &[WalkthroughImage]) -> Workdir {
+        Workdir::declaring(&self.proxy.url(), &self.target.url(), images)
+    }
+}
+
+/// Someone with push rights moves `live/library/busybox:1.33.0` on `target` to another image
+/// (built from `label`, returned), around the gate.
+pub async fn move_live_busybox(target: &TestRegistry, label: &str) -> super::images::TestImage {
+    let other = super::images::ImageBuilder::new(label).build();
+    push_raw(
+        &target.url(),
+        "live/library/busybox",
+        "1.33.0",
+        &other,
+        None,
+    )
+    .await;
+    other
 }
