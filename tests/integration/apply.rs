@@ -252,11 +252,18 @@ async fn a_crashed_target_leaves_no_tag_on_missing_content_and_apply_converges()
     srcs.push("docker.io/team/big:1.0".into());
     let w = Workdir::new(&config(&upstream.url(), &proxy.url(), &srcs, ""));
 
-    // The big image's blob data (a chunk or the monolithic PUT) never gets through.
+    // The big image's blob data (a chunk, the closing PUT, or a single POST carrying the
+    // digest) never gets through.
     let big_uploads = "/v2/quarantine/team/big/blobs/uploads/";
-    for method in ["PATCH", "PUT"] {
+    let single_post = format!("{big_uploads}?digest=");
+    let data = [
+        ("PATCH", big_uploads),
+        ("PUT", big_uploads),
+        ("POST", single_post.as_str()),
+    ];
+    for (method, path) in data {
         proxy.add_fault(Fault {
-            when: Match::method_path(method, big_uploads),
+            when: Match::method_path(method, path),
             times: usize::MAX,
             kind: FaultKind::Hang,
         });
@@ -266,7 +273,10 @@ async fn a_crashed_target_leaves_no_tag_on_missing_content_and_apply_converges()
         .spawn()
         .unwrap();
     // Wait until the big image's data is in flight, then crash.
-    while proxy.count("PATCH", big_uploads) + proxy.count("PUT", big_uploads) == 0 {
+    while data
+        .iter()
+        .all(|(method, path)| proxy.count(method, path) == 0)
+    {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("apply ended ({status}) before the big upload started");
         }
