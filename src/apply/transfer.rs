@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::model::manifest::{ContentRef, Parsed};
 use crate::model::{Digest, RawManifest};
 use crate::registry::http::SMALL_BLOB;
-use crate::registry::{Registry, RegistryError, names_unknown_blob};
+use crate::registry::{Blob, Registry, RegistryError, names_unknown_blob};
 
 /// How many blobs of one image are copied at once.
 const BLOB_CONCURRENCY: usize = 4;
@@ -552,7 +552,14 @@ impl Leg<'_> {
             .boxed();
         // get_blob's stream verifies itself: the upload does not hash it a second time.
         dst.registry
-            .put_verified_blob(dst.name, &b.digest, b.size, stream)
+            .put_verified_blob(
+                dst.name,
+                &b.digest,
+                Blob {
+                    size: b.size,
+                    stream,
+                },
+            )
             .await?;
         self.copier.stats.count_upload(b.size);
         Ok(())
