@@ -3,7 +3,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::model::Platform;
-use crate::observed::{Decision, ObservedImage, ObservedState, SourceInfo, VerdictInfo};
+use crate::observed::{Decision, ObservedImage, ObservedState, VerdictInfo};
 use crate::plan::fixture::{d, image};
 use crate::plan::view::ActionView;
 use crate::plan::{Op, PlanError, PlanParts, Precondition, diff};

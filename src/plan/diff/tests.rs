@@ -2,7 +2,7 @@ use time::macros::datetime;
 
 use super::*;
 use crate::model::Severity;
-use crate::observed::{FindingSummary, LiveTag, RecordCheck, SourceInfo};
+use crate::observed::{FindingSummary, LiveTag, RecordCheck};
 use crate::plan::ActionKind;
 use crate::plan::fixture::{self, d};
 
