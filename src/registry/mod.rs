@@ -368,7 +368,7 @@ impl Registry {
         repo: &str,
         subject: &Digest,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>> {
+    ) -> Result<Vec<Referrer>, RegistryError> {
         self.check(repo, None)?;
         let from_api = match self {
             Registry::Http(h) => h.referrers_api(repo, subject, artifact_type).await?,
@@ -404,7 +404,12 @@ impl Registry {
     /// more than the PUT. `OCI-Subject` is believed only from a registry whose referrers API
     /// answers (asked once per registry when no lookup did yet): lookups on one without it
     /// read the tag schema, so there the index is kept whatever the header says.
-    pub async fn push_referrer(&self, repo: &str, m: &RawManifest, subject: &Digest) -> Result<()> {
+    pub async fn push_referrer(
+        &self,
+        repo: &str,
+        m: &RawManifest,
+        subject: &Digest,
+    ) -> Result<(), RegistryError> {
         let put = self.put_manifest(repo, &m.digest.to_string(), m).await?;
         if put.subject_indexed
             && let Registry::Http(h) = self
@@ -518,7 +523,7 @@ impl Registry {
         tag: &str,
         index: &mut Value,
         new_entry: &str,
-    ) -> Result<()> {
+    ) -> Result<(), RegistryError> {
         let as_raw = |index: &Value| {
             let bytes = serde_json::to_vec(index).expect("json");
             RawManifest {
