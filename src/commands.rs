@@ -120,6 +120,25 @@ pub(crate) fn registries(desired: &DesiredState) -> Registries {
     Plugins::new(desired).registries(desired)
 }
 
+/// Run `work` with the registries of `desired` (plug-ins wired in, its public key read),
+/// unless a signal comes first (then `Err(Outcome::Interrupted)`). Biased, signals first:
+/// their handlers are installed before the first request goes out (a SIGINT before that
+/// would kill the process without a report).
+async fn unless_interrupted<T>(
+    desired: &DesiredState,
+    work: impl AsyncFnOnce(&DesiredState, &Registries) -> Result<T, Error>,
+) -> Result<Result<T, Outcome>, Error> {
+    let mut signals = Signals::install()?;
+    let plugins = Plugins::new(desired);
+    let desired = &*plugins.with_public_key(desired).await?;
+    let registries = plugins.registries(desired);
+    tokio::select! {
+        biased;
+        sig = signals.recv() => Ok(Err(Outcome::Interrupted(sig))),
+        r = work(desired, &registries) => r.map(Ok),
+    }
+}
+
 /// Load the configuration narrowed to the `--image` patterns (true when that made it
 /// partial), and the planner's options from `--rescan`.
 fn load_selected(
@@ -310,16 +329,10 @@ pub fn plan(
     day_two::print_warnings(&desired);
     let rt = runtime()?;
     rt.block_on(async {
-        let mut signals = Signals::install()?;
-        let plugins = Plugins::new(&desired);
-        let desired = &*plugins.with_public_key(&desired).await?;
-        let registries = plugins.registries(desired);
-        // Biased, signals first: their handlers are installed before the first request
-        // goes out (a SIGINT before that would kill the process without a report).
-        let mut plan = tokio::select! {
-            biased;
-            sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
-            p = make_plan_with(desired, &registries, &opts) => p?,
+        let work = async |d: &DesiredState, r: &Registries| make_plan_with(d, r, &opts).await;
+        let mut plan = match unless_interrupted(&desired, work).await? {
+            Ok(plan) => plan,
+            Err(interrupted) => return Ok(interrupted),
         };
         plan.partial = partial;
         if let Some(out) = out {
@@ -572,14 +585,10 @@ pub fn audit(path: &Path, json: bool, images: &[String]) -> Result<Outcome, Erro
     let desired = load(path)?;
     let rt = runtime()?;
     rt.block_on(async {
-        let mut signals = Signals::install()?;
-        let plugins = Plugins::new(&desired);
-        let desired = &*plugins.with_public_key(&desired).await?;
-        let registries = plugins.registries(desired);
-        let mut report = tokio::select! {
-            biased;
-            sig = signals.recv() => return Ok(Outcome::Interrupted(sig)),
-            r = crate::audit::audit(desired, &registries, now()) => r?,
+        let work = async |d: &DesiredState, r: &Registries| crate::audit::audit(d, r, now()).await;
+        let mut report = match unless_interrupted(&desired, work).await? {
+            Ok(report) => report,
+            Err(interrupted) => return Ok(interrupted),
         };
         if let Some(s) = &selection {
             // Live tags are keyed like images: the path under the live prefix, and the tag.

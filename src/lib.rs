@@ -52,7 +52,10 @@
 //! - [`records`]: verdict and promotion-record artifacts (pure builders and readers);
 //!   `records::binding`, the one rule deciding when a record vouches for a live tag.
 //! - [`registry`]: the registry interface: an OCI Distribution client over HTTP(S) and a
-//!   directory of OCI layouts behind one `Registry`. Inside, `registry::http` sends every
+//!   directory of OCI layouts behind one `Registry`, which refuses malformed names and
+//!   holds the rules both backends share (a digest reference names the manifest's own
+//!   digest, a blob stream is verified before a backend stores it, the referrers tag
+//!   schema) before it dispatches. Inside, `registry::http` sends every
 //!   request one way (`http::transport`: permit, auth, retry, deadlines, error mapping)
 //!   and groups the endpoints by what they move (`manifests`, `blobs`, `upload`,
 //!   `download`, `cache`); `auth` owns challenges, tokens and basic credentials,

@@ -78,14 +78,8 @@ pub fn object(rules: &Rules) -> Value {
         "validate": {
             "failureAction": "Enforce",
             "cel": {
-                "variables": [
-                { "name": "images", "expression": c.images },
-                { "name": "oldImages", "expression": c.old_images },
-            ],
-                "expressions": [{
-                    "expression": c.expression,
-                    "messageExpression": c.message_expression,
-                }],
+                "variables": c.variables(),
+                "expressions": [c.validation()],
             },
         },
     });

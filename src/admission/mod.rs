@@ -192,6 +192,24 @@ pub struct Cel {
     pub message_expression: String,
 }
 
+impl Cel {
+    /// The `variables` list both policies declare: `images` and `oldImages`.
+    pub fn variables(&self) -> serde_json::Value {
+        serde_json::json!([
+            { "name": "images", "expression": self.images },
+            { "name": "oldImages", "expression": self.old_images },
+        ])
+    }
+
+    /// The check with its message, as one validation (`expression`, `messageExpression`).
+    pub fn validation(&self) -> serde_json::Value {
+        serde_json::json!({
+            "expression": self.expression,
+            "messageExpression": self.message_expression,
+        })
+    }
+}
+
 pub fn cel(rules: &Rules) -> Cel {
     let re = cel_string(&rules.image_regex());
     let kinds = ["containers", "initContainers", "ephemeralContainers"];

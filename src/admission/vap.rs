@@ -26,6 +26,8 @@ pub fn objects(rules: &Rules) -> (Value, Value) {
             }],
         });
     }
+    let mut validation = c.validation();
+    validation["reason"] = json!("Forbidden");
     let policy = json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -33,15 +35,8 @@ pub fn objects(rules: &Rules) -> (Value, Value) {
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": match_constraints,
-            "variables": [
-                { "name": "images", "expression": c.images },
-                { "name": "oldImages", "expression": c.old_images },
-            ],
-            "validations": [{
-                "expression": c.expression,
-                "messageExpression": c.message_expression,
-                "reason": "Forbidden",
-            }],
+            "variables": c.variables(),
+            "validations": [validation],
         },
     });
     let binding = json!({

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::model::manifest::{ContentRef, Parsed};
 use crate::model::{Digest, RawManifest};
 use crate::registry::http::SMALL_BLOB;
-use crate::registry::{Registry, RegistryError, names_unknown_blob};
+use crate::registry::{Blob, Registry, RegistryError, names_unknown_blob};
 
 /// How many blobs of one image are copied at once.
 const BLOB_CONCURRENCY: usize = 4;
@@ -46,6 +46,12 @@ impl Stats {
             .fetch_add(o.blobs_present, Ordering::Relaxed);
         self.manifests_put
             .fetch_add(o.manifests_put, Ordering::Relaxed);
+    }
+
+    /// One blob of `bytes` bytes uploaded.
+    fn count_upload(&self, bytes: u64) {
+        self.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
+        self.bytes_uploaded.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
@@ -135,12 +141,34 @@ impl BlobLedger {
         ))
     }
 
-    async fn cell(&self, registry: &str, digest: &Digest) -> Arc<OnceCell<String>> {
-        let mut cells = self.cells.lock().await;
-        cells
-            .entry((registry.to_string(), digest.clone()))
+    /// Run `place` (which makes `digest` present in `dst`) unless another repository of
+    /// the same registry got the blob earlier in this apply; concurrent callers wait for the
+    /// first. `None` when `dst` holds it now, else the repository that does (to mount from).
+    async fn first_copy<Fut>(
+        &self,
+        dst: Repo<'_>,
+        digest: &Digest,
+        place: Fut,
+    ) -> Result<Option<String>, RegistryError>
+    where
+        Fut: std::future::Future<Output = Result<(), RegistryError>>,
+    {
+        let cell = self
+            .cells
+            .lock()
+            .await
+            .entry((dst.registry.key().to_string(), digest.clone()))
             .or_default()
-            .clone()
+            .clone();
+        let mut first_here = false;
+        let holder = cell
+            .get_or_try_init(|| async {
+                first_here = true;
+                place.await?;
+                Ok::<String, RegistryError>(dst.name.to_string())
+            })
+            .await?;
+        Ok((!first_here && holder != dst.name).then(|| holder.clone()))
     }
 }
 
@@ -170,31 +198,13 @@ impl Copier<'_> {
         top: &RawManifest,
         tag: &str,
     ) -> Result<(), RegistryError> {
-        self.copy_content(src, dst, top).await?;
-        self.put_tagged(src, dst, tag, top).await
+        let leg = self.leg(src, dst);
+        leg.copy_content(top).await?;
+        leg.put_linked(tag, top).await
     }
 
-    /// Everything `top` references, in `dst`: its blobs, or (an index) its child manifests
-    /// by digest with their blobs. `top` itself is not written ([`Copier::put_tagged`]).
-    pub async fn copy_content(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        top: &RawManifest,
-    ) -> Result<(), RegistryError> {
-        match top.parse().map_err(|e| invalid(src, &top.digest, e))? {
-            Parsed::Index { manifests, .. } => {
-                for child in &manifests {
-                    self.copy_child(src, dst, &child.digest, child.size).await?;
-                }
-                Ok(())
-            }
-            Parsed::Image { .. } => self.copy_blobs_of(src, dst, top).await,
-        }
-    }
-
-    /// PUT `top` under `reference` once its content is in place ([`Copier::copy_content`]);
-    /// content a concurrent writer unlinked meanwhile is placed again (bounded).
+    /// PUT `top` under `reference` once its content is in place (a [`Copier::copy_image`] by
+    /// digest); content a concurrent writer unlinked meanwhile is placed again (bounded).
     pub async fn put_tagged(
         &self,
         src: Repo<'_>,
@@ -202,100 +212,7 @@ impl Copier<'_> {
         reference: &str,
         top: &RawManifest,
     ) -> Result<(), RegistryError> {
-        self.put_linked(src, dst, reference, top).await
-    }
-
-    /// Copy one child manifest of an index (its blobs, then itself by digest) unless the
-    /// target has it. Its bytes must be as long as the index's descriptor says.
-    async fn copy_child(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), RegistryError> {
-        if dst
-            .registry
-            .head_manifest(dst.name, &digest.to_string())
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-        let m = src
-            .registry
-            .get_manifest(src.name, &digest.to_string())
-            .await?
-            .ok_or_else(|| missing(src, digest))?;
-        if m.bytes.len() as u64 != size {
-            return Err(RegistryError::SizeMismatch {
-                what: format!("manifest {}/{}@{digest}", src.registry.key(), src.name),
-                expected: size,
-                actual: m.bytes.len() as u64,
-            });
-        }
-        self.copy_blobs_of(src, dst, &m).await?;
-        self.put_linked(src, dst, &digest.to_string(), &m).await
-    }
-
-    /// PUT a manifest whose content is in place. When the registry still says a blob or
-    /// child is unknown (after `Registry::put_manifest`'s own pauses: another apply is
-    /// writing the same content), check each one, place again what is really missing
-    /// (bypassing this apply's ledger, which believes it is there), and try again; bounded.
-    async fn put_linked(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        reference: &str,
-        m: &RawManifest,
-    ) -> Result<(), RegistryError> {
-        let mut relinked = 0;
-        loop {
-            match dst.registry.put_manifest(dst.name, reference, m).await {
-                Ok(_) => {
-                    self.stats.manifests_put.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Err(e) if names_unknown_blob(&e) && relinked < RELINK_ATTEMPTS => {
-                    relinked += 1;
-                    tracing::warn!(
-                        "{e}; checking the content of {}:{reference} and linking it again",
-                        dst.name
-                    );
-                    self.relink(src, dst, m).await?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Make every blob (or child manifest) of `m` present in `dst` again.
-    async fn relink(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        m: &RawManifest,
-    ) -> Result<(), RegistryError> {
-        match m.parse().map_err(|e| invalid(src, &m.digest, e))? {
-            Parsed::Index { manifests, .. } => {
-                for child in &manifests {
-                    Box::pin(self.copy_child(src, dst, &child.digest, child.size)).await?;
-                }
-            }
-            Parsed::Image { config, layers, .. } => {
-                for b in std::iter::once(config).chain(layers) {
-                    if dst
-                        .registry
-                        .blob_exists(dst.name, &b.digest)
-                        .await?
-                        .is_none()
-                    {
-                        self.copy_blob_here(src, dst, &b.digest, b.size).await?;
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.leg(src, dst).put_linked(reference, top).await
     }
 
     /// Copy a manifest that is not tagged (a referrer) with its blobs, by digest.
@@ -305,190 +222,7 @@ impl Copier<'_> {
         dst: Repo<'_>,
         m: &RawManifest,
     ) -> Result<(), RegistryError> {
-        self.copy_blobs_of(src, dst, m).await
-    }
-
-    async fn copy_blobs_of(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        m: &RawManifest,
-    ) -> Result<(), RegistryError> {
-        let blobs: Vec<ContentRef> = match m.parse().map_err(|e| invalid(src, &m.digest, e))? {
-            Parsed::Image { config, layers, .. } => {
-                let mut v = vec![config];
-                v.extend(layers);
-                v
-            }
-            Parsed::Index { .. } => vec![],
-        };
-        let mut seen = std::collections::HashSet::new();
-        let blobs: Vec<ContentRef> = blobs
-            .into_iter()
-            .filter(|b| seen.insert(b.digest.clone()))
-            .collect();
-        let results: Vec<Result<(), RegistryError>> = stream::iter(blobs.iter())
-            .map(|b| self.copy_blob(src, dst, &b.digest, b.size))
-            .buffer_unordered(BLOB_CONCURRENCY)
-            .collect()
-            .await;
-        results.into_iter().collect()
-    }
-
-    /// Make `digest` present in `dst`: mount when the registry already holds it (from the
-    /// source repository, or from another repository this apply copied it to), skip when
-    /// present, else stream it from `src`, verified. Once per repository in one apply.
-    pub async fn copy_blob(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), RegistryError> {
-        self.ledger
-            .once_in_repo(dst.registry.key(), dst.name, digest, || {
-                self.copy_blob_here(src, dst, digest, size)
-            })
-            .await
-    }
-
-    async fn copy_blob_here(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), RegistryError> {
-        let same_registry = std::ptr::eq(src.registry, dst.registry);
-        if same_registry && src.name == dst.name {
-            return Ok(());
-        }
-        if same_registry && dst.registry.mount_blob(dst.name, digest, src.name).await? {
-            self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let cell = self.ledger.cell(dst.registry.key(), digest).await;
-        let mut first_here = false;
-        let holder = cell
-            .get_or_try_init(|| async {
-                first_here = true;
-                self.place_blob(src, dst, digest, size).await?;
-                Ok::<String, RegistryError>(dst.name.to_string())
-            })
-            .await?;
-        if first_here || holder == dst.name {
-            return Ok(());
-        }
-        // Another repository of this registry got it earlier in this apply.
-        if dst.registry.mount_blob(dst.name, digest, holder).await? {
-            self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        self.place_blob(src, dst, digest, size).await
-    }
-
-    /// Make `digest` present in `dst` from `src` (another registry, or a repository that
-    /// could not mount it). A large blob is looked for first (HEAD): a re-run after an
-    /// interruption never uploads a large blob again. A small one (≤ [`SMALL_BLOB`]) is
-    /// not: its upload starts as a mount from `dst` itself, which the registry answers 201
-    /// when it holds the blob and otherwise with the upload session the bytes then take —
-    /// two requests for a new small blob (HEAD + POST + PUT before), one for a present one.
-    async fn place_blob(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), RegistryError> {
-        if size > SMALL_BLOB
-            && let Some(held) = dst.registry.blob_exists(dst.name, digest).await?
-        {
-            // A HEAD without Content-Length reads as 0: unknown, not a mismatch.
-            if held != size && held != 0 {
-                return Err(RegistryError::SizeMismatch {
-                    what: format!("blob {}/{}@{digest}", dst.registry.key(), dst.name),
-                    expected: size,
-                    actual: held,
-                });
-            }
-            self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let moved = Arc::new(AtomicU64::new(0));
-            let copied = if size <= SMALL_BLOB {
-                self.copy_small_blob(src, dst, digest, size).await
-            } else {
-                self.stream_blob(src, dst, digest, size, moved.clone())
-                    .await
-            };
-            match copied {
-                Ok(()) => return Ok(()),
-                // A broken transfer is copied again; an attempt that moved no byte met a
-                // dead or stalled registry, whose client already spent its retry budget.
-                Err(e)
-                    if e.is_transient()
-                        && attempt < BLOB_ATTEMPTS
-                        && (size <= SMALL_BLOB || moved.load(Ordering::Relaxed) > 0) =>
-                {
-                    tracing::warn!(
-                        "retrying copy of {} to {} (attempt {attempt}): {e}",
-                        digest.short(),
-                        dst.name
-                    );
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64))
-                        .await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// A small blob (configs, most of them) goes through memory: both clients keep it, so
-    /// the scan that reads the config next does not fetch it again.
-    async fn copy_small_blob(
-        &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        digest: &Digest,
-        size: u64,
-    ) -> Result<(), RegistryError> {
-        // At most the descriptor's size is read (more is refused), and no less is accepted.
-        let bytes = src.registry.get_blob_bytes(src.name, digest, size).await?;
-        let n = bytes.len() as u64;
-        if n != size {
-            return Err(RegistryError::SizeMismatch {
-                what: format!("blob {}/{}@{digest}", src.registry.key(), src.name),
-                expected: size,
-                actual: n,
-            });
-        }
-        let put = Digest::of(&bytes);
-        if &put != digest {
-            // Cannot happen: get_blob_bytes verified the content.
-            return Err(RegistryError::DigestMismatch {
-                what: format!("blob {}@{digest} being uploaded", dst.name),
-                expected: digest.clone(),
-                actual: put,
-            });
-        }
-        if dst
-            .registry
-            .mount_or_put_bytes(dst.name, dst.name, bytes.into())
-            .await?
-        {
-            // It was there already (a re-run).
-            self.stats.blobs_present.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        if let Some(f) = &self.on_bytes {
-            f(n);
-        }
-        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_uploaded.fetch_add(n, Ordering::Relaxed);
-        Ok(())
+        self.leg(src, dst).copy_blobs_of(m).await
     }
 
     /// Put a small in-memory blob (a record's config or document) into `dst`: mounted from
@@ -499,19 +233,11 @@ impl Copier<'_> {
     /// session it opened (one PUT): a mount from `dst` itself asks whether it is there.
     pub async fn put_bytes(&self, dst: Repo<'_>, bytes: bytes::Bytes) -> Result<(), RegistryError> {
         let digest = Digest::of(&bytes);
-        let cell = self.ledger.cell(dst.registry.key(), &digest).await;
-        let mut first_here = false;
-        let holder = cell
-            .get_or_try_init(|| async {
-                first_here = true;
-                self.place_bytes(dst, dst.name, bytes.clone()).await?;
-                Ok::<String, RegistryError>(dst.name.to_string())
-            })
-            .await?;
-        if first_here || holder == dst.name {
-            return Ok(());
+        let first = self.place_bytes(dst, dst.name, bytes.clone());
+        match self.ledger.first_copy(dst, &digest, first).await? {
+            None => Ok(()),
+            Some(holder) => self.place_bytes(dst, &holder, bytes).await,
         }
-        self.place_bytes(dst, holder, bytes).await
     }
 
     async fn place_bytes(
@@ -528,31 +254,291 @@ impl Copier<'_> {
         {
             self.stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
-            self.stats.bytes_uploaded.fetch_add(n, Ordering::Relaxed);
+            self.stats.count_upload(n);
         }
+        Ok(())
+    }
+
+    fn leg<'s>(&'s self, src: Repo<'s>, dst: Repo<'s>) -> Leg<'s> {
+        Leg {
+            copier: self,
+            src,
+            dst,
+        }
+    }
+}
+
+/// One copy in progress: content goes from `src` to `dst`, counted in the copier's stats
+/// and placed once per repository through its ledger.
+#[derive(Clone, Copy)]
+struct Leg<'a> {
+    copier: &'a Copier<'a>,
+    src: Repo<'a>,
+    dst: Repo<'a>,
+}
+
+impl Leg<'_> {
+    /// Everything `top` references, in `dst`: its blobs, or (an index) its child manifests
+    /// by digest with their blobs. `top` itself is not written ([`Leg::put_linked`]).
+    async fn copy_content(&self, top: &RawManifest) -> Result<(), RegistryError> {
+        match top.parse().map_err(|e| self.src.invalid(&top.digest, e))? {
+            Parsed::Index { manifests, .. } => {
+                for child in &manifests {
+                    self.copy_child(child).await?;
+                }
+                Ok(())
+            }
+            Parsed::Image { .. } => self.copy_blobs_of(top).await,
+        }
+    }
+
+    /// Copy one child manifest of an index (its blobs, then itself by digest) unless the
+    /// target has it. Its bytes must be as long as the index's descriptor says.
+    async fn copy_child(&self, child: &ContentRef) -> Result<(), RegistryError> {
+        let (src, dst, digest) = (self.src, self.dst, child.digest.to_string());
+        if dst
+            .registry
+            .head_manifest(dst.name, &digest)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let m = src
+            .registry
+            .get_manifest(src.name, &digest)
+            .await?
+            .ok_or_else(|| src.missing(&child.digest))?;
+        src.expect_size("manifest", child, m.bytes.len() as u64)?;
+        self.copy_blobs_of(&m).await?;
+        self.put_linked(&digest, &m).await
+    }
+
+    /// PUT a manifest whose content is in place. When the registry still says a blob or
+    /// child is unknown (after `Registry::put_manifest`'s own pauses: another apply is
+    /// writing the same content), check each one, place again what is really missing
+    /// (bypassing this apply's ledger, which believes it is there), and try again; bounded.
+    async fn put_linked(&self, reference: &str, m: &RawManifest) -> Result<(), RegistryError> {
+        let mut relinked = 0;
+        loop {
+            match self
+                .dst
+                .registry
+                .put_manifest(self.dst.name, reference, m)
+                .await
+            {
+                Ok(_) => {
+                    let stats = self.copier.stats;
+                    stats.manifests_put.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(e) if names_unknown_blob(&e) && relinked < RELINK_ATTEMPTS => {
+                    relinked += 1;
+                    tracing::warn!(
+                        "{e}; checking the content of {}:{reference} and linking it again",
+                        self.dst.name
+                    );
+                    self.relink(m).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Make every blob (or child manifest) of `m` present in `dst` again.
+    async fn relink(&self, m: &RawManifest) -> Result<(), RegistryError> {
+        match m.parse().map_err(|e| self.src.invalid(&m.digest, e))? {
+            Parsed::Index { manifests, .. } => {
+                for child in &manifests {
+                    Box::pin(self.copy_child(child)).await?;
+                }
+            }
+            Parsed::Image { config, layers, .. } => {
+                for b in std::iter::once(config).chain(layers) {
+                    let dst = self.dst;
+                    if dst
+                        .registry
+                        .blob_exists(dst.name, &b.digest)
+                        .await?
+                        .is_none()
+                    {
+                        self.copy_blob_here(&b).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_blobs_of(&self, m: &RawManifest) -> Result<(), RegistryError> {
+        let blobs: Vec<ContentRef> = match m.parse().map_err(|e| self.src.invalid(&m.digest, e))? {
+            Parsed::Image { config, layers, .. } => {
+                let mut v = vec![config];
+                v.extend(layers);
+                v
+            }
+            Parsed::Index { .. } => vec![],
+        };
+        let mut seen = std::collections::HashSet::new();
+        let blobs: Vec<ContentRef> = blobs
+            .into_iter()
+            .filter(|b| seen.insert(b.digest.clone()))
+            .collect();
+        let results: Vec<Result<(), RegistryError>> = stream::iter(blobs.iter())
+            .map(|b| self.copy_blob(b))
+            .buffer_unordered(BLOB_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Make blob `b` present in `dst`: mount when the registry already holds it (from the
+    /// source repository, or from another repository this apply copied it to), skip when
+    /// present, else stream it from `src`, verified. Once per repository in one apply.
+    async fn copy_blob(&self, b: &ContentRef) -> Result<(), RegistryError> {
+        let dst = self.dst;
+        let ledger = self.copier.ledger;
+        ledger
+            .once_in_repo(dst.registry.key(), dst.name, &b.digest, || {
+                self.copy_blob_here(b)
+            })
+            .await
+    }
+
+    async fn copy_blob_here(&self, b: &ContentRef) -> Result<(), RegistryError> {
+        let (src, dst, stats) = (self.src, self.dst, self.copier.stats);
+        let same_registry = std::ptr::eq(src.registry, dst.registry);
+        if same_registry && src.name == dst.name {
+            return Ok(());
+        }
+        if same_registry
+            && dst
+                .registry
+                .mount_blob(dst.name, &b.digest, src.name)
+                .await?
+        {
+            stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let ledger = self.copier.ledger;
+        let Some(holder) = ledger
+            .first_copy(dst, &b.digest, self.place_blob(b))
+            .await?
+        else {
+            return Ok(());
+        };
+        // Another repository of this registry got it earlier in this apply.
+        if dst
+            .registry
+            .mount_blob(dst.name, &b.digest, &holder)
+            .await?
+        {
+            stats.blobs_mounted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        self.place_blob(b).await
+    }
+
+    /// Make blob `b` present in `dst` from `src` (another registry, or a repository that
+    /// could not mount it). A large blob is looked for first (HEAD): a re-run after an
+    /// interruption never uploads a large blob again. A small one (≤ [`SMALL_BLOB`]) is
+    /// not: its upload starts as a mount from `dst` itself, which the registry answers 201
+    /// when it holds the blob and otherwise with the upload session the bytes then take —
+    /// two requests for a new small blob (HEAD + POST + PUT before), one for a present one.
+    async fn place_blob(&self, b: &ContentRef) -> Result<(), RegistryError> {
+        let (dst, size) = (self.dst, b.size);
+        if size > SMALL_BLOB
+            && let Some(held) = dst.registry.blob_exists(dst.name, &b.digest).await?
+        {
+            // A HEAD without Content-Length reads as 0: unknown, not a mismatch.
+            if held != 0 {
+                dst.expect_size("blob", b, held)?;
+            }
+            self.copier
+                .stats
+                .blobs_present
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let moved = Arc::new(AtomicU64::new(0));
+            let copied = if size <= SMALL_BLOB {
+                self.copy_small_blob(b).await
+            } else {
+                self.stream_blob(b, moved.clone()).await
+            };
+            match copied {
+                Ok(()) => return Ok(()),
+                // A broken transfer is copied again; an attempt that moved no byte met a
+                // dead or stalled registry, whose client already spent its retry budget.
+                Err(e)
+                    if e.is_transient()
+                        && attempt < BLOB_ATTEMPTS
+                        && (size <= SMALL_BLOB || moved.load(Ordering::Relaxed) > 0) =>
+                {
+                    tracing::warn!(
+                        "retrying copy of {} to {} (attempt {attempt}): {e}",
+                        b.digest.short(),
+                        dst.name
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A small blob (configs, most of them) goes through memory: both clients keep it, so
+    /// the scan that reads the config next does not fetch it again.
+    async fn copy_small_blob(&self, b: &ContentRef) -> Result<(), RegistryError> {
+        let (src, dst, digest) = (self.src, self.dst, &b.digest);
+        // At most the descriptor's size is read (more is refused), and no less is accepted.
+        let bytes = src
+            .registry
+            .get_blob_bytes(src.name, digest, b.size)
+            .await?;
+        let n = bytes.len() as u64;
+        src.expect_size("blob", b, n)?;
+        let put = Digest::of(&bytes);
+        if &put != digest {
+            // Cannot happen: get_blob_bytes verified the content.
+            return Err(RegistryError::DigestMismatch {
+                what: format!("blob {}@{digest} being uploaded", dst.name),
+                expected: digest.clone(),
+                actual: put,
+            });
+        }
+        let stats = self.copier.stats;
+        if dst
+            .registry
+            .mount_or_put_bytes(dst.name, dst.name, bytes.into())
+            .await?
+        {
+            // It was there already (a re-run).
+            stats.blobs_present.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        if let Some(f) = &self.copier.on_bytes {
+            f(n);
+        }
+        stats.count_upload(n);
         Ok(())
     }
 
     async fn stream_blob(
         &self,
-        src: Repo<'_>,
-        dst: Repo<'_>,
-        digest: &Digest,
-        size: u64,
+        b: &ContentRef,
         moved: Arc<AtomicU64>,
     ) -> Result<(), RegistryError> {
-        let blob = src.registry.get_blob(src.name, digest).await?;
+        let (src, dst) = (self.src, self.dst);
+        let blob = src.registry.get_blob(src.name, &b.digest).await?;
         // The stream verifies exactly `blob.size` bytes (the source's length): that must be
         // the descriptor's size, or the manifest lies about its content.
-        if blob.size != size {
-            return Err(RegistryError::SizeMismatch {
-                what: format!("blob {}/{}@{digest}", src.registry.key(), src.name),
-                expected: size,
-                actual: blob.size,
-            });
-        }
-        let on_bytes = self.on_bytes.clone();
+        src.expect_size("blob", b, blob.size)?;
+        let on_bytes = self.copier.on_bytes.clone();
         let stream = blob
             .stream
             .inspect(move |chunk| {
@@ -566,24 +552,52 @@ impl Copier<'_> {
             .boxed();
         // get_blob's stream verifies itself: the upload does not hash it a second time.
         dst.registry
-            .put_verified_blob(dst.name, digest, size, stream)
+            .put_verified_blob(
+                dst.name,
+                &b.digest,
+                Blob {
+                    size: b.size,
+                    stream,
+                },
+            )
             .await?;
-        self.stats.blobs_uploaded.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_uploaded.fetch_add(size, Ordering::Relaxed);
+        self.copier.stats.count_upload(b.size);
         Ok(())
     }
 }
 
-fn invalid(src: Repo<'_>, digest: &Digest, e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Content {
-        what: format!("{}/{}@{}", src.registry.key(), src.name, digest),
-        message: e.to_string(),
+impl Repo<'_> {
+    /// `registry/repository@digest`, for messages.
+    fn at(&self, digest: &Digest) -> String {
+        format!("{}/{}@{digest}", self.registry.key(), self.name)
     }
-}
 
-fn missing(src: Repo<'_>, digest: &Digest) -> RegistryError {
-    RegistryError::Content {
-        what: format!("{}/{}@{}", src.registry.key(), src.name, digest),
-        message: "the manifest is missing (MANIFEST_UNKNOWN)".into(),
+    /// `actual` bytes of the `kind` (blob or manifest) `expected` read or found here must be
+    /// as many as its descriptor says.
+    fn expect_size(
+        &self,
+        kind: &str,
+        expected: &ContentRef,
+        actual: u64,
+    ) -> Result<(), RegistryError> {
+        if actual == expected.size {
+            return Ok(());
+        }
+        Err(RegistryError::SizeMismatch {
+            what: format!("{kind} {}", self.at(&expected.digest)),
+            expected: expected.size,
+            actual,
+        })
+    }
+
+    fn invalid(&self, digest: &Digest, e: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Content {
+            what: self.at(digest),
+            message: e.to_string(),
+        }
+    }
+
+    fn missing(&self, digest: &Digest) -> RegistryError {
+        self.invalid(digest, "the manifest is missing (MANIFEST_UNKNOWN)")
     }
 }

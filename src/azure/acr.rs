@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use super::Azure;
 use crate::registry::RegistryError;
-use crate::registry::auth::IdentitySource;
+use crate::registry::auth::{IdentityFor, IdentitySource};
 use crate::secret::Secret;
 
 /// An ACR refresh token given directly.
@@ -42,12 +42,10 @@ impl IdentitySource for AcrExchange {
     fn identity_token<'a>(
         &'a self,
         client: &'a reqwest::Client,
-        registry: &'a str,
-        origin: &'a str,
-        host: &'a str,
+        at: IdentityFor<'a>,
     ) -> BoxFuture<'a, Result<(Secret, Instant), RegistryError>> {
         Box::pin(async move {
-            let rt = refresh_token(&self.azure, client, registry, origin, host).await?;
+            let rt = refresh_token(&self.azure, client, at).await?;
             let at = renew_at(rt.expose());
             Ok((rt, at))
         })
@@ -89,13 +87,11 @@ pub fn renew_at(token: &str) -> Instant {
     Instant::now() + lifetime.saturating_sub(RENEW_EARLY.min(lifetime / 2))
 }
 
-/// A fresh ACR refresh token for the registry at `endpoint`.
+/// A fresh ACR refresh token for the registry at `at.origin`.
 pub async fn refresh_token(
     azure: &Azure,
     client: &reqwest::Client,
-    registry: &str,
-    endpoint: &str,
-    host: &str,
+    at: IdentityFor<'_>,
 ) -> Result<Secret, RegistryError> {
     if let Some(t) = std::env::var(REFRESH_TOKEN_ENV)
         .ok()
@@ -103,7 +99,7 @@ pub async fn refresh_token(
     {
         return Ok(Secret::new(t));
     }
-    exchange(azure, client, registry, endpoint, host).await
+    exchange(azure, client, at).await
 }
 
 /// An ACR refresh token for the registry at `endpoint` with a client of its own: for ARM
@@ -123,24 +119,25 @@ pub async fn refresh_token_for(
             what: "set up an HTTP client".into(),
             source: e,
         })?;
-    refresh_token(
-        azure,
-        &client,
+    let at = IdentityFor {
         registry,
-        endpoint.trim_end_matches('/'),
+        origin: endpoint.trim_end_matches('/'),
         host,
-    )
-    .await
+    };
+    refresh_token(azure, &client, at).await
 }
 
-/// Exchange an Entra ID token for an ACR refresh token at `<endpoint>/oauth2/exchange`.
+/// Exchange an Entra ID token for an ACR refresh token at `<origin>/oauth2/exchange`.
 async fn exchange(
     azure: &Azure,
     client: &reqwest::Client,
-    registry: &str,
-    endpoint: &str,
-    host: &str,
+    at: IdentityFor<'_>,
 ) -> Result<Secret, RegistryError> {
+    let IdentityFor {
+        registry,
+        origin: endpoint,
+        host,
+    } = at;
     let aad = azure
         .chain
         .token(&azure.endpoints.acr_scope)

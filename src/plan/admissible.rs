@@ -146,6 +146,14 @@ impl Checker<'_> {
         });
     }
 
+    /// Where the action reads or writes (`doing`: "it writes to") must be `want`; `rule`
+    /// says where such an action may ("an import of … writes only to its quarantine tag").
+    fn expect(&mut self, doing: &str, actual: &Location, want: &Location, rule: String) {
+        if actual != want {
+            self.fail(format!("{doing} {actual}, but {rule} {want}"));
+        }
+    }
+
     /// The action's preconditions are exactly at `want` (each once); returns the observed
     /// digests in that order.
     fn preconditions(&mut self, want: &[&Location]) -> Option<Vec<Option<Digest>>> {
@@ -298,18 +306,10 @@ fn check_import(
 ) {
     let a = c.action;
     let key = spec.key();
-    if source != &l.import_source {
-        c.fail(format!(
-            "it reads from {source}, but {key} is declared from {}",
-            l.import_source
-        ));
-    }
-    if a.target != l.quarantine {
-        c.fail(format!(
-            "it writes to {}, but an import of {key} writes only to its quarantine tag {}",
-            a.target, l.quarantine
-        ));
-    }
+    let declared = format!("{key} is declared from");
+    c.expect("it reads from", source, &l.import_source, declared);
+    let only = format!("an import of {key} writes only to its quarantine tag");
+    c.expect("it writes to", &a.target, &l.quarantine, only);
     if platforms != &spec.platforms {
         let list = |p: &Option<Vec<Platform>>| match p {
             None => "all platforms".to_string(),
@@ -424,18 +424,10 @@ fn check_promote(
 ) {
     let a = c.action;
     // What it reads is what it tags: `Op::Promote` has no other digest to read.
-    if source != &l.quarantine {
-        c.fail(format!(
-            "it promotes from {source}, but {key} is promoted only from its own quarantine tag {}",
-            l.quarantine
-        ));
-    }
-    if a.target != l.live {
-        c.fail(format!(
-            "it writes to {}, but {key} is promoted only to its live tag {}",
-            a.target, l.live
-        ));
-    }
+    let only = format!("{key} is promoted only from its own quarantine tag");
+    c.expect("it promotes from", source, &l.quarantine, only);
+    let only = format!("{key} is promoted only to its live tag");
+    c.expect("it writes to", &a.target, &l.live, only);
     if let Some(seen) = c.preconditions(&[&l.live, &l.quarantine]) {
         check_replaces(c, &seen[0]);
         if import.is_none() && seen[1].as_ref() != Some(&a.digest) {

@@ -4,6 +4,8 @@
 
 pub mod admissible;
 pub mod diff;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod view;
 
 use std::collections::BTreeMap;

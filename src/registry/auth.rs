@@ -180,9 +180,12 @@ impl Authenticator {
                 _ => None,
             };
             let base = realm_origin.unwrap_or_else(|| self.endpoint.clone());
-            let (rt, renew_at) = source
-                .identity_token(&self.client, &self.registry, &base, &self.host)
-                .await?;
+            let at = IdentityFor {
+                registry: &self.registry,
+                origin: &base,
+                host: &self.host,
+            };
+            let (rt, renew_at) = source.identity_token(&self.client, at).await?;
             *held = Some((rt.clone(), renew_at));
             return Ok(Some(Credential::IdentityToken(rt)));
         }
@@ -319,15 +322,22 @@ impl Authenticator {
 /// token or the one it holds is due for renewal, and then gets scoped access tokens from the
 /// realm with `grant_type=refresh_token`, like any identity token.
 pub trait IdentitySource: Send + Sync {
-    /// A fresh identity token for `registry` (host `host`), exchanged at `origin` (the origin
-    /// of the registry's token realm, else its endpoint), and when to renew it.
+    /// A fresh identity token for a registry, exchanged at `at.origin` (the origin of the
+    /// registry's token realm, else its endpoint), and when to renew it.
     fn identity_token<'a>(
         &'a self,
         client: &'a reqwest::Client,
-        registry: &'a str,
-        origin: &'a str,
-        host: &'a str,
+        at: IdentityFor<'a>,
     ) -> BoxFuture<'a, Result<(Secret, Instant), RegistryError>>;
+}
+
+/// Where an identity token is wanted: the registry (its configuration key, for messages),
+/// the origin the token is exchanged at, and the registry's host (the token's service).
+#[derive(Clone, Copy, Debug)]
+pub struct IdentityFor<'a> {
+    pub registry: &'a str,
+    pub origin: &'a str,
+    pub host: &'a str,
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::model::Digest;
 
+/// `Result` with [`RegistryError`]: the registry modules' own signatures.
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

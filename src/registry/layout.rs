@@ -14,9 +14,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
-use super::error::RegistryError;
+use super::error::{RegistryError, Result};
 use super::verify::Verify;
-use super::{Blob, BlobStream, Descriptor, PutManifest};
+use super::{Blob, Descriptor, PutManifest};
 use crate::model::reference::valid_path;
 use crate::model::{Digest, RawManifest, media};
 
@@ -51,7 +51,7 @@ fn tmp_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Write `bytes` to `path` atomically (temp file in the same directory, then rename).
-async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_chunks(path, futures_util::stream::iter([Ok(bytes)])).await
 }
 
@@ -59,8 +59,8 @@ async fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
 /// then renamed over `path`. On any error (the body's own included) the temp file is removed.
 async fn write_atomic_chunks<B: AsRef<[u8]>>(
     path: &Path,
-    mut body: impl futures_util::Stream<Item = Result<B, RegistryError>> + Unpin,
-) -> Result<(), RegistryError> {
+    mut body: impl futures_util::Stream<Item = Result<B>> + Unpin,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = tmp_path(dir, name);
@@ -123,7 +123,7 @@ impl LayoutRegistry {
     /// The directory of a repository. Symlinks on the way are followed while they stay
     /// inside the layout root (a pull, `audit` and `prune` then see the same repository);
     /// one leading outside the root is refused.
-    async fn repo_dir(&self, repo: &str) -> Result<PathBuf, RegistryError> {
+    async fn repo_dir(&self, repo: &str) -> Result<PathBuf> {
         if !valid_path(repo) {
             return Err(RegistryError::invalid(
                 &self.key,
@@ -169,7 +169,7 @@ impl LayoutRegistry {
         }
     }
 
-    async fn blob_path(&self, repo: &str, digest: &Digest) -> Result<PathBuf, RegistryError> {
+    async fn blob_path(&self, repo: &str, digest: &Digest) -> Result<PathBuf> {
         Ok(self
             .repo_dir(repo)
             .await?
@@ -181,7 +181,7 @@ impl LayoutRegistry {
     /// Hold the layout's lock: one `index.json` read-modify-write at a time, across
     /// processes (an exclusive `flock` on `<root>/.airlock.lock`, taken after this
     /// process's own turn) — two applies on one layout keep every tag.
-    async fn lock(&self) -> Result<LayoutLock, RegistryError> {
+    async fn lock(&self) -> Result<LayoutLock> {
         let turn = self.index_lock.clone().lock_owned().await;
         tokio::fs::create_dir_all(&self.root)
             .await
@@ -219,7 +219,7 @@ impl LayoutRegistry {
     }
 
     /// Create the layout skeleton of a repository if needed.
-    async fn ensure_layout(&self, repo: &str) -> Result<PathBuf, RegistryError> {
+    async fn ensure_layout(&self, repo: &str) -> Result<PathBuf> {
         let dir = self.repo_dir(repo).await?;
         let blobs = dir.join("blobs").join("sha256");
         tokio::fs::create_dir_all(&blobs)
@@ -241,7 +241,7 @@ impl LayoutRegistry {
         Ok(dir)
     }
 
-    async fn read_index(&self, repo: &str) -> Result<Option<Value>, RegistryError> {
+    async fn read_index(&self, repo: &str) -> Result<Option<Value>> {
         let path = self.repo_dir(repo).await?.join("index.json");
         match tokio::fs::read(&path).await {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
@@ -253,11 +253,7 @@ impl LayoutRegistry {
     }
 
     /// Read-modify-write `index.json` under the lock.
-    async fn update_index(
-        &self,
-        repo: &str,
-        change: impl FnOnce(&mut Vec<Value>),
-    ) -> Result<(), RegistryError> {
+    async fn update_index(&self, repo: &str, change: impl FnOnce(&mut Vec<Value>)) -> Result<()> {
         let dir = self.ensure_layout(repo).await?;
         let _g = self.lock().await?;
         let mut index = self
@@ -275,22 +271,14 @@ impl LayoutRegistry {
         write_atomic(&dir.join("index.json"), &bytes).await
     }
 
-    pub async fn head_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<Descriptor>, RegistryError> {
+    pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<Descriptor>> {
         Ok(self
             .get_manifest(repo, reference)
             .await?
             .map(Descriptor::from))
     }
 
-    pub async fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<RawManifest>, RegistryError> {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Option<RawManifest>> {
         let what = format!("get manifest {repo}:{reference}");
         let (digest, hint) = match reference.parse::<Digest>() {
             Ok(d) => (d, None),
@@ -367,45 +355,36 @@ impl LayoutRegistry {
             .map_err(|e| RegistryError::invalid(&self.key, &what, e.to_string()))
     }
 
+    /// Store `m` under `tag`, else under its digest ([`super::Registry::put_manifest`]
+    /// checked a digest reference).
     pub async fn put_manifest(
         &self,
         repo: &str,
-        reference: &str,
         m: &RawManifest,
-    ) -> Result<PutManifest, RegistryError> {
-        let what = format!("put manifest {repo}:{reference}");
+        tag: Option<&str>,
+    ) -> Result<PutManifest> {
         if Digest::of(&m.bytes) != m.digest {
+            let reference = tag.map_or_else(|| m.digest.to_string(), str::to_string);
             return Err(RegistryError::DigestMismatch {
                 what: format!("manifest for {repo}:{reference}"),
                 expected: m.digest.clone(),
                 actual: Digest::of(&m.bytes),
             });
         }
-        let is_tag = match reference.parse::<Digest>() {
-            Ok(d) if d == m.digest => false,
-            Ok(_) => {
-                return Err(RegistryError::invalid(
-                    &self.key,
-                    &what,
-                    format!("the manifest's digest is {}", m.digest),
-                ));
-            }
-            Err(_) => true,
-        };
         self.ensure_layout(repo).await?;
         let path = self.blob_path(repo, &m.digest).await?;
         if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
             write_atomic(&path, &m.bytes).await?;
         }
-        if is_tag {
+        if let Some(tag) = tag {
             let entry = json!({
                 "mediaType": m.media_type,
                 "digest": m.digest.to_string(),
                 "size": m.bytes.len(),
-                "annotations": {REF_NAME: reference},
+                "annotations": {REF_NAME: tag},
             });
             self.update_index(repo, |manifests| {
-                manifests.retain(|e| ref_name(e) != Some(reference));
+                manifests.retain(|e| ref_name(e) != Some(tag));
                 manifests.push(entry);
             })
             .await?;
@@ -415,7 +394,7 @@ impl LayoutRegistry {
         })
     }
 
-    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         if self.read_index(repo).await?.is_some() {
             self.update_index(repo, |manifests| {
                 manifests.retain(|e| entry_digest(e).as_ref() != Some(digest));
@@ -430,11 +409,7 @@ impl LayoutRegistry {
         }
     }
 
-    pub async fn blob_exists(
-        &self,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let path = self.blob_path(repo, digest).await?;
         match tokio::fs::metadata(&path).await {
             Ok(m) => Ok(Some(m.len())),
@@ -443,7 +418,7 @@ impl LayoutRegistry {
         }
     }
 
-    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob, RegistryError> {
+    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob> {
         let path = self.blob_path(repo, digest).await?;
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
@@ -472,12 +447,7 @@ impl LayoutRegistry {
         Ok(Blob { size, stream })
     }
 
-    pub async fn get_blob_bytes(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        max: u64,
-    ) -> Result<Vec<u8>, RegistryError> {
+    pub async fn get_blob_bytes(&self, repo: &str, digest: &Digest, max: u64) -> Result<Vec<u8>> {
         let what = format!("get blob {repo}@{digest}");
         let Some(size) = self.blob_exists(repo, digest).await? else {
             return Err(self.not_found(what, "BLOB_UNKNOWN"));
@@ -504,29 +474,17 @@ impl LayoutRegistry {
         Ok(bytes)
     }
 
-    pub async fn put_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        stream: BlobStream,
-    ) -> Result<(), RegistryError> {
-        if self.blob_exists(repo, digest).await? == Some(size) {
+    /// Write a blob whose stream verifies itself (see `Registry::put_verified_blob`).
+    pub async fn put_blob(&self, repo: &str, digest: &Digest, blob: Blob) -> Result<()> {
+        if self.blob_exists(repo, digest).await? == Some(blob.size) {
             return Ok(());
         }
         self.ensure_layout(repo).await?;
         let path = self.blob_path(repo, digest).await?;
-        let verified = Verify::new(
-            stream,
-            digest,
-            size,
-            &self.key,
-            format!("blob {repo}@{digest} being written"),
-        );
-        write_atomic_chunks(&path, verified).await
+        write_atomic_chunks(&path, blob.stream).await
     }
 
-    pub async fn put_blob_bytes(&self, repo: &str, bytes: Bytes) -> Result<Digest, RegistryError> {
+    pub async fn put_blob_bytes(&self, repo: &str, bytes: Bytes) -> Result<Digest> {
         let digest = Digest::of(&bytes);
         if self.blob_exists(repo, &digest).await? != Some(bytes.len() as u64) {
             self.ensure_layout(repo).await?;
@@ -536,12 +494,7 @@ impl LayoutRegistry {
     }
 
     /// Hard-link (else copy) the blob from another repository of the same directory.
-    pub async fn mount_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        from_repo: &str,
-    ) -> Result<bool, RegistryError> {
+    pub async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<bool> {
         let src = self.blob_path(from_repo, digest).await?;
         if !tokio::fs::try_exists(&src).await.unwrap_or(false) {
             return Ok(false);
@@ -575,7 +528,7 @@ impl LayoutRegistry {
         Ok(true)
     }
 
-    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
         let Some(index) = self.read_index(repo).await? else {
             return Ok(Vec::new());
         };
@@ -593,7 +546,7 @@ impl LayoutRegistry {
     /// Symlinked directories are followed like any other (each is listed under its own
     /// name, as a pull would reach it) while they resolve inside the root; one leading
     /// outside is an error, never silently skipped.
-    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+    pub async fn catalog(&self) -> Result<Vec<String>> {
         let root = self.root.clone();
         let key = self.key.clone();
         tokio::task::spawn_blocking(move || {
@@ -670,9 +623,11 @@ mod tests {
     use futures_util::stream;
 
     use super::*;
+    use crate::registry::{BlobStream, Registry};
 
-    fn reg(dir: &tempfile::TempDir) -> LayoutRegistry {
-        LayoutRegistry::new("local", dir.path())
+    /// A layout behind the registry interface (as `Registry::from_spec` builds it).
+    fn reg(dir: &tempfile::TempDir) -> std::sync::Arc<Registry> {
+        std::sync::Arc::new(Registry::Layout(LayoutRegistry::new("local", dir.path())))
     }
 
     fn blob_stream(b: &'static [u8]) -> BlobStream {

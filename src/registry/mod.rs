@@ -26,6 +26,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::config::{Endpoint, RegistrySpec};
@@ -33,6 +34,7 @@ use crate::model::reference::{valid_path, valid_tag};
 use crate::model::{Digest, RawManifest, media};
 
 pub use error::RegistryError;
+use error::Result;
 pub use http::HttpRegistry;
 pub use layout::LayoutRegistry;
 pub use registries::Registries;
@@ -75,7 +77,7 @@ pub struct Referrer {
 
 /// Blob bytes as they arrive. Streams returned by `get_blob` verify the digest as bytes
 /// pass and end with `Err(DigestMismatch)` (never a clean end) when the content is wrong.
-pub type BlobStream = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, RegistryError>>;
+pub type BlobStream = futures_util::stream::BoxStream<'static, Result<bytes::Bytes>>;
 
 /// A blob being read: its size and its verified byte stream.
 pub struct Blob {
@@ -169,14 +171,11 @@ impl Registry {
         }
     }
 
-    pub fn from_spec(spec: &RegistrySpec) -> Result<Registry, RegistryError> {
+    pub fn from_spec(spec: &RegistrySpec) -> Result<Registry> {
         Registry::from_spec_with(spec, &ClientOptions::default())
     }
 
-    pub fn from_spec_with(
-        spec: &RegistrySpec,
-        opts: &ClientOptions,
-    ) -> Result<Registry, RegistryError> {
+    pub fn from_spec_with(spec: &RegistrySpec, opts: &ClientOptions) -> Result<Registry> {
         match &spec.endpoint {
             Endpoint::Url(url) => Ok(Registry::Http(HttpRegistry::new(spec, url, opts)?)),
             Endpoint::Layout(dir) => Ok(Registry::Layout(LayoutRegistry::new(&spec.key, dir))),
@@ -202,22 +201,14 @@ impl Registry {
     }
 
     /// `None` when the manifest or the repository does not exist.
-    pub async fn head_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<Descriptor>, RegistryError> {
+    pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<Descriptor>> {
         self.check(repo, Some(reference))?;
         dispatch!(self, r => r.head_manifest(repo, reference).await)
     }
 
     /// The exact bytes, verified against `Docker-Content-Digest` and against `reference`
     /// when it is a digest. `None` when the manifest or the repository does not exist.
-    pub async fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<RawManifest>, RegistryError> {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Option<RawManifest>> {
         self.check(repo, Some(reference))?;
         dispatch!(self, r => r.get_manifest(repo, reference).await)
     }
@@ -234,21 +225,27 @@ impl Registry {
         repo: &str,
         reference: &str,
         m: &RawManifest,
-    ) -> Result<PutManifest, RegistryError> {
+    ) -> Result<PutManifest> {
         self.check(repo, Some(reference))?;
+        let refused = |why: String| {
+            let what = format!("put manifest {repo}:{reference}");
+            Err(RegistryError::invalid(self.key(), what, why))
+        };
         if m.bytes.len() > MAX_MANIFEST_SIZE {
-            return Err(RegistryError::invalid(
-                self.key(),
-                format!("put manifest {repo}:{reference}"),
-                format!(
-                    "the manifest is {} bytes, more than the {MAX_MANIFEST_SIZE} allowed",
-                    m.bytes.len()
-                ),
+            let size = m.bytes.len();
+            return refused(format!(
+                "the manifest is {size} bytes, more than the {MAX_MANIFEST_SIZE} allowed"
             ));
         }
+        // By digest: only under its own.
+        let tag = match reference.parse::<Digest>() {
+            Ok(d) if d == m.digest => None,
+            Ok(_) => return refused(format!("the manifest's digest is {}", m.digest)),
+            Err(_) => Some(reference),
+        };
         let mut attempt: u32 = 0;
         loop {
-            match dispatch!(self, r => r.put_manifest(repo, reference, m).await) {
+            match dispatch!(self, r => r.put_manifest(repo, m, tag).await) {
                 Err(e) if names_unknown_blob(&e) && attempt < BLOB_UNKNOWN_RETRIES => {
                     attempt += 1;
                     let pause = jittered(Duration::from_millis(100) * 2u32.pow(attempt - 1));
@@ -264,34 +261,25 @@ impl Registry {
     }
 
     /// Delete by digest (and so every tag pointing at it). Already absent is success.
-    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         self.check(repo, None)?;
         dispatch!(self, r => r.delete_manifest(repo, digest).await)
     }
 
     /// The blob's size when the repository has it.
-    pub async fn blob_exists(
-        &self,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         self.check(repo, None)?;
         dispatch!(self, r => r.blob_exists(repo, digest).await)
     }
 
     /// Stream a blob, verified while it streams.
-    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob, RegistryError> {
+    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob> {
         self.check(repo, None)?;
         dispatch!(self, r => r.get_blob(repo, digest).await)
     }
 
     /// A small blob (configs, verdicts) in memory, verified; an error if larger than `max`.
-    pub async fn get_blob_bytes(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        max: u64,
-    ) -> Result<Vec<u8>, RegistryError> {
+    pub async fn get_blob_bytes(&self, repo: &str, digest: &Digest, max: u64) -> Result<Vec<u8>> {
         self.check(repo, None)?;
         dispatch!(self, r => r.get_blob_bytes(repo, digest, max).await)
     }
@@ -304,32 +292,25 @@ impl Registry {
         digest: &Digest,
         size: u64,
         stream: BlobStream,
-    ) -> Result<(), RegistryError> {
-        self.check(repo, None)?;
-        dispatch!(self, r => r.put_blob(repo, digest, size, stream).await)
+    ) -> Result<()> {
+        let doing = match self {
+            Registry::Http(_) => "being uploaded",
+            Registry::Layout(_) => "being written",
+        };
+        let what = format!("blob {repo}@{digest} {doing}");
+        let stream = verify::Verify::new(stream, digest, size, self.key(), what).boxed();
+        self.put_verified_blob(repo, digest, Blob { size, stream })
+            .await
     }
 
-    /// [`Registry::put_blob`] for a stream that verifies itself against `digest` and `size`
+    /// [`Registry::put_blob`] for a blob that verifies itself against `digest` and its size
     /// (one returned by [`Registry::get_blob`] for the same digest): it is not hashed again.
-    pub async fn put_verified_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        stream: BlobStream,
-    ) -> Result<(), RegistryError> {
+    pub async fn put_verified_blob(&self, repo: &str, digest: &Digest, blob: Blob) -> Result<()> {
         self.check(repo, None)?;
-        match self {
-            Registry::Http(r) => r.put_verified_blob(repo, digest, size, stream).await,
-            Registry::Layout(r) => r.put_blob(repo, digest, size, stream).await,
-        }
+        dispatch!(self, r => r.put_blob(repo, digest, blob).await)
     }
 
-    pub async fn put_blob_bytes(
-        &self,
-        repo: &str,
-        bytes: bytes::Bytes,
-    ) -> Result<Digest, RegistryError> {
+    pub async fn put_blob_bytes(&self, repo: &str, bytes: bytes::Bytes) -> Result<Digest> {
         self.check(repo, None)?;
         dispatch!(self, r => r.put_blob_bytes(repo, bytes).await)
     }
@@ -343,7 +324,7 @@ impl Registry {
         repo: &str,
         from: &str,
         bytes: bytes::Bytes,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<bool> {
         self.check(repo, None)?;
         self.check(from, None)?;
         match self {
@@ -363,25 +344,20 @@ impl Registry {
 
     /// Cross-repository mount within this registry: true when mounted, false when the
     /// registry declined (the opened upload session is cancelled).
-    pub async fn mount_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        from_repo: &str,
-    ) -> Result<bool, RegistryError> {
+    pub async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<bool> {
         self.check(repo, None)?;
         self.check(from_repo, None)?;
         dispatch!(self, r => r.mount_blob(repo, digest, from_repo).await)
     }
 
     /// Every tag of a repository, sorted; empty when the repository does not exist.
-    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
         self.check(repo, None)?;
         dispatch!(self, r => r.list_tags(repo).await)
     }
 
     /// Every repository, sorted.
-    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+    pub async fn catalog(&self) -> Result<Vec<String>> {
         dispatch!(self, r => r.catalog().await)
     }
 
@@ -579,7 +555,7 @@ impl Registry {
     }
 
     /// Refuse malformed repository names and references before any request.
-    fn check(&self, repo: &str, reference: Option<&str>) -> Result<(), RegistryError> {
+    fn check(&self, repo: &str, reference: Option<&str>) -> Result<()> {
         if !valid_path(repo) {
             return Err(RegistryError::invalid(
                 self.key(),

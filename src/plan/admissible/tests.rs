@@ -3,7 +3,8 @@ use time::macros::datetime;
 
 use super::*;
 use crate::model::Platform;
-use crate::observed::{Decision, ObservedImage, ObservedState, SourceInfo, VerdictInfo};
+use crate::observed::{Decision, ObservedImage, ObservedState, VerdictInfo};
+use crate::plan::fixture::{d, image};
 use crate::plan::view::ActionView;
 use crate::plan::{Op, PlanError, PlanParts, Precondition, diff};
 
@@ -23,30 +24,6 @@ fn now() -> OffsetDateTime {
 
 fn desired(extra: &str, images: &str) -> DesiredState {
     crate::config::fixture::with_base(&format!("{extra}{images}"))
-}
-
-fn d(c: char) -> Digest {
-    format!("sha256:{}", c.to_string().repeat(64))
-        .parse()
-        .unwrap()
-}
-
-fn image(s: char, q: Option<char>, l: Option<char>, v: Option<VerdictInfo>) -> ObservedImage {
-    ObservedImage {
-        source: SourceInfo {
-            digest: d(s),
-            upstream_digest: d(s),
-            upstream_tag_digest: None,
-            media_type: crate::model::media::OCI_MANIFEST.into(),
-            size: Some(1000),
-            platforms: None,
-        },
-        quarantine: q.map(d),
-        live: l.map(d),
-        verdict: v,
-        // A live tag here carries a record that binds it (records::binding is tested there).
-        record: l.map(|_| crate::observed::RecordCheck::Valid),
-    }
 }
 
 fn verdict(ds: &DesiredState, decision: Decision, digest: char) -> VerdictInfo {

@@ -2,8 +2,9 @@ use time::macros::datetime;
 
 use super::*;
 use crate::model::Severity;
-use crate::observed::{FindingSummary, LiveTag, RecordCheck, SourceInfo};
+use crate::observed::{FindingSummary, LiveTag, RecordCheck};
 use crate::plan::ActionKind;
+use crate::plan::fixture::{self, d};
 
 fn now() -> OffsetDateTime {
     datetime!(2026-11-27 12:00 UTC)
@@ -15,32 +16,12 @@ fn desired(extra: &str) -> DesiredState {
     ))
 }
 
-fn d(c: char) -> Digest {
-    format!("sha256:{}", c.to_string().repeat(64))
-        .parse()
-        .unwrap()
-}
-
 fn observed(q: Option<char>, l: Option<char>, verdict: Option<VerdictInfo>) -> ObservedState {
     let mut o = ObservedState::default();
-    o.images.insert(
-        "library/busybox:1.33.0".into(),
-        ObservedImage {
-            source: SourceInfo {
-                digest: d('a'),
-                upstream_digest: d('a'),
-                upstream_tag_digest: None,
-                media_type: crate::model::media::OCI_MANIFEST.into(),
-                size: Some(1000),
-                platforms: None,
-            },
-            quarantine: q.map(d),
-            live: l.map(d),
-            verdict,
-            // Observed only when live holds S; a converged image has a record that binds it.
-            record: (l == Some('a')).then_some(RecordCheck::Valid),
-        },
-    );
+    let mut image = fixture::image('a', q, l, verdict);
+    // Observed only when live holds S; a converged image has a record that binds it.
+    image.record = (l == Some('a')).then_some(RecordCheck::Valid);
+    o.images.insert("library/busybox:1.33.0".into(), image);
     o
 }
 

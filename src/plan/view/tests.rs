@@ -1,10 +1,5 @@
 use super::*;
-
-fn d(c: char) -> Digest {
-    format!("sha256:{}", c.to_string().repeat(64))
-        .parse()
-        .unwrap()
-}
+use crate::plan::fixture::d;
 
 fn loc(registry: &str, repository: &str, tag: Option<&str>) -> Location {
     Location {

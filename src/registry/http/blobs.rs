@@ -3,21 +3,17 @@
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use reqwest::header::CONTENT_LENGTH;
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, StatusCode, Url};
 
 use super::transport::{Body, Request};
 use super::upload::closing_put;
-use super::{HttpRegistry, content_length};
+use super::{HttpRegistry, Inner, content_length};
 use crate::model::Digest;
 use crate::registry::auth;
-use crate::registry::error::RegistryError;
+use crate::registry::error::{RegistryError, Result};
 
 impl HttpRegistry {
-    pub async fn blob_exists(
-        &self,
-        repo: &str,
-        digest: &Digest,
-    ) -> Result<Option<u64>, RegistryError> {
+    pub async fn blob_exists(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {
         let i = &self.inner;
         let what = format!("check blob {repo}@{digest}");
         let url = i.url(&format!("{repo}/blobs/{digest}"))?;
@@ -29,12 +25,7 @@ impl HttpRegistry {
             .map(|head| content_length(&head.headers).unwrap_or(0)))
     }
 
-    pub async fn get_blob_bytes(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        max: u64,
-    ) -> Result<Vec<u8>, RegistryError> {
+    pub async fn get_blob_bytes(&self, repo: &str, digest: &Digest, max: u64) -> Result<Vec<u8>> {
         if let Some(b) = self.inner.cached_blob(repo, digest, max) {
             return Ok(b);
         }
@@ -59,33 +50,14 @@ impl HttpRegistry {
         Ok(bytes)
     }
 
-    pub async fn mount_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        from_repo: &str,
-    ) -> Result<bool, RegistryError> {
+    pub async fn mount_blob(&self, repo: &str, digest: &Digest, from_repo: &str) -> Result<bool> {
         let i = &self.inner;
         let what = format!("mount blob {digest} from {from_repo} into {repo}");
-        let mut url = i.url(&format!("{repo}/blobs/uploads/"))?;
-        url.query_pairs_mut()
-            .append_pair("mount", &digest.to_string())
-            .append_pair("from", from_repo);
-        let req = Request::new(
-            Method::POST,
-            url,
-            vec![auth::push_scope(repo), auth::pull_scope(from_repo)],
-            &what,
-        )
-        .header(CONTENT_LENGTH, "0")
-        .accept(|s| matches!(s, StatusCode::CREATED | StatusCode::ACCEPTED));
-        let answer = i.answer(&req, &Body::None).await?;
-        if answer.status == StatusCode::CREATED {
+        let scopes = vec![auth::push_scope(repo), auth::pull_scope(from_repo)];
+        let Some(location) = i.mount(repo, digest, from_repo, scopes, &what).await? else {
             return Ok(true);
-        }
+        };
         // Not mounted: the registry opened an upload session instead; close it.
-        let location = i.location(&answer, &what)?;
-        drop(answer);
         i.cancel_upload(repo, &location).await;
         Ok(false)
     }
@@ -95,35 +67,20 @@ impl HttpRegistry {
     /// it?"); when the registry declines (202, it opened an upload session), the bytes go up
     /// through that session in one monolithic PUT. True when mounted (the content was
     /// there), false when uploaded. Replayable: retried as a whole on transient errors.
-    pub async fn mount_or_put_bytes(
-        &self,
-        repo: &str,
-        from: &str,
-        bytes: Bytes,
-    ) -> Result<bool, RegistryError> {
+    pub async fn mount_or_put_bytes(&self, repo: &str, from: &str, bytes: Bytes) -> Result<bool> {
         let i = &self.inner;
         let digest = crate::model::Digest::of(&bytes);
         let what = format!("upload blob {repo}@{digest}");
         let mounted = i
             .retry(&what, || async {
-                let mut url = i.url(&format!("{repo}/blobs/uploads/"))?;
-                url.query_pairs_mut()
-                    .append_pair("mount", &digest.to_string())
-                    .append_pair("from", from);
                 let mut scopes = vec![auth::push_scope(repo)];
                 if from != repo {
                     scopes.push(auth::pull_scope(from));
                 }
-                let req = Request::new(Method::POST, url, scopes, &what)
-                    .header(CONTENT_LENGTH, "0")
-                    .accept(|s| matches!(s, StatusCode::CREATED | StatusCode::ACCEPTED));
-                let answer = i.answer(&req, &Body::None).await?;
-                if answer.status == StatusCode::CREATED {
+                let Some(location) = i.mount(repo, &digest, from, scopes, &what).await? else {
                     return Ok(true);
-                }
+                };
                 // Not mounted: the session the registry opened takes the bytes.
-                let location = i.location(&answer, &what)?;
-                drop(answer);
                 let put = closing_put(location.clone(), repo, &digest, &what);
                 let answer = i.answer(&put, &Body::Bytes(bytes.clone())).await?;
                 if answer.status.is_success() {
@@ -137,5 +94,31 @@ impl HttpRegistry {
             .await?;
         i.cache_blob(repo, &digest, &bytes);
         Ok(mounted)
+    }
+}
+
+impl Inner {
+    /// Ask for a cross-repository mount of `digest` from `from` into `repo`: `None` when
+    /// mounted (201), else the upload session the registry opened instead (202).
+    async fn mount(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: &str,
+        scopes: Vec<String>,
+        what: &str,
+    ) -> Result<Option<Url>> {
+        let mut url = self.url(&format!("{repo}/blobs/uploads/"))?;
+        url.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+        let req = Request::new(Method::POST, url, scopes, what)
+            .header(CONTENT_LENGTH, "0")
+            .accept(|s| matches!(s, StatusCode::CREATED | StatusCode::ACCEPTED));
+        let answer = self.answer(&req, &Body::None).await?;
+        if answer.status == StatusCode::CREATED {
+            return Ok(None);
+        }
+        self.location(&answer, what).map(Some)
     }
 }

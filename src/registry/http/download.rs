@@ -11,14 +11,14 @@ use super::transport::{Body, Request};
 use super::{HttpRegistry, Inner, content_length, header_str};
 use crate::model::Digest;
 use crate::registry::auth;
-use crate::registry::error::RegistryError;
+use crate::registry::error::{RegistryError, Result};
 use crate::registry::verify::Verify;
 use crate::registry::{Blob, BlobStream};
 
 const MAX_RESUMES: u32 = 3;
 
 impl HttpRegistry {
-    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob, RegistryError> {
+    pub async fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Blob> {
         let i = &self.inner;
         let what = format!("get blob {repo}@{digest}");
         let resp = i.blob_response(repo, digest, 0, false, &what).await?;
@@ -54,7 +54,7 @@ impl Inner {
         offset: u64,
         resume: bool,
         what: &str,
-    ) -> Result<Response, RegistryError> {
+    ) -> Result<Response> {
         let url = self.url(&format!("{repo}/blobs/{digest}"))?;
         let mut req = Request::new(Method::GET, url, vec![auth::pull_scope(repo)], what);
         if resume {

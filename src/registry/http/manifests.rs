@@ -9,15 +9,11 @@ use super::transport::{Body, Pages, Request, announced_digest};
 use super::{HttpRegistry, Inner, content_length, content_type, is_digest};
 use crate::model::{Digest, RawManifest, media};
 use crate::registry::auth;
-use crate::registry::error::RegistryError;
+use crate::registry::error::{RegistryError, Result};
 use crate::registry::{Descriptor, PutManifest};
 
 impl HttpRegistry {
-    pub async fn head_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<Descriptor>, RegistryError> {
+    pub async fn head_manifest(&self, repo: &str, reference: &str) -> Result<Option<Descriptor>> {
         let i = &self.inner;
         let what = format!("check manifest {repo}:{reference}");
         let url = i.url(&format!("{repo}/manifests/{reference}"))?;
@@ -58,11 +54,7 @@ impl HttpRegistry {
         }
     }
 
-    pub async fn get_manifest(
-        &self,
-        repo: &str,
-        reference: &str,
-    ) -> Result<Option<RawManifest>, RegistryError> {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Option<RawManifest>> {
         let i = &self.inner;
         if let Some(d) = is_digest(reference)
             && let Some(m) = i.cached_manifest(repo, &d)
@@ -109,23 +101,17 @@ impl HttpRegistry {
         Ok(Some(m))
     }
 
+    /// Store `m` under `tag`, else under its digest ([`crate::registry::Registry::put_manifest`]
+    /// checked a digest reference).
     pub async fn put_manifest(
         &self,
         repo: &str,
-        reference: &str,
         m: &RawManifest,
-    ) -> Result<PutManifest, RegistryError> {
+        tag: Option<&str>,
+    ) -> Result<PutManifest> {
         let i = &self.inner;
+        let reference = tag.map_or_else(|| m.digest.to_string(), str::to_string);
         let what = format!("put manifest {repo}:{reference}");
-        if let Some(d) = is_digest(reference)
-            && d != m.digest
-        {
-            return Err(RegistryError::invalid(
-                &i.key,
-                &what,
-                format!("the manifest's digest is {}", m.digest),
-            ));
-        }
         let url = i.url(&format!("{repo}/manifests/{reference}"))?;
         let body = Body::Bytes(Bytes::from(m.bytes.clone()));
         let req = Request::new(Method::PUT, url, vec![auth::push_scope(repo)], &what)
@@ -138,7 +124,7 @@ impl HttpRegistry {
         })
     }
 
-    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<(), RegistryError> {
+    pub async fn delete_manifest(&self, repo: &str, digest: &Digest) -> Result<()> {
         let i = &self.inner;
         let what = format!("delete manifest {repo}@{digest}");
         i.evict_manifest(repo, digest);
@@ -150,7 +136,7 @@ impl HttpRegistry {
         Ok(())
     }
 
-    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+    pub async fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct Tags {
             tags: Option<Vec<String>>,
@@ -167,7 +153,7 @@ impl HttpRegistry {
         .await
     }
 
-    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+    pub async fn catalog(&self) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct Catalog {
             repositories: Option<Vec<String>>,
@@ -202,7 +188,7 @@ impl Inner {
         what: &str,
         missing_is_empty: bool,
         names: impl Fn(&[u8]) -> Result<Vec<String>, String>,
-    ) -> Result<Vec<String>, RegistryError> {
+    ) -> Result<Vec<String>> {
         let mut out = Vec::new();
         let mut pages = Pages::new(&url);
         loop {
@@ -231,7 +217,7 @@ impl Inner {
         scopes: Vec<String>,
         what: &str,
         missing_is_empty: bool,
-    ) -> Result<Option<(Bytes, Option<Url>)>, RegistryError> {
+    ) -> Result<Option<(Bytes, Option<Url>)>> {
         let mut req = Request::new(Method::GET, url.clone(), scopes, what)
             .header(ACCEPT, "application/json")
             .read(64 * 1024 * 1024);

@@ -12,38 +12,17 @@ use reqwest::{Method, StatusCode, Url};
 use super::transport::{Answer, Body, Request, Watched};
 use super::{HttpRegistry, Inner, OCTET_STREAM, header_str};
 use crate::model::Digest;
-use crate::registry::BlobStream;
 use crate::registry::auth;
-use crate::registry::error::RegistryError;
-use crate::registry::verify::Verify;
+use crate::registry::error::{RegistryError, Result};
+use crate::registry::{Blob, BlobStream};
 
 impl HttpRegistry {
-    pub async fn put_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        stream: BlobStream,
-    ) -> Result<(), RegistryError> {
-        let verified = Verify::new(
-            stream,
-            digest,
+    /// Upload a blob whose stream verifies itself (see `Registry::put_verified_blob`).
+    pub async fn put_blob(&self, repo: &str, digest: &Digest, blob: Blob) -> Result<()> {
+        let Blob {
             size,
-            &self.inner.key,
-            format!("blob {repo}@{digest} being uploaded"),
-        )
-        .boxed();
-        self.put_verified_blob(repo, digest, size, verified).await
-    }
-
-    /// Upload a stream that already verifies itself (see `Registry::put_verified_blob`).
-    pub async fn put_verified_blob(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        size: u64,
-        verified: BlobStream,
-    ) -> Result<(), RegistryError> {
+            stream: verified,
+        } = blob;
         let i = &self.inner;
         let what = format!("upload blob {repo}@{digest}");
         let (location, min_chunk) = i.start_upload(repo, &what).await?;
@@ -81,7 +60,7 @@ impl HttpRegistry {
         open.len()
     }
 
-    pub async fn put_blob_bytes(&self, repo: &str, bytes: Bytes) -> Result<Digest, RegistryError> {
+    pub async fn put_blob_bytes(&self, repo: &str, bytes: Bytes) -> Result<Digest> {
         let i = &self.inner;
         let digest = Digest::of(&bytes);
         let what = format!("upload blob {repo}@{digest}");
@@ -122,11 +101,7 @@ pub(super) fn closing_put<'a>(
 
 impl Inner {
     /// POST an upload session; its Location and the registry's minimum chunk length.
-    pub(super) async fn start_upload(
-        &self,
-        repo: &str,
-        what: &str,
-    ) -> Result<(Url, u64), RegistryError> {
+    pub(super) async fn start_upload(&self, repo: &str, what: &str) -> Result<(Url, u64)> {
         let url = self.url(&format!("{repo}/blobs/uploads/"))?;
         let req = Request::new(Method::POST, url, vec![auth::push_scope(repo)], what)
             .header(CONTENT_LENGTH, "0");
@@ -172,7 +147,7 @@ impl Inner {
         digest: &Digest,
         what: &str,
         chunked: bool,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<()> {
         if answer.status.is_success() {
             return self.check_stored(&answer.headers, digest, what);
         }
@@ -191,7 +166,7 @@ impl Inner {
         location: Url,
         verified: BlobStream,
         what: &str,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<()> {
         let failure: Arc<Mutex<Option<RegistryError>>> = Arc::new(Mutex::new(None));
         let progress = Arc::new(AtomicU64::new(0));
         let waiting = Arc::new(AtomicBool::new(false));
@@ -234,7 +209,7 @@ impl Inner {
         mut verified: BlobStream,
         min_chunk: u64,
         what: &str,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<()> {
         let chunk_size = self.opts.chunk_size.max(min_chunk).max(1) as usize;
         let mut offset: u64 = 0;
         let mut buf = BytesMut::with_capacity(chunk_size);
