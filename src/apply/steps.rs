@@ -1,7 +1,7 @@
 //! One function per action kind. Each re-checks its target first and does nothing when the
 //! target already holds (idempotent), so a re-run after a crash converges.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use time::OffsetDateTime;
@@ -18,7 +18,7 @@ use crate::observed::{Decision, FindingSummary, VerdictInfo};
 use crate::plan::{Action, Location, Op};
 use crate::records::binding::{self, Binding};
 use crate::records::{self, PROMOTION_FORMAT, PromotionRecord};
-use crate::registry::{Registries, Registry, RegistryError};
+use crate::registry::{Pushed, Referrer, Registries, Registry, RegistryError};
 use crate::{gate, observe};
 
 /// How an action ended.
@@ -60,6 +60,12 @@ pub struct Context<'a> {
     pub stats: Stats,
     /// Verdicts recorded by this apply's scans, by image key.
     pub verdicts: Mutex<HashMap<String, VerdictInfo>>,
+    /// Images this apply's imports wrote (tag moved to the digest), by [`at`].
+    pub imported: Mutex<HashSet<String>>,
+    /// After each verdict this apply's scans wrote: the subject's referrers as the write's
+    /// re-read found them, this verdict among them, by [`at`] (quarantine registry,
+    /// repository, digest). The promote of the same image gates from it.
+    pub verdicts_listed: Mutex<HashMap<String, Vec<Referrer>>>,
     /// Images already live whose renewed verdict failed in this apply (reported loudly).
     pub live_failing: Mutex<Vec<String>>,
     pub on_bytes: Option<OnBytes>,
@@ -109,6 +115,11 @@ impl Context<'_> {
             on_bytes: self.on_bytes.clone().map(super::bound_to_current_action),
         }
     }
+}
+
+/// The key of an image by digest in a repository of a registry, for [`Context`]'s maps.
+fn at(registry: &Registry, repo: &str, digest: &Digest) -> String {
+    format!("{}/{repo}@{digest}", registry.key())
 }
 
 fn now() -> OffsetDateTime {
@@ -169,6 +180,7 @@ async fn import(
     // transfer = "acr-import": ARM importImage, server-side (src/apply/acr.rs).
     if acr::uses_acr_import(ctx, a) {
         let detail = acr::import_image(ctx, a, &src_loc.registry, &src_loc.repository, tag).await?;
+        note_imported(ctx, &dst, a);
         return Ok(Status::Done { detail });
     }
     let src = ctx.registries.get(&src_loc.registry)?;
@@ -219,6 +231,7 @@ async fn import(
     let n = stats.snapshot();
     ctx.stats.add(&n);
     let referrers = copied?;
+    note_imported(ctx, &dst, a);
     if referrers == 0 {
         // Nothing attached to carry: the promote from quarantine need not look again.
         ctx.ledger
@@ -247,34 +260,17 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
     let reg = ctx.registries.get(&a.target.registry)?;
     let repo = &a.target.repository;
     let image = key.to_string();
-    // A current verdict, judged from its document (not its annotations): nothing to do —
-    // unless the plan renews exactly this one (`--rescan`), or it failed only because a
-    // scanner could not run (no verdict on the image).
-    match verdict_gate::judge(
-        ctx.desired,
-        &reg,
-        repo,
-        &a.digest,
-        &image_path(ctx, key),
-        now(),
-    )
-    .await?
-    {
-        Judgement::Pass { verdict } if a.replaces.as_ref() != Some(&verdict) => {
-            return Ok(Status::Unchanged {
-                detail: format!("a current verdict exists: pass ({})", verdict.short()),
-            });
+    let path = image_path(ctx, key);
+    // The re-check (a current verdict: nothing to do) is made from the index read the new
+    // verdict's entry is merged into, after the scan. It is made before the scan as well —
+    // sparing the scanners — unless this apply's import has just written the image: then a
+    // current verdict could only come from a concurrent writer, and the check after the scan
+    // still finds it.
+    if !imported_now(ctx, &reg, a) {
+        let listed = reg.referrers(repo, &a.digest, None).await?;
+        if let Some(unchanged) = current_verdict(ctx, &reg, a, &path, &listed).await? {
+            return Ok(unchanged);
         }
-        Judgement::Fails {
-            verdict,
-            outage: false,
-            ..
-        } if a.replaces.as_ref() != Some(&verdict) => {
-            return Ok(Status::Unchanged {
-                detail: format!("a current verdict exists: fail ({})", verdict.short()),
-            });
-        }
-        _ => {}
     }
     let top = reg
         .get_manifest(repo, &a.digest.to_string())
@@ -283,7 +279,6 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
             what: format!("{}/{}@{}", a.target.registry, repo, a.digest),
             message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
-    let path = image_path(ctx, key);
     let target = gate::Target {
         registry: &reg,
         repository: repo,
@@ -293,7 +288,20 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
     let signature = ctx.sign(&records::statement(&doc)).await?;
     let artifact =
         records::verdict_artifact(&doc, signature, &top.media_type, top.bytes.len() as u64);
-    push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
+    push_artifact_blobs(ctx, &reg, repo, &artifact).await?;
+    let pushed = reg
+        .push_referrer_checked(repo, &artifact.manifest, &a.digest, async |listed| {
+            current_verdict(ctx, &reg, a, &path, listed).await
+        })
+        .await?;
+    let listed = match pushed {
+        Pushed::Held(unchanged) => return Ok(unchanged),
+        Pushed::Listed(listed) => listed,
+    };
+    ctx.verdicts_listed
+        .lock()
+        .expect("verdicts listed lock")
+        .insert(at(&reg, repo, &a.digest), listed);
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
         decision: doc.decision.clone(),
@@ -345,6 +353,52 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
     })
 }
 
+/// `Unchanged` when `listed` (the referrers of the scanned digest) holds a current verdict,
+/// judged from its document (not its annotations) — unless the plan renews exactly this one
+/// (`--rescan`), or it failed only because a scanner could not run (no verdict on the image).
+async fn current_verdict(
+    ctx: &Context<'_>,
+    reg: &Registry,
+    a: &Action,
+    path: &str,
+    listed: &[Referrer],
+) -> Result<Option<Status>, RegistryError> {
+    let repo = &a.target.repository;
+    let judged =
+        verdict_gate::judge_listed(ctx.desired, reg, repo, &a.digest, path, now(), listed).await?;
+    Ok(match judged {
+        Judgement::Pass { verdict } if a.replaces.as_ref() != Some(&verdict) => {
+            Some(Status::Unchanged {
+                detail: format!("a current verdict exists: pass ({})", verdict.short()),
+            })
+        }
+        Judgement::Fails {
+            verdict,
+            outage: false,
+            ..
+        } if a.replaces.as_ref() != Some(&verdict) => Some(Status::Unchanged {
+            detail: format!("a current verdict exists: fail ({})", verdict.short()),
+        }),
+        _ => None,
+    })
+}
+
+/// Note that this apply's import wrote `a.target` (see [`Context::imported`]).
+fn note_imported(ctx: &Context<'_>, dst: &Registry, a: &Action) {
+    ctx.imported
+        .lock()
+        .expect("imported lock")
+        .insert(at(dst, &a.target.repository, &a.digest));
+}
+
+/// Whether this apply's import wrote the image `a.target` (a scan's target).
+fn imported_now(ctx: &Context<'_>, reg: &Registry, a: &Action) -> bool {
+    ctx.imported
+        .lock()
+        .expect("imported lock")
+        .contains(&at(reg, &a.target.repository, &a.digest))
+}
+
 /// Whether the live tag of the scanned image already points at the scanned digest (a
 /// renewed verdict about an image clusters may be running).
 async fn live_holds(ctx: &Context<'_>, path: &str, a: &Action) -> Result<bool, RegistryError> {
@@ -366,6 +420,17 @@ async fn push_artifact(
     artifact: &records::Artifact,
     subject: &Digest,
 ) -> Result<(), RegistryError> {
+    push_artifact_blobs(ctx, reg, repo, artifact).await?;
+    reg.push_referrer(repo, &artifact.manifest, subject).await
+}
+
+/// The blobs of a record artifact (its config and its document), before its manifest.
+async fn push_artifact_blobs(
+    ctx: &Context<'_>,
+    reg: &Registry,
+    repo: &str,
+    artifact: &records::Artifact,
+) -> Result<(), RegistryError> {
     let stats = Stats::default();
     let copier = ctx.copier(&stats);
     let dst = Repo {
@@ -383,7 +448,7 @@ async fn push_artifact(
             })
             .await?;
     }
-    reg.push_referrer(repo, &artifact.manifest, subject).await
+    Ok(())
 }
 
 /// What a promotion record must say for this promote action's live tag (the binding rule).
@@ -419,15 +484,28 @@ async fn promote(
     {
         return Ok(unchanged.clone());
     }
-    // The gate, from the verdict document read now (never the plan's or an annotation's
-    // word): src/apply/verdict_gate.rs.
-    let verdict = match verdict_gate::judge(
+    // The gate, from the verdict documents (never the plan's or an annotation's word):
+    // src/apply/verdict_gate.rs. Listed as read now — or, when this apply's scan of the
+    // image wrote a verdict, as that write's re-read listed them (the verdict among them).
+    let listed = ctx
+        .verdicts_listed
+        .lock()
+        .expect("verdicts listed lock")
+        .get(&at(&src, &q.repository, &a.digest))
+        .cloned();
+    let listed = match listed {
+        Some(listed) => listed,
+        None => src.referrers(&q.repository, &a.digest, None).await?,
+    };
+    let path = image_path(ctx, key);
+    let verdict = match verdict_gate::judge_listed(
         ctx.desired,
         &src,
         &q.repository,
         &a.digest,
-        &image_path(ctx, key),
+        &path,
         now(),
+        &listed,
     )
     .await?
     {
