@@ -468,6 +468,13 @@ fn promote_binding(ctx: &Context<'_>, a: &Action, q: &Location, tag: &str) -> Bi
 /// Promote: content by digest, then the promotion record, then the tag — a crash at any point
 /// leaves no live tag, or a live tag with a record that binds it. The target holds when the
 /// tag points at the digest and a record binds it; a tag without one gets only the record.
+///
+/// Where that is re-checked: a record repair (the plan saw the live tag at this digest) and
+/// acr-import look at the tag first, as the repair writes only the record. Otherwise the
+/// re-check is made from the live index read the new record is merged into (the content,
+/// already copied, is idempotent): the tag is looked at only when that index lists a
+/// record — a concurrent apply that promoted the image meanwhile is still found, and this
+/// one then writes neither the index entry nor the tag.
 async fn promote(
     ctx: &Context<'_>,
     a: &Action,
@@ -478,12 +485,19 @@ async fn promote(
     let dst = ctx.registries.get(&a.target.registry)?;
     let src = ctx.registries.get(&q.registry)?;
     let want = promote_binding(ctx, a, q, tag);
-    let tag_holds = already_holds(&dst, a, tag).await?;
-    if let Some(unchanged) = &tag_holds
-        && let RecordStatus::Valid { .. } = observe::record_status(&dst, &src, &want, None).await?
-    {
-        return Ok(unchanged.clone());
-    }
+    let checked_late = !acr::uses_acr_import(ctx, a) && !planned_as_repair(a);
+    let tag_holds = if checked_late {
+        None
+    } else {
+        let holds = already_holds(&dst, a, tag).await?;
+        if let Some(unchanged) = &holds
+            && let RecordStatus::Valid { .. } =
+                observe::record_status(&dst, &src, &want, None).await?
+        {
+            return Ok(unchanged.clone());
+        }
+        holds
+    };
     // The gate, from the verdict documents (never the plan's or an annotation's word):
     // src/apply/verdict_gate.rs. Listed as read now — or, when this apply's scan of the
     // image wrote a verdict, as that write's re-read listed them (the verdict among them).
@@ -571,7 +585,7 @@ async fn promote(
         match push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await {
             Ok(()) => acr::import_image(ctx, a, &q.registry, &q.repository, tag)
                 .await
-                .map(Some),
+                .map(|detail| Some(Ok(detail))),
             Err(e) => Err(e),
         }
     } else {
@@ -594,7 +608,22 @@ async fn promote(
             {
                 copy_attached(&copier, s, d, &a.digest, &a.digest).await?;
             }
-            push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
+            if checked_late {
+                push_artifact_blobs(ctx, &dst, &a.target.repository, &artifact).await?;
+                let pushed = dst
+                    .push_referrer_checked(
+                        &a.target.repository,
+                        &artifact.manifest,
+                        &a.digest,
+                        async |listed| promoted_already(&dst, &src, a, &want, listed).await,
+                    )
+                    .await?;
+                if let Pushed::Held(unchanged) = pushed {
+                    return Ok(Some(Err(unchanged)));
+                }
+            } else {
+                push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
+            }
             copier.put_tagged(s, d, tag, &top).await?;
             Ok(None)
         }
@@ -602,8 +631,10 @@ async fn promote(
     };
     let n = stats.snapshot();
     ctx.stats.add(&n);
-    if let Some(detail) = server_side? {
-        return Ok(Status::Done { detail });
+    match server_side? {
+        Some(Ok(detail)) => return Ok(Status::Done { detail }),
+        Some(Err(unchanged)) => return Ok(unchanged),
+        None => {}
     }
     Ok(Status::Done {
         detail: format!(
@@ -614,6 +645,41 @@ async fn promote(
             n.blobs_uploaded,
             n.blobs_present
         ),
+    })
+}
+
+/// Whether the plan saw the live tag already at the promoted digest (a record repair: the
+/// tag without a record that binds it). A hint for where the re-check is made, never
+/// trusted for the outcome: both paths re-check the tag and the record.
+fn planned_as_repair(a: &Action) -> bool {
+    a.preconditions
+        .iter()
+        .any(|p| p.location == a.target && p.digest.as_ref() == Some(&a.digest))
+}
+
+/// `Unchanged` when the image is live already: `listed` (the live index's referrers of the
+/// digest, as read before the new record is merged) has a promotion record, the tag points
+/// at the digest, and a record binds it. No record listed: no request.
+async fn promoted_already(
+    dst: &Registry,
+    src: &Registry,
+    a: &Action,
+    want: &Binding,
+    listed: &[Referrer],
+) -> Result<Option<Status>, RegistryError> {
+    if !listed
+        .iter()
+        .any(|r| records::is_listed_as::<PromotionRecord>(r))
+    {
+        return Ok(None);
+    }
+    let tag = tag_of(a)?;
+    let Some(unchanged) = already_holds(dst, a, tag).await? else {
+        return Ok(None);
+    };
+    Ok(match observe::record_status(dst, src, want, None).await? {
+        RecordStatus::Valid { .. } => Some(unchanged),
+        _ => None,
     })
 }
 
