@@ -456,7 +456,9 @@ impl Registry {
         let lock = self.referrers_lock(repo, &tag);
         let _guard = lock.lock().await;
         let current = self.get_manifest(repo, &tag).await?;
-        self.merge_referrer(repo, m, &tag, current).await.map(|_| ())
+        self.merge_referrer(repo, m, &tag, current)
+            .await
+            .map(|_| ())
     }
 
     /// Write a referrers tag-schema index. An entry whose manifest was deleted makes

@@ -176,8 +176,8 @@ impl Registry {
     /// The referrers `index` lists, once each.
     fn listing(&self, what: &str, index: &Value) -> Result<Vec<Referrer>, RegistryError> {
         let bytes = serde_json::to_vec(index).expect("json");
-        let all =
-            referrers_from_index(&bytes).map_err(|e| RegistryError::invalid(self.key(), what, e))?;
+        let all = referrers_from_index(&bytes)
+            .map_err(|e| RegistryError::invalid(self.key(), what, e))?;
         let mut seen = std::collections::HashSet::new();
         Ok(all
             .into_iter()
