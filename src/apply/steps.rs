@@ -667,10 +667,7 @@ async fn promoted_already(
     want: &Binding,
     listed: &[Referrer],
 ) -> Result<Option<Status>, RegistryError> {
-    if !listed
-        .iter()
-        .any(|r| records::is_listed_as::<PromotionRecord>(r))
-    {
+    if !listed.iter().any(records::is_listed_as::<PromotionRecord>) {
         return Ok(None);
     }
     let tag = tag_of(a)?;
