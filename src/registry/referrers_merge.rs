@@ -197,3 +197,126 @@ fn lists(manifests: &[Value], digest: &str) -> bool {
         .iter()
         .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AuthSpec, Endpoint, RegistrySpec, Transfer};
+
+    fn layout(dir: &std::path::Path) -> Registry {
+        Registry::from_spec(&RegistrySpec {
+            key: "local".into(),
+            endpoint: Endpoint::Layout(dir.to_path_buf()),
+            auth: AuthSpec::Anonymous,
+            transfer: Transfer::Stream,
+            max_concurrency: 2,
+            timeouts: Default::default(),
+            arm: None,
+        })
+        .unwrap()
+    }
+
+    fn referrer(subject: &Digest, n: u32) -> RawManifest {
+        let body = json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "artifactType": media::VERDICT_ARTIFACT,
+            "config": {"mediaType": media::OCI_EMPTY, "digest": Digest::of(b"{}").to_string(), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": media::OCI_MANIFEST, "digest": subject.to_string(), "size": 1},
+            "annotations": {"n": n.to_string()}
+        });
+        RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap()
+    }
+
+    fn digests(listed: &[Referrer]) -> Vec<Digest> {
+        listed.iter().map(|r| r.digest.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn the_check_sees_the_listing_the_entry_is_merged_into_and_can_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = layout(dir.path());
+        let subject = Digest::of(b"subject");
+        let (one, two) = (referrer(&subject, 1), referrer(&subject, 2));
+
+        // Nothing listed yet: the check sees nothing; the listing returned has the entry.
+        let pushed = r
+            .push_referrer_checked("q/x", &one, &subject, async |listed| {
+                assert!(listed.is_empty());
+                Ok::<Option<()>, RegistryError>(None)
+            })
+            .await
+            .unwrap();
+        let Pushed::Listed(listed) = pushed else {
+            panic!("{pushed:?}")
+        };
+        assert_eq!(digests(&listed), vec![one.digest.clone()]);
+
+        // The check sees the first and holds: the second is stored but listed nowhere.
+        let pushed = r
+            .push_referrer_checked("q/x", &two, &subject, async |listed| {
+                Ok(Some(digests(listed)))
+            })
+            .await
+            .unwrap();
+        let Pushed::Held(seen) = pushed else {
+            panic!("{pushed:?}")
+        };
+        assert_eq!(seen, vec![one.digest.clone()]);
+        let now = r.referrers("q/x", &subject, None).await.unwrap();
+        assert_eq!(digests(&now), vec![one.digest.clone()]);
+        assert!(
+            r.get_manifest("q/x", &two.digest.to_string())
+                .await
+                .unwrap()
+                .is_some(),
+            "content before its index entry"
+        );
+
+        // A check that lets it through (after a listing: read again, then merged).
+        let pushed = r
+            .push_referrer_checked("q/x", &two, &subject, async |_| {
+                Ok::<Option<()>, RegistryError>(None)
+            })
+            .await
+            .unwrap();
+        let Pushed::Listed(listed) = pushed else {
+            panic!("{pushed:?}")
+        };
+        assert_eq!(
+            digests(&listed),
+            vec![one.digest.clone(), two.digest.clone()]
+        );
+        // Pushed again: already listed, listed once.
+        let again = r
+            .push_referrer_checked("q/x", &two, &subject, async |_| {
+                Ok::<Option<()>, RegistryError>(None)
+            })
+            .await
+            .unwrap();
+        let Pushed::Listed(listed) = again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(
+            digests(&listed),
+            vec![one.digest.clone(), two.digest.clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_check_error_writes_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = layout(dir.path());
+        let subject = Digest::of(b"subject");
+        let one = referrer(&subject, 1);
+        let e = r
+            .push_referrer_checked("q/x", &one, &subject, async |_| {
+                Err::<Option<()>, _>(RegistryError::invalid("local", "check", "refused"))
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("refused"), "{e}");
+        assert!(r.referrers("q/x", &subject, None).await.unwrap().is_empty());
+    }
+}
