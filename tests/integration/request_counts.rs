@@ -148,10 +148,10 @@ async fn seed(upstream: &TestRegistry, n: usize) -> Vec<TestImage> {
 ///     that index lists a record); the gate from the verdicts as the scan's re-read listed
 ///     them (this apply wrote the verdict; one from an earlier run is read again; the
 ///     verdict manifest and document are this client's own writes: no GET); three mounts
-///     (config and layers, quarantine → live: content by digest before the record); the
-///     record like the verdict (`{}` mount, envelope 2, manifest PUT, index GET + PUT +
-///     re-read); the tag PUT (record before tag). No cosign-tag or referrers reads in
-///     quarantine: this apply's import found none upstream to carry.
+///     (config and layers, quarantine → live) and the manifest PUT by digest (content
+///     before the record); the record like the verdict (`{}` mount, envelope 2, manifest
+///     PUT, index GET + PUT + re-read); the tag PUT (record before tag). No cosign-tag or
+///     referrers reads in quarantine: this apply's import found none upstream to carry.
 ///
 /// 29 N + 4 × 2 (the first upload of each base) + 1 (`{}` uploaded once) + 1 (the probe) in
 /// all. Before: 32 N + 10 (f7aa75c: the scan's re-check GET before the scan, the promote's
@@ -242,4 +242,60 @@ async fn a_full_gated_apply_of_small_images_costs_29_target_requests_per_image()
         by_noop, want_noop,
         "the no-op plan's target requests by kind"
     );
+}
+
+/// The same full gated apply on a registry with the OCI 1.1 referrers API (the fault proxy's
+/// stand-in in front of the real registry: `OCI-Subject` on PUTs, `GET /v2/<name>/referrers/
+/// <digest>`): no tag-schema upkeep. Per image: the plan (3: two tag HEADs, the verdicts from
+/// the API), the import (7, as above), the scan (5: `{}` mount, envelope 2, the re-check from
+/// the API listing, the verdict manifest PUT, which the registry indexes itself), the promote
+/// (10: the gate from the scan's listing plus its verdict; three mounts and the manifest PUT
+/// by digest; the record's `{}` mount, envelope 2, the "already live?" re-check from the API
+/// listing, its manifest PUT; the tag PUT). 25 N + 4 × 2 + 1 in all (the first API answer is
+/// the probe).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_gated_apply_with_the_referrers_api_costs_25_target_requests_per_image() {
+    const N: usize = 24;
+    let upstream = TestRegistry::start(Auth::None).await;
+    let target = TestRegistry::start(Auth::None).await;
+    let tp = FaultProxy::with_referrers_api(&target.url()).await;
+    seed(&upstream, N).await;
+    let srcs: Vec<String> = (0..N)
+        .map(|i| format!("docker.io/{}:1.0", repo(i)))
+        .collect();
+    let w = Workdir::new(&config(&upstream.url(), &tp.url(), &srcs, SIGNING));
+    let key = openssl_keys(w.path());
+    let env = [(KEY_ENV, key.as_str())];
+
+    let applied = w
+        .run_env(&["apply", "--auto-approve"], &env)
+        .await
+        .expect(0);
+    assert!(
+        applied.stdout.contains(&format!("Apply: {} done", 3 * N)),
+        "{}",
+        applied.stdout
+    );
+    let apply = tp.requests();
+    let by = breakdown(&apply);
+    print("full gated apply, referrers API", &by, N);
+    let want: BTreeMap<String, usize> = [
+        // The plan's verdict lookup, the scan's and the promote's re-checks.
+        ("referrers API probe", 3 * N),
+        ("manifest by tag HEAD", 3 * N),
+        ("manifest by tag PUT", 2 * N),
+        ("manifest by digest PUT", 3 * N),
+        ("blob mount (POST ?mount)", 4 * N + 2 * N + (N - 4) + 3 * N),
+        ("blob HEAD", 4),
+        ("blob upload start (POST)", 4),
+        ("blob upload finish (PUT ?digest)", 4 * N + 4 + 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(by, want, "the apply's target requests by kind");
+    assert_eq!(apply.len(), 25 * N + 4 * 2 + 1);
+    let plan = w.run_env(&["plan", "--detailed-exitcode"], &env).await;
+    let plan = plan.expect(0);
+    assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
 }
