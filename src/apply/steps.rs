@@ -1,5 +1,9 @@
-//! One function per action kind. Each re-checks its target first and does nothing when the
-//! target already holds (idempotent), so a re-run after a crash converges.
+//! One function per action kind. Each re-checks its target and does nothing when the target
+//! already holds (idempotent), so a re-run after a crash converges. The import, a delete and
+//! a record repair re-check first; the scan and the promote re-check from the index read
+//! their record is merged into ([`Registry::push_referrer_checked`]: one read for both), and
+//! one that finds its target held there lists nothing and tags nothing, leaving at most
+//! unreferenced content by digest, as an interrupted run does.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
