@@ -64,10 +64,10 @@ pub struct Context<'a> {
     pub stats: Stats,
     /// Verdicts recorded by this apply's scans, by image key.
     pub verdicts: Mutex<HashMap<String, VerdictInfo>>,
-    /// Images this apply's imports wrote (tag moved to the digest), by [`at`].
+    /// Images this apply's imports wrote (tag moved to the digest), by `at`.
     pub imported: Mutex<HashSet<String>>,
     /// After each verdict this apply's scans wrote: the subject's referrers as the write's
-    /// re-read found them, this verdict among them, by [`at`] (quarantine registry,
+    /// re-read found them, this verdict among them, by `at` (quarantine registry,
     /// repository, digest). The promote of the same image gates from it.
     pub verdicts_listed: Mutex<HashMap<String, Vec<Referrer>>>,
     /// Images already live whose renewed verdict failed in this apply (reported loudly).
