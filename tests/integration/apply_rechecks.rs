@@ -31,37 +31,53 @@ async fn setup() -> (TestRegistry, TestRegistry, FaultProxy, Workdir, String) {
     RawClient::new(&upstream.url(), None)
         .push("bench/one", "1.0", &img)
         .await;
-    let w = Workdir::new(&config(
+    let text = config(
         &upstream.url(),
         &tp.url(),
         &["docker.io/bench/one:1.0".to_string()],
         SIGNING,
+    );
+    // A slow registry, not a dead one: deadlines longer than the hold (no retry cuts it).
+    let endpoint = format!("endpoint = \"{}\"", tp.url());
+    assert!(text.contains(&endpoint), "{text}");
+    let w = Workdir::new(&text.replace(
+        &endpoint,
+        &format!("{endpoint}\ntimeout = \"2m\"\nstall_timeout = \"90s\""),
     ));
     let key = openssl_keys(w.path());
     (upstream, target, tp, w, key)
 }
 
+/// How long the first apply's held request waits: the second apply must finish within it.
+const HOLD: Duration = Duration::from_secs(25);
+
 /// Apply while the first request matching `held` waits until a second apply has finished;
 /// both results, the first apply's first.
 async fn apply_racing(tp: &FaultProxy, w: &Workdir, key: &str, held: Match) -> (Run, Run) {
     let env = [(KEY_ENV, key)];
-    let seen = |tp: &FaultProxy| tp.requests().iter().filter(|r| r.fault.is_some()).count();
     tp.add_fault(Fault {
         when: held,
         times: 1,
-        kind: FaultKind::Delay(Duration::from_secs(12)),
+        kind: FaultKind::Delay(HOLD),
     });
-    let first = w.run_env(&["apply", "--auto-approve"], &env);
+    let first = async {
+        let run = w.run_env(&["apply", "--auto-approve"], &env).await;
+        // The hold was made (exactly once).
+        assert_eq!(tp.faults_injected(), 1);
+        run
+    };
     let second = async {
         let t0 = std::time::Instant::now();
-        while seen(tp) == 0 {
+        while tp.faults_injected() == 0 {
             assert!(t0.elapsed() < Duration::from_secs(60), "never held");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let held_at = std::time::Instant::now();
         let run = w.run_env(&["apply", "--auto-approve"], &env).await;
         assert!(
-            seen(tp) == 1,
-            "the second apply finished while the first was held"
+            held_at.elapsed() < HOLD,
+            "the second apply took {:?}, longer than the hold: the race was not made",
+            held_at.elapsed()
         );
         run
     };
