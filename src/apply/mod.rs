@@ -72,6 +72,8 @@ where
         ledger: BlobLedger::default(),
         stats: Stats::default(),
         verdicts: Mutex::new(HashMap::new()),
+        imported: Mutex::new(Default::default()),
+        verdicts_listed: Mutex::new(HashMap::new()),
         live_failing: Mutex::new(Vec::new()),
         on_bytes: Some(std::sync::Arc::new(move |bytes| {
             progress(&ApplyEvent::Progress {

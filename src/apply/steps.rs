@@ -1,7 +1,11 @@
-//! One function per action kind. Each re-checks its target first and does nothing when the
-//! target already holds (idempotent), so a re-run after a crash converges.
+//! One function per action kind. Each re-checks its target and does nothing when the target
+//! already holds (idempotent), so a re-run after a crash converges. The import, a delete and
+//! a record repair re-check first; the scan and the promote re-check from the index read
+//! their record is merged into ([`Registry::push_referrer_checked`]: one read for both), and
+//! one that finds its target held there lists nothing and tags nothing, leaving at most
+//! unreferenced content by digest, as an interrupted run does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use time::OffsetDateTime;
@@ -18,7 +22,7 @@ use crate::observed::{Decision, FindingSummary, VerdictInfo};
 use crate::plan::{Action, Location, Op};
 use crate::records::binding::{self, Binding};
 use crate::records::{self, PROMOTION_FORMAT, PromotionRecord};
-use crate::registry::{Registries, Registry, RegistryError};
+use crate::registry::{Pushed, Referrer, Registries, Registry, RegistryError};
 use crate::{gate, observe};
 
 /// How an action ended.
@@ -60,6 +64,12 @@ pub struct Context<'a> {
     pub stats: Stats,
     /// Verdicts recorded by this apply's scans, by image key.
     pub verdicts: Mutex<HashMap<String, VerdictInfo>>,
+    /// Images this apply's imports wrote (tag moved to the digest), by `at`.
+    pub imported: Mutex<HashSet<String>>,
+    /// After each verdict this apply's scans wrote: the subject's referrers as the write's
+    /// re-read found them, this verdict among them, by `at` (quarantine registry,
+    /// repository, digest). The promote of the same image gates from it.
+    pub verdicts_listed: Mutex<HashMap<String, Vec<Referrer>>>,
     /// Images already live whose renewed verdict failed in this apply (reported loudly).
     pub live_failing: Mutex<Vec<String>>,
     pub on_bytes: Option<OnBytes>,
@@ -109,6 +119,11 @@ impl Context<'_> {
             on_bytes: self.on_bytes.clone().map(super::bound_to_current_action),
         }
     }
+}
+
+/// The key of an image by digest in a repository of a registry, for [`Context`]'s maps.
+fn at(registry: &Registry, repo: &str, digest: &Digest) -> String {
+    format!("{}/{repo}@{digest}", registry.key())
 }
 
 fn now() -> OffsetDateTime {
@@ -169,6 +184,7 @@ async fn import(
     // transfer = "acr-import": ARM importImage, server-side (src/apply/acr.rs).
     if acr::uses_acr_import(ctx, a) {
         let detail = acr::import_image(ctx, a, &src_loc.registry, &src_loc.repository, tag).await?;
+        note_imported(ctx, &dst, a);
         return Ok(Status::Done { detail });
     }
     let src = ctx.registries.get(&src_loc.registry)?;
@@ -219,6 +235,7 @@ async fn import(
     let n = stats.snapshot();
     ctx.stats.add(&n);
     let referrers = copied?;
+    note_imported(ctx, &dst, a);
     if referrers == 0 {
         // Nothing attached to carry: the promote from quarantine need not look again.
         ctx.ledger
@@ -247,34 +264,17 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
     let reg = ctx.registries.get(&a.target.registry)?;
     let repo = &a.target.repository;
     let image = key.to_string();
-    // A current verdict, judged from its document (not its annotations): nothing to do —
-    // unless the plan renews exactly this one (`--rescan`), or it failed only because a
-    // scanner could not run (no verdict on the image).
-    match verdict_gate::judge(
-        ctx.desired,
-        &reg,
-        repo,
-        &a.digest,
-        &image_path(ctx, key),
-        now(),
-    )
-    .await?
-    {
-        Judgement::Pass { verdict } if a.replaces.as_ref() != Some(&verdict) => {
-            return Ok(Status::Unchanged {
-                detail: format!("a current verdict exists: pass ({})", verdict.short()),
-            });
+    let path = image_path(ctx, key);
+    // The re-check (a current verdict: nothing to do) is made from the index read the new
+    // verdict's entry is merged into, after the scan. It is made before the scan as well —
+    // sparing the scanners — unless this apply's import has just written the image: then a
+    // current verdict could only come from a concurrent writer, and the check after the scan
+    // still finds it.
+    if !imported_now(ctx, &reg, a) {
+        let listed = reg.referrers(repo, &a.digest, None).await?;
+        if let Some(unchanged) = current_verdict(ctx, &reg, a, &path, &listed).await? {
+            return Ok(unchanged);
         }
-        Judgement::Fails {
-            verdict,
-            outage: false,
-            ..
-        } if a.replaces.as_ref() != Some(&verdict) => {
-            return Ok(Status::Unchanged {
-                detail: format!("a current verdict exists: fail ({})", verdict.short()),
-            });
-        }
-        _ => {}
     }
     let top = reg
         .get_manifest(repo, &a.digest.to_string())
@@ -283,7 +283,6 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
             what: format!("{}/{}@{}", a.target.registry, repo, a.digest),
             message: "the quarantined image is missing (MANIFEST_UNKNOWN)".into(),
         })?;
-    let path = image_path(ctx, key);
     let target = gate::Target {
         registry: &reg,
         repository: repo,
@@ -293,7 +292,20 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
     let signature = ctx.sign(&records::statement(&doc)).await?;
     let artifact =
         records::verdict_artifact(&doc, signature, &top.media_type, top.bytes.len() as u64);
-    push_artifact(ctx, &reg, repo, &artifact, &a.digest).await?;
+    push_artifact_blobs(ctx, &reg, repo, &artifact).await?;
+    let pushed = reg
+        .push_referrer_checked(repo, &artifact.manifest, &a.digest, async |listed| {
+            current_verdict(ctx, &reg, a, &path, listed).await
+        })
+        .await?;
+    let listed = match pushed {
+        Pushed::Held(unchanged) => return Ok(unchanged),
+        Pushed::Listed(listed) => listed,
+    };
+    ctx.verdicts_listed
+        .lock()
+        .expect("verdicts listed lock")
+        .insert(at(&reg, repo, &a.digest), listed);
     let info = VerdictInfo {
         digest: artifact.manifest.digest.clone(),
         decision: doc.decision.clone(),
@@ -345,6 +357,52 @@ async fn scan(ctx: &Context<'_>, a: &Action, key: &str) -> Result<Status, Regist
     })
 }
 
+/// `Unchanged` when `listed` (the referrers of the scanned digest) holds a current verdict,
+/// judged from its document (not its annotations) — unless the plan renews exactly this one
+/// (`--rescan`), or it failed only because a scanner could not run (no verdict on the image).
+async fn current_verdict(
+    ctx: &Context<'_>,
+    reg: &Registry,
+    a: &Action,
+    path: &str,
+    listed: &[Referrer],
+) -> Result<Option<Status>, RegistryError> {
+    let repo = &a.target.repository;
+    let judged =
+        verdict_gate::judge_listed(ctx.desired, reg, repo, &a.digest, path, now(), listed).await?;
+    Ok(match judged {
+        Judgement::Pass { verdict } if a.replaces.as_ref() != Some(&verdict) => {
+            Some(Status::Unchanged {
+                detail: format!("a current verdict exists: pass ({})", verdict.short()),
+            })
+        }
+        Judgement::Fails {
+            verdict,
+            outage: false,
+            ..
+        } if a.replaces.as_ref() != Some(&verdict) => Some(Status::Unchanged {
+            detail: format!("a current verdict exists: fail ({})", verdict.short()),
+        }),
+        _ => None,
+    })
+}
+
+/// Note that this apply's import wrote `a.target` (see [`Context::imported`]).
+fn note_imported(ctx: &Context<'_>, dst: &Registry, a: &Action) {
+    ctx.imported
+        .lock()
+        .expect("imported lock")
+        .insert(at(dst, &a.target.repository, &a.digest));
+}
+
+/// Whether this apply's import wrote the image `a.target` (a scan's target).
+fn imported_now(ctx: &Context<'_>, reg: &Registry, a: &Action) -> bool {
+    ctx.imported
+        .lock()
+        .expect("imported lock")
+        .contains(&at(reg, &a.target.repository, &a.digest))
+}
+
 /// Whether the live tag of the scanned image already points at the scanned digest (a
 /// renewed verdict about an image clusters may be running).
 async fn live_holds(ctx: &Context<'_>, path: &str, a: &Action) -> Result<bool, RegistryError> {
@@ -366,6 +424,17 @@ async fn push_artifact(
     artifact: &records::Artifact,
     subject: &Digest,
 ) -> Result<(), RegistryError> {
+    push_artifact_blobs(ctx, reg, repo, artifact).await?;
+    reg.push_referrer(repo, &artifact.manifest, subject).await
+}
+
+/// The blobs of a record artifact (its config and its document), before its manifest.
+async fn push_artifact_blobs(
+    ctx: &Context<'_>,
+    reg: &Registry,
+    repo: &str,
+    artifact: &records::Artifact,
+) -> Result<(), RegistryError> {
     let stats = Stats::default();
     let copier = ctx.copier(&stats);
     let dst = Repo {
@@ -383,7 +452,7 @@ async fn push_artifact(
             })
             .await?;
     }
-    reg.push_referrer(repo, &artifact.manifest, subject).await
+    Ok(())
 }
 
 /// What a promotion record must say for this promote action's live tag (the binding rule).
@@ -403,6 +472,13 @@ fn promote_binding(ctx: &Context<'_>, a: &Action, q: &Location, tag: &str) -> Bi
 /// Promote: content by digest, then the promotion record, then the tag — a crash at any point
 /// leaves no live tag, or a live tag with a record that binds it. The target holds when the
 /// tag points at the digest and a record binds it; a tag without one gets only the record.
+///
+/// Where that is re-checked: a record repair (the plan saw the live tag at this digest) and
+/// acr-import look at the tag first, as the repair writes only the record. Otherwise the
+/// re-check is made from the live index read the new record is merged into (the content,
+/// already copied, is idempotent): the tag is looked at only when that index lists a
+/// record — a concurrent apply that promoted the image meanwhile is still found, and this
+/// one then writes neither the index entry nor the tag.
 async fn promote(
     ctx: &Context<'_>,
     a: &Action,
@@ -413,21 +489,41 @@ async fn promote(
     let dst = ctx.registries.get(&a.target.registry)?;
     let src = ctx.registries.get(&q.registry)?;
     let want = promote_binding(ctx, a, q, tag);
-    let tag_holds = already_holds(&dst, a, tag).await?;
-    if let Some(unchanged) = &tag_holds
-        && let RecordStatus::Valid { .. } = observe::record_status(&dst, &src, &want, None).await?
-    {
-        return Ok(unchanged.clone());
-    }
-    // The gate, from the verdict document read now (never the plan's or an annotation's
-    // word): src/apply/verdict_gate.rs.
-    let verdict = match verdict_gate::judge(
+    let checked_late = !acr::uses_acr_import(ctx, a) && !planned_as_repair(a);
+    let tag_holds = if checked_late {
+        None
+    } else {
+        let holds = already_holds(&dst, a, tag).await?;
+        if let Some(unchanged) = &holds
+            && let RecordStatus::Valid { .. } =
+                observe::record_status(&dst, &src, &want, None).await?
+        {
+            return Ok(unchanged.clone());
+        }
+        holds
+    };
+    // The gate, from the verdict documents (never the plan's or an annotation's word):
+    // src/apply/verdict_gate.rs. Listed as read now — or, when this apply's scan of the
+    // image wrote a verdict, as that write's re-read listed them (the verdict among them).
+    let listed = ctx
+        .verdicts_listed
+        .lock()
+        .expect("verdicts listed lock")
+        .get(&at(&src, &q.repository, &a.digest))
+        .cloned();
+    let listed = match listed {
+        Some(listed) => listed,
+        None => src.referrers(&q.repository, &a.digest, None).await?,
+    };
+    let path = image_path(ctx, key);
+    let verdict = match verdict_gate::judge_listed(
         ctx.desired,
         &src,
         &q.repository,
         &a.digest,
-        &image_path(ctx, key),
+        &path,
         now(),
+        &listed,
     )
     .await?
     {
@@ -493,7 +589,7 @@ async fn promote(
         match push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await {
             Ok(()) => acr::import_image(ctx, a, &q.registry, &q.repository, tag)
                 .await
-                .map(Some),
+                .map(|detail| Some(Ok(detail))),
             Err(e) => Err(e),
         }
     } else {
@@ -516,7 +612,22 @@ async fn promote(
             {
                 copy_attached(&copier, s, d, &a.digest, &a.digest).await?;
             }
-            push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
+            if checked_late {
+                push_artifact_blobs(ctx, &dst, &a.target.repository, &artifact).await?;
+                let pushed = dst
+                    .push_referrer_checked(
+                        &a.target.repository,
+                        &artifact.manifest,
+                        &a.digest,
+                        async |listed| promoted_already(&dst, &src, a, &want, listed).await,
+                    )
+                    .await?;
+                if let Pushed::Held(unchanged) = pushed {
+                    return Ok(Some(Err(unchanged)));
+                }
+            } else {
+                push_artifact(ctx, &dst, &a.target.repository, &artifact, &a.digest).await?;
+            }
             copier.put_tagged(s, d, tag, &top).await?;
             Ok(None)
         }
@@ -524,8 +635,10 @@ async fn promote(
     };
     let n = stats.snapshot();
     ctx.stats.add(&n);
-    if let Some(detail) = server_side? {
-        return Ok(Status::Done { detail });
+    match server_side? {
+        Some(Ok(detail)) => return Ok(Status::Done { detail }),
+        Some(Err(unchanged)) => return Ok(unchanged),
+        None => {}
     }
     Ok(Status::Done {
         detail: format!(
@@ -536,6 +649,38 @@ async fn promote(
             n.blobs_uploaded,
             n.blobs_present
         ),
+    })
+}
+
+/// Whether the plan saw the live tag already at the promoted digest (a record repair: the
+/// tag without a record that binds it). A hint for where the re-check is made, never
+/// trusted for the outcome: both paths re-check the tag and the record.
+fn planned_as_repair(a: &Action) -> bool {
+    a.preconditions
+        .iter()
+        .any(|p| p.location == a.target && p.digest.as_ref() == Some(&a.digest))
+}
+
+/// `Unchanged` when the image is live already: `listed` (the live index's referrers of the
+/// digest, as read before the new record is merged) has a promotion record, the tag points
+/// at the digest, and a record binds it. No record listed: no request.
+async fn promoted_already(
+    dst: &Registry,
+    src: &Registry,
+    a: &Action,
+    want: &Binding,
+    listed: &[Referrer],
+) -> Result<Option<Status>, RegistryError> {
+    if !listed.iter().any(records::is_listed_as::<PromotionRecord>) {
+        return Ok(None);
+    }
+    let tag = tag_of(a)?;
+    let Some(unchanged) = already_holds(dst, a, tag).await? else {
+        return Ok(None);
+    };
+    Ok(match observe::record_status(dst, src, want, None).await? {
+        RecordStatus::Valid { .. } => Some(unchanged),
+        _ => None,
     })
 }
 

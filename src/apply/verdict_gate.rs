@@ -17,7 +17,7 @@ use crate::model::manifest::Parsed;
 use crate::model::{Digest, media};
 use crate::observed::{Decision, FindingSummary};
 use crate::records::{self, VERDICT_FORMAT, VerdictDocument};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Referrer, Registry, RegistryError};
 use crate::signing::{self, Verifier, dsse::Envelope, dsse::SignatureCheck};
 
 /// Verdict documents larger than this are not read.
@@ -56,11 +56,26 @@ pub async fn judge(
     now: OffsetDateTime,
 ) -> Result<Judgement, RegistryError> {
     let referrers = reg.referrers(repo, digest, None).await?;
+    judge_listed(desired, reg, repo, digest, image_path, now, &referrers).await
+}
+
+/// [`judge`] from `referrers`, the listing of `digest`'s referrers just read (by a write
+/// that re-checks from the read it merges into, or carried from this apply's own verified
+/// write of a verdict): every verdict listed is still read and verified.
+pub async fn judge_listed(
+    desired: &DesiredState,
+    reg: &Registry,
+    repo: &str,
+    digest: &Digest,
+    image_path: &str,
+    now: OffsetDateTime,
+    referrers: &[Referrer],
+) -> Result<Judgement, RegistryError> {
     let key = desired.signing.public_key.as_deref();
     let mut docs: Vec<(Digest, VerdictDocument)> = Vec::new();
     for r in referrers
-        .into_iter()
-        .filter(records::is_listed_as::<VerdictDocument>)
+        .iter()
+        .filter(|r| records::is_listed_as::<VerdictDocument>(r))
     {
         match read(reg, repo, &r.digest, digest, key).await? {
             // With a public_key, an unsigned or badly signed verdict is as good as none: it
@@ -71,7 +86,7 @@ pub async fn judge(
                     detail: format!("verdict {}: {why}", r.digest.short()),
                 });
             }
-            Ok(doc) => docs.push((r.digest, doc)),
+            Ok(doc) => docs.push((r.digest.clone(), doc)),
         }
     }
     // Newest first; on a tie, a verdict that does not pass wins, then the digest decides.

@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod error;
 pub mod http;
 pub mod layout;
+mod referrers_merge;
 mod registries;
 pub mod retry;
 pub mod verify;
@@ -428,90 +429,12 @@ impl Registry {
             );
         }
         let tag = subject.referrers_tag();
-        let what = format!("update the referrers index {repo}:{tag}");
-        let entry =
-            referrer_descriptor(m).map_err(|e| RegistryError::invalid(self.key(), &what, e))?;
         let lock = self.referrers_lock(repo, &tag);
         let _guard = lock.lock().await;
-        let mut index = match self.get_manifest(repo, &tag).await? {
-            Some(current) => {
-                if !current.is_index() {
-                    return Err(RegistryError::invalid(
-                        self.key(),
-                        &what,
-                        format!("the tag holds a {}, not an index", current.media_type),
-                    ));
-                }
-                serde_json::from_slice::<Value>(&current.bytes)
-                    .map_err(|e| RegistryError::invalid(self.key(), &what, e.to_string()))?
-            }
-            None => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
-        };
-        let digest = m.digest.to_string();
-        let manifests = index
-            .as_object_mut()
-            .map(|o| o.entry("manifests").or_insert_with(|| json!([])))
-            .and_then(|v| v.as_array_mut())
-            .ok_or_else(|| {
-                RegistryError::invalid(self.key(), &what, "the index has no manifests list")
-            })?;
-        if manifests
-            .iter()
-            .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest.as_str()))
-        {
-            return Ok(());
-        }
-        manifests.push(entry.clone());
-        self.put_referrers_index(repo, &tag, &mut index, digest.as_str())
-            .await?;
-        // Another process (a second apply) may have read the index before this write and
-        // written its own version after it, dropping this entry: re-read after a pause
-        // longer than such a read-modify-write, and merge again while the entry is missing.
-        for _ in 0..REFERRERS_MERGE_ROUNDS {
-            tokio::time::sleep(jittered(Duration::from_millis(100))).await;
-            let current = self.get_manifest(repo, &tag).await?;
-            let mut index = match current {
-                Some(c) if c.is_index() => serde_json::from_slice::<Value>(&c.bytes)
-                    .map_err(|e| RegistryError::invalid(self.key(), &what, e.to_string()))?,
-                Some(c) => {
-                    return Err(RegistryError::invalid(
-                        self.key(),
-                        &what,
-                        format!("the tag holds a {}, not an index", c.media_type),
-                    ));
-                }
-                None => json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []}),
-            };
-            let Some(manifests) = index
-                .as_object_mut()
-                .map(|o| o.entry("manifests").or_insert_with(|| json!([])))
-                .and_then(|v| v.as_array_mut())
-            else {
-                return Err(RegistryError::invalid(
-                    self.key(),
-                    &what,
-                    "the index has no manifests list",
-                ));
-            };
-            if manifests
-                .iter()
-                .any(|e| e.get("digest").and_then(|d| d.as_str()) == Some(digest.as_str()))
-            {
-                return Ok(());
-            }
-            tracing::info!("{what}: another writer replaced it; merging again");
-            manifests.push(entry.clone());
-            self.put_referrers_index(repo, &tag, &mut index, digest.as_str())
-                .await?;
-        }
-        Err(RegistryError::invalid(
-            self.key(),
-            &what,
-            format!(
-                "other writers kept replacing the index ({REFERRERS_MERGE_ROUNDS} merges); \
-                 run apply again"
-            ),
-        ))
+        let current = self.get_manifest(repo, &tag).await?;
+        self.merge_referrer(repo, m, &tag, current)
+            .await
+            .map(|_| ())
     }
 
     /// Write a referrers tag-schema index. An entry whose manifest was deleted makes
@@ -688,6 +611,7 @@ pub fn referrers_from_index(bytes: &[u8]) -> Result<Vec<Referrer>, String> {
 
 /// Concurrency for registries without an entry.
 pub use crate::config::defaults::DEFAULT_MAX_CONCURRENCY;
+pub use referrers_merge::Pushed;
 
 #[cfg(test)]
 mod tests {

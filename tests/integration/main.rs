@@ -2,6 +2,7 @@
 //! binary and library driven against them.
 
 mod apply;
+mod apply_rechecks;
 mod architecture;
 #[cfg(feature = "azure")]
 mod azure;
