@@ -219,14 +219,8 @@ async fn import(
     }
     let stats = Stats::default();
     let copier = ctx.copier(&stats);
-    let s = Repo {
-        registry: &src,
-        name: &src_loc.repository,
-    };
-    let d = Repo {
-        registry: &dst,
-        name: &a.target.repository,
-    };
+    let s = Repo::new(&src, &src_loc.repository);
+    let d = Repo::new(&dst, &a.target.repository);
     let copied = async {
         copier.copy_image(s, d, &top, tag).await?;
         copy_attached(&copier, s, d, &upstream.digest, &top.digest).await
@@ -369,7 +363,7 @@ async fn current_verdict(
 ) -> Result<Option<Status>, RegistryError> {
     let repo = &a.target.repository;
     let judged =
-        verdict_gate::judge_listed(ctx.desired, reg, repo, &a.digest, path, now(), listed).await?;
+        verdict_gate::judge(ctx.desired, reg, repo, &a.digest, path, now(), listed).await?;
     Ok(match judged {
         Judgement::Pass { verdict } if a.replaces.as_ref() != Some(&verdict) => {
             Some(Status::Unchanged {
@@ -437,10 +431,7 @@ async fn push_artifact_blobs(
 ) -> Result<(), RegistryError> {
     let stats = Stats::default();
     let copier = ctx.copier(&stats);
-    let dst = Repo {
-        registry: reg,
-        name: repo,
-    };
+    let dst = Repo::new(reg, repo);
     for blob in [&artifact.config, &artifact.layer] {
         // The empty config `{}` is shared by every record: written once per repository in
         // one apply (`BlobLedger::once_in_repo`), mounted from where it already is.
@@ -516,7 +507,7 @@ async fn promote(
         None => src.referrers(&q.repository, &a.digest, None).await?,
     };
     let path = image_path(ctx, key);
-    let verdict = match verdict_gate::judge_listed(
+    let verdict = match verdict_gate::judge(
         ctx.desired,
         &src,
         &q.repository,
@@ -594,14 +585,8 @@ async fn promote(
         }
     } else {
         let copier = ctx.copier(&stats);
-        let s = Repo {
-            registry: &src,
-            name: &q.repository,
-        };
-        let d = Repo {
-            registry: &dst,
-            name: &a.target.repository,
-        };
+        let s = Repo::new(&src, &q.repository);
+        let d = Repo::new(&dst, &a.target.repository);
         async {
             // Content by digest, then the record, then the tag. What the source carries
             // travels too, unless this apply imported it and found nothing attached.
@@ -752,7 +737,8 @@ async fn demote_allowed(ctx: &Context<'_>, a: &Action, key: &str) -> Result<(), 
     let path = image_path(ctx, key);
     let q = ctx.registries.get(&ctx.desired.quarantine.registry)?;
     let repo = ctx.desired.quarantine.repository(&path);
-    match verdict_gate::judge(ctx.desired, &q, &repo, &a.digest, &path, now()).await? {
+    let listed = q.referrers(&repo, &a.digest, None).await?;
+    match verdict_gate::judge(ctx.desired, &q, &repo, &a.digest, &path, now(), &listed).await? {
         Judgement::Fails { outage: false, .. } => Ok(()),
         Judgement::Fails { outage: true, .. } => Err(RegistryError::Content {
             what: a.target.to_string(),

@@ -188,6 +188,12 @@ pub struct Repo<'a> {
     pub name: &'a str,
 }
 
+impl<'a> Repo<'a> {
+    pub fn new(registry: &'a Registry, name: &'a str) -> Self {
+        Repo { registry, name }
+    }
+}
+
 impl Copier<'_> {
     /// Copy `top` (already read from `src`, possibly a rebuilt subset index) into `dst` and tag
     /// it `tag`. Children of an index are read from `src` by digest.

@@ -45,24 +45,12 @@ pub enum Judgement {
     Unusable { detail: String },
 }
 
-/// Read the verdicts recorded for `digest` in quarantine repository `repo` and judge the
-/// newest one. `image_path` scopes allow entries.
+/// Judge the newest verdict for `digest` in quarantine repository `repo` from `referrers`,
+/// the listing of `digest`'s referrers just read (by the caller, by a write that re-checks
+/// from the read it merges into, or carried from this apply's own verified write of a
+/// verdict): every verdict listed is still read and verified. `image_path` scopes allow
+/// entries.
 pub async fn judge(
-    desired: &DesiredState,
-    reg: &Registry,
-    repo: &str,
-    digest: &Digest,
-    image_path: &str,
-    now: OffsetDateTime,
-) -> Result<Judgement, RegistryError> {
-    let referrers = reg.referrers(repo, digest, None).await?;
-    judge_listed(desired, reg, repo, digest, image_path, now, &referrers).await
-}
-
-/// [`judge`] from `referrers`, the listing of `digest`'s referrers just read (by a write
-/// that re-checks from the read it merges into, or carried from this apply's own verified
-/// write of a verdict): every verdict listed is still read and verified.
-pub async fn judge_listed(
     desired: &DesiredState,
     reg: &Registry,
     repo: &str,

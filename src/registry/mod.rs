@@ -655,16 +655,10 @@ mod tests {
     #[test]
     fn referrer_descriptors_copy_artifact_type_and_annotations() {
         let subject = Digest::of(b"s");
-        let body = json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_MANIFEST,
-            "artifactType": media::VERDICT_ARTIFACT,
-            "config": {"mediaType": media::OCI_EMPTY, "digest": Digest::of(b"{}").to_string(), "size": 2},
-            "layers": [],
-            "subject": {"mediaType": media::OCI_MANIFEST, "digest": subject.to_string(), "size": 1},
-            "annotations": {"org.opencontainers.image.created": "2026-01-01T00:00:00Z"}
-        });
-        let m = RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap();
+        let m = referrers_merge::tests::verdict_referrer(
+            &subject,
+            json!({"org.opencontainers.image.created": "2026-01-01T00:00:00Z"}),
+        );
         let d = referrer_descriptor(&m).unwrap();
         let idx = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [d]});
         let refs = referrers_from_index(&serde_json::to_vec(&idx).unwrap()).unwrap();

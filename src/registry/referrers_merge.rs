@@ -199,7 +199,7 @@ fn lists(manifests: &[Value], digest: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::{AuthSpec, Endpoint, RegistrySpec, Transfer};
 
@@ -217,6 +217,14 @@ mod tests {
     }
 
     fn referrer(subject: &Digest, n: u32) -> RawManifest {
+        verdict_referrer(subject, json!({"n": n.to_string()}))
+    }
+
+    /// A verdict-typed referrer manifest of `subject` with `annotations` (unit-test fixture).
+    pub(in crate::registry) fn verdict_referrer(
+        subject: &Digest,
+        annotations: Value,
+    ) -> RawManifest {
         let body = json!({
             "schemaVersion": 2,
             "mediaType": media::OCI_MANIFEST,
@@ -224,7 +232,7 @@ mod tests {
             "config": {"mediaType": media::OCI_EMPTY, "digest": Digest::of(b"{}").to_string(), "size": 2},
             "layers": [],
             "subject": {"mediaType": media::OCI_MANIFEST, "digest": subject.to_string(), "size": 1},
-            "annotations": {"n": n.to_string()}
+            "annotations": annotations
         });
         RawManifest::new(serde_json::to_vec(&body).unwrap(), None).unwrap()
     }
