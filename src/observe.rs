@@ -250,7 +250,8 @@ async fn observe_image(
         Ok::<_, RegistryError>(Some(status.check()))
     };
     // One after the other: with a public key the verdict read first is the one the record
-    // names, and the record's check then finds it in the client's cache (no second GET).
+    // names, and the record's check then finds it in the client's cache (no second GET) and
+    // its signature's outcome in the public key's cache (no second verification).
     let verdict = verdict.await?;
     let record = record.await?;
     Ok(ObservedImage {

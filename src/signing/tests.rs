@@ -288,3 +288,84 @@ fn azurekms_references_in_the_configuration() {
         assert!(e.contains("without the `azure` feature"), "{e}");
     }
 }
+
+#[test]
+fn a_verification_is_cached_both_ways_and_never_across_messages() {
+    let s = Signer::from_pem(&test_key()).unwrap();
+    // One verifier shared the way `[signing] public_key` is (clones share the cache).
+    let v = s.verifier();
+    let shared = v.clone();
+    let good = seal(b"{\"live\":\"a\"}", &s);
+    assert_eq!(good.check(&v), SignatureCheck::Verified);
+    assert_eq!(v.cached(), 1);
+    assert_eq!(good.check(&shared), SignatureCheck::Verified);
+    assert_eq!(v.cached(), 1, "the second check is the cached outcome");
+
+    // The same signature over an edited payload: another cache entry, and it fails, twice.
+    let mut edited = good.clone();
+    edited.payload = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"{\"live\":\"b\"}",
+    );
+    assert_eq!(edited.check(&v), SignatureCheck::Bad);
+    assert_eq!(edited.check(&shared), SignatureCheck::Bad);
+    assert_eq!(v.cached(), 2);
+    // ... and the good one still verifies (no outcome leaks between messages).
+    assert_eq!(good.check(&shared), SignatureCheck::Verified);
+
+    // Unsigned stays unsigned, without touching the cache; another key's signature is bad
+    // whatever this key's cache holds.
+    let unsigned = Envelope::seal(IN_TOTO, b"{\"live\":\"a\"}", None);
+    assert_eq!(unsigned.check(&v), SignatureCheck::Unsigned);
+    assert_eq!(v.cached(), 2);
+    let other = Signer::from_pem(&test_key()).unwrap();
+    let foreign = seal(b"{\"live\":\"a\"}", &other);
+    assert_eq!(foreign.check(&v), SignatureCheck::Bad);
+    assert_eq!(foreign.check(&v), SignatureCheck::Bad);
+    // A fresh verifier of the other key verifies it: outcomes are per key.
+    assert_eq!(foreign.check(&other.verifier()), SignatureCheck::Verified);
+
+    // A message and a signature moved between the two halves hash differently.
+    let msg = b"ab";
+    let der = s.sign_local(msg).unwrap();
+    assert!(v.verify(msg, &der));
+    let mut shifted = msg.to_vec();
+    shifted.push(der[0]);
+    assert!(!v.verify(&shifted, &der[1..]));
+}
+
+#[test]
+fn ring_and_p256_agree_on_signatures() {
+    use p256::ecdsa::signature::Verifier as _;
+    let s = Signer::from_pem(&test_key()).unwrap();
+    let v = s.verifier();
+    let Key::Local(k) = &s.key else {
+        panic!("a local key")
+    };
+    for i in 0..16u8 {
+        let msg = vec![i; 100 + usize::from(i)];
+        let der = s.sign_local(&msg).unwrap();
+        let sig = p256::ecdsa::Signature::from_der(&der).unwrap();
+        assert!(k.verifying_key().verify(&msg, &sig).is_ok());
+        assert!(v.verify_uncached(&msg, &der));
+        // The same signature as raw r‖s is not DER: refused.
+        assert!(!v.verify_uncached(&msg, &sig.to_bytes()));
+        // A flipped bit in r or in the message fails in both.
+        let mut bad = der.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(!v.verify_uncached(&msg, &bad));
+        let mut other = msg.clone();
+        other[0] ^= 1;
+        assert!(!v.verify_uncached(&other, &der));
+        assert!(k.verifying_key().verify(&other, &sig).is_err());
+    }
+    // The high-S twin of a valid signature (the same signature in ECDSA's malleable form):
+    // both verifiers accept it, as OpenSSL and Python's `cryptography` do.
+    let msg = b"high s";
+    let sig = p256::ecdsa::Signature::from_der(&s.sign_local(msg).unwrap()).unwrap();
+    let (r, s_) = sig.split_scalars();
+    let twin = p256::ecdsa::Signature::from_scalars(r, -*s_).unwrap();
+    assert!(k.verifying_key().verify(msg, &twin).is_ok());
+    assert!(v.verify_uncached(msg, twin.to_der().as_bytes()));
+}

@@ -538,3 +538,53 @@ fn statements_are_in_toto_v1_with_one_subject() {
             .is_some()
     );
 }
+
+/// One binding (one shared public key and its verification cache) judging records in the
+/// order a run does: good ones first, then bad ones whose envelopes reuse the good signatures.
+/// A cached outcome never lets an unsigned, foreign or edited record bind.
+#[test]
+fn cached_verifications_still_refuse_unsigned_foreign_and_edited_records() {
+    use base64::Engine as _;
+    let key = crate::signing::Signer::for_tests(7);
+    let want = keyed();
+    let (r, v) = signed_pair(Some(&key));
+    for _ in 0..2 {
+        check(&r, true, Some(&v), &want).unwrap();
+        check_current(Some(&v), &want, NOW).unwrap();
+    }
+    let (ur, uv) = signed_pair(None);
+    let (or, ov) = signed_pair(Some(&crate::signing::Signer::for_tests(9)));
+    // The good record's signature on an edited statement.
+    let mut edited = r.clone();
+    let env = edited.envelope.as_mut().unwrap();
+    let body = String::from_utf8(env.payload_bytes().unwrap()).unwrap();
+    let body = body.replace(":1.33.0", ":latest");
+    env.payload = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
+    edited.document = crate::records::from_statement(body.as_bytes());
+    // The foreign record carrying the good record's signature next to its own.
+    let mut grafted = or.clone();
+    let good_sig = r.envelope.as_ref().unwrap().signatures[0].clone();
+    grafted.envelope.as_mut().unwrap().signatures.push(good_sig);
+    for _ in 0..2 {
+        assert!(matches!(
+            check(&ur, true, Some(&uv), &want),
+            Err(RecordProblem::Unsigned { .. })
+        ));
+        assert!(matches!(
+            check(&or, true, Some(&ov), &want),
+            Err(RecordProblem::BadSignature { .. })
+        ));
+        assert!(matches!(
+            check(&edited, true, Some(&v), &want),
+            Err(RecordProblem::BadSignature { .. })
+        ));
+        assert!(matches!(
+            check(&grafted, true, Some(&v), &want),
+            Err(RecordProblem::BadSignature { .. })
+        ));
+        // A good record naming a verdict that is not signed by the key.
+        assert!(check_current(Some(&ov), &want, NOW).is_err());
+        // And the good pair still binds.
+        check(&r, true, Some(&v), &want).unwrap();
+    }
+}
