@@ -16,6 +16,7 @@ pub mod http;
 pub mod layout;
 mod registries;
 pub mod retry;
+pub mod tls;
 pub mod verify;
 
 #[cfg(test)]

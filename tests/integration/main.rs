@@ -25,4 +25,5 @@ mod request_counts;
 mod saved_plan;
 mod scenarios;
 mod signed_records;
+mod tls_trust;
 mod support;
