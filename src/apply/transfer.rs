@@ -389,10 +389,7 @@ impl Leg<'_> {
         // The longest transfers first: with more layers than slots, the last to start is a
         // short one.
         large.sort_by_key(|b| std::cmp::Reverse(b.size));
-        let (small, large) = futures_util::join!(
-            self.copy_all(small),
-            self.copy_all(large)
-        );
+        let (small, large) = futures_util::join!(self.copy_all(small), self.copy_all(large));
         small.into_iter().chain(large).collect()
     }
 

@@ -15,6 +15,7 @@ mod hostile_registry;
 mod interrupt;
 #[cfg(feature = "azure")]
 mod kms;
+mod large_transfer;
 mod plan_view;
 mod plans_ci;
 mod quickstart;
@@ -25,5 +26,5 @@ mod request_counts;
 mod saved_plan;
 mod scenarios;
 mod signed_records;
-mod tls_trust;
 mod support;
+mod tls_trust;

@@ -25,7 +25,9 @@ impl Drop for TlsFront {
 /// A self-signed server certificate for 127.0.0.1 (`cert.pem`, `key.pem`) in `dir`.
 fn self_signed(dir: &std::path::Path) {
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
@@ -135,9 +137,7 @@ async fn an_https_registry_whose_certificate_the_trust_store_lacks_is_refused() 
     self_signed(other.path());
     let other_cert = other.path().join("cert.pem").display().to_string();
     for args in [vec!["plan"], vec!["apply", "--auto-approve"]] {
-        let run = work
-            .run_env(&args, &[("SSL_CERT_FILE", &other_cert)])
-            .await;
+        let run = work.run_env(&args, &[("SSL_CERT_FILE", &other_cert)]).await;
         assert_ne!(run.code, 0, "{args:?} must fail:\n{}", run.stderr);
         assert!(
             run.stderr.to_lowercase().contains("certificate"),
