@@ -138,6 +138,9 @@ fn running(plan: &Plan, progress: &Progress, finished: &BTreeSet<usize>) -> Vec<
 pub struct Heartbeat {
     pub progress: Arc<Progress>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropped by [`Heartbeat::stop`]: wakes the thread at once (an apply's exit does not
+    /// wait for the thread's next tick).
+    wake: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Heartbeat {
@@ -145,13 +148,19 @@ impl Heartbeat {
         let progress = Arc::new(Progress::default());
         let p = progress.clone();
         let plan = plan.clone();
+        let (wake, woken) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let start = Instant::now();
             let mut next = start + interval;
             while !p.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                if Instant::now() < next {
-                    continue;
+                let wait = next.saturating_duration_since(Instant::now());
+                match woken.recv_timeout(wait) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    // Stopped (the sender is dropped), or told to.
+                    _ => break,
+                }
+                if p.stop.load(Ordering::Relaxed) {
+                    break;
                 }
                 next += interval;
                 let finished = p.finished.lock().expect("progress lock").clone();
@@ -172,11 +181,13 @@ impl Heartbeat {
         Heartbeat {
             progress,
             thread: Some(thread),
+            wake: Some(wake),
         }
     }
 
     pub fn stop(&mut self) {
         self.progress.stop.store(true, Ordering::Relaxed);
+        drop(self.wake.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

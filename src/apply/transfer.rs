@@ -16,7 +16,7 @@ use crate::model::{Digest, RawManifest};
 use crate::registry::http::SMALL_BLOB;
 use crate::registry::{Blob, Registry, RegistryError, names_unknown_blob};
 
-/// How many blobs of one image are copied at once.
+/// How many blobs of one image are copied at once: large ones, and small ones beside them.
 const BLOB_CONCURRENCY: usize = 4;
 /// Attempts for one blob copy when a transient error interrupts the stream.
 const BLOB_ATTEMPTS: usize = 3;
@@ -390,12 +390,24 @@ impl Leg<'_> {
             .into_iter()
             .filter(|b| seen.insert(b.digest.clone()))
             .collect();
-        let results: Vec<Result<(), RegistryError>> = stream::iter(blobs.iter())
+        let (small, mut large): (Vec<&ContentRef>, Vec<&ContentRef>) =
+            blobs.iter().partition(|b| b.size <= SMALL_BLOB);
+        // The longest transfers first: with more layers than slots, the last to start is a
+        // short one.
+        large.sort_by_key(|b| std::cmp::Reverse(b.size));
+        let (small, large) = futures_util::join!(self.copy_all(small), self.copy_all(large));
+        small.into_iter().chain(large).collect()
+    }
+
+    /// Copy `blobs`, [`BLOB_CONCURRENCY`] at a time. Small blobs (a config, most of all)
+    /// and large ones each get their own slots: a config's three requests do not hold back
+    /// the fourth layer of a four-layer image, whose transfer would then end that much later.
+    async fn copy_all(&self, blobs: Vec<&ContentRef>) -> Vec<Result<(), RegistryError>> {
+        stream::iter(blobs)
             .map(|b| self.copy_blob(b))
             .buffer_unordered(BLOB_CONCURRENCY)
             .collect()
-            .await;
-        results.into_iter().collect()
+            .await
     }
 
     /// Make blob `b` present in `dst`: mount when the registry already holds it (from the
@@ -540,32 +552,32 @@ impl Leg<'_> {
         moved: Arc<AtomicU64>,
     ) -> Result<(), RegistryError> {
         let (src, dst) = (self.src, self.dst);
-        let blob = src.registry.get_blob(src.name, &b.digest).await?;
-        // The stream verifies exactly `blob.size` bytes (the source's length): that must be
-        // the descriptor's size, or the manifest lies about its content.
-        src.expect_size("blob", b, blob.size)?;
         let on_bytes = self.copier.on_bytes.clone();
-        let stream = blob
-            .stream
-            .inspect(move |chunk| {
-                if let Ok(c) = chunk {
-                    moved.fetch_add(c.len() as u64, Ordering::Relaxed);
-                    if let Some(f) = &on_bytes {
-                        f(c.len() as u64);
+        let source = async move {
+            let blob = src.registry.get_blob(src.name, &b.digest).await?;
+            // The stream verifies exactly `blob.size` bytes (the source's length): that must
+            // be the descriptor's size, or the manifest lies about its content.
+            src.expect_size("blob", b, blob.size)?;
+            let stream = blob
+                .stream
+                .inspect(move |chunk| {
+                    if let Ok(c) = chunk {
+                        moved.fetch_add(c.len() as u64, Ordering::Relaxed);
+                        if let Some(f) = &on_bytes {
+                            f(c.len() as u64);
+                        }
                     }
-                }
+                })
+                .boxed();
+            Ok(Blob {
+                size: b.size,
+                stream,
             })
-            .boxed();
-        // get_blob's stream verifies itself: the upload does not hash it a second time.
+        };
+        // get_blob's stream verifies itself: the upload does not hash it a second time. The
+        // target's upload session is opened while the source answers.
         dst.registry
-            .put_verified_blob(
-                dst.name,
-                &b.digest,
-                Blob {
-                    size: b.size,
-                    stream,
-                },
-            )
+            .put_verified_blob_from(dst.name, &b.digest, source)
             .await?;
         self.copier.stats.count_upload(b.size);
         Ok(())

@@ -111,7 +111,7 @@ pub async fn refresh_token_for(
     host: &str,
 ) -> Result<Secret, RegistryError> {
     crate::registry::ensure_crypto_provider();
-    let client = reqwest::Client::builder()
+    let client = crate::registry::tls::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| RegistryError::Transport {

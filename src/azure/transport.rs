@@ -29,7 +29,7 @@ pub struct ReqwestTransport {
 impl ReqwestTransport {
     pub fn new() -> Result<ReqwestTransport, reqwest::Error> {
         crate::registry::ensure_crypto_provider();
-        let client = reqwest::Client::builder()
+        let client = crate::registry::tls::client_builder()
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(20))
             .redirect(reqwest::redirect::Policy::none())

@@ -138,7 +138,7 @@ impl HttpRegistry {
         opts.retry.budget = Some(spec.timeouts.timeout);
         // This registry's own count (its token requests included, through `auth`).
         opts.retry.tally = Some(Arc::new(crate::registry::retry::RetryTally::default()));
-        let client = reqwest::Client::builder()
+        let client = crate::registry::tls::client_builder()
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(stall)
             .redirect(reqwest::redirect::Policy::none())

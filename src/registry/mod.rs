@@ -17,6 +17,7 @@ pub mod layout;
 mod referrers_merge;
 mod registries;
 pub mod retry;
+pub mod tls;
 pub mod verify;
 
 #[cfg(test)]
@@ -309,6 +310,22 @@ impl Registry {
     pub async fn put_verified_blob(&self, repo: &str, digest: &Digest, blob: Blob) -> Result<()> {
         self.check(repo, None)?;
         dispatch!(self, r => r.put_blob(repo, digest, blob).await)
+    }
+
+    /// [`Registry::put_verified_blob`] of the blob `source` opens (a
+    /// [`Registry::get_blob`] of another registry): over HTTP the upload session is started
+    /// while `source` waits for its answer.
+    pub async fn put_verified_blob_from(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        source: impl std::future::Future<Output = Result<Blob>>,
+    ) -> Result<()> {
+        self.check(repo, None)?;
+        match self {
+            Registry::Http(r) => r.put_blob_from(repo, digest, source).await,
+            Registry::Layout(r) => r.put_blob(repo, digest, source.await?).await,
+        }
     }
 
     pub async fn put_blob_bytes(&self, repo: &str, bytes: bytes::Bytes) -> Result<Digest> {

@@ -16,6 +16,7 @@ mod hostile_registry;
 mod interrupt;
 #[cfg(feature = "azure")]
 mod kms;
+mod large_transfer;
 mod plan_view;
 mod plans_ci;
 mod quickstart;
@@ -27,3 +28,4 @@ mod saved_plan;
 mod scenarios;
 mod signed_records;
 mod support;
+mod tls_trust;

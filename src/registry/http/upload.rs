@@ -19,13 +19,34 @@ use crate::registry::{Blob, BlobStream};
 impl HttpRegistry {
     /// Upload a blob whose stream verifies itself (see `Registry::put_verified_blob`).
     pub async fn put_blob(&self, repo: &str, digest: &Digest, blob: Blob) -> Result<()> {
+        self.put_blob_from(repo, digest, async { Ok(blob) }).await
+    }
+
+    /// Upload the self-verifying blob `source` opens (a download from another registry),
+    /// starting the upload session while `source` waits for its first answer: the two
+    /// round trips overlap instead of adding up. A failed `source` wins over a failed start
+    /// (it is the cause), and a session it leaves open is cancelled.
+    pub async fn put_blob_from(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        source: impl std::future::Future<Output = Result<Blob>>,
+    ) -> Result<()> {
+        let i = &self.inner;
+        let what = format!("upload blob {repo}@{digest}");
+        let (started, opened) = futures_util::join!(i.start_upload(repo, &what), source);
+        let (location, min_chunk, blob) = match (started, opened) {
+            (Ok((location, min)), Ok(blob)) => (location, min, blob),
+            (Ok((location, _)), Err(e)) => {
+                i.cancel_upload(repo, &location).await;
+                return Err(e);
+            }
+            (Err(_), Err(e)) | (Err(e), Ok(_)) => return Err(e),
+        };
         let Blob {
             size,
             stream: verified,
         } = blob;
-        let i = &self.inner;
-        let what = format!("upload blob {repo}@{digest}");
-        let (location, min_chunk) = i.start_upload(repo, &what).await?;
         i.open_uploads
             .lock()
             .expect("open uploads lock")
