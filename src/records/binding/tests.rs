@@ -29,13 +29,23 @@ fn want() -> Binding {
     }
 }
 
+/// An artifact `artifact` of type `kind` about image `d('a')`, read without an envelope.
+fn about_a<D>(artifact: char, kind: &str, document: D) -> ReadArtifact<D> {
+    ReadArtifact {
+        artifact: d(artifact),
+        artifact_type: Some(kind.into()),
+        subject: Some(d('a')),
+        document: Some(document),
+        envelope: None,
+    }
+}
+
 fn record() -> ReadRecord {
     let w = want();
-    ReadArtifact {
-        artifact: d('1'),
-        artifact_type: Some(media::PROMOTION_ARTIFACT.into()),
-        subject: Some(d('a')),
-        document: Some(PromotionRecord {
+    about_a(
+        '1',
+        media::PROMOTION_ARTIFACT,
+        PromotionRecord {
             format_version: PROMOTION_FORMAT,
             digest: d('a'),
             live: w.live_ref(),
@@ -45,17 +55,15 @@ fn record() -> ReadRecord {
             plan_hash: d('e'),
             created: NOW - time::Duration::hours(1),
             airlock_version: "0".into(),
-        }),
-        envelope: None,
-    }
+        },
+    )
 }
 
 fn verdict(decision: Decision, created: OffsetDateTime) -> ReadVerdict {
-    ReadArtifact {
-        artifact: d('f'),
-        artifact_type: Some(media::VERDICT_ARTIFACT.into()),
-        subject: Some(d('a')),
-        document: Some(VerdictDocument {
+    about_a(
+        'f',
+        media::VERDICT_ARTIFACT,
+        VerdictDocument {
             format_version: VERDICT_FORMAT,
             digest: d('a'),
             repository: "quarantine/library/busybox".into(),
@@ -78,9 +86,8 @@ fn verdict(decision: Decision, created: OffsetDateTime) -> ReadVerdict {
                 allowed_by: None,
             }],
             airlock_version: "0".into(),
-        }),
-        envelope: None,
-    }
+        },
+    )
 }
 
 fn passing() -> ReadVerdict {
@@ -463,19 +470,25 @@ fn with_a_public_key_only_signed_records_and_verdicts_bind() {
     let _ = rec_only;
 }
 
-#[test]
-fn an_edited_signed_record_does_not_verify() {
+/// `r` with its signed statement edited to name another tag, its signature kept, and the
+/// document a reader would decode from the edited envelope.
+fn retagged(r: &ReadRecord) -> ReadRecord {
     use base64::Engine as _;
-    let key = crate::signing::Signer::for_tests(7);
-    let (r, v) = signed_pair(Some(&key));
-    // Edit the signed statement: point it at another tag, keep the signature.
     let mut edited = r.clone();
     let env = edited.envelope.as_mut().unwrap();
     let body = String::from_utf8(env.payload_bytes().unwrap()).unwrap();
     let body = body.replace(":1.33.0", ":latest");
     env.payload = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
-    // (what the reader would decode from the edited envelope)
     edited.document = crate::records::from_statement(body.as_bytes());
+    edited
+}
+
+#[test]
+fn an_edited_signed_record_does_not_verify() {
+    let key = crate::signing::Signer::for_tests(7);
+    let (r, v) = signed_pair(Some(&key));
+    // Edit the signed statement: point it at another tag, keep the signature.
+    let edited = retagged(&r);
     let p = check(&edited, true, Some(&v), &keyed()).unwrap_err();
     assert!(matches!(p, RecordProblem::BadSignature { .. }), "{p}");
 }
@@ -544,7 +557,6 @@ fn statements_are_in_toto_v1_with_one_subject() {
 /// A cached outcome never lets an unsigned, foreign or edited record bind.
 #[test]
 fn cached_verifications_still_refuse_unsigned_foreign_and_edited_records() {
-    use base64::Engine as _;
     let key = crate::signing::Signer::for_tests(7);
     let want = keyed();
     let (r, v) = signed_pair(Some(&key));
@@ -555,12 +567,7 @@ fn cached_verifications_still_refuse_unsigned_foreign_and_edited_records() {
     let (ur, uv) = signed_pair(None);
     let (or, ov) = signed_pair(Some(&crate::signing::Signer::for_tests(9)));
     // The good record's signature on an edited statement.
-    let mut edited = r.clone();
-    let env = edited.envelope.as_mut().unwrap();
-    let body = String::from_utf8(env.payload_bytes().unwrap()).unwrap();
-    let body = body.replace(":1.33.0", ":latest");
-    env.payload = base64::engine::general_purpose::STANDARD.encode(body.as_bytes());
-    edited.document = crate::records::from_statement(body.as_bytes());
+    let edited = retagged(&r);
     // The foreign record carrying the good record's signature next to its own.
     let mut grafted = or.clone();
     let good_sig = r.envelope.as_ref().unwrap().signatures[0].clone();
