@@ -3,7 +3,10 @@
 //! `sha256-<hex>.sig`, `.att` and `.sbom` (`crate::model::cosign` defines them) are read by
 //! tag from the source repository and, when present, copied with their content to the target
 //! under the same tag. Looked up by tag (GET, no tag listing). airlock's own records are
-//! referrers, never such tags.
+//! referrers, never such tags. The four lookups (referrers and three tags) are read at once;
+//! the writes follow one after the other.
+
+use futures_util::future::{try_join, try_join_all};
 
 use super::transfer::{Copier, Repo};
 use crate::model::{Digest, cosign};
@@ -24,9 +27,15 @@ pub async fn copy_attached(
     if upstream != target {
         return Ok(0);
     }
+    let tags = cosign::signature_tags(upstream);
+    let (listed, tagged) = try_join(
+        src.registry.referrers(src.name, upstream, None),
+        try_join_all(tags.iter().map(|t| src.registry.get_manifest(src.name, t))),
+    )
+    .await?;
     let mut n = 0;
     // Referrers other than airlock's own records, listed at `dst` as referrers of `target`.
-    for r in src.registry.referrers(src.name, upstream, None).await? {
+    for r in listed {
         // airlock's own verdicts and records (0.1's artifact types, or DSSE envelopes listed
         // with an airlock predicate): the gate makes its own; a promote never carries the
         // quarantine verdicts into live.
@@ -50,16 +59,16 @@ pub async fn copy_attached(
         n += 1;
     }
     // Cosign tags, unless `dst` has them already.
-    for tag in cosign::signature_tags(upstream) {
-        let Some(m) = src.registry.get_manifest(src.name, &tag).await? else {
+    for (tag, m) in tags.iter().zip(tagged) {
+        let Some(m) = m else {
             continue;
         };
         n += 1;
-        let there = dst.registry.head_manifest(dst.name, &tag).await?;
+        let there = dst.registry.head_manifest(dst.name, tag).await?;
         if there.is_some_and(|d| d.digest == m.digest) {
             continue;
         }
-        copier.copy_image(src, dst, &m, &tag).await?;
+        copier.copy_image(src, dst, &m, tag).await?;
     }
     Ok(n)
 }
