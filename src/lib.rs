@@ -59,9 +59,11 @@
 //!   request one way (`http::transport`: permit, auth, retry, deadlines, error mapping)
 //!   and groups the endpoints by what they move (`manifests`, `blobs`, `upload`,
 //!   `download`, `cache`); `auth` owns challenges, tokens and basic credentials,
-//!   `credentials` their sources, `retry` the policy, `verify` digest-checked streams.
-//!   May call `config`, and `azure` for AAD tokens (`auth = "azure"`; issue 16 moves this
-//!   behind a token-source trait).
+//!   `credentials` their sources, `retry` the policy, `verify` digest-checked streams,
+//!   `referrers_merge` the read-merge-write-re-read of a tag-schema index (with a check
+//!   on the listing it merges into), `tls` the one TLS configuration of the process.
+//!   May call `config`; AAD tokens (`auth = "azure"`) come through the `IdentitySource`
+//!   plug-in that `commands` wires from `azure`, so `registry` names nothing in `azure`.
 //! - [`observe`]: the registry reads the planner needs, concurrently. May call `registry`,
 //!   `records`, `config`, `error`.
 //! - [`gate`]: built-in policy checks, external scanners, the verdict. May call `registry`,
