@@ -122,6 +122,60 @@ async fn seed(upstream: &TestRegistry, n: usize) -> Vec<TestImage> {
     images
 }
 
+/// A full gated apply (import + policy scan + promote + signed records) of `n` small images
+/// from a fresh upstream to a fresh target behind a fault proxy (with the referrers-API
+/// stand-in when `referrers_api`), and the target
+/// requests it cost (printed by kind under `title`). The registries live as long as this.
+struct GatedApply {
+    _upstream: TestRegistry,
+    _target: TestRegistry,
+    tp: FaultProxy,
+    w: Workdir,
+    /// The signing key's PEM, for `KEY_ENV`.
+    key: String,
+    apply: Vec<ProxyRequest>,
+    by: BTreeMap<String, usize>,
+}
+
+impl GatedApply {
+    async fn run(n: usize, referrers_api: bool, title: &str) -> GatedApply {
+        let upstream = TestRegistry::start(Auth::None).await;
+        let target = TestRegistry::start(Auth::None).await;
+        let tp = if referrers_api {
+            FaultProxy::with_referrers_api(&target.url()).await
+        } else {
+            FaultProxy::start(&target.url()).await
+        };
+        seed(&upstream, n).await;
+        let srcs: Vec<String> = (0..n)
+            .map(|i| format!("docker.io/{}:1.0", repo(i)))
+            .collect();
+        let w = Workdir::new(&config(&upstream.url(), &tp.url(), &srcs, SIGNING));
+        let key = openssl_keys(w.path());
+        let applied = w
+            .run_env(&["apply", "--auto-approve"], &[(KEY_ENV, key.as_str())])
+            .await
+            .expect(0);
+        assert!(
+            applied.stdout.contains(&format!("Apply: {} done", 3 * n)),
+            "{}",
+            applied.stdout
+        );
+        let apply = tp.requests();
+        let by = breakdown(&apply);
+        print(title, &by, n);
+        GatedApply {
+            _upstream: upstream,
+            _target: target,
+            tp,
+            w,
+            key,
+            apply,
+            by,
+        }
+    }
+}
+
 /// A full gated apply (import + policy scan + promote + signed verdict and promotion record)
 /// of N small images, then the no-op plan, counted on the target registry.
 ///
@@ -160,29 +214,9 @@ async fn seed(upstream: &TestRegistry, n: usize) -> Vec<TestImage> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_gated_apply_of_small_images_costs_29_target_requests_per_image() {
     const N: usize = 24;
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let tp = FaultProxy::start(&target.url()).await;
-    seed(&upstream, N).await;
-    let srcs: Vec<String> = (0..N)
-        .map(|i| format!("docker.io/{}:1.0", repo(i)))
-        .collect();
-    let w = Workdir::new(&config(&upstream.url(), &tp.url(), &srcs, SIGNING));
-    let key = openssl_keys(w.path());
-    let env = [(KEY_ENV, key.as_str())];
-
-    let applied = w
-        .run_env(&["apply", "--auto-approve"], &env)
-        .await
-        .expect(0);
-    assert!(
-        applied.stdout.contains(&format!("Apply: {} done", 3 * N)),
-        "{}",
-        applied.stdout
-    );
-    let apply = tp.requests();
-    let by = breakdown(&apply);
-    print("full gated apply", &by, N);
+    let g = GatedApply::run(N, false, "full gated apply").await;
+    let (tp, w, apply, by) = (&g.tp, &g.w, &g.apply, &g.by);
+    let env = [(KEY_ENV, g.key.as_str())];
 
     let plan = w.run_env(&["plan", "--detailed-exitcode"], &env).await;
     let plan = plan.expect(0);
@@ -217,7 +251,7 @@ async fn a_full_gated_apply_of_small_images_costs_29_target_requests_per_image()
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    assert_eq!(by, want, "the apply's target requests by kind");
+    assert_eq!(*by, want, "the apply's target requests by kind");
     let total = apply.len();
     assert_eq!(total, 29 * N + 4 * 2 + 1 + 1);
     assert!(total <= 30 * N, "{total} requests for {N} images");
@@ -256,29 +290,9 @@ async fn a_full_gated_apply_of_small_images_costs_29_target_requests_per_image()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_gated_apply_with_the_referrers_api_costs_25_target_requests_per_image() {
     const N: usize = 24;
-    let upstream = TestRegistry::start(Auth::None).await;
-    let target = TestRegistry::start(Auth::None).await;
-    let tp = FaultProxy::with_referrers_api(&target.url()).await;
-    seed(&upstream, N).await;
-    let srcs: Vec<String> = (0..N)
-        .map(|i| format!("docker.io/{}:1.0", repo(i)))
-        .collect();
-    let w = Workdir::new(&config(&upstream.url(), &tp.url(), &srcs, SIGNING));
-    let key = openssl_keys(w.path());
-    let env = [(KEY_ENV, key.as_str())];
-
-    let applied = w
-        .run_env(&["apply", "--auto-approve"], &env)
-        .await
-        .expect(0);
-    assert!(
-        applied.stdout.contains(&format!("Apply: {} done", 3 * N)),
-        "{}",
-        applied.stdout
-    );
-    let apply = tp.requests();
-    let by = breakdown(&apply);
-    print("full gated apply, referrers API", &by, N);
+    let g = GatedApply::run(N, true, "full gated apply, referrers API").await;
+    let (w, apply, by) = (&g.w, &g.apply, &g.by);
+    let env = [(KEY_ENV, g.key.as_str())];
     let want: BTreeMap<String, usize> = [
         // The plan's verdict lookup, the scan's and the promote's re-checks.
         ("referrers API probe", 3 * N),
@@ -293,7 +307,7 @@ async fn a_full_gated_apply_with_the_referrers_api_costs_25_target_requests_per_
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    assert_eq!(by, want, "the apply's target requests by kind");
+    assert_eq!(*by, want, "the apply's target requests by kind");
     assert_eq!(apply.len(), 25 * N + 4 * 2 + 1);
     let plan = w.run_env(&["plan", "--detailed-exitcode"], &env).await;
     let plan = plan.expect(0);

@@ -3,10 +3,9 @@
 //! (`registry::tls`), not once per client at start-up: these tests hold that the roots are
 //! still the platform's (`SSL_CERT_FILE` decides) and a certificate outside them is refused.
 
-use std::sync::Arc;
-
 use super::support::airlock::{Workdir, config, seed_walkthrough, sources};
 use super::support::registry::{Auth, TestRegistry};
+use super::support::tls::self_signed_acceptor;
 
 /// A TLS front for a real registry: TLS terminated with a certificate for 127.0.0.1 made by
 /// openssl, bytes forwarded to the registry's plain-HTTP port.
@@ -22,50 +21,10 @@ impl Drop for TlsFront {
     }
 }
 
-/// A self-signed server certificate for 127.0.0.1 (`cert.pem`, `key.pem`) in `dir`.
-fn self_signed(dir: &std::path::Path) {
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 impl TlsFront {
     async fn start(backend: u16) -> TlsFront {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let dir = tempfile::tempdir().unwrap();
-        self_signed(dir.path());
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(dir.path().join("cert.pem"))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-        let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = self_signed_acceptor(dir.path());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
@@ -134,7 +93,7 @@ async fn an_https_registry_whose_certificate_the_trust_store_lacks_is_refused() 
     let (_up, target, _front, work) = https_upstream().await;
     // A trust store holding another self-signed certificate, not the front's.
     let other = tempfile::tempdir().unwrap();
-    self_signed(other.path());
+    let _ = self_signed_acceptor(other.path());
     let other_cert = other.path().join("cert.pem").display().to_string();
     for args in [vec!["plan"], vec!["apply", "--auto-approve"]] {
         let run = work.run_env(&args, &[("SSL_CERT_FILE", &other_cert)]).await;

@@ -2,7 +2,8 @@
 //! loopback ports ([`registry`]), a Docker token issuer ([`token`]), a fault-injecting reverse
 //! proxy ([`proxy`], also a stand-in for the OCI 1.1 referrers API: [`referrers_api`]),
 //! deterministic real image content ([`images`]), a small raw registry client for seeding and
-//! reading back ([`client`]) and skopeo as an independent client ([`skopeo`]). Nothing here
+//! reading back ([`client`]), a self-signed TLS server side ([`tls`]) and skopeo as an
+//! independent client ([`skopeo`]). Nothing here
 //! mocks the registry protocol: every byte goes through a real registry. A missing tool is a
 //! loud failure with the install command, never a skip.
 //!
@@ -23,6 +24,7 @@ pub mod records;
 pub mod referrers_api;
 pub mod registry;
 pub mod skopeo;
+pub mod tls;
 pub mod token;
 
 use std::path::{Path, PathBuf};
